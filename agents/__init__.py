@@ -1,0 +1,1 @@
+"""Everything that decides or predicts: baseline policies now; forecasters and RL agents later."""

@@ -1,0 +1,123 @@
+"""Baseline replenishment policies, one class each, all behind `act(state) -> orders`.
+
+Levels are (nodes, SKUs) arrays; rows of supplier nodes are ignored. Each class
+has a `from_stats` constructor that sets its levels from demand statistics and
+safety factors per echelon (`z` by node kind), which is what the tuner searches.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from agents.baselines.stats import DemandStats
+from twin.state import NetworkState
+
+
+def _by_kind(stats: DemandStats, values: dict[str, float], default: float) -> np.ndarray:
+    """A (nodes, 1) column with the value for each node's kind."""
+    return np.array([values.get(kind, default) for kind in stats.topology.kinds], dtype=float)[:, None]
+
+
+class BaseStock:
+    """Installation base-stock: order up to S on the node's own inventory position."""
+
+    def __init__(self, levels: np.ndarray) -> None:
+        self.levels = np.asarray(levels, dtype=float)
+
+    def act(self, state: NetworkState) -> np.ndarray:
+        orders = np.maximum(self.levels - state.inventory_position, 0.0)
+        orders[state.topology.is_supplier] = 0.0
+        return orders
+
+    @classmethod
+    def from_stats(cls, stats: DemandStats, z: dict[str, float] | None = None) -> BaseStock:
+        """S = mean over L+1 days + z * sd over L+1 days (z per node kind, default 1.65)."""
+        mu, sd = stats.over(stats.lead_time_mean + 1)
+        return cls(mu + _by_kind(stats, z or {}, 1.65) * sd)
+
+
+class EchelonBaseStock:
+    """Echelon base-stock: order up to S on the echelon inventory position (Clark-Scarf optimal for serial chains)."""
+
+    def __init__(self, levels: np.ndarray) -> None:
+        self.levels = np.asarray(levels, dtype=float)
+
+    def act(self, state: NetworkState) -> np.ndarray:
+        orders = np.maximum(self.levels - state.echelon_inventory_position, 0.0)
+        orders[state.topology.is_supplier] = 0.0
+        return orders
+
+    @classmethod
+    def from_stats(cls, stats: DemandStats, z: dict[str, float] | None = None) -> EchelonBaseStock:
+        """S_e = demand over the lead times from the node down to a store, plus one day, with z safety."""
+        topo = stats.topology
+        periods = np.ones(len(topo.names))
+        for i in range(len(topo.names)):
+            below = np.flatnonzero(topo.descendants[i] & topo.is_store)
+            if len(below):
+                # the longest path of lead times from node i to a store below it
+                paths = []
+                for leaf in below:
+                    total, j = 0.0, leaf
+                    while j != i:
+                        total += topo.lead_time_mean[j]
+                        j = topo.parent[j]
+                    paths.append(total + topo.lead_time_mean[i])
+                periods[i] = max(paths) + 1
+        mu, sd = stats.over(periods)
+        return cls(mu + _by_kind(stats, z or {}, 1.65) * sd)
+
+
+class SS:
+    """(s, S): when the inventory position is at or below s, order up to S."""
+
+    def __init__(self, s: np.ndarray, S: np.ndarray) -> None:
+        self.s = np.asarray(s, dtype=float)
+        self.S = np.asarray(S, dtype=float)
+        if np.any(self.S < self.s):
+            raise ValueError("(s, S): S must be >= s for every node and SKU")
+
+    def act(self, state: NetworkState) -> np.ndarray:
+        position = state.inventory_position
+        orders = np.where(position <= self.s, self.S - position, 0.0)
+        orders[state.topology.is_supplier] = 0.0
+        return np.maximum(orders, 0.0)
+
+    @classmethod
+    def from_stats(cls, stats: DemandStats, fixed_cost: np.ndarray, holding_cost: np.ndarray,
+                   z: dict[str, float] | None = None) -> SS:
+        """s = base-stock level, S = s + EOQ (a standard heuristic)."""
+        s = BaseStock.from_stats(stats, z).levels
+        return cls(s, s + economic_order_quantity(stats.mean, fixed_cost, holding_cost))
+
+
+class ReorderPointEOQ:
+    """The static reorder point of the paper: when the position is at or below ROP, order EOQ (enough multiples
+    to lift the position above ROP)."""
+
+    def __init__(self, reorder_point: np.ndarray, quantity: np.ndarray) -> None:
+        self.reorder_point = np.asarray(reorder_point, dtype=float)
+        self.quantity = np.maximum(np.asarray(quantity, dtype=float), 1e-9)
+
+    def act(self, state: NetworkState) -> np.ndarray:
+        position = state.inventory_position
+        short = position <= self.reorder_point
+        batches = np.floor((self.reorder_point - position) / self.quantity) + 1
+        orders = np.where(short, batches * self.quantity, 0.0)
+        orders[state.topology.is_supplier] = 0.0
+        return orders
+
+    @classmethod
+    def from_stats(cls, stats: DemandStats, fixed_cost: np.ndarray, holding_cost: np.ndarray,
+                   z: dict[str, float] | None = None) -> ReorderPointEOQ:
+        """ROP = mean over the lead time + z * sd over it; Q = EOQ."""
+        mu, sd = stats.over(stats.lead_time_mean)
+        rop = mu + _by_kind(stats, z or {}, 1.65) * sd
+        return cls(rop, economic_order_quantity(stats.mean, fixed_cost, holding_cost))
+
+
+def economic_order_quantity(daily_mean: np.ndarray, fixed_cost: np.ndarray, holding_cost: np.ndarray) -> np.ndarray:
+    """EOQ = sqrt(2 K D / h) per node and SKU, at least one day of demand and at least 1 unit."""
+    h = np.maximum(holding_cost, 1e-9)
+    eoq = np.sqrt(2 * fixed_cost * daily_mean / h)
+    return np.maximum(np.maximum(eoq, daily_mean), 1.0)

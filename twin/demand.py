@@ -1,0 +1,141 @@
+"""Customer demand at stores: the true mean per store, SKU and day, and the draws.
+
+The mean is a product of factors, precomputed once per run as a (days, SKUs)
+matrix per region:
+
+    base mean (SKU) x store scale x weekly x yearly seasonality x trend
+    x holiday lift x price effect (promotion discount, elasticity) x promotion lift
+    x weather effect (region index, SKU sensitivity)
+
+Shocks multiply it further at run time. The covariates (promotion flag, price,
+holiday lift, weather index) are kept so forecasters can use them, and `mean`
+is the oracle a forecaster can be compared with.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from twin.spec import NetworkSpec
+from twin.streams import Streams
+
+
+class DemandModel:
+    """True demand process of a network over a horizon; draws come from per-store streams."""
+
+    def __init__(self, network: NetworkSpec, horizon: int, streams: Streams) -> None:
+        skus, spec = network.skus, network.demand
+        self.horizon = horizon
+        days = np.arange(horizon)
+        doy = days % 365
+        weekly = np.asarray(spec.weekly, dtype=float)
+        weekly = weekly / weekly.mean()
+        seasonal = 1 + spec.yearly_amplitude * np.cos(2 * np.pi * (doy - spec.yearly_peak_day) / 365)
+        trend = 1 + spec.trend_per_year * days / 365
+        self.holiday = np.ones(horizon)
+        for h in spec.holidays:
+            in_window = (doy >= h.day) & (doy < h.day + h.duration_days)
+            self.holiday[in_window] *= h.lift
+        calendar = weekly[days % 7] * seasonal * trend * self.holiday
+
+        self.promotion = _draw_promotions(spec.promotion, horizon, skus.n, streams.generator("network", "promotion"))
+        discount = spec.promotion.discount * self.promotion
+        self.price = skus.price[None, :] * (1 - discount)
+        price_effect = (1 - discount) ** (-skus.price_elasticity[None, :])
+        promo_lift = np.where(self.promotion, spec.promotion.extra_lift, 1.0)
+        self.sku_day = calendar[:, None] * price_effect * promo_lift * skus.mean[None, :]
+
+        self.regions = sorted({n.region for n in network.nodes})
+        self.weather = {r: _draw_weather(spec.weather_ar, spec.weather_sd, doy, streams.generator(r, "weather"))
+                        for r in self.regions}
+        self._region_rate = {}
+        for r in self.regions:
+            if np.any(skus.weather_sensitivity != 0):
+                effect = np.exp(np.outer(self.weather[r], skus.weather_sensitivity))
+                self._region_rate[r] = self.sku_day * effect
+            else:
+                self._region_rate[r] = self.sku_day
+
+        self.stores = [n for n in network.nodes if n.kind == "store"]
+        self._samplers = {n.name: StoreDemand(n.name, n.region, n.demand_scale, network, streams)
+                          for n in self.stores}
+
+    def mean(self, store: str, day: int, multiplier: np.ndarray | float = 1.0) -> np.ndarray:
+        """Expected demand of every SKU at `store` on `day` (the oracle forecast)."""
+        sampler = self._samplers[store]
+        return self._region_rate[sampler.region][day] * sampler.scale * multiplier
+
+    def mean_matrix(self, store: str) -> np.ndarray:
+        """Expected demand (days, SKUs) at `store` over the horizon, without shocks."""
+        sampler = self._samplers[store]
+        return self._region_rate[sampler.region] * sampler.scale
+
+    def sample(self, store: str, day: int, multiplier: np.ndarray | float = 1.0) -> np.ndarray:
+        """One day's demand of every SKU at `store`."""
+        return self._samplers[store].draw(self.mean(store, day, multiplier))
+
+
+class StoreDemand:
+    """Draws a store's daily demand vector, one vectorised call per demand law."""
+
+    def __init__(self, name: str, region: str, scale: float, network: NetworkSpec, streams: Streams) -> None:
+        skus = network.skus
+        self.region = region
+        self.scale = scale
+        self.rng = streams.generator(name, "demand")
+        self.truncate = network.demand.truncate_normal
+        self.integer = network.demand.integer_units
+        dist = np.asarray(skus.dist)
+        self.groups = [(d, np.flatnonzero(dist == d)) for d in dict.fromkeys(skus.dist)]
+        self.cv = skus.cv
+        self.dispersion = skus.dispersion
+        self.zero_prob = skus.zero_prob
+        self.n = skus.n
+
+    def draw(self, mean: np.ndarray) -> np.ndarray:
+        if len(self.groups) == 1:
+            return self._draw(self.groups[0][0], slice(None), mean)
+        out = np.empty(self.n)
+        for law, idx in self.groups:
+            out[idx] = self._draw(law, idx, mean[idx])
+        return out
+
+    def _draw(self, law: str, idx, mean: np.ndarray) -> np.ndarray:
+        rng = self.rng
+        if law == "poisson":
+            return rng.poisson(mean).astype(float)
+        if law == "negative_binomial":
+            r = self.dispersion[idx]
+            return rng.negative_binomial(r, r / (r + mean)).astype(float)
+        if law == "zero_inflated_poisson":
+            keep = 1 - self.zero_prob[idx]
+            positive = rng.poisson(mean / keep)
+            return np.where(rng.random(len(positive)) < keep, positive, 0).astype(float)
+        draws = rng.normal(mean, self.cv[idx] * mean)  # normal
+        if self.truncate:
+            draws = np.maximum(draws, 0.0)
+        return np.rint(draws) if self.integer else draws
+
+
+def _draw_promotions(spec, horizon: int, n_sku: int, rng: np.random.Generator) -> np.ndarray:
+    """Promotion flags (days, SKUs): each SKU may start a promotion at the start of each week."""
+    active = np.zeros((horizon, n_sku), dtype=bool)
+    if spec.weekly_probability <= 0:
+        return active
+    for start in range(0, horizon, 7):
+        starts = rng.random(n_sku) < spec.weekly_probability
+        starts &= ~active[start]
+        active[start:start + spec.duration_days, starts] = True
+    return active
+
+
+def _draw_weather(ar: float, sd: float, doy: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A weather index per day: a yearly cycle (peak in July) plus AR(1) noise with stationary sd `sd`."""
+    cycle = np.cos(2 * np.pi * (doy - 196) / 365)
+    noise = np.zeros(len(doy))
+    shocks = rng.normal(0, sd * np.sqrt(1 - ar**2), len(doy))
+    level = rng.normal(0, sd)
+    for t in range(len(doy)):
+        level = ar * level + shocks[t]
+        noise[t] = level
+    return cycle + noise

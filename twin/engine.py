@@ -1,0 +1,419 @@
+"""The SimPy engine: one process per node, SKU-vectorised state, one decision point per day.
+
+The day contract (DESIGN.md section 3), as phases of simulated day t:
+
+    t + 0.00  shipments due on day t arrive (SimPy timeout events) into on-hand;
+    t + 0.01  shocks switch on or off (one SimPy process per shock);
+    t + 0.10  stores serve their customer backorders from on-hand;
+    t + 0.30  DECISION: the caller supplies orders for every node at once
+              (a policy in `run`, or an RL environment through `step`);
+    t + 0.40+ nodes that supply others allocate, the deepest first (DCs before
+              suppliers): backlog and today's orders, rationed when short, are
+              dispatched with a lead time sampled at dispatch; a lead time of 0
+              is received at once (before the day's demand at a store; a DC can
+              ship such a receipt on from the next day, since it already allocated);
+    t + 0.60  stores draw customer demand and serve it; the rest is backordered or lost;
+    t + 0.90  the books close: costs, ledger invariants, KPIs and time series.
+
+Decisions are simultaneous: a DC's order of day t is decided before it sees its
+stores' orders of day t (an echelon policy is unaffected: echelon positions do
+not change when stock moves inside the echelon). The same `step` serves a
+policy run and an outside caller, so there is one engine for both.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+import simpy
+
+from twin.demand import DemandModel
+from twin.kpi import COSTS, DayFlows, KpiAccumulator, SeriesRecorder
+from twin.ledger import Ledger
+from twin.rationing import RULES
+from twin.shocks import Shock, ShockEffects
+from twin.spec import NetworkSpec
+from twin.state import NetworkState, Topology
+from twin.streams import Streams
+
+PHASE_SHOCKS = 0.01
+PHASE_BACKORDERS = 0.10
+PHASE_DECISION = 0.30
+PHASE_ALLOCATE = 0.40
+PHASE_DEMAND = 0.60
+PHASE_CLOSE = 0.90
+
+TWIN_VERSION = "0.1.0"
+
+
+class OrderPolicy(Protocol):
+    """Anything that decides orders: `act(state) -> (nodes, SKUs)` non-negative quantities."""
+
+    def act(self, state: NetworkState) -> np.ndarray: ...
+
+
+@dataclass
+class Shipment:
+    """Units on their way into a node."""
+
+    source: int
+    dispatched: int
+    arrival: int
+    quantity: np.ndarray
+
+
+@dataclass
+class RunResult:
+    """What a finished run leaves: KPIs, daily series, and how it was made."""
+
+    kpis: dict
+    series: dict[str, np.ndarray]
+    sku_series: dict[str, np.ndarray] | None
+    meta: dict
+    violations: list[str] = field(default_factory=list)
+
+
+class Engine:
+    """A digital twin run: build it, then `run(policy)` to the end or `step(orders)` one day at a time."""
+
+    def __init__(self, network: NetworkSpec, *, horizon: int, seed: int, shocks: Sequence[Shock] = (),
+                 warmup: int = 0, invariants: str = "warn", per_sku_series: bool = False,
+                 progress: Callable[[int, int], None] | None = None, progress_every: int = 30) -> None:
+        if isinstance(horizon, bool) or not isinstance(horizon, int) or horizon < 1:
+            raise ValueError(f"horizon: {horizon!r} is not allowed; allowed: an integer >= 1 (days)")
+        if not isinstance(warmup, int) or not (0 <= warmup < horizon):
+            raise ValueError(f"warmup: {warmup!r} is not allowed; allowed: an integer in [0, horizon)")
+        for i, shock in enumerate(shocks):
+            shock.validate(network, f"shocks[{i}]")
+        self.network = network
+        self.horizon = horizon
+        self.warmup = warmup
+        self.seed = seed
+        self.shocks = tuple(shocks)
+        self.topology = topo = Topology.of(network)
+        self.n_nodes = n = len(network.nodes)
+        self.n_sku = k = network.skus.n
+        self.integer = network.demand.integer_units
+        streams = Streams(seed)
+
+        skus = network.skus
+        nodes = network.nodes
+        col = lambda attr: np.array([getattr(nd, attr) for nd in nodes])[:, None]  # noqa: E731
+        self.holding_rate = col("holding_factor") * skus.holding_cost
+        self.backorder_rate = col("backorder_factor") * skus.backorder_cost
+        self.lost_rate = col("lost_sale_factor") * skus.lost_sale_cost
+        self.transit_rate = col("in_transit_holding") * skus.holding_cost
+        self.fixed_order_cost = np.broadcast_to(skus.fixed_order_cost, (n, k))
+        self.unit_cost = np.broadcast_to(skus.unit_cost, (n, k))
+        self.backorders_allowed = np.array([nd.unmet == "backorder" for nd in nodes])
+        for rate in (self.holding_rate, self.backorder_rate, self.lost_rate):
+            rate[topo.is_supplier] = 0.0  # suppliers are outside the network: their backlog costs nothing
+
+        # state
+        self.on_hand = np.zeros((n, k))
+        self.backorders = np.zeros((n, k))
+        self.in_transit = np.zeros((n, k))
+        self.on_order = np.zeros((n, k))
+        self.new_orders = np.zeros((n, k))
+        self.shipments: list[dict[int, Shipment]] = [{} for _ in range(n)]
+        self._next_shipment = 0
+        self._reset_flows()
+        self.bought = 0.0
+        self.sold_total = 0.0
+
+        # topology for allocation: who may order from whom (children and re-routed customers)
+        parent = topo.parent
+        backup = np.array([-1 if nd.backup_parent is None else network.index(nd.backup_parent) for nd in nodes])
+        self.parent, self.backup = parent, backup
+        self.route = parent.copy()
+        self.customers = {p: np.flatnonzero((parent == p) | (backup == p)) for p in range(n)
+                          if ((parent == p) | (backup == p)).any()}
+        self.backlog: dict[int, list[tuple[int, np.ndarray]]] = {p: [] for p in self.customers}
+        rule = RULES[network.rationing]
+        self.rationing = rule(backlog_first=network.backlog_first)
+        self.storage_capacity = np.array([np.inf if nd.storage_capacity is None else nd.storage_capacity
+                                          for nd in nodes])
+        self.lane_capacity = np.array([np.inf if nd.lane_capacity is None else nd.lane_capacity for nd in nodes])
+        self.supply_capacity = np.array([np.inf if nd.supply_capacity is None else nd.supply_capacity
+                                         for nd in nodes])
+
+        # randomness: demand per store, one lead-time draw per lane per day (used or not: common random numbers)
+        self.demand_model = DemandModel(network, horizon, streams)
+        self.lead_times = np.stack([nd.lead_time.sample(streams.generator(nd.name, "lead_time"), horizon)
+                                    if nd.kind != "supplier" else np.zeros(horizon, dtype=np.int64)
+                                    for nd in nodes])
+
+        self.effects = ShockEffects.neutral(n, k)
+        self.active_shocks: list[Shock] = []
+
+        self.ledger = Ledger(topo.names, topo.is_supplier, invariants)
+        self.kpis = KpiAccumulator(topo.names, topo.kinds, parent, k)
+        self.series = SeriesRecorder(horizon, n, k, per_sku_series)
+        self.progress = progress
+        self.progress_every = progress_every
+        self._started = time.perf_counter()
+
+        self.env = simpy.Environment()
+        max_depth = int(topo.depth.max())
+        for i, nd in enumerate(nodes):
+            if nd.kind == "store":
+                self.env.process(self._store_process(i))
+            if i in self.customers:
+                phase = PHASE_ALLOCATE + 0.01 * (max_depth - topo.depth[i]) / (max_depth + 1)
+                self.env.process(self._supplier_process(i, phase))
+        for shock in self.shocks:
+            self.env.process(self._shock_process(shock))
+        self.env.process(self._close_process())
+        self.day = 0
+        self.done = False
+        self.env.run(until=PHASE_DECISION)
+
+    # ------------------------------------------------------------------ stepping
+
+    def state(self) -> NetworkState:
+        """The network at today's decision point (copies)."""
+        return NetworkState(day=self.day, topology=self.topology, on_hand=self.on_hand.copy(),
+                            backorders=self.backorders.copy(), in_transit=self.in_transit.copy(),
+                            on_order=self.on_order.copy())
+
+    def step(self, orders: np.ndarray) -> None:
+        """Place today's orders (nodes, SKUs) and simulate until the next decision point or the end."""
+        if self.done:
+            raise RuntimeError("the run is over: build a new Engine to simulate again")
+        q = self._check_orders(orders)
+        self.new_orders[:] = q
+        self.on_order += q
+        self.flows_ordered += q
+        self.day += 1
+        if self.day < self.horizon:
+            self.env.run(until=self.day + PHASE_DECISION)
+        else:
+            self.env.run(until=self.horizon)
+            self.done = True
+
+    def run(self, policy: OrderPolicy) -> RunResult:
+        """Simulate to the end, asking `policy` for orders every day."""
+        while not self.done:
+            self.step(policy.act(self.state()))
+        return self.result(policy=type(policy).__name__)
+
+    def result(self, **meta) -> RunResult:
+        """KPIs, series and metadata of the finished (or current) run."""
+        return RunResult(
+            kpis=self.kpis.result(),
+            series={k: v[: self.day] for k, v in self.series.data.items()},
+            sku_series=None if self.series.sku is None else {k: v[: self.day] for k, v in self.series.sku.items()},
+            meta={"network": self.network.name, "nodes": list(self.topology.names), "n_sku": self.n_sku,
+                  "horizon": self.horizon, "warmup": self.warmup, "seed": self.seed,
+                  "shocks": [type(s).__name__ for s in self.shocks], "twin_version": TWIN_VERSION, **meta},
+            violations=list(self.ledger.violations),
+        )
+
+    def _check_orders(self, orders) -> np.ndarray:
+        q = np.asarray(orders, dtype=float)
+        if q.shape != (self.n_nodes, self.n_sku):
+            raise ValueError(f"orders: shape {q.shape} is not allowed; allowed: (nodes, SKUs) = "
+                             f"({self.n_nodes}, {self.n_sku})")
+        bad = ~np.isfinite(q) | (q < 0)
+        if bad.any():
+            i, k = np.argwhere(bad)[0]
+            raise ValueError(f"orders[{self.topology.names[i]!r}, SKU {k}]: {q[i, k]!r} is not allowed; "
+                             f"allowed: a finite quantity >= 0")
+        if q[self.topology.is_supplier].any():
+            raise ValueError("orders: suppliers do not order; allowed: zero rows for supplier nodes")
+        return np.rint(q) if self.integer else q
+
+    # ------------------------------------------------------------------ processes
+
+    def _at(self, day: int, phase: float) -> simpy.events.Timeout:
+        return self.env.timeout(day + phase - self.env.now)
+
+    def _store_process(self, i: int):
+        name = self.topology.names[i]
+        backorders_allowed = self.backorders_allowed[i]
+        for day in range(self.horizon):
+            yield self._at(day, PHASE_BACKORDERS)
+            if backorders_allowed:
+                owed = self.backorders[i]
+                served = np.minimum(owed, self.on_hand[i])
+                self.on_hand[i] -= served
+                owed -= served
+                self.flows_outflow[i] += served
+            yield self._at(day, PHASE_DEMAND)
+            demand = self.demand_model.sample(name, day, self.effects.demand[i])
+            stock = self.on_hand[i]
+            served = np.minimum(demand, stock)
+            stock -= served
+            unmet = demand - served
+            if backorders_allowed:
+                self.backorders[i] += unmet
+            else:
+                self.flows_lost[i] += unmet
+            self.flows_demand[i] += demand
+            self.flows_filled[i] += served
+            self.flows_outflow[i] += served
+
+    def _supplier_process(self, p: int, phase: float):
+        for day in range(self.horizon):
+            yield self._at(day, phase)
+            self._allocate(p, day)
+
+    def _shock_process(self, shock: Shock):
+        if shock.start >= self.horizon:
+            return
+        yield self._at(shock.start, PHASE_SHOCKS)
+        self.active_shocks.append(shock)
+        self._recompute_effects()
+        if shock.end >= self.horizon:
+            return
+        yield self._at(shock.end, PHASE_SHOCKS)
+        self.active_shocks.remove(shock)
+        self._recompute_effects()
+
+    def _close_process(self):
+        for day in range(self.horizon):
+            yield self._at(day, PHASE_CLOSE)
+            self._close_day(day)
+
+    # ------------------------------------------------------------------ mechanics
+
+    def _recompute_effects(self) -> None:
+        effects = ShockEffects.neutral(self.n_nodes, self.n_sku)
+        for shock in self.active_shocks:
+            shock.apply(effects, self.network)
+        self.effects = effects
+        reroute = effects.shut & effects.reroute
+        parent = self.parent
+        use_backup = (parent >= 0) & reroute[np.maximum(parent, 0)] & (self.backup >= 0)
+        self.route = np.where(use_backup, self.backup, parent)
+
+    def _allocate(self, p: int, day: int) -> None:
+        """Node p serves its backlog and today's orders from on-hand (suppliers: unlimited unless capped)."""
+        customers = self.customers[p]
+        new = self.new_orders[customers] * (self.route[customers] == p)[:, None]
+        cohorts = self.backlog[p]
+        if not cohorts and not new.any():
+            return
+        if self.effects.shut[p]:
+            shipped = np.zeros_like(new)
+        else:
+            available = None if self.topology.is_supplier[p] else self.on_hand[p]
+            shipped = self.rationing.allocate(available, [c for _, c in cohorts], new, self.integer)
+            shipped = self._apply_capacities(p, customers, shipped)
+        # shipments consume the oldest backlog first, then today's orders
+        remaining = shipped.copy()
+        for _, cohort in cohorts:
+            take = np.minimum(cohort, remaining)
+            cohort -= take
+            remaining -= take
+        shipped_new = remaining
+        unfilled = new - shipped_new
+        kept = [(d, c) for d, c in cohorts if c.any()]
+        if unfilled.any():
+            if self.backorders_allowed[p] or self.topology.is_supplier[p]:
+                kept.append((day, unfilled))
+            else:
+                self.on_order[customers] -= unfilled
+                self.flows_lost[p] += unfilled.sum(axis=0)
+        self.backlog[p] = kept
+        self.backorders[p] = sum(c for _, c in kept).sum(axis=0) if kept else 0.0
+        self.flows_demand[p] += new.sum(axis=0)
+        self.flows_filled[p] += shipped_new.sum(axis=0)
+        total = shipped.sum(axis=0)
+        if self.topology.is_supplier[p]:
+            self.bought += float(total.sum())
+        else:
+            self.on_hand[p] -= total
+        self.flows_outflow[p] += total
+        multiplier = self.effects.lead_time[p]
+        for row in np.flatnonzero(shipped.any(axis=1)):
+            self._dispatch(p, int(customers[row]), shipped[row], day, multiplier)
+
+    def _apply_capacities(self, p: int, customers: np.ndarray, shipped: np.ndarray) -> np.ndarray:
+        """Scale shipments down to lane capacity, the customer's free storage and the supplier's capacity."""
+        factor = self.effects.capacity
+        limit = np.minimum(self.lane_capacity[customers] * factor[customers],
+                           self.storage_capacity[customers] * factor[customers]
+                           - self.on_hand[customers].sum(axis=1) - self.in_transit[customers].sum(axis=1))
+        totals = shipped.sum(axis=1)
+        scale = np.ones(len(customers))
+        over = totals > np.maximum(limit, 0)
+        scale[over] = np.maximum(limit[over], 0) / totals[over]
+        cap = self.supply_capacity[p] * factor[p]
+        if np.isfinite(cap):
+            grand = float((shipped * scale[:, None]).sum())
+            if grand > cap:
+                scale *= cap / grand
+        if (scale < 1).any():
+            shipped = shipped * scale[:, None]
+            if self.integer:
+                shipped = np.floor(shipped + 1e-9)
+        return shipped
+
+    def _dispatch(self, source: int, child: int, quantity: np.ndarray, day: int, multiplier: float) -> None:
+        lead = int(round(self.lead_times[child, day] * multiplier))
+        self.in_transit[child] += quantity
+        self.on_order[child] -= quantity
+        if lead == 0:
+            self._receive(child, quantity)
+            return
+        sid = self._next_shipment
+        self._next_shipment += 1
+        self.shipments[child][sid] = Shipment(source, day, day + lead, quantity)
+        event = self.env.timeout(day + lead - self.env.now)
+        event.callbacks.append(lambda _e, c=child, s=sid: self._arrive(c, s))
+
+    def _arrive(self, child: int, sid: int) -> None:
+        self._receive(child, self.shipments[child].pop(sid).quantity)
+
+    def _receive(self, child: int, quantity: np.ndarray) -> None:
+        self.in_transit[child] -= quantity
+        self.on_hand[child] += quantity
+        self.flows_received[child] += quantity
+
+    def _close_day(self, day: int) -> None:
+        costs = {
+            "holding": np.einsum("nk,nk->n", self.holding_rate, self.on_hand),
+            "backorder": np.einsum("nk,nk->n", self.backorder_rate, self.backorders),
+            "lost_sale": np.einsum("nk,nk->n", self.lost_rate, self.flows_lost),
+            "ordering": np.einsum("nk,nk->n", self.fixed_order_cost, (self.flows_ordered > 0).astype(float))
+            + np.einsum("nk,nk->n", self.unit_cost, self.flows_ordered),
+            "in_transit": np.einsum("nk,nk->n", self.transit_rate, self.in_transit),
+        }
+        store = self.topology.is_store
+        self.sold_total += float(self.flows_outflow[store].sum())
+        self.ledger.check_day(
+            day, start=self.day_start, received=self.flows_received,
+            shipped=np.where(store[:, None], 0.0, self.flows_outflow),
+            sold=np.where(store[:, None], self.flows_outflow, 0.0),
+            on_hand=self.on_hand, backorders=self.backorders, in_transit=self.in_transit, on_order=self.on_order,
+            bought_total=self.bought, sold_total=self.sold_total)
+        flows = DayFlows(demand=self.flows_demand, filled=self.flows_filled, outflow=self.flows_outflow,
+                         lost=self.flows_lost, ordered=self.flows_ordered, received=self.flows_received,
+                         costs=costs)
+        if day >= self.warmup:
+            self.kpis.add(flows, self.on_hand, self.backorders)
+        self.series.add(day, flows, {"on_hand": self.on_hand, "backorders": self.backorders,
+                                     "in_transit": self.in_transit, "on_order": self.on_order})
+        self._reset_flows()
+        if self.progress is not None and ((day + 1) % self.progress_every == 0 or day + 1 == self.horizon):
+            self.progress(day + 1, self.horizon)
+
+    def _reset_flows(self) -> None:
+        shape = (self.n_nodes, self.n_sku)
+        self.flows_demand = np.zeros(shape)
+        self.flows_filled = np.zeros(shape)
+        self.flows_outflow = np.zeros(shape)
+        self.flows_lost = np.zeros(shape)
+        self.flows_ordered = np.zeros(shape)
+        self.flows_received = np.zeros(shape)
+        self.day_start = self.on_hand.copy()
+
+    @property
+    def costs_so_far(self) -> float:
+        """Total cost accumulated in the KPIs (after warm-up) so far."""
+        return float(sum(self.kpis.cost[c].sum() for c in COSTS))

@@ -1,0 +1,77 @@
+"""What a decision maker sees: the network's topology and its state at a review epoch."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from twin.spec import NetworkSpec
+
+
+@dataclass(frozen=True)
+class Topology:
+    """Static index arrays of a network (node order is the spec's order, parents first)."""
+
+    names: tuple[str, ...]
+    kinds: tuple[str, ...]
+    parent: np.ndarray        # (nodes,) index of the parent, -1 for suppliers
+    depth: np.ndarray         # (nodes,) 0 for suppliers
+    is_store: np.ndarray      # (nodes,) bool
+    is_supplier: np.ndarray   # (nodes,) bool
+    descendants: np.ndarray   # (nodes, nodes) bool, [j, i]: i is j or below j
+    lead_time_mean: np.ndarray  # (nodes,) expected lead time of the lane into the node (days)
+
+    @classmethod
+    def of(cls, network: NetworkSpec) -> Topology:
+        names = network.node_names
+        parent = np.array([-1 if n.parent is None else names.index(n.parent) for n in network.nodes])
+        depth = np.zeros(len(names), dtype=int)
+        desc = np.eye(len(names), dtype=bool)
+        for i in range(len(names)):
+            j = parent[i]
+            if j >= 0:
+                depth[i] = depth[j] + 1
+            while j >= 0:
+                desc[j, i] = True
+                j = parent[j]
+        kinds = tuple(n.kind for n in network.nodes)
+        return cls(
+            names=names, kinds=kinds, parent=parent, depth=depth,
+            is_store=np.array([k == "store" for k in kinds]), is_supplier=np.array([k == "supplier" for k in kinds]),
+            descendants=desc, lead_time_mean=np.array([n.lead_time.expected_days for n in network.nodes]),
+        )
+
+    def children(self, i: int) -> np.ndarray:
+        return np.flatnonzero(self.parent == i)
+
+
+@dataclass(frozen=True)
+class NetworkState:
+    """State of every node and SKU at the decision point of a day (after receipts and backorder service).
+
+    All arrays are (nodes, SKUs) copies. `backorders` are units owed to customers:
+    end customers at a store, downstream nodes at a DC or supplier. `on_order` are
+    units this node ordered that its supplier has not shipped yet.
+    """
+
+    day: int
+    topology: Topology
+    on_hand: np.ndarray
+    backorders: np.ndarray
+    in_transit: np.ndarray
+    on_order: np.ndarray
+
+    @property
+    def inventory_position(self) -> np.ndarray:
+        """On hand + in transit + on order - backorders, per node and SKU."""
+        return self.on_hand + self.in_transit + self.on_order - self.backorders
+
+    @property
+    def echelon_inventory_position(self) -> np.ndarray:
+        """Stock at and below each node, in transit to them, on order by the node, less customer backorders."""
+        t = self.topology
+        d = t.descendants.astype(float)
+        local = self.on_hand + self.in_transit
+        customer_backorders = np.where(t.is_store[:, None], self.backorders, 0.0)
+        return d @ local - d @ customer_backorders + self.on_order
