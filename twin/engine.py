@@ -2,9 +2,9 @@
 
 The day contract (DESIGN.md section 3), as phases of simulated day t:
 
-    t + 0.00  shipments due on day t arrive (SimPy timeout events) into on-hand;
+    t + 0.00  shipments due on day t arrive (SimPy timeout events) into on-hand, and a
+              store serves its customer backorders first from every receipt (step 2);
     t + 0.01  shocks switch on or off (one SimPy process per shock);
-    t + 0.10  stores serve their customer backorders from on-hand;
     t + 0.30  DECISION: the caller supplies orders for every node at once
               (a policy in `run`, or an RL environment through `step`);
     t + 0.40+ nodes that supply others allocate, the deepest first (DCs before
@@ -41,7 +41,6 @@ from twin.state import NetworkState, Topology
 from twin.streams import Streams
 
 PHASE_SHOCKS = 0.01
-PHASE_BACKORDERS = 0.10
 PHASE_DECISION = 0.30
 PHASE_ALLOCATE = 0.40
 PHASE_DEMAND = 0.60
@@ -110,6 +109,7 @@ class Engine:
         self.fixed_order_cost = np.broadcast_to(skus.fixed_order_cost, (n, k))
         self.unit_cost = np.broadcast_to(skus.unit_cost, (n, k))
         self.backorders_allowed = np.array([nd.unmet == "backorder" for nd in nodes])
+        self.serves_customer_backorders = self.backorders_allowed & topo.is_store
         for rate in (self.holding_rate, self.backorder_rate, self.lost_rate):
             rate[topo.is_supplier] = 0.0  # suppliers are outside the network: their backlog costs nothing
 
@@ -236,13 +236,6 @@ class Engine:
         name = self.topology.names[i]
         backorders_allowed = self.backorders_allowed[i]
         for day in range(self.horizon):
-            yield self._at(day, PHASE_BACKORDERS)
-            if backorders_allowed:
-                owed = self.backorders[i]
-                served = np.minimum(owed, self.on_hand[i])
-                self.on_hand[i] -= served
-                owed -= served
-                self.flows_outflow[i] += served
             yield self._at(day, PHASE_DEMAND)
             demand = self.demand_model.sample(name, day, self.effects.demand[i])
             stock = self.on_hand[i]
@@ -374,6 +367,14 @@ class Engine:
         self.in_transit[child] -= quantity
         self.on_hand[child] += quantity
         self.flows_received[child] += quantity
+        if self.serves_customer_backorders[child]:
+            # step 2 of the day contract: customer backorders are served first from what arrives, whether it
+            # arrives at the start of the day or at once (lead time 0) after the decision, before the demand
+            owed = self.backorders[child]
+            served = np.minimum(owed, self.on_hand[child])
+            self.on_hand[child] -= served
+            owed -= served
+            self.flows_outflow[child] += served
 
     def _close_day(self, day: int) -> None:
         costs = {
