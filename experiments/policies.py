@@ -1,0 +1,86 @@
+"""The baseline policies by name (conf/policy/<name>.yaml), built from the network's demand statistics.
+
+A policy config is `name` plus safety factors `z: {store: .., dc: ..}` per echelon.
+Levels are static: computed once from the true demand model over the run's horizon
+(`DemandStats.of(network, horizon, seed)`), never from the shocks of a scenario.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from agents.baselines.policies import SS, BaseStock, EchelonBaseStock, ReorderPointEOQ
+from agents.baselines.stats import DemandStats
+from agents.protocol import Policy
+from twin.config import ConfigReader
+from twin.spec import NetworkSpec
+
+ECHELONS = ("store", "dc")
+
+
+@dataclass(frozen=True)
+class CostArrays:
+    """Per (node, SKU) costs the EOQ-based policies need."""
+
+    fixed_cost: np.ndarray      # per order line
+    holding_cost: np.ndarray    # per unit-day
+
+    @classmethod
+    def of(cls, network: NetworkSpec) -> CostArrays:
+        """Fixed order cost broadcast over nodes; holding = node.holding_factor * SKU holding cost."""
+        skus = network.skus
+        factors = np.array([n.holding_factor for n in network.nodes], dtype=float)[:, None]
+        return cls(fixed_cost=np.broadcast_to(skus.fixed_order_cost, (len(network.nodes), skus.n)).copy(),
+                   holding_cost=factors * skus.holding_cost[None, :])
+
+
+def _base_stock(stats: DemandStats, costs: CostArrays, z: dict[str, float]) -> Policy:
+    return BaseStock.from_stats(stats, z)
+
+
+def _echelon_base_stock(stats: DemandStats, costs: CostArrays, z: dict[str, float]) -> Policy:
+    return EchelonBaseStock.from_stats(stats, z)
+
+
+def _ss(stats: DemandStats, costs: CostArrays, z: dict[str, float]) -> Policy:
+    return SS.from_stats(stats, costs.fixed_cost, costs.holding_cost, z)
+
+
+def _rop(stats: DemandStats, costs: CostArrays, z: dict[str, float]) -> Policy:
+    return ReorderPointEOQ.from_stats(stats, costs.fixed_cost, costs.holding_cost, z)
+
+
+POLICIES: dict[str, Callable[[DemandStats, CostArrays, dict[str, float]], Policy]] = {
+    "base_stock": _base_stock,
+    "echelon_base_stock": _echelon_base_stock,
+    "ss": _ss,
+    "rop": _rop,
+}
+
+
+@dataclass(frozen=True)
+class PolicySpec:
+    """A validated policy config: its registry name and safety factors per echelon."""
+
+    name: str
+    z: dict[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None, path: str = "policy") -> PolicySpec:
+        """Read `name` (one of POLICIES) and `z` (store, dc: numbers in [-3, 5], default 1.65)."""
+        r = ConfigReader(data, path)
+        name = r.choice("name", tuple(POLICIES))
+        zr = r.child("z")
+        z = {e: zr.number(e, 1.65, low=-3, high=5) for e in ECHELONS}
+        zr.done()
+        r.done()
+        return cls(name=name, z=z)
+
+    def build(self, network: NetworkSpec, horizon: int, seed: int) -> Policy:
+        """The policy with static levels for `network` (demand statistics over `horizon` days of `seed`)."""
+        stats = DemandStats.of(network, horizon, seed)
+        return POLICIES[self.name](stats, CostArrays.of(network), self.z)

@@ -1,0 +1,89 @@
+"""Tune a baseline policy's safety factors per echelon on the twin, with common random numbers.
+
+    python -m experiments.tune                                   # base_stock on paper_5x20, baseline
+    python -m experiments.tune policy=rop scenario=covid_2020 tune.seeds=3
+
+Every candidate z (per echelon: store, dc) is evaluated on the same seeds, so
+candidates differ only by policy. Writes tuned_policy.yaml (usable as a
+conf/policy file) and tuning.csv (every evaluation) into the run directory.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import sys
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+
+from agents.baselines import tune
+from experiments.policies import ECHELONS, PolicySpec
+from experiments.simulate import load_config, unknown_choice
+from twin import SpecError
+from twin.config import ConfigReader
+
+log = logging.getLogger("experiments.tune")
+
+
+def read_tune_options(data) -> tuple[tuple[float, ...], int, int]:
+    """Validate the `tune` block: grid of z values, number of seeds, rounds."""
+    r = ConfigReader(data, "tune")
+    grid = r.numbers("grid", (0.0, 1.0, 2.0), low=-3, high=5)
+    if not grid:
+        raise SpecError("tune.grid: empty; allowed: at least one z value in [-3, 5]")
+    seeds = r.integer("seeds", 2, low=1, high=100)
+    rounds = r.integer("max_rounds", 3, low=1, high=20)
+    r.done()
+    return grid, seeds, rounds
+
+
+@hydra.main(config_path="../conf", config_name="tune", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    """Validate, tune, and write the tuned policy."""
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    try:
+        grid, n_seeds, rounds = read_tune_options(resolved.pop("tune", None))
+        config = load_config(resolved)
+    except SpecError as error:
+        print(f"config error: {error}", file=sys.stderr)
+        sys.exit(2)
+    echelons = [e for e in ECHELONS if any(n.kind == e for n in config.network.nodes)]
+    seeds = list(range(config.seed, config.seed + n_seeds))
+    log.info("tuning %s z over %s on %s / %s, seeds %s", config.policy_spec.name, echelons, config.network.name,
+             config.scenario.name, seeds)
+
+    def make_policy(params: dict[str, float]):
+        spec = PolicySpec(name=config.policy_spec.name, z={**config.policy_spec.z, **params})
+        return spec.build(config.network, config.horizon, config.seed)
+
+    def progress(params: dict[str, float], cost: float) -> None:
+        log.info("z %s: cost per day %.2f", params, cost)
+
+    result = tune(make_policy, config.network, grid={e: grid for e in echelons}, horizon=config.horizon,
+                  seeds=seeds, shocks=config.scenario.shocks, warmup=config.warmup, max_rounds=rounds,
+                  progress=progress)
+    out = Path(HydraConfig.get().runtime.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tuned = {"name": config.policy_spec.name, "z": {**config.policy_spec.z, **result.best}}
+    (out / "tuned_policy.yaml").write_text(
+        f"# tuned on {config.network.name} / {config.scenario.name}, seeds {seeds}: cost per day "
+        f"{result.best_cost:.4f}\n" + OmegaConf.to_yaml(OmegaConf.create(tuned)))
+    with (out / "tuning.csv").open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow([*echelons, "cost_per_day"])
+        for params, cost in sorted(result.evaluations, key=lambda item: item[1]):
+            values = dict(params)
+            writer.writerow([values[e] for e in echelons] + [cost])
+    print(f"best z {result.best} for {config.policy_spec.name}: cost per day {result.best_cost:,.2f} "
+          f"({len(result.evaluations)} candidates x {len(seeds)} seeds); written to {out / 'tuned_policy.yaml'}")
+
+
+if __name__ == "__main__":
+    message = unknown_choice(sys.argv[1:])
+    if message:
+        print(f"config error: {message}", file=sys.stderr)
+        sys.exit(2)
+    main()

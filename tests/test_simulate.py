@@ -1,0 +1,208 @@
+"""experiments.simulate: the configs compose and validate, the README command runs, bad configs stop cleanly."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from experiments import simulate as simulate_module
+from experiments.policies import POLICIES, CostArrays, PolicySpec
+from experiments.simulate import kpi_table, load_config, summarize, t_quantile_975, unknown_choice
+from twin import SpecError
+
+ROOT = Path(__file__).resolve().parent.parent
+CONF = ROOT / "conf"
+NETWORKS = sorted(p.stem for p in (CONF / "network").glob("*.yaml"))
+PNGS = ("inventory_backorders.png", "cost_breakdown.png", "fill_rate.png")
+
+
+def composed(*overrides: str) -> dict:
+    """The config Hydra would hand to the main function, as plain containers."""
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return OmegaConf.to_container(compose("config", overrides=list(overrides)), resolve=True)
+
+
+def simulate(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "experiments.simulate", *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=120)
+
+
+# ---------------------------------------------------------------- configs, in process
+
+def test_the_conf_groups_are_complete():
+    assert {"paper_5x20", "paper_5x50", "small", "serial_3"} <= set(NETWORKS)
+    assert {p.stem for p in (CONF / "policy").glob("*.yaml")} == set(POLICIES)
+
+
+@pytest.mark.parametrize("network", NETWORKS)
+@pytest.mark.parametrize("policy", sorted(POLICIES))
+def test_every_network_and_policy_config_validates(network, policy):
+    config = load_config(composed(f"network={network}", f"policy={policy}"))
+    assert config.network.name == network
+    assert config.policy_spec == PolicySpec(name=policy, z={"store": 1.65, "dc": 1.65})
+    assert config.horizon == 365 and config.warmup == 28 and config.seeds == [0]
+
+
+def test_default_config_and_networks_have_the_documented_shape():
+    config = load_config(composed())
+    net = config.network
+    kinds = [n.kind for n in net.nodes]
+    assert (kinds.count("supplier"), kinds.count("dc"), kinds.count("store"), net.skus.n) == (1, 5, 20, 50)
+    assert set(net.skus.group) == {"staples", "fresh", "general"}
+    assert all(n.unmet == "backorder" for n in net.nodes)
+    assert (config.scenario.name, config.policy_spec.name, config.output.plots, config.output.per_sku) == \
+        ("baseline", "base_stock", True, False)
+    costs = CostArrays.of(net)
+    dc, store = net.index("dc_0"), net.index("store_00")
+    assert (costs.holding_cost[dc] < costs.holding_cost[store]).all()
+    assert (costs.fixed_cost > 0).all()
+    big = load_config(composed("network=paper_5x50")).network
+    assert len(big.nodes_of_kind("store")) == 50 and big.nodes_of_kind("dc")[0].storage_capacity == 250000
+    serial = load_config(composed("network=serial_3")).network
+    assert [n.parent for n in serial.nodes] == [None, "supplier", "dc_upper", "dc_lower"]
+
+
+def test_every_scenario_config_validates_on_the_default_network():
+    for path in sorted((CONF / "scenario").glob("*.yaml")):
+        assert load_config(composed(f"scenario={path.stem}")).scenario.name == path.stem
+
+
+@pytest.mark.parametrize(("overrides", "key"), [
+    (["horizon=0"], "horizon"),
+    (["warmup=365"], "warmup"),
+    (["replications=0"], "replications"),
+    (["invariants=loud"], "invariants"),
+    (["output.plots=maybe"], "output.plots"),
+    (["policy.z.dc=9"], "policy.z.dc"),
+    (["+policy.z.supplier=1"], "policy.z"),
+    (["policy.name=magic"], "policy.name"),
+    (["network.layout.stores=0"], "network.layout.stores"),
+    (["scenario=covid_2020", "scenario.severity=-1"], "scenario.severity"),
+    (["scenario.name=nope"], "scenario.name"),
+])
+def test_bad_values_name_the_key(overrides, key):
+    with pytest.raises(SpecError) as info:
+        load_config(composed(*overrides))
+    assert str(info.value).startswith(key), str(info.value)
+
+
+def test_unknown_group_options_are_caught_before_hydra():
+    assert unknown_choice(["scenario=covid_2020", "policy=rop,ss", "horizon=30", "hydra.run.dir=x"]) is None
+    message = unknown_choice(["network=small", "policy=rop,nope"])
+    assert message.startswith("policy: 'nope' is not allowed; allowed: base_stock, echelon_base_stock, rop, ss")
+
+
+def test_summary_statistics():
+    s = summarize([1.0, 2.0, 3.0, None])
+    assert s["n"] == 3 and s["mean"] == pytest.approx(2.0) and s["std"] == pytest.approx(1.0)
+    assert s["ci95"] == pytest.approx(4.303 / 3**0.5)
+    assert summarize([5.0]) == {"mean": 5.0, "std": None, "ci95": None, "n": 1}
+    assert summarize([None]) == {"mean": None, "std": None, "ci95": None, "n": 0}
+    assert t_quantile_975(20) == pytest.approx(2.086, abs=2e-3)
+    assert t_quantile_975(120) == pytest.approx(1.980, abs=1e-3)
+
+
+def test_slow_replications_log_progress(monkeypatch, caplog):
+    monkeypatch.setattr(simulate_module, "SLOW_RUN_SECONDS", 0.0)  # every replication counts as slow
+    config = load_config(composed("network=small", "horizon=60", "warmup=0", "replications=2"))
+    with caplog.at_level("INFO", logger="experiments.simulate"):
+        results = simulate_module.simulate(config)
+    assert [r.meta["seed"] for r in results] == [0, 1]
+    messages = [r.getMessage() for r in caplog.records]
+    assert any(m.startswith("replication 2/2 (seed 1): day 30/60") for m in messages), messages
+    assert sum(m.startswith("replication 1/2 (seed 0): ") and "fill rate" in m for m in messages) == 1
+
+
+# ---------------------------------------------------------------- the command, as a subprocess
+
+def test_readme_command_writes_kpis_series_and_plots(tmp_path):
+    out = tmp_path / "run"
+    proc = simulate("horizon=30", "warmup=5", f"hydra.run.dir={out}")
+    assert proc.returncode == 0, proc.stderr
+    assert "KPIs: network paper_5x20, scenario baseline, policy base_stock" in proc.stdout
+    for row in ("network", "store", "dc"):
+        assert any(line.startswith(row) for line in proc.stdout.splitlines())
+    assert "replication 1/1 (seed 0)" in proc.stderr
+
+    report = json.loads((out / "kpis.json").read_text())
+    assert set(report) == {"meta", "replications", "summary"}
+    assert {"network", "scenario", "policy", "horizon", "warmup", "seeds", "twin_version"} <= set(report["meta"])
+    assert (report["meta"]["horizon"], report["meta"]["seeds"]) == (30, [0])
+    assert len(report["replications"]) == 1
+    assert set(report["summary"]) == {"network", "echelons"} and set(report["summary"]["echelons"]) == {"store", "dc"}
+    fill = report["summary"]["network"]["fill_rate"]
+    assert set(fill) == {"mean", "std", "ci95", "n"} and 0 < fill["mean"] <= 1
+
+    with (out / "timeseries.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 30 * 26
+    assert {"replication", "day", "node", "on_hand", "backorders", "cost_holding"} <= set(rows[0])
+    for name in PNGS:
+        assert (out / name).stat().st_size > 1000
+    assert (out / "config.yaml").exists() and not (out / "timeseries_sku.csv.gz").exists()
+
+
+def test_replications_per_sku_and_no_plots(tmp_path):
+    out = tmp_path / "run"
+    proc = simulate("network=small", "scenario=flash_sale", "scenario.start_day=10", "horizon=30", "replications=2",
+                    "output.per_sku=true", "output.plots=false", "invariants=error", f"hydra.run.dir={out}")
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads((out / "kpis.json").read_text())
+    assert report["meta"]["seeds"] == [0, 1] and len(report["replications"]) == 2
+    assert report["summary"]["network"]["cost_total"]["ci95"] is not None
+    assert report["meta"]["shocks"][0]["type"] == "DemandShock"
+    assert "+/-" in proc.stdout
+    with (out / "timeseries.csv").open() as f:
+        assert sum(1 for _ in f) == 1 + 2 * 30 * 4
+    with gzip.open(out / "timeseries_sku.csv.gz", "rt") as f:
+        assert sum(1 for _ in f) == 1 + 2 * 30 * 4 * 3
+    assert not any((out / name).exists() for name in PNGS)
+
+
+@pytest.mark.parametrize(("args", "key"), [
+    (["network.layout.dcs=-1"], "network.layout.dcs"),
+    (["scenario=nope"], "scenario"),
+    (["horizon=0"], "horizon"),
+    (["scenario=covid_2020", "+scenario.sevrity=2"], "scenario.sevrity"),
+])
+def test_bad_config_exits_2_naming_the_key_and_writes_nothing(tmp_path, args, key):
+    out = tmp_path / "previous_run"
+    out.mkdir()
+    keep = out / "kpis.json"
+    keep.write_text('{"from": "an earlier run"}')
+    proc = simulate(*args, f"hydra.run.dir={out}")
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"config error: {key}:"), proc.stderr
+    assert "Traceback" not in proc.stderr and proc.stdout == ""
+    assert keep.read_text() == '{"from": "an earlier run"}'
+    assert [p.name for p in out.iterdir()] == ["kpis.json"]
+
+
+def test_multirun_sweeps_scenarios(tmp_path):
+    sweep = tmp_path / "sweep"
+    # a sweep over `scenario` composes its master config with the default scenario: hence ++ for its parameters
+    proc = simulate("-m", "network=small", "scenario=flash_sale,dc_outage", "++scenario.start_day=5", "horizon=20",
+                    "warmup=5", "output.plots=false", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    runs = sorted(p.name for p in sweep.iterdir() if p.is_dir())
+    assert runs == ["0_flash_sale_base_stock", "1_dc_outage_base_stock"]
+    scenarios = [json.loads((sweep / r / "kpis.json").read_text())["meta"]["scenario"] for r in runs]
+    assert scenarios == ["flash_sale", "dc_outage"]
+
+
+def test_kpi_table_lists_network_and_echelons():
+    report = {"meta": {"network": "n", "scenario": "s", "policy": "p", "horizon": 10, "warmup": 0, "seeds": [0]},
+              "summary": {"network": {"fill_rate": summarize([0.9]), "cost_total": summarize([100.0])},
+                          "echelons": {"store": {"fill_rate": summarize([0.9])}}}}
+    lines = kpi_table(report).splitlines()
+    assert lines[2].startswith("network") and lines[3].startswith("store")
+    assert "0.900" in lines[2] and "100" in lines[2]
