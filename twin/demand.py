@@ -14,6 +14,8 @@ is the oracle a forecaster can be compared with.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from twin.spec import NetworkSpec
@@ -60,17 +62,18 @@ class DemandModel:
         self._samplers = {n.name: StoreDemand(n.name, n.region, n.demand_scale, network, streams)
                           for n in self.stores}
 
-    def mean(self, store: str, day: int, multiplier: np.ndarray | float = 1.0) -> np.ndarray:
-        """Expected demand of every SKU at `store` on `day` (the oracle forecast)."""
+    def mean(self, store: str, day: int, multiplier: np.ndarray | float | None = None) -> np.ndarray:
+        """Expected demand of every SKU at `store` on `day` (the oracle forecast); None: no multiplier."""
         sampler = self._samplers[store]
-        return self._region_rate[sampler.region][day] * sampler.scale * multiplier
+        rate = self._region_rate[sampler.region][day] * sampler.scale
+        return rate if multiplier is None else rate * multiplier
 
     def mean_matrix(self, store: str) -> np.ndarray:
         """Expected demand (days, SKUs) at `store` over the horizon, without shocks."""
         sampler = self._samplers[store]
         return self._region_rate[sampler.region] * sampler.scale
 
-    def sample(self, store: str, day: int, multiplier: np.ndarray | float = 1.0) -> np.ndarray:
+    def sample(self, store: str, day: int, multiplier: np.ndarray | float | None = None) -> np.ndarray:
         """One day's demand of every SKU at `store`."""
         return self._samplers[store].draw(self.mean(store, day, multiplier))
 
@@ -85,36 +88,53 @@ class StoreDemand:
         self.rng = streams.generator(name, "demand")
         self.truncate = network.demand.truncate_normal
         self.integer = network.demand.integer_units
-        dist = np.asarray(skus.dist)
-        self.groups = [(d, np.flatnonzero(dist == d)) for d in dict.fromkeys(skus.dist)]
-        self.cv = skus.cv
-        self.dispersion = skus.dispersion
-        self.zero_prob = skus.zero_prob
         self.n = skus.n
+        # one group per demand law, in order of first appearance, with its SKUs' parameters picked out once
+        # here rather than every day (draws are the engine's hot spot; the draws themselves are unchanged)
+        dist = np.asarray(skus.dist)
+        self.groups = []
+        for law in dict.fromkeys(skus.dist):
+            idx = _as_slice(np.flatnonzero(dist == law))
+            self.groups.append(_LawGroup(law, idx, skus.dispersion[idx], 1 - skus.zero_prob[idx], skus.cv[idx]))
 
     def draw(self, mean: np.ndarray) -> np.ndarray:
-        if len(self.groups) == 1:
-            return self._draw(self.groups[0][0], slice(None), mean)
         out = np.empty(self.n)
-        for law, idx in self.groups:
-            out[idx] = self._draw(law, idx, mean[idx])
+        for group in self.groups:
+            out[group.idx] = self._draw(group, mean[group.idx])  # integer draws become floats here
         return out
 
-    def _draw(self, law: str, idx, mean: np.ndarray) -> np.ndarray:
+    def _draw(self, g: _LawGroup, mean: np.ndarray) -> np.ndarray:
         rng = self.rng
-        if law == "poisson":
-            return rng.poisson(mean).astype(float)
-        if law == "negative_binomial":
-            r = self.dispersion[idx]
-            return rng.negative_binomial(r, r / (r + mean)).astype(float)
-        if law == "zero_inflated_poisson":
-            keep = 1 - self.zero_prob[idx]
-            positive = rng.poisson(mean / keep)
-            return np.where(rng.random(len(positive)) < keep, positive, 0).astype(float)
-        draws = rng.normal(mean, self.cv[idx] * mean)  # normal
+        if g.law == "poisson":
+            return rng.poisson(mean)
+        if g.law == "negative_binomial":
+            r = g.dispersion
+            return rng.negative_binomial(r, r / (r + mean))
+        if g.law == "zero_inflated_poisson":
+            positive = rng.poisson(mean / g.keep)
+            return np.where(rng.random(len(positive)) < g.keep, positive, 0)
+        draws = rng.normal(mean, g.cv * mean)  # normal
         if self.truncate:
             draws = np.maximum(draws, 0.0)
         return np.rint(draws) if self.integer else draws
+
+
+@dataclass(frozen=True)
+class _LawGroup:
+    """The SKUs of a store that share one demand law, and their parameters."""
+
+    law: str
+    idx: slice | np.ndarray     # a slice when the SKUs are contiguous (the usual case): views, no copies
+    dispersion: np.ndarray      # negative binomial r
+    keep: np.ndarray            # zero-inflated Poisson: 1 - probability of a structural zero
+    cv: np.ndarray              # normal
+
+
+def _as_slice(idx: np.ndarray) -> slice | np.ndarray:
+    """`idx` (sorted, unique) as a slice if it is a contiguous run, else unchanged."""
+    if len(idx) and idx[-1] - idx[0] + 1 == len(idx):
+        return slice(int(idx[0]), int(idx[-1]) + 1)
+    return idx
 
 
 def _draw_promotions(spec, horizon: int, n_sku: int, rng: np.random.Generator) -> np.ndarray:

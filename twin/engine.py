@@ -32,7 +32,7 @@ import numpy as np
 import simpy
 
 from twin.demand import DemandModel
-from twin.kpi import COSTS, DayFlows, KpiAccumulator, SeriesRecorder
+from twin.kpi import COSTS, DayFlows, KpiAccumulator, SeriesRecorder, node_totals
 from twin.ledger import Ledger
 from twin.rationing import RULES
 from twin.shocks import Shock, ShockEffects
@@ -121,7 +121,14 @@ class Engine:
         self.new_orders = np.zeros((n, k))
         self.shipments: list[dict[int, Shipment]] = [{} for _ in range(n)]
         self._next_shipment = 0
-        self._reset_flows()
+        # today's flows, zeroed when the books close (in place, so the arrays live as long as the engine)
+        self.flows_demand = np.zeros((n, k))
+        self.flows_filled = np.zeros((n, k))
+        self.flows_outflow = np.zeros((n, k))
+        self.flows_lost = np.zeros((n, k))
+        self.flows_ordered = np.zeros((n, k))
+        self.flows_received = np.zeros((n, k))
+        self.day_start = np.zeros((n, k))  # on-hand stock at the start of the day (for the ledger)
         self.bought = 0.0
         self.sold_total = 0.0
 
@@ -130,8 +137,22 @@ class Engine:
         backup = np.array([-1 if nd.backup_parent is None else network.index(nd.backup_parent) for nd in nodes])
         self.parent, self.backup = parent, backup
         self.route = parent.copy()
-        self.customers = {p: np.flatnonzero((parent == p) | (backup == p)) for p in range(n)
-                          if ((parent == p) | (backup == p)).any()}
+        # A node orders from its backup only while its parent is shut with re-routing (a DC closure), so it is
+        # listed as a customer of its backup only if this run's shocks can do that. Each listed customer is a
+        # row in every allocation of its supplier; an unused backup would be a row of zeros (half the rows
+        # of a DC in a generated layout, where every store has a backup DC).
+        shut, reroute = np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)
+        for shock in self.shocks:
+            effects = ShockEffects.neutral(n, k)
+            shock.apply(effects, network)
+            shut |= effects.shut
+            reroute |= effects.reroute
+        self.may_use_backup = (backup >= 0) & (parent >= 0) & (shut & reroute)[np.maximum(parent, 0)]
+        # (a node with a supply capacity keeps all its backup customers: its capacity check sums shipments over
+        # all rows at once, and leaving out zero rows would change the rounding of that sum with fractional units)
+        keeps_all = np.array([nd.supply_capacity is not None for nd in nodes])
+        orders_from = {p: (parent == p) | ((backup == p) & (self.may_use_backup | keeps_all[p])) for p in range(n)}
+        self.customers = {p: np.flatnonzero(rows) for p, rows in orders_from.items() if rows.any()}
         self.backlog: dict[int, list[tuple[int, np.ndarray]]] = {p: [] for p in self.customers}
         rule = RULES[network.rationing]
         self.rationing = rule(backlog_first=network.backlog_first)
@@ -140,6 +161,12 @@ class Engine:
         self.lane_capacity = np.array([np.inf if nd.lane_capacity is None else nd.lane_capacity for nd in nodes])
         self.supply_capacity = np.array([np.inf if nd.supply_capacity is None else nd.supply_capacity
                                          for nd in nodes])
+        # whether a node or one of its customers has a finite capacity: if none has and no capacity cut is in
+        # force, nothing can bind and _allocate skips _apply_capacities (most networks have no capacities)
+        self.has_capacity = {p: bool(np.isfinite(self.lane_capacity[c]).any()
+                                     or np.isfinite(self.storage_capacity[c]).any()
+                                     or np.isfinite(self.supply_capacity[p]))
+                             for p, c in self.customers.items()}
 
         # randomness: demand per store, one lead-time draw per lane per day (used or not: common random numbers)
         self.demand_model = DemandModel(network, horizon, streams)
@@ -148,6 +175,8 @@ class Engine:
                                     for nd in nodes])
 
         self.effects = ShockEffects.neutral(n, k)
+        self.demand_shocked = False  # whether a shock multiplies some store demand now
+        self.capacity_cut = False    # whether a shock cuts some capacity now
         self.active_shocks: list[Shock] = []
 
         self.ledger = Ledger(topo.names, topo.is_supplier, invariants)
@@ -218,9 +247,9 @@ class Engine:
         if q.shape != (self.n_nodes, self.n_sku):
             raise ValueError(f"orders: shape {q.shape} is not allowed; allowed: (nodes, SKUs) = "
                              f"({self.n_nodes}, {self.n_sku})")
-        bad = ~np.isfinite(q) | (q < 0)
-        if bad.any():
-            i, k = np.argwhere(bad)[0]
+        # two passes over the orders in the usual case (a NaN fails `>= 0`); the culprit is looked up if one fails
+        if not (q.min() >= 0 and q.max() < np.inf):
+            i, k = np.argwhere(~np.isfinite(q) | (q < 0))[0]
             raise ValueError(f"orders[{self.topology.names[i]!r}, SKU {k}]: {q[i, k]!r} is not allowed; "
                              f"allowed: a finite quantity >= 0")
         if q[self.topology.is_supplier].any():
@@ -237,7 +266,8 @@ class Engine:
         backorders_allowed = self.backorders_allowed[i]
         for day in range(self.horizon):
             yield self._at(day, PHASE_DEMAND)
-            demand = self.demand_model.sample(name, day, self.effects.demand[i])
+            multiplier = self.effects.demand[i] if self.demand_shocked else None  # None: skip multiplying by 1
+            demand = self.demand_model.sample(name, day, multiplier)
             stock = self.on_hand[i]
             served = np.minimum(demand, stock)
             stock -= served
@@ -279,9 +309,13 @@ class Engine:
         for shock in self.active_shocks:
             shock.apply(effects, self.network)
         self.effects = effects
+        self.demand_shocked = bool((effects.demand != 1.0).any())
+        self.capacity_cut = bool((effects.capacity != 1.0).any())
         reroute = effects.shut & effects.reroute
         parent = self.parent
         use_backup = (parent >= 0) & reroute[np.maximum(parent, 0)] & (self.backup >= 0)
+        if (use_backup & ~self.may_use_backup).any():  # its orders would be lost: a bug, never to happen silently
+            raise RuntimeError("a shock re-routes a node whose backup does not list it as a customer")
         self.route = np.where(use_backup, self.backup, parent)
 
     def _allocate(self, p: int, day: int) -> None:
@@ -296,7 +330,8 @@ class Engine:
         else:
             available = None if self.topology.is_supplier[p] else self.on_hand[p]
             shipped = self.rationing.allocate(available, [c for _, c in cohorts], new, self.integer)
-            shipped = self._apply_capacities(p, customers, shipped)
+            if self.has_capacity[p] or self.capacity_cut:
+                shipped = self._apply_capacities(p, customers, shipped)
         # shipments consume the oldest backlog first, then today's orders
         remaining = shipped.copy()
         for _, cohort in cohorts:
@@ -385,34 +420,30 @@ class Engine:
             + np.einsum("nk,nk->n", self.unit_cost, self.flows_ordered),
             "in_transit": np.einsum("nk,nk->n", self.transit_rate, self.in_transit),
         }
-        store = self.topology.is_store
-        self.sold_total += float(self.flows_outflow[store].sum())
-        self.ledger.check_day(
-            day, start=self.day_start, received=self.flows_received,
-            shipped=np.where(store[:, None], 0.0, self.flows_outflow),
-            sold=np.where(store[:, None], self.flows_outflow, 0.0),
-            on_hand=self.on_hand, backorders=self.backorders, in_transit=self.in_transit, on_order=self.on_order,
-            bought_total=self.bought, sold_total=self.sold_total)
         flows = DayFlows(demand=self.flows_demand, filled=self.flows_filled, outflow=self.flows_outflow,
                          lost=self.flows_lost, ordered=self.flows_ordered, received=self.flows_received,
                          costs=costs)
+        state = {"on_hand": self.on_hand, "backorders": self.backorders, "in_transit": self.in_transit,
+                 "on_order": self.on_order}
+        totals = node_totals(flows, state)
+        self.sold_total += float(totals["outflow"][self.topology.is_store].sum())
+        self.ledger.check_day(
+            day, start=self.day_start, received=self.flows_received, outflow=self.flows_outflow,
+            on_hand=self.on_hand, backorders=self.backorders, in_transit=self.in_transit, on_order=self.on_order,
+            bought_total=self.bought, sold_total=self.sold_total)
         if day >= self.warmup:
-            self.kpis.add(flows, self.on_hand, self.backorders)
-        self.series.add(day, flows, {"on_hand": self.on_hand, "backorders": self.backorders,
-                                     "in_transit": self.in_transit, "on_order": self.on_order})
+            self.kpis.add(flows, totals)
+        self.series.add(day, totals, flows, state)
         self._reset_flows()
         if self.progress is not None and ((day + 1) % self.progress_every == 0 or day + 1 == self.horizon):
             self.progress(day + 1, self.horizon)
 
     def _reset_flows(self) -> None:
-        shape = (self.n_nodes, self.n_sku)
-        self.flows_demand = np.zeros(shape)
-        self.flows_filled = np.zeros(shape)
-        self.flows_outflow = np.zeros(shape)
-        self.flows_lost = np.zeros(shape)
-        self.flows_ordered = np.zeros(shape)
-        self.flows_received = np.zeros(shape)
-        self.day_start = self.on_hand.copy()
+        """Zero the day's flows and remember the on-hand stock the next day starts with."""
+        for flow in (self.flows_demand, self.flows_filled, self.flows_outflow, self.flows_lost, self.flows_ordered,
+                     self.flows_received):
+            flow.fill(0.0)
+        np.copyto(self.day_start, self.on_hand)
 
     @property
     def costs_so_far(self) -> float:

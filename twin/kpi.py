@@ -24,6 +24,8 @@ COSTS = ("holding", "backorder", "lost_sale", "ordering", "in_transit")
 SERIES_FIELDS = ("on_hand", "backorders", "in_transit", "on_order", "demand", "filled", "outflow", "lost",
                  "ordered", "received") + tuple(f"cost_{c}" for c in COSTS)
 SKU_SERIES_FIELDS = ("on_hand", "backorders", "demand", "ordered")
+STATE_FIELDS = ("on_hand", "backorders", "in_transit", "on_order")
+FLOW_FIELDS = ("demand", "filled", "outflow", "lost", "ordered", "received")
 
 
 @dataclass
@@ -37,6 +39,17 @@ class DayFlows:
     ordered: np.ndarray
     received: np.ndarray
     costs: dict[str, np.ndarray]
+
+
+def node_totals(flows: DayFlows, state: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Per-node sums over SKUs of the day's flows and end-of-day state, keyed by field name.
+
+    Computed once a day and shared by the KPIs and the series: a (nodes, SKUs) reduction
+    is among the costliest steps of closing a day when there are many SKUs.
+    """
+    totals = {f: state[f].sum(axis=1) for f in STATE_FIELDS}
+    totals.update({f: getattr(flows, f).sum(axis=1) for f in FLOW_FIELDS})
+    return totals
 
 
 class KpiAccumulator:
@@ -54,32 +67,37 @@ class KpiAccumulator:
         self.node = {key: np.zeros(n) for key in ("demand", "filled", "outflow", "lost", "ordered", "on_hand",
                                                    "backorders", "stockout_periods", "order_lines")}
         self.cost = {c: np.zeros(n) for c in COSTS}
-        self.moments = {key: np.zeros((3, n, n_sku)) for key in ("orders", "demand")}
-        self.echelon_moments = {e: {key: np.zeros((3, n_sku)) for key in ("orders", "demand")} for e in self.echelons}
-        self.network_moments = {key: np.zeros((3, n_sku)) for key in ("orders", "demand")}
+        # moments: [sum, sum of squares] of daily values; the count of days is self.days
+        self.moments = {key: np.zeros((2, n, n_sku)) for key in ("orders", "demand")}
+        self.echelon_moments = {e: {key: np.zeros((2, n_sku)) for key in ("orders", "demand")} for e in self.echelons}
+        self.network_moments = {key: np.zeros((2, n_sku)) for key in ("orders", "demand")}
+        # in a two-echelon network the nodes that order from suppliers are exactly the DCs: sum their orders once
+        self.top_rows_are_dcs = np.array_equal(self.top_rows, self.echelon_rows.get("dc", []))
         self.n_sku = n_sku
 
-    def add(self, flows: DayFlows, on_hand: np.ndarray, backorders: np.ndarray) -> None:
+    def add(self, flows: DayFlows, totals: dict[str, np.ndarray]) -> None:
+        """Add one day: its flows ((nodes, SKUs) arrays) and their per-node sums (`node_totals`)."""
         self.days += 1
         node = self.node
-        node["demand"] += flows.demand.sum(axis=1)
-        node["filled"] += flows.filled.sum(axis=1)
-        node["outflow"] += flows.outflow.sum(axis=1)
-        node["lost"] += flows.lost.sum(axis=1)
-        node["ordered"] += flows.ordered.sum(axis=1)
-        node["on_hand"] += on_hand.sum(axis=1)
-        node["backorders"] += backorders.sum(axis=1)
+        for key in ("demand", "filled", "outflow", "lost", "ordered", "on_hand", "backorders"):
+            node[key] += totals[key]
         node["stockout_periods"] += np.count_nonzero(flows.demand - flows.filled > 1e-9, axis=1)
         node["order_lines"] += np.count_nonzero(flows.ordered, axis=1)
         for c in COSTS:
             self.cost[c] += flows.costs[c]
         _add_moments(self.moments["orders"], flows.ordered)
         _add_moments(self.moments["demand"], flows.demand)
+        orders, demand = {}, {}
         for e, rows in self.echelon_rows.items():
-            _add_moments(self.echelon_moments[e]["orders"], flows.ordered[rows].sum(axis=0))
-            _add_moments(self.echelon_moments[e]["demand"], flows.demand[rows].sum(axis=0))
-        _add_moments(self.network_moments["orders"], flows.ordered[self.top_rows].sum(axis=0))
-        _add_moments(self.network_moments["demand"], flows.demand[self.store_rows].sum(axis=0))
+            orders[e] = flows.ordered[rows].sum(axis=0)
+            demand[e] = flows.demand[rows].sum(axis=0)
+            _add_moments(self.echelon_moments[e]["orders"], orders[e])
+            _add_moments(self.echelon_moments[e]["demand"], demand[e])
+        # network: orders placed on suppliers (in a two-echelon network, the DCs' orders summed just above)
+        # and customer demand (the store echelon's)
+        _add_moments(self.network_moments["orders"],
+                     orders["dc"] if self.top_rows_are_dcs else flows.ordered[self.top_rows].sum(axis=0))
+        _add_moments(self.network_moments["demand"], demand["store"])
 
     def result(self) -> dict:
         """KPIs as nested plain dicts with stable keys: network, echelons, nodes."""
@@ -87,14 +105,14 @@ class KpiAccumulator:
         for i, name in enumerate(self.names):
             if self.kinds[i] == "supplier":
                 continue
-            nodes[name] = self._block([i], _variance(self.moments["orders"][:, i]),
-                                      _variance(self.moments["demand"][:, i]))
-        echelons = {e: self._block(rows, _variance(self.echelon_moments[e]["orders"]),
-                                   _variance(self.echelon_moments[e]["demand"]))
+            nodes[name] = self._block([i], _variance(self.moments["orders"][:, i], self.days),
+                                      _variance(self.moments["demand"][:, i], self.days))
+        echelons = {e: self._block(rows, _variance(self.echelon_moments[e]["orders"], self.days),
+                                   _variance(self.echelon_moments[e]["demand"], self.days))
                     for e, rows in self.echelon_rows.items()}
         everyone = np.flatnonzero(np.asarray(self.kinds) != "supplier")
-        network = self._block(everyone, _variance(self.network_moments["orders"]),
-                              _variance(self.network_moments["demand"]))
+        network = self._block(everyone, _variance(self.network_moments["orders"], self.days),
+                              _variance(self.network_moments["demand"], self.days))
         stores = self._block(self.store_rows, None, None)
         for key in ("fill_rate", "cycle_service_level", "demand", "lost_units"):
             network[key] = stores[key]  # service is what end customers see
@@ -132,15 +150,14 @@ class KpiAccumulator:
 
 
 def _add_moments(m: np.ndarray, x: np.ndarray) -> None:
-    m[0] += 1
-    m[1] += x
-    m[2] += x * x
+    m[0] += x
+    m[1] += x * x
 
 
-def _variance(m: np.ndarray) -> np.ndarray:
-    count = np.maximum(m[0], 1)
-    mean = m[1] / count
-    return np.maximum(m[2] / count - mean * mean, 0.0)
+def _variance(m: np.ndarray, days: int) -> np.ndarray:
+    count = float(max(days, 1))
+    mean = m[0] / count
+    return np.maximum(m[1] / count - mean * mean, 0.0)
 
 
 def _ratio(a: float, b: float) -> float | None:
@@ -155,12 +172,11 @@ class SeriesRecorder:
         self.sku = {f: np.zeros((horizon, n_nodes, n_sku), dtype=np.float32) for f in SKU_SERIES_FIELDS} \
             if per_sku else None
 
-    def add(self, day: int, flows: DayFlows, state: dict[str, np.ndarray]) -> None:
+    def add(self, day: int, totals: dict[str, np.ndarray], flows: DayFlows, state: dict[str, np.ndarray]) -> None:
+        """Record day `day`: per-node `totals` (`node_totals`), costs, and per SKU the flows and state."""
         data = self.data
-        for f in ("on_hand", "backorders", "in_transit", "on_order"):
-            data[f][day] = state[f].sum(axis=1)
-        for f in ("demand", "filled", "outflow", "lost", "ordered", "received"):
-            data[f][day] = getattr(flows, f).sum(axis=1)
+        for f in STATE_FIELDS + FLOW_FIELDS:
+            data[f][day] = totals[f]
         for c in COSTS:
             data[f"cost_{c}"][day] = flows.costs[c]
         if self.sku is not None:

@@ -33,7 +33,8 @@ class Ledger:
         if mode not in INVARIANT_MODES:
             raise ValueError(f"invariants: {mode!r} is not allowed; allowed: {', '.join(INVARIANT_MODES)}")
         self.names = names
-        self.stock_rows = np.flatnonzero(~is_supplier)
+        self.is_supplier = np.asarray(is_supplier, dtype=bool)
+        self.stock_rows = np.flatnonzero(~self.is_supplier)
         self.mode = mode
         self.tolerance = tolerance
         self.violations: list[str] = []
@@ -42,28 +43,35 @@ class Ledger:
     def enabled(self) -> bool:
         return self.mode != "off"
 
-    def check_day(self, day: int, *, start: np.ndarray, received: np.ndarray, shipped: np.ndarray,
-                  sold: np.ndarray, on_hand: np.ndarray, backorders: np.ndarray, in_transit: np.ndarray,
-                  on_order: np.ndarray, bought_total: float, sold_total: float) -> None:
-        """Check one day's flows and end-of-day state (all (nodes, SKUs) arrays)."""
+    def check_day(self, day: int, *, start: np.ndarray, received: np.ndarray, outflow: np.ndarray,
+                  on_hand: np.ndarray, backorders: np.ndarray, in_transit: np.ndarray, on_order: np.ndarray,
+                  bought_total: float, sold_total: float) -> None:
+        """Check one day's flows and end-of-day state (all (nodes, SKUs) arrays).
+
+        `outflow` is what left each node that day: shipped downstream by a DC, sold by a store
+        (a node does one or the other, so the balance is start + received - outflow).
+        """
         if not self.enabled:
             return
-        rows = self.stock_rows
-        scale = max(1.0, float(np.abs(on_hand[rows]).max(initial=0)), abs(bought_total))
+        stock = on_hand[self.stock_rows]
+        low, high = (float(stock.min()), float(stock.max())) if stock.size else (0.0, 0.0)
+        scale = max(1.0, high, -low, abs(bought_total))
         tol = self.tolerance * scale
-        residual = start[rows] + received[rows] - shipped[rows] - sold[rows] - on_hand[rows]
-        bad = np.abs(residual) > tol
-        if bad.any():
-            i, k = np.argwhere(bad)[0]
-            self._fail(day, f"node {self.names[rows[i]]!r} SKU {k}: on_hand_end differs from start + received - "
+        # computed on every row (no copies), then supplier rows, which hold no stock, are left out
+        residual = start + received - outflow - on_hand
+        residual[self.is_supplier] = 0.0
+        if residual.max() > tol or residual.min() < -tol:
+            i, k = np.argwhere(np.abs(residual) > tol)[0]
+            self._fail(day, f"node {self.names[i]!r} SKU {k}: on_hand_end differs from start + received - "
                             f"shipped - sold by {residual[i, k]:g}")
-        for label, array in (("on_hand", on_hand[rows]), ("backorders", backorders), ("in_transit", in_transit),
-                             ("on_order", on_order)):
+        if low < -tol:
+            i, k = np.unravel_index(np.argmin(stock), stock.shape)
+            self._fail(day, f"node {self.names[self.stock_rows[i]]!r} SKU {k}: on_hand is negative ({stock[i, k]:g})")
+        for label, array in (("backorders", backorders), ("in_transit", in_transit), ("on_order", on_order)):
             if array.size and array.min() < -tol:
                 i, k = np.unravel_index(np.argmin(array), array.shape)
-                node = self.names[rows[i]] if label == "on_hand" else self.names[i]
-                self._fail(day, f"node {node!r} SKU {k}: {label} is negative ({array[i, k]:g})")
-        held = on_hand[rows].sum() + in_transit.sum() + sold_total
+                self._fail(day, f"node {self.names[i]!r} SKU {k}: {label} is negative ({array[i, k]:g})")
+        held = stock.sum() + in_transit.sum() + sold_total
         if abs(bought_total - held) > tol * max(1, on_hand.shape[1]):
             self._fail(day, f"network: bought {bought_total:g} units but on hand + in transit + sold = {held:g}")
 

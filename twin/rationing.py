@@ -20,6 +20,7 @@ import numpy as np
 
 def split_proportional(available: np.ndarray, requests: np.ndarray, integer: bool) -> np.ndarray:
     """Share `available` (SKUs,) among rows of `requests` in proportion to each request."""
+    available = np.maximum(available, 0.0)  # float residue below zero must not turn into a negative share
     total = requests.sum(axis=0)
     short = total > available
     if not short.any():
@@ -70,7 +71,7 @@ class RationingRule:
         shipped = np.zeros_like(new)
         for tranche in requests:
             part = self.split(left, tranche, integer)
-            left -= part.sum(axis=0)
+            left = np.maximum(left - part.sum(axis=0), 0.0)
             shipped += part
         return shipped
 

@@ -42,7 +42,8 @@ class LeadTimeSpec:
         check_number(f"{key}.mean", self.mean, low=0)
         check_number(f"{key}.cv", self.cv, low=0, high=5)
         if self.dist in ("gamma", "lognormal") and (self.mean <= 0 or self.cv <= 0):
-            raise SpecError(f"{key}: a {self.dist} lead time needs mean > 0 and cv > 0")
+            raise SpecError(f"{key}: a {self.dist} lead time needs mean > 0 and cv > 0; "
+                            f"allowed: mean > 0 and cv in (0, 5]")
         if self.dist == "empirical":
             if not self.values or len(self.values) != len(self.probs):
                 raise SpecError(f"{key}: an empirical lead time needs 'values' and 'probs' of equal, non-zero length")
@@ -52,7 +53,8 @@ class LeadTimeSpec:
             for i, p in enumerate(self.probs):
                 check_number(f"{key}.probs[{i}]", p, low=0, high=1)
             if abs(sum(self.probs) - 1) > 1e-6:
-                raise SpecError(f"{key}.probs: must sum to 1, got {sum(self.probs):g}")
+                raise SpecError(f"{key}.probs: must sum to 1, got {sum(self.probs):g}; "
+                                f"allowed: probabilities summing to 1")
 
     @property
     def expected_days(self) -> float:
@@ -234,7 +236,7 @@ class NetworkSpec:
 
 def validate_network(spec: NetworkSpec) -> None:
     """Raise SpecError naming the first bad value of a network."""
-    key = f"network[{spec.name}]"
+    key = "network"
     if not spec.nodes:
         raise SpecError(f"{key}.nodes: empty; allowed: at least one supplier and one store")
     if spec.rationing not in RATIONING_RULES:
@@ -257,9 +259,10 @@ def validate_network(spec: NetworkSpec) -> None:
             if seen[node.parent].kind == "store":
                 raise SpecError(f"{nkey}.parent: {node.parent!r} is a store; stores cannot supply other nodes")
         if node.backup_parent is not None:
-            if node.backup_parent not in seen or node.backup_parent == node.parent:
-                raise SpecError(f"{nkey}.backup_parent: {node.backup_parent!r} is not another node listed before "
-                                f"{node.name!r}")
+            suppliers = [n for n, spec_ in seen.items() if spec_.kind != "store" and n != node.parent]
+            if node.kind == "supplier" or node.backup_parent not in suppliers:
+                raise SpecError(f"{nkey}.backup_parent: {node.backup_parent!r} is not allowed; allowed: another "
+                                f"supplier or dc listed before {node.name!r} ({', '.join(suppliers) or 'none'})")
         if node.unmet not in UNMET:
             raise SpecError(f"{nkey}.unmet: {node.unmet!r} is not allowed; allowed: {', '.join(UNMET)}")
         node.lead_time.validate(f"{nkey}.lead_time")
@@ -275,7 +278,8 @@ def validate_network(spec: NetworkSpec) -> None:
         if node.kind == "store" and node.name in parents:
             raise SpecError(f"{key}.nodes[{i}]: store {node.name!r} has children; stores must be leaves")
         if node.kind == "dc" and node.name not in parents:
-            raise SpecError(f"{key}.nodes[{i}]: dc {node.name!r} supplies no node; make it a store or give it one")
+            raise SpecError(f"{key}.nodes[{i}]: dc {node.name!r} supplies no node; allowed: a dc with at least one "
+                            f"child (or make it a store)")
     if not spec.nodes_of_kind("store"):
         raise SpecError(f"{key}.nodes: no stores; allowed: at least one node of kind 'store'")
     spec.skus.validate(f"{key}.skus")
@@ -300,7 +304,7 @@ def validate_demand(d: DemandSpec, key: str) -> None:
     check_number(f"{key}.promotion.extra_lift", p.extra_lift, low=0)
     check_number(f"{key}.promotion.duration_days", p.duration_days, low=1, high=365)
     for i, h in enumerate(d.holidays):
-        check_number(f"{key}.holidays[{i}].day", h.day, low=0, high=365)
+        check_number(f"{key}.holidays[{i}].day", h.day, low=0, high=364)
         check_number(f"{key}.holidays[{i}].lift", h.lift, low=0)
         check_number(f"{key}.holidays[{i}].duration_days", h.duration_days, low=1, high=60)
 
@@ -469,7 +473,7 @@ def demand_from_reader(r: ConfigReader) -> DemandSpec:
     promo.done()
     holidays = []
     for c in r.children("holidays"):
-        holidays.append(HolidaySpec(name=c.text("name", "holiday"), day=c.integer("day", low=0, high=365),
+        holidays.append(HolidaySpec(name=c.text("name", "holiday"), day=c.integer("day", low=0, high=364),
                                     lift=c.number("lift", low=0), duration_days=c.integer("duration_days", 1, low=1,
                                                                                           high=60)))
         c.done()

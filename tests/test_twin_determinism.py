@@ -1,0 +1,156 @@
+"""Reproducibility: same seed => same run; common random numbers across policies; step() == run()."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from agents.baselines.policies import SS, BaseStock, EchelonBaseStock, ReorderPointEOQ, economic_order_quantity
+from agents.baselines.stats import DemandStats
+from twin import DcClosure, DemandShock, Engine, LeadTimeShock, SupplierOutage, network_from_dict
+from twin.testing import (
+    assert_identical,
+    check_common_random_numbers,
+    check_determinism,
+    check_step_matches_run,
+)
+
+HORIZON = 60
+
+
+def network_dict(extra_store: bool = False) -> dict:
+    """Two DCs, four stores (one more by option), three SKUs of different laws, random lead times."""
+    stores = [{"name": f"s{i}", "kind": "store", "parent": f"dc{i % 2}", "backup_parent": f"dc{(i + 1) % 2}",
+               "region": ("north", "south")[i % 2], "lead_time": {"dist": "poisson", "mean": 1.5}}
+              for i in range(5 if extra_store else 4)]
+    return {
+        "name": "crn",
+        "skus": {"items": [
+            {"name": "milk", "group": "food", "dist": "poisson", "mean": 6, "fixed_order_cost": 2},
+            {"name": "lego", "group": "toys", "dist": "negative_binomial", "mean": 2, "dispersion": 2},
+            {"name": "rare", "group": "toys", "dist": "zero_inflated_poisson", "mean": 0.5, "zero_prob": 0.6},
+        ]},
+        "demand": {"weekly": [1, 1, 1, 1, 1.3, 1.6, 0.8], "promotion": {"weekly_probability": 0.2},
+                   "weather_sd": 0.3},
+        "nodes": [
+            {"name": "sup", "kind": "supplier"},
+            {"name": "dc0", "kind": "dc", "parent": "sup", "lead_time": {"dist": "gamma", "mean": 3, "cv": 0.4}},
+            {"name": "dc1", "kind": "dc", "parent": "sup",
+             "lead_time": {"dist": "empirical", "values": [2, 3, 6], "probs": [0.5, 0.3, 0.2]}},
+            *stores,
+        ],
+    }
+
+
+@pytest.fixture(scope="module")
+def net():
+    return network_from_dict(network_dict())
+
+
+@pytest.fixture(scope="module")
+def stats(net):
+    return DemandStats.of(net, horizon=HORIZON, seed=0)
+
+
+SHOCKS = (DemandShock(start=10, end=30, multiplier=2.5, groups=("food",)),
+          LeadTimeShock(start=20, end=40, multiplier=2.0),
+          DcClosure(start=35, end=45, dc="dc0", reroute=True),
+          SupplierOutage(start=50, end=53, supplier="sup"))
+
+
+def base_stock(stats):
+    return BaseStock.from_stats(stats)
+
+
+def rop(stats, net):
+    holding = np.broadcast_to(net.skus.holding_cost, stats.mean.shape)
+    fixed = np.broadcast_to(net.skus.fixed_order_cost, stats.mean.shape)
+    return ReorderPointEOQ.from_stats(stats, fixed, holding)
+
+
+def run(net, policy, seed, shocks=SHOCKS, per_sku_series=True):
+    engine = Engine(net, horizon=HORIZON, seed=seed, shocks=shocks, invariants="error",
+                    per_sku_series=per_sku_series)
+    return engine, engine.run(policy)
+
+
+@pytest.mark.parametrize("make", [base_stock, lambda s: EchelonBaseStock.from_stats(s)])
+def test_same_seed_gives_identical_kpis_and_series(net, stats, make):
+    result = check_determinism(net, lambda: make(stats), HORIZON, 11, SHOCKS)
+    _, again = run(net, make(stats), 11)
+    assert result.kpis == again.kpis  # exact dict equality, floats included
+    for key, series in result.series.items():
+        assert np.array_equal(series, again.series[key]), key
+    assert result.kpis["network"]["demand"] > 0
+
+
+def test_different_seeds_differ(net, stats):
+    _, a = run(net, base_stock(stats), 1)
+    _, b = run(net, base_stock(stats), 2)
+    assert a.kpis != b.kpis
+    assert not np.array_equal(a.sku_series["demand"], b.sku_series["demand"])
+    engine_a, _ = run(net, base_stock(stats), 1)
+    engine_b, _ = run(net, base_stock(stats), 2)
+    assert not np.array_equal(engine_a.lead_times, engine_b.lead_times)
+
+
+def test_base_stock_and_rop_see_the_same_demand_and_lead_times(net, stats):
+    a, b = check_common_random_numbers(net, base_stock(stats), rop(stats, net), HORIZON, 5, SHOCKS)
+    stores = [i for i, n in enumerate(net.nodes) if n.kind == "store"]
+    np.testing.assert_array_equal(a.sku_series["demand"][:, stores], b.sku_series["demand"][:, stores])
+    # the policies really differ: different orders, different costs
+    assert not np.array_equal(a.sku_series["ordered"], b.sku_series["ordered"])
+    assert a.kpis["network"]["cost_total"] != b.kpis["network"]["cost_total"]
+    assert a.kpis["network"]["demand"] == b.kpis["network"]["demand"]
+
+
+def test_lead_time_draws_do_not_depend_on_the_policy(net, stats):
+    engine_a, _ = run(net, base_stock(stats), 8)
+    s = np.full((len(net.nodes), net.skus.n), 5.0)
+    engine_b, _ = run(net, SS(s, s + economic_order_quantity(stats.mean, 5.0, 0.05)), 8)
+    np.testing.assert_array_equal(engine_a.lead_times, engine_b.lead_times)
+    assert engine_a.lead_times.shape == (len(net.nodes), HORIZON)
+    # one draw per lane per day, whether or not anything was shipped that day
+    assert engine_a.lead_times[1:].std() > 0
+
+
+def test_demand_of_a_store_does_not_depend_on_other_nodes(stats):
+    """Streams are keyed by node name: adding a store changes no other store's draws."""
+    small = network_from_dict(network_dict())
+    large = network_from_dict(network_dict(extra_store=True))
+    _, a = run(small, BaseStock(np.zeros((len(small.nodes), 3))), 3, shocks=())
+    _, b = run(large, BaseStock(np.zeros((len(large.nodes), 3))), 3, shocks=())
+    np.testing.assert_array_equal(a.sku_series["demand"][:, 3:7], b.sku_series["demand"][:, 3:7])
+
+
+def test_the_twin_leaves_the_global_rng_alone(net, stats):
+    np.random.seed(123)
+    expected = np.random.random(3)
+    np.random.seed(123)
+    run(net, base_stock(stats), 4)
+    np.testing.assert_array_equal(np.random.random(3), expected)
+
+
+@pytest.mark.parametrize("make", [base_stock, lambda s: EchelonBaseStock.from_stats(s)])
+def test_stepping_with_the_policy_orders_equals_run(net, stats, make):
+    ran = check_step_matches_run(net, lambda: make(stats), HORIZON, 21, SHOCKS)
+    policy = make(stats)
+    engine = Engine(net, horizon=HORIZON, seed=21, shocks=SHOCKS, invariants="error", per_sku_series=True)
+    days = 0
+    while not engine.done:
+        engine.step(policy.act(engine.state()))
+        days += 1
+    stepped = engine.result(policy=type(policy).__name__)
+    assert days == HORIZON
+    assert stepped.kpis == ran.kpis
+    assert_identical(stepped.series, ran.series)
+    assert stepped.meta == ran.meta
+
+
+def test_warmup_changes_kpis_not_draws(net, stats):
+    _, full = run(net, base_stock(stats), 9)
+    engine = Engine(net, horizon=HORIZON, seed=9, shocks=SHOCKS, warmup=20, invariants="error", per_sku_series=True)
+    warm = engine.run(base_stock(stats))
+    assert_identical(full.series, warm.series)
+    assert warm.kpis["network"]["demand"] < full.kpis["network"]["demand"]
+    assert warm.kpis["network"]["demand"] == pytest.approx(full.series["demand"][20:, 3:].sum())

@@ -1,0 +1,341 @@
+"""Bad configurations stop before anything is simulated, with one SpecError naming the key and what is allowed."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+
+from twin import DcClosure, DemandShock, Engine, SpecError, network_from_dict
+from twin.shocks import CapacityCut, LeadTimeShock, SupplierOutage, shock_from_dict
+
+
+def base() -> dict:
+    """A valid two-echelon network: one supplier, two DCs, three stores, two SKUs."""
+    return {
+        "name": "spec_test",
+        "skus": {"items": [{"name": "milk", "group": "food", "dist": "poisson", "mean": 4},
+                           {"name": "lego", "group": "toys", "dist": "negative_binomial", "mean": 1}]},
+        "demand": {"promotion": {"weekly_probability": 0.1}},
+        "nodes": [
+            {"name": "sup", "kind": "supplier"},
+            {"name": "dc_a", "kind": "dc", "parent": "sup", "lead_time": {"dist": "deterministic", "mean": 3}},
+            {"name": "dc_b", "kind": "dc", "parent": "sup"},
+            {"name": "s1", "kind": "store", "parent": "dc_a", "backup_parent": "dc_b"},
+            {"name": "s2", "kind": "store", "parent": "dc_a"},
+            {"name": "s3", "kind": "store", "parent": "dc_b", "region": "north"},
+        ],
+    }
+
+
+def bad(mutate) -> str:
+    """Apply `mutate` to a copy of the base config and return the message of the one SpecError it raises."""
+    data = copy.deepcopy(base())
+    mutate(data)
+    with pytest.raises(SpecError) as info:
+        network_from_dict(data)
+    message = str(info.value)
+    assert "\n" not in message, "one message, one line"
+    assert info.value.__cause__ is None
+    return message
+
+
+def test_base_config_is_valid():
+    net = network_from_dict(base())
+    assert net.node_names == ("sup", "dc_a", "dc_b", "s1", "s2", "s3")
+    assert net.skus.n == 2
+
+
+def test_negative_lead_time_mean():
+    msg = bad(lambda d: d["nodes"][1]["lead_time"].update(mean=-2))
+    assert msg.startswith("network.nodes[1].lead_time.mean:")
+    assert "-2" in msg and "allowed: [0, inf]" in msg
+
+
+def test_lead_time_cv_out_of_range_and_unknown_law():
+    msg = bad(lambda d: d["nodes"][1]["lead_time"].update(dist="gamma", cv=9))
+    assert "network.nodes[1].lead_time.cv" in msg and "allowed: [0, 5]" in msg
+    msg = bad(lambda d: d["nodes"][1]["lead_time"].update(dist="weibull"))
+    assert "network.nodes[1].lead_time.dist" in msg and "'weibull'" in msg
+    assert "allowed: deterministic, gamma, lognormal, poisson, empirical" in msg
+
+
+def test_gamma_lead_time_needs_positive_mean_and_cv():
+    msg = bad(lambda d: d["nodes"][1]["lead_time"].update(dist="gamma", mean=2, cv=0))
+    assert "network.nodes[1].lead_time" in msg and "mean > 0 and cv > 0" in msg
+
+
+def test_no_stores():
+    def mutate(d):
+        d["nodes"] = [{"name": "sup", "kind": "supplier"}]
+    msg = bad(mutate)
+    assert "nodes: no stores" in msg and "allowed: at least one node of kind 'store'" in msg
+
+
+def test_empty_node_list():
+    msg = bad(lambda d: d.update(nodes=[]))
+    assert "nodes" in msg and "allowed" in msg
+
+
+def test_store_whose_parent_dc_does_not_exist():
+    msg = bad(lambda d: d["nodes"][4].update(parent="dc_zzz"))
+    assert "nodes[4].parent" in msg and "'dc_zzz'" in msg
+    assert "allowed: sup, dc_a, dc_b, s1" in msg
+
+
+def test_parent_listed_after_its_child():
+    def mutate(d):
+        d["nodes"][1], d["nodes"][3] = d["nodes"][3], d["nodes"][1]
+    msg = bad(mutate)
+    assert "nodes[1].parent" in msg and "'dc_a'" in msg and "allowed: sup" in msg
+
+
+def test_store_cannot_supply_a_node():
+    msg = bad(lambda d: d["nodes"][5].update(parent="s1"))
+    assert "nodes[5].parent" in msg and "'s1' is a store" in msg
+
+
+def test_supplier_with_a_parent():
+    def mutate(d):
+        d["nodes"].insert(1, {"name": "sup2", "kind": "supplier", "parent": "sup"})
+    msg = bad(mutate)
+    assert "nodes[1].parent" in msg and "allowed: null" in msg
+
+
+def test_duplicate_node_name():
+    msg = bad(lambda d: d["nodes"][5].update(name="s1"))
+    assert "nodes[5].name" in msg and "'s1'" in msg and "allowed: a unique name" in msg
+
+
+def test_unknown_node_kind_and_unmet_rule():
+    msg = bad(lambda d: d["nodes"][3].update(kind="warehouse"))
+    assert "network.nodes[3].kind" in msg and "allowed: supplier, dc, store" in msg
+    msg = bad(lambda d: d["nodes"][3].update(unmet="shrug"))
+    assert "network.nodes[3].unmet" in msg and "allowed: backorder, lost" in msg
+
+
+def test_dc_with_no_children():
+    def mutate(d):
+        d["nodes"][5]["parent"] = "dc_a"
+        del d["nodes"][3]["backup_parent"]
+    msg = bad(mutate)
+    assert "nodes[2]" in msg and "dc 'dc_b' supplies no node" in msg
+
+
+@pytest.mark.parametrize("value", [-0.1, 1.0, 1.5])
+def test_zero_prob_outside_allowed_range(value):
+    msg = bad(lambda d: d["skus"]["items"][1].update(dist="zero_inflated_poisson", zero_prob=value))
+    assert "skus[1].zero_prob" in msg and "allowed: [0, 0.999]" in msg
+
+
+@pytest.mark.parametrize("value", [-0.2, 1.01])
+def test_promotion_probability_outside_unit_interval(value):
+    msg = bad(lambda d: d["demand"]["promotion"].update(weekly_probability=value))
+    assert msg.startswith("network.demand.promotion.weekly_probability:")
+    assert "allowed: [0, 1]" in msg
+
+
+def test_empirical_lead_time_probabilities():
+    msg = bad(lambda d: d["nodes"][3].update(lead_time={"dist": "empirical", "values": [1, 2], "probs": [1.2, -0.2]}))
+    assert "network.nodes[3].lead_time.probs[0]" in msg and "allowed: [0, 1]" in msg
+    msg = bad(lambda d: d["nodes"][3].update(lead_time={"dist": "empirical", "values": [1, 2], "probs": [0.5, 0.4]}))
+    assert "nodes[3].lead_time.probs" in msg and "must sum to 1" in msg
+    msg = bad(lambda d: d["nodes"][3].update(lead_time={"dist": "empirical", "values": [1, 2], "probs": [1.0]}))
+    assert "nodes[3].lead_time" in msg and "equal, non-zero length" in msg
+    msg = bad(lambda d: d["nodes"][3].update(lead_time={"dist": "empirical", "values": [-1], "probs": [1.0]}))
+    assert "nodes[3].lead_time.values[0]" in msg and "allowed" in msg
+
+
+def test_unknown_demand_distribution():
+    msg = bad(lambda d: d["skus"]["items"][0].update(dist="gaussian"))
+    assert msg.startswith("network.skus.items[0].dist:")
+    assert "'gaussian' is not allowed" in msg
+    assert "allowed: poisson, negative_binomial, normal, zero_inflated_poisson" in msg
+
+
+@pytest.mark.parametrize(("where", "typo", "path"), [
+    (lambda d: d, "rationnig", "network"),
+    (lambda d: d["nodes"][3], "lead_tme", "network.nodes[3]"),
+    (lambda d: d["nodes"][1]["lead_time"], "maen", "network.nodes[1].lead_time"),
+    (lambda d: d["skus"]["items"][0], "holding_cst", "network.skus.items[0]"),
+    (lambda d: d["demand"], "weeekly", "network.demand"),
+    (lambda d: d["demand"]["promotion"], "probability", "network.demand.promotion"),
+])
+def test_unknown_key_is_a_typo(where, typo, path):
+    msg = bad(lambda d: where(d).update({typo: 1}))
+    assert msg.startswith(f"{path}: unknown key {typo!r}; allowed: ")
+
+
+def test_unknown_key_lists_the_allowed_keys():
+    msg = bad(lambda d: d["nodes"][3].update(lead_tme=1))
+    allowed = msg.split("allowed: ", 1)[1].split(", ")
+    assert {"lead_time", "parent", "unmet", "storage_capacity", "backup_parent"} <= set(allowed)
+
+
+def test_wrong_types():
+    msg = bad(lambda d: d["nodes"][3].update(storage_capacity="lots"))
+    assert "network.nodes[3].storage_capacity" in msg and "expected a number" in msg
+    msg = bad(lambda d: d.update(backlog_first="yes"))
+    assert "network.backlog_first" in msg and "expected true or false" in msg
+    msg = bad(lambda d: d["nodes"][3].update(storage_capacity=0))
+    assert "network.nodes[3].storage_capacity" in msg and "allowed: (0, inf]" in msg
+
+
+def test_rationing_rule():
+    msg = bad(lambda d: d.update(rationing="lottery"))
+    assert "network.rationing" in msg and "allowed: proportional, priority, fcfs" in msg
+
+
+def test_weekly_pattern_needs_seven_days():
+    msg = bad(lambda d: d["demand"].update(weekly=[1, 2, 3]))
+    assert "network.demand.weekly" in msg and "expected 7 numbers" in msg
+
+
+def test_nodes_or_layout_not_both():
+    msg = bad(lambda d: d.update(layout={"dcs": 2}))
+    assert "either 'nodes'" in msg
+    msg = bad(lambda d: d.pop("nodes"))
+    assert "missing 'nodes' or 'layout'" in msg
+
+
+def test_store_as_backup_parent_is_rejected():
+    msg = bad(lambda d: d["nodes"][4].update(backup_parent="s1"))
+    assert "nodes[4].backup_parent" in msg and "allowed" in msg
+
+
+# ---------------------------------------------------------------------------
+# Shocks
+# ---------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def net():
+    return network_from_dict(base())
+
+
+def shock_error(net, data) -> str:
+    with pytest.raises(SpecError) as info:
+        shock_from_dict(data, net, "shocks[2]")
+    return str(info.value)
+
+
+def test_valid_shocks_build(net):
+    shock = shock_from_dict({"type": "demand", "start": 3, "end": 9, "multiplier": 2.5, "groups": ["food"]},
+                            net, "shocks[0]")
+    assert shock == DemandShock(start=3, end=9, multiplier=2.5, groups=("food",))
+    closure = shock_from_dict({"type": "dc_closure", "start": 0, "end": 5, "dc": "dc_b", "reroute": False}, net,
+                              "shocks[1]")
+    assert closure == DcClosure(start=0, end=5, dc="dc_b", reroute=False)
+
+
+@pytest.mark.parametrize(("start", "end"), [(5, 5), (7, 3)])
+def test_shock_window_empty_or_reversed(net, start, end):
+    msg = shock_error(net, {"type": "demand", "start": start, "end": end})
+    assert msg.startswith("shocks[2]:") and f"[{start}, {end})" in msg and "allowed: 0 <= start < end" in msg
+
+
+def test_shock_window_negative_start(net):
+    msg = shock_error(net, {"type": "lead_time", "start": -1, "end": 4})
+    assert "shocks[2].start" in msg and "allowed: [0, inf]" in msg
+
+
+def test_shock_unknown_type_and_unknown_key(net):
+    msg = shock_error(net, {"type": "earthquake", "start": 0, "end": 4})
+    assert "shocks[2].type" in msg and "allowed: demand, lead_time, supplier_outage, dc_closure, capacity_cut" in msg
+    msg = shock_error(net, {"type": "demand", "start": 0, "end": 4, "multipler": 2})
+    assert msg.startswith("shocks[2]: unknown key 'multipler'; allowed: ")
+
+
+@pytest.mark.parametrize(("data", "key", "allowed"), [
+    ({"type": "supplier_outage", "start": 0, "end": 4, "supplier": "dc_a"}, "shocks[2].supplier", "allowed: sup"),
+    ({"type": "dc_closure", "start": 0, "end": 4, "dc": "s1", "reroute": False}, "shocks[2].dc",
+     "allowed: dc_a, dc_b"),
+    ({"type": "capacity_cut", "start": 0, "end": 4, "node": "nowhere"}, "shocks[2].node", "allowed: sup, dc_a"),
+    ({"type": "lead_time", "start": 0, "end": 4, "sources": ["s2"]}, "shocks[2].sources", "allowed: sup, dc_a, dc_b"),
+    ({"type": "demand", "start": 0, "end": 4, "groups": ["tools"]}, "shocks[2].groups", "allowed: food, toys"),
+    ({"type": "demand", "start": 0, "end": 4, "regions": ["mars"]}, "shocks[2].regions", "allowed: all, north"),
+    ({"type": "demand", "start": 0, "end": 4, "multiplier": -1}, "shocks[2].multiplier", "allowed: [0, 100]"),
+    ({"type": "lead_time", "start": 0, "end": 4, "multiplier": 60}, "shocks[2].multiplier", "allowed: [0, 50]"),
+    ({"type": "capacity_cut", "start": 0, "end": 4, "node": "s1", "factor": 1.5}, "shocks[2].factor",
+     "allowed: [0, 1]"),
+])
+def test_shock_targets_and_values(net, data, key, allowed):
+    msg = shock_error(net, data)
+    assert msg.startswith(key), msg
+    assert allowed in msg, msg
+
+
+def test_dc_closure_reroute_needs_backups(net):
+    msg = shock_error(net, {"type": "dc_closure", "start": 0, "end": 4, "dc": "dc_a"})
+    assert "shocks[2].reroute" in msg and "'s2' has no backup_parent" in msg and "allowed:" in msg
+    assert shock_from_dict({"type": "dc_closure", "start": 0, "end": 4, "dc": "dc_a", "reroute": False}, net,
+                           "shocks[2]") == DcClosure(start=0, end=4, dc="dc_a", reroute=False)
+
+
+@pytest.mark.parametrize("shock", [
+    DemandShock(start=4, end=2),
+    LeadTimeShock(start=0, end=3, sources=("s1",)),
+    SupplierOutage(start=0, end=3, supplier="nobody"),
+    DcClosure(start=0, end=3, dc="dc_a", reroute=True),
+    CapacityCut(start=0, end=3, node="s1", factor=-0.5),
+])
+def test_shock_validate_is_called_by_the_engine(net, shock):
+    with pytest.raises(SpecError) as info:
+        shock.validate(net, "shocks[0]")
+    assert str(info.value).startswith("shocks[0]")
+    with pytest.raises(SpecError, match=r"^shocks\[1\]"):
+        Engine(net, horizon=10, seed=0, shocks=[DemandShock(start=0, end=2, multiplier=2), shock])
+
+
+# ---------------------------------------------------------------------------
+# Engine arguments and orders
+# ---------------------------------------------------------------------------
+
+def test_engine_arguments(net):
+    with pytest.raises(ValueError, match="horizon.*allowed"):
+        Engine(net, horizon=0, seed=0)
+    with pytest.raises(ValueError, match="warmup.*allowed"):
+        Engine(net, horizon=10, seed=0, warmup=10)
+    with pytest.raises(ValueError, match="seed.*allowed"):
+        Engine(net, horizon=10, seed=-1)
+    with pytest.raises(ValueError, match="invariants.*allowed: off, warn, error"):
+        Engine(net, horizon=10, seed=0, invariants="strict")
+
+
+@pytest.mark.parametrize("orders", [np.zeros((6, 3)), np.zeros((5, 2)), np.zeros(6), np.zeros((2, 6))])
+def test_orders_of_wrong_shape(net, orders):
+    engine = Engine(net, horizon=5, seed=0, invariants="error")
+    with pytest.raises(ValueError) as info:
+        engine.step(orders)
+    msg = str(info.value)
+    assert msg.startswith("orders") and "allowed: (nodes, SKUs) = (6, 2)" in msg
+    assert engine.day == 0, "a rejected order must not advance the clock"
+
+
+@pytest.mark.parametrize("value", [-1.0, np.nan, np.inf])
+def test_orders_negative_or_not_finite(net, value):
+    engine = Engine(net, horizon=5, seed=0, invariants="error")
+    orders = np.zeros((6, 2))
+    orders[4, 1] = value
+    with pytest.raises(ValueError) as info:
+        engine.step(orders)
+    msg = str(info.value)
+    assert msg.startswith("orders['s2', SKU 1]") and "allowed: a finite quantity >= 0" in msg
+    assert engine.day == 0 and not engine.on_order.any()
+
+
+def test_orders_from_a_supplier(net):
+    engine = Engine(net, horizon=5, seed=0, invariants="error")
+    orders = np.zeros((6, 2))
+    orders[0, 0] = 3
+    with pytest.raises(ValueError, match="^orders: suppliers do not order"):
+        engine.step(orders)
+
+
+def test_stepping_past_the_end(net):
+    engine = Engine(net, horizon=2, seed=0, invariants="error")
+    engine.step(np.zeros((6, 2)))
+    engine.step(np.zeros((6, 2)))
+    assert engine.done
+    with pytest.raises(RuntimeError, match="the run is over"):
+        engine.step(np.zeros((6, 2)))
