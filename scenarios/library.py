@@ -190,7 +190,7 @@ class HolidayPeak(ScenarioBuilder):
                                            groups=sku_groups(network, "groups", self.groups))]
         if self.capacity_factor < 1:
             shocks += [CapacityCut(self.start_day, end, node=n.name, factor=self.capacity_factor)
-                       for n in network.nodes_of_kind("dc")]
+                       for n in network.nodes_of_kind("dc") if n.storage_capacity is not None]
         return shocks
 
 

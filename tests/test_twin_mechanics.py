@@ -249,8 +249,6 @@ def test_fractional_proportional_rationing_in_the_engine_stays_finite():
     assert engine.on_hand[2:].sum() + engine.in_transit[2:].sum() == pytest.approx(6.86)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: twin/ledger.py Ledger.check_day compares with '>' so NaN passes "
-                                       "every invariant, even in 'error' mode")
 def test_ledger_rejects_nan_stock():
     ledger = Ledger(("sup", "store"), np.array([True, False]), "error")
     nan = np.array([[0.0], [np.nan]])
@@ -373,9 +371,6 @@ def test_capacity_cut_limits_shipments():
 
 
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")
-@pytest.mark.xfail(strict=True, reason="BUG: twin/engine.py Engine._apply_capacities multiplies an infinite storage "
-                                       "capacity by the cut factor 0 (inf * 0 = NaN); np.minimum then makes the limit "
-                                       "NaN and the lane ships without any limit")
 def test_capacity_cut_to_zero_stops_shipments():
     net = chain(1, mean=0, store={"lane_capacity": 10})
     for factor, expected in ((0.1, [1, 1, 1, 10]), (0.0, [0, 0, 0, 10])):

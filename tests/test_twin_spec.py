@@ -258,6 +258,8 @@ def test_shock_unknown_type_and_unknown_key(net):
     ({"type": "lead_time", "start": 0, "end": 4, "multiplier": 60}, "shocks[2].multiplier", "allowed: [0, 50]"),
     ({"type": "capacity_cut", "start": 0, "end": 4, "node": "s1", "factor": 1.5}, "shocks[2].factor",
      "allowed: [0, 1]"),
+    ({"type": "capacity_cut", "start": 0, "end": 4, "node": "s1", "factor": 0.5}, "shocks[2].node",
+     "has no capacity to cut; allowed: a node with a storage_capacity"),
 ])
 def test_shock_targets_and_values(net, data, key, allowed):
     msg = shock_error(net, data)

@@ -355,7 +355,10 @@ class Engine:
         if self.topology.is_supplier[p]:
             self.bought += float(total.sum())
         else:
-            self.on_hand[p] -= total
+            stock = self.on_hand[p]
+            stock -= total
+            # fractional shares can overshoot the stock by an ulp; keep on-hand exactly non-negative
+            np.maximum(stock, 0.0, out=stock)
         self.flows_outflow[p] += total
         multiplier = self.effects.lead_time[p]
         for row in np.flatnonzero(shipped.any(axis=1)):
@@ -364,14 +367,14 @@ class Engine:
     def _apply_capacities(self, p: int, customers: np.ndarray, shipped: np.ndarray) -> np.ndarray:
         """Scale shipments down to lane capacity, the customer's free storage and the supplier's capacity."""
         factor = self.effects.capacity
-        limit = np.minimum(self.lane_capacity[customers] * factor[customers],
-                           self.storage_capacity[customers] * factor[customers]
+        limit = np.minimum(_cut(self.lane_capacity[customers], factor[customers]),
+                           _cut(self.storage_capacity[customers], factor[customers])
                            - self.on_hand[customers].sum(axis=1) - self.in_transit[customers].sum(axis=1))
         totals = shipped.sum(axis=1)
         scale = np.ones(len(customers))
         over = totals > np.maximum(limit, 0)
         scale[over] = np.maximum(limit[over], 0) / totals[over]
-        cap = self.supply_capacity[p] * factor[p]
+        cap = _cut(self.supply_capacity[p], factor[p])
         if np.isfinite(cap):
             grand = float((shipped * scale[:, None]).sum())
             if grand > cap:
@@ -449,3 +452,11 @@ class Engine:
     def costs_so_far(self) -> float:
         """Total cost accumulated in the KPIs (after warm-up) so far."""
         return float(sum(self.kpis.cost[c].sum() for c in COSTS))
+
+
+def _cut(capacity, factor):
+    """Capacity times a cut factor; an unlimited (infinite) capacity stays unlimited (never inf * 0 = NaN)."""
+    capacity = np.asarray(capacity, dtype=float)
+    out = np.full_like(capacity, np.inf)
+    np.multiply(capacity, factor, out=out, where=np.isfinite(capacity))
+    return out if out.ndim else float(out)

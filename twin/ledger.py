@@ -53,6 +53,15 @@ class Ledger:
         """
         if not self.enabled:
             return
+        everything = float(on_hand.sum() + backorders.sum() + in_transit.sum() + on_order.sum())
+        if not np.isfinite(everything + bought_total + sold_total):
+            for label, array in (("on_hand", on_hand), ("backorders", backorders), ("in_transit", in_transit),
+                                 ("on_order", on_order)):
+                if not np.isfinite(array).all():
+                    i, k = np.argwhere(~np.isfinite(array))[0]
+                    self._fail(day, f"node {self.names[i]!r} SKU {k}: {label} is not finite ({array[i, k]})")
+            self._fail(day, f"network: bought ({bought_total}) or sold ({sold_total}) is not finite")
+            return
         stock = on_hand[self.stock_rows]
         low, high = (float(stock.min()), float(stock.max())) if stock.size else (0.0, 0.0)
         scale = max(1.0, high, -low, abs(bought_total))

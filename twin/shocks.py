@@ -156,6 +156,10 @@ class CapacityCut(Shock):
         _check_nodes(network, (self.node,), ("supplier", "dc", "store"), f"{key}.node")
         if not (0 <= self.factor <= 1):
             raise SpecError(f"{key}.factor: {self.factor:g} is out of range; allowed: [0, 1]")
+        node = network.nodes[network.index(self.node)]
+        if node.storage_capacity is None and node.lane_capacity is None and node.supply_capacity is None:
+            raise SpecError(f"{key}.node: {self.node!r} has no capacity to cut; allowed: a node with a "
+                            f"storage_capacity, lane_capacity or supply_capacity")
 
     def apply(self, effects: ShockEffects, network: NetworkSpec) -> None:
         effects.capacity[network.index(self.node)] *= self.factor
