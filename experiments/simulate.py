@@ -260,18 +260,26 @@ def write_timeseries(path: Path, network: NetworkSpec, results: Sequence[RunResu
 
 
 def write_sku_timeseries(path: Path, network: NetworkSpec, results: Sequence[RunResult]) -> None:
-    """One row per (replication, day, node, SKU) with the per-SKU series, gzip-compressed."""
+    """One row per (replication, day, node, SKU): the per-SKU series (expected_demand is the true mean of a
+    store's customer demand, shocks included) and the covariates a forecaster may use; gzip-compressed."""
     skus = network.skus.name
+    regions = [n.region for n in network.nodes]
     with gzip.open(path, "wt", newline="", compresslevel=5) as f:
         writer = csv.writer(f)
-        writer.writerow(["replication", "day", "node", "sku", *SKU_SERIES_FIELDS])
+        writer.writerow(["replication", "seed", "day", "node", "sku", *SKU_SERIES_FIELDS,
+                         "promotion", "price", "holiday", "weather"])
         for rep, result in enumerate(results):
             names = result.meta["nodes"]
+            cov = result.covariates
             table = np.stack([result.sku_series[k] for k in SKU_SERIES_FIELDS], axis=-1)  # (days, nodes, SKUs, f)
             for day in range(table.shape[0]):
+                promotion = cov.promotion[day].astype(int).tolist()
+                price = cov.price[day].round(4).tolist()
                 for i, name in enumerate(names):
+                    weather = round(float(cov.weather[regions[i]][day]), 4)
                     for k, values in enumerate(table[day, i].tolist()):
-                        writer.writerow([rep, day, name, skus[k], *values])
+                        writer.writerow([rep, result.meta["seed"], day, name, skus[k], *values, promotion[k],
+                                         price[k], cov.holiday[day], weather])
 
 
 def write_outputs(out: Path, config: SimulationConfig, resolved: Mapping[str, Any], overrides: Sequence[str],

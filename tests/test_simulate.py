@@ -163,7 +163,16 @@ def test_replications_per_sku_and_no_plots(tmp_path):
     with (out / "timeseries.csv").open() as f:
         assert sum(1 for _ in f) == 1 + 2 * 30 * 4
     with gzip.open(out / "timeseries_sku.csv.gz", "rt") as f:
-        assert sum(1 for _ in f) == 1 + 2 * 30 * 4 * 3
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 2 * 30 * 4 * 3
+    assert {"expected_demand", "promotion", "price", "holiday", "weather"} <= set(rows[0])
+    store_rows = [r for r in rows if r["node"].startswith("store")]
+    assert all(float(r["expected_demand"]) > 0 for r in store_rows)
+    assert all(float(r["expected_demand"]) == 0 for r in rows if r["node"].startswith("dc"))
+    # the oracle mean matches the draws on average (Poisson-like demand, 2 x 30 x 2 x 3 store-SKU-days)
+    mean_demand = sum(float(r["demand"]) for r in store_rows) / len(store_rows)
+    mean_expected = sum(float(r["expected_demand"]) for r in store_rows) / len(store_rows)
+    assert abs(mean_demand - mean_expected) < 0.15 * mean_expected
     assert not any((out / name).exists() for name in PNGS)
 
 

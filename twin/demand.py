@@ -22,6 +22,16 @@ from twin.spec import NetworkSpec
 from twin.streams import Streams
 
 
+@dataclass(frozen=True)
+class Covariates:
+    """What a forecaster may know besides past demand: per day (and SKU, or region) over the horizon."""
+
+    promotion: np.ndarray          # (days, SKUs) bool: SKU on promotion
+    price: np.ndarray              # (days, SKUs) shelf price (discounted during promotions)
+    holiday: np.ndarray            # (days,) holiday lift (1 on ordinary days)
+    weather: dict[str, np.ndarray]  # region -> (days,) weather index
+
+
 class DemandModel:
     """True demand process of a network over a horizon; draws come from per-store streams."""
 
@@ -67,6 +77,14 @@ class DemandModel:
         sampler = self._samplers[store]
         rate = self._region_rate[sampler.region][day] * sampler.scale
         return rate if multiplier is None else rate * multiplier
+
+    def covariates(self) -> Covariates:
+        """The covariates of this run (promotions and weather are drawn per seed)."""
+        return Covariates(promotion=self.promotion, price=self.price, holiday=self.holiday, weather=self.weather)
+
+    def draw(self, store: str, mean: np.ndarray) -> np.ndarray:
+        """One day's demand of every SKU at `store` around the expected demand `mean`."""
+        return self._samplers[store].draw(mean)
 
     def mean_matrix(self, store: str) -> np.ndarray:
         """Expected demand (days, SKUs) at `store` over the horizon, without shocks."""

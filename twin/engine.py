@@ -31,7 +31,7 @@ from typing import Protocol
 import numpy as np
 import simpy
 
-from twin.demand import DemandModel
+from twin.demand import Covariates, DemandModel
 from twin.kpi import COSTS, DayFlows, KpiAccumulator, SeriesRecorder, node_totals
 from twin.ledger import Ledger
 from twin.rationing import RULES
@@ -73,6 +73,7 @@ class RunResult:
     series: dict[str, np.ndarray]
     sku_series: dict[str, np.ndarray] | None
     meta: dict
+    covariates: Covariates | None = None
     violations: list[str] = field(default_factory=list)
 
 
@@ -148,10 +149,7 @@ class Engine:
             shut |= effects.shut
             reroute |= effects.reroute
         self.may_use_backup = (backup >= 0) & (parent >= 0) & (shut & reroute)[np.maximum(parent, 0)]
-        # (a node with a supply capacity keeps all its backup customers: its capacity check sums shipments over
-        # all rows at once, and leaving out zero rows would change the rounding of that sum with fractional units)
-        keeps_all = np.array([nd.supply_capacity is not None for nd in nodes])
-        orders_from = {p: (parent == p) | ((backup == p) & (self.may_use_backup | keeps_all[p])) for p in range(n)}
+        orders_from = {p: (parent == p) | ((backup == p) & self.may_use_backup) for p in range(n)}
         self.customers = {p: np.flatnonzero(rows) for p, rows in orders_from.items() if rows.any()}
         self.backlog: dict[int, list[tuple[int, np.ndarray]]] = {p: [] for p in self.customers}
         rule = RULES[network.rationing]
@@ -240,6 +238,7 @@ class Engine:
                   "horizon": self.horizon, "warmup": self.warmup, "seed": self.seed,
                   "shocks": [type(s).__name__ for s in self.shocks], "twin_version": TWIN_VERSION, **meta},
             violations=list(self.ledger.violations),
+            covariates=None if self.series.sku is None else self.demand_model.covariates(),
         )
 
     def _check_orders(self, orders) -> np.ndarray:
@@ -267,7 +266,10 @@ class Engine:
         for day in range(self.horizon):
             yield self._at(day, PHASE_DEMAND)
             multiplier = self.effects.demand[i] if self.demand_shocked else None  # None: skip multiplying by 1
-            demand = self.demand_model.sample(name, day, multiplier)
+            expected = self.demand_model.mean(name, day, multiplier)
+            demand = self.demand_model.draw(name, expected)
+            if self.series.sku is not None:
+                self.series.sku["expected_demand"][day, i] = expected
             stock = self.on_hand[i]
             served = np.minimum(demand, stock)
             stock -= served

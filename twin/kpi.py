@@ -23,7 +23,7 @@ import numpy as np
 COSTS = ("holding", "backorder", "lost_sale", "ordering", "in_transit")
 SERIES_FIELDS = ("on_hand", "backorders", "in_transit", "on_order", "demand", "filled", "outflow", "lost",
                  "ordered", "received") + tuple(f"cost_{c}" for c in COSTS)
-SKU_SERIES_FIELDS = ("on_hand", "backorders", "demand", "ordered")
+SKU_SERIES_FIELDS = ("on_hand", "backorders", "demand", "expected_demand", "ordered")  # expected: stores only
 STATE_FIELDS = ("on_hand", "backorders", "in_transit", "on_order")
 FLOW_FIELDS = ("demand", "filled", "outflow", "lost", "ordered", "received")
 
