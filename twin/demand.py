@@ -125,12 +125,13 @@ class StoreDemand:
         rng = self.rng
         if g.law == "poisson":
             return rng.poisson(mean)
-        if g.law == "negative_binomial":
-            r = g.dispersion
-            return rng.negative_binomial(r, r / (r + mean))
-        if g.law == "zero_inflated_poisson":
-            positive = rng.poisson(mean / g.keep)
-            return np.where(rng.random(len(positive)) < g.keep, positive, 0)
+        if g.law == "negative_binomial":  # as a gamma-Poisson mixture (what numpy does inside, less checking)
+            return rng.poisson(rng.gamma(g.dispersion, mean / g.dispersion))
+        if g.law == "zero_inflated_poisson":  # Poisson draws only where the structural zero did not strike
+            kept = rng.random(len(mean)) < g.keep
+            out = np.zeros(len(mean))
+            out[kept] = rng.poisson(mean[kept] / g.keep[kept])
+            return out
         draws = rng.normal(mean, g.cv * mean)  # normal
         if self.truncate:
             draws = np.maximum(draws, 0.0)

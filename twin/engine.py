@@ -150,6 +150,7 @@ class Engine:
             reroute |= effects.reroute
         self.may_use_backup = (backup >= 0) & (parent >= 0) & (shut & reroute)[np.maximum(parent, 0)]
         orders_from = {p: (parent == p) | ((backup == p) & self.may_use_backup) for p in range(n)}
+        self.has_backup_customers = bool(self.may_use_backup.any())
         self.customers = {p: np.flatnonzero(rows) for p, rows in orders_from.items() if rows.any()}
         self.backlog: dict[int, list[tuple[int, np.ndarray]]] = {p: [] for p in self.customers}
         rule = RULES[network.rationing]
@@ -323,7 +324,9 @@ class Engine:
     def _allocate(self, p: int, day: int) -> None:
         """Node p serves its backlog and today's orders from on-hand (suppliers: unlimited unless capped)."""
         customers = self.customers[p]
-        new = self.new_orders[customers] * (self.route[customers] == p)[:, None]
+        new = self.new_orders[customers]
+        if self.has_backup_customers:  # rows of customers that order elsewhere today ask for nothing here
+            new *= (self.route[customers] == p)[:, None]
         cohorts = self.backlog[p]
         if not cohorts and not new.any():
             return
@@ -335,12 +338,11 @@ class Engine:
             if self.has_capacity[p] or self.capacity_cut:
                 shipped = self._apply_capacities(p, customers, shipped)
         # shipments consume the oldest backlog first, then today's orders
-        remaining = shipped.copy()
+        shipped_new = shipped.copy() if cohorts else shipped
         for _, cohort in cohorts:
-            take = np.minimum(cohort, remaining)
+            take = np.minimum(cohort, shipped_new)
             cohort -= take
-            remaining -= take
-        shipped_new = remaining
+            shipped_new -= take
         unfilled = new - shipped_new
         kept = [(d, c) for d, c in cohorts if c.any()]
         if unfilled.any():

@@ -67,6 +67,8 @@ class RationingRule:
         requests = self.tranches(backlog, new)
         if available is None:
             return sum(requests)
+        if len(requests) == 1:  # the usual day: no backlog
+            return self.split(available, requests[0], integer)
         left = available.astype(float).copy()
         shipped = np.zeros_like(new)
         for tranche in requests:
