@@ -326,9 +326,14 @@ def main(cfg: DictConfig) -> None:
     log.info("done in %.1f s; outputs in %s", time.perf_counter() - started, out)
 
 
-if __name__ == "__main__":
+def run_checked(hydra_main) -> None:
+    """Run a Hydra entry point after checking its `group=option` overrides (one-line error, exit status 2)."""
     message = unknown_choice(sys.argv[1:])
     if message:
         print(f"config error: {message}", file=sys.stderr)
         sys.exit(2)
-    main()
+    hydra_main()
+
+
+if __name__ == "__main__":
+    run_checked(main)

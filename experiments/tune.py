@@ -21,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from agents.baselines import tune
 from experiments.policies import ECHELONS, PolicySpec
-from experiments.simulate import load_config, unknown_choice
+from experiments.simulate import load_config, run_checked
 from twin import SpecError
 from twin.config import ConfigReader
 
@@ -82,8 +82,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    message = unknown_choice(sys.argv[1:])
-    if message:
-        print(f"config error: {message}", file=sys.stderr)
-        sys.exit(2)
-    main()
+    run_checked(main)
