@@ -154,3 +154,16 @@ def test_warmup_changes_kpis_not_draws(net, stats):
     assert_identical(full.series, warm.series)
     assert warm.kpis["network"]["demand"] < full.kpis["network"]["demand"]
     assert warm.kpis["network"]["demand"] == pytest.approx(full.series["demand"][20:, 3:].sum())
+
+
+def test_scenarios_keep_common_random_numbers_outside_their_shocks(net, stats):
+    """A demand shock changes demand only while it lasts: the days after it see the baseline's draws."""
+    policy = BaseStock.from_stats(stats)
+    surge = (DemandShock(start=10, end=20, multiplier=3.0),)
+    runs = [Engine(net, horizon=HORIZON, seed=4, shocks=shocks, per_sku_series=True).run(policy)
+            for shocks in ((), surge)]
+    base, shocked = (r.sku_series["demand"] for r in runs)
+    stores = [i for i, name in enumerate(runs[0].meta["nodes"]) if name[0] == "s" and name[1:].isdigit()]
+    assert np.array_equal(base[:10, stores], shocked[:10, stores])
+    assert np.array_equal(base[20:, stores], shocked[20:, stores])
+    assert shocked[10:20, stores].sum() > 2 * base[10:20, stores].sum()

@@ -32,6 +32,9 @@ class Covariates:
     weather: dict[str, np.ndarray]  # region -> (days,) weather index
 
 
+DAY_STRIDE = 1 << 50  # random values reserved per store-day, far more than one day uses
+
+
 class DemandModel:
     """True demand process of a network over a horizon; draws come from per-store streams."""
 
@@ -46,7 +49,7 @@ class DemandModel:
         trend = 1 + spec.trend_per_year * days / 365
         self.holiday = np.ones(horizon)
         for h in spec.holidays:
-            in_window = (doy >= h.day) & (doy < h.day + h.duration_days)
+            in_window = (doy - h.day) % 365 < h.duration_days  # a window may run into the next year
             self.holiday[in_window] *= h.lift
         calendar = weekly[days % 7] * seasonal * trend * self.holiday
 
@@ -82,9 +85,9 @@ class DemandModel:
         """The covariates of this run (promotions and weather are drawn per seed)."""
         return Covariates(promotion=self.promotion, price=self.price, holiday=self.holiday, weather=self.weather)
 
-    def draw(self, store: str, mean: np.ndarray) -> np.ndarray:
-        """One day's demand of every SKU at `store` around the expected demand `mean`."""
-        return self._samplers[store].draw(mean)
+    def draw(self, store: str, day: int, mean: np.ndarray) -> np.ndarray:
+        """Day `day`'s demand of every SKU at `store` around the expected demand `mean`."""
+        return self._samplers[store].draw(day, mean)
 
     def mean_matrix(self, store: str) -> np.ndarray:
         """Expected demand (days, SKUs) at `store` over the horizon, without shocks."""
@@ -93,7 +96,7 @@ class DemandModel:
 
     def sample(self, store: str, day: int, multiplier: np.ndarray | float | None = None) -> np.ndarray:
         """One day's demand of every SKU at `store`."""
-        return self._samplers[store].draw(self.mean(store, day, multiplier))
+        return self._samplers[store].draw(day, self.mean(store, day, multiplier))
 
 
 class StoreDemand:
@@ -104,6 +107,7 @@ class StoreDemand:
         self.region = region
         self.scale = scale
         self.rng = streams.generator(name, "demand")
+        self.start = self.rng.bit_generator.state
         self.truncate = network.demand.truncate_normal
         self.integer = network.demand.integer_units
         self.n = skus.n
@@ -115,7 +119,14 @@ class StoreDemand:
             idx = _as_slice(np.flatnonzero(dist == law))
             self.groups.append(_LawGroup(law, idx, skus.dispersion[idx], 1 - skus.zero_prob[idx], skus.cv[idx]))
 
-    def draw(self, mean: np.ndarray) -> np.ndarray:
+    def draw(self, day: int, mean: np.ndarray) -> np.ndarray:
+        # Each day draws from its own segment of the store's stream. Poisson and gamma samplers use a number
+        # of random values that depends on the mean, so without this a demand shock on one day would shift
+        # every later draw: two scenarios with the same seed would then differ after the shock by sampling
+        # noise, not only by the shock (common random numbers across scenarios, not only across policies).
+        bit_generator = self.rng.bit_generator
+        bit_generator.state = self.start
+        bit_generator.advance(day * DAY_STRIDE)
         out = np.empty(self.n)
         for group in self.groups:
             out[group.idx] = self._draw(group, mean[group.idx])  # integer draws become floats here

@@ -113,6 +113,9 @@ class Engine:
         self.serves_customer_backorders = self.backorders_allowed & topo.is_store
         for rate in (self.holding_rate, self.backorder_rate, self.lost_rate):
             rate[topo.is_supplier] = 0.0  # suppliers are outside the network: their backlog costs nothing
+        # only a store can lose a sale: a DC with lost sales cancels what it cannot supply (its customer orders
+        # again), which costs no penalty of its own (the store's shortage is charged at the store)
+        self.lost_rate[~topo.is_store] = 0.0
 
         # state
         self.on_hand = np.zeros((n, k))
@@ -129,6 +132,7 @@ class Engine:
         self.flows_lost = np.zeros((n, k))
         self.flows_ordered = np.zeros((n, k))
         self.flows_received = np.zeros((n, k))
+        self.flows_shipped_in = np.zeros((n, k))  # units dispatched to the node today: what the unit cost is paid on
         self.day_start = np.zeros((n, k))  # on-hand stock at the start of the day (for the ledger)
         self.bought = 0.0
         self.sold_total = 0.0
@@ -206,7 +210,7 @@ class Engine:
         """The network at today's decision point (copies)."""
         return NetworkState(day=self.day, topology=self.topology, on_hand=self.on_hand.copy(),
                             backorders=self.backorders.copy(), in_transit=self.in_transit.copy(),
-                            on_order=self.on_order.copy())
+                            on_order=self.on_order.copy(), route=self.route.copy())
 
     def step(self, orders: np.ndarray) -> None:
         """Place today's orders (nodes, SKUs) and simulate until the next decision point or the end."""
@@ -268,7 +272,7 @@ class Engine:
             yield self._at(day, PHASE_DEMAND)
             multiplier = self.effects.demand[i] if self.demand_shocked else None  # None: skip multiplying by 1
             expected = self.demand_model.mean(name, day, multiplier)
-            demand = self.demand_model.draw(name, expected)
+            demand = self.demand_model.draw(name, day, expected)
             if self.series.sku is not None:
                 self.series.sku["expected_demand"][day, i] = expected
             stock = self.on_hand[i]
@@ -331,26 +335,34 @@ class Engine:
         if not cohorts and not new.any():
             return
         if self.effects.shut[p]:
-            shipped = np.zeros_like(new)
+            allocated = np.zeros_like(new)
         else:
             available = None if self.topology.is_supplier[p] else self.on_hand[p]
-            shipped = self.rationing.allocate(available, [c for _, c in cohorts], new, self.integer)
-            if self.has_capacity[p] or self.capacity_cut:
-                shipped = self._apply_capacities(p, customers, shipped)
-        # shipments consume the oldest backlog first, then today's orders
+            allocated = self.rationing.allocate(available, [c for _, c in cohorts], new, self.integer)
+        shipped = allocated
+        if self.has_capacity[p] or self.capacity_cut:
+            shipped = self._apply_capacities(p, customers, allocated)
+        # what stock allowed is taken from the oldest backlog first, then from today's orders
+        backlog_total = sum(c for _, c in cohorts) if cohorts else 0.0
+        allocated_new = np.maximum(allocated - backlog_total, 0.0) if cohorts else allocated
+        # and what ships consumes the backlog the same way
         shipped_new = shipped.copy() if cohorts else shipped
         for _, cohort in cohorts:
             take = np.minimum(cohort, shipped_new)
             cohort -= take
             shipped_new -= take
-        unfilled = new - shipped_new
         kept = [(d, c) for d, c in cohorts if c.any()]
-        if unfilled.any():
-            if self.backorders_allowed[p] or self.topology.is_supplier[p]:
-                kept.append((day, unfilled))
-            else:
-                self.on_order[customers] -= unfilled
-                self.flows_lost[p] += unfilled.sum(axis=0)
+        if self.backorders_allowed[p] or self.topology.is_supplier[p]:
+            waiting = new - shipped_new
+        else:
+            # lost sales: what the stock could not cover is cancelled; what capacity held back still waits
+            cancelled = new - allocated_new
+            if cancelled.any():
+                self.on_order[customers] -= cancelled
+                self.flows_lost[p] += cancelled.sum(axis=0)
+            waiting = allocated_new - shipped_new
+        if waiting.any():
+            kept.append((day, waiting))
         self.backlog[p] = kept
         self.backorders[p] = sum(c for _, c in kept).sum(axis=0) if kept else 0.0
         self.flows_demand[p] += new.sum(axis=0)
@@ -390,9 +402,12 @@ class Engine:
         return shipped
 
     def _dispatch(self, source: int, child: int, quantity: np.ndarray, day: int, multiplier: float) -> None:
-        lead = int(round(self.lead_times[child, day] * multiplier))
+        lead = self.lead_times[child, day]
+        if multiplier != 1.0:  # a lead-time shock: halves round up, and a lane never becomes instantaneous
+            lead = max(int(np.floor(lead * multiplier + 0.5)), min(lead, 1))
         self.in_transit[child] += quantity
         self.on_order[child] -= quantity
+        self.flows_shipped_in[child] += quantity
         if lead == 0:
             self._receive(child, quantity)
             return
@@ -424,7 +439,7 @@ class Engine:
             "backorder": np.einsum("nk,nk->n", self.backorder_rate, self.backorders),
             "lost_sale": np.einsum("nk,nk->n", self.lost_rate, self.flows_lost),
             "ordering": np.einsum("nk,nk->n", self.fixed_order_cost, (self.flows_ordered > 0).astype(float))
-            + np.einsum("nk,nk->n", self.unit_cost, self.flows_ordered),
+            + np.einsum("nk,nk->n", self.unit_cost, self.flows_shipped_in),
             "in_transit": np.einsum("nk,nk->n", self.transit_rate, self.in_transit),
         }
         flows = DayFlows(demand=self.flows_demand, filled=self.flows_filled, outflow=self.flows_outflow,
@@ -448,7 +463,7 @@ class Engine:
     def _reset_flows(self) -> None:
         """Zero the day's flows and remember the on-hand stock the next day starts with."""
         for flow in (self.flows_demand, self.flows_filled, self.flows_outflow, self.flows_lost, self.flows_ordered,
-                     self.flows_received):
+                     self.flows_received, self.flows_shipped_in):
             flow.fill(0.0)
         np.copyto(self.day_start, self.on_hand)
 

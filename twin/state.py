@@ -27,14 +27,10 @@ class Topology:
         names = network.node_names
         parent = np.array([-1 if n.parent is None else names.index(n.parent) for n in network.nodes])
         depth = np.zeros(len(names), dtype=int)
-        desc = np.eye(len(names), dtype=bool)
         for i in range(len(names)):
-            j = parent[i]
-            if j >= 0:
-                depth[i] = depth[j] + 1
-            while j >= 0:
-                desc[j, i] = True
-                j = parent[j]
+            if parent[i] >= 0:
+                depth[i] = depth[parent[i]] + 1
+        desc = descendants(parent)
         kinds = tuple(n.kind for n in network.nodes)
         return cls(
             names=names, kinds=kinds, parent=parent, depth=depth,
@@ -44,6 +40,18 @@ class Topology:
 
     def children(self, i: int) -> np.ndarray:
         return np.flatnonzero(self.parent == i)
+
+
+def descendants(parent: np.ndarray) -> np.ndarray:
+    """(nodes, nodes) bool matrix, [j, i] True when i is j or below j in the tree given by `parent`."""
+    n = len(parent)
+    desc = np.eye(n, dtype=bool)
+    for i in range(n):
+        j = parent[i]
+        while j >= 0:
+            desc[j, i] = True
+            j = parent[j]
+    return desc
 
 
 @dataclass(frozen=True)
@@ -61,6 +69,7 @@ class NetworkState:
     backorders: np.ndarray
     in_transit: np.ndarray
     on_order: np.ndarray
+    route: np.ndarray | None = None  # (nodes,) whom each node orders from today, when it differs from the tree
 
     @property
     def inventory_position(self) -> np.ndarray:
@@ -71,7 +80,9 @@ class NetworkState:
     def echelon_inventory_position(self) -> np.ndarray:
         """Stock at and below each node, in transit to them, on order by the node, less customer backorders."""
         t = self.topology
-        d = t.descendants.astype(float)
+        rerouted = self.route is not None and not np.array_equal(self.route, t.parent)
+        # while a DC is closed and its stores order from a backup DC, they belong to the backup's echelon
+        d = (descendants(self.route) if rerouted else t.descendants).astype(float)
         local = self.on_hand + self.in_transit
         customer_backorders = np.where(t.is_store[:, None], self.backorders, 0.0)
         return d @ local - d @ customer_backorders + self.on_order
