@@ -273,7 +273,6 @@ def test_ledger_catches_a_broken_balance():
     ("proportional", True, [3, 2]),
     ("priority", True, [4, 1]),
     ("fcfs", True, [2, 3]),
-    ("fcfs", False, [2, 3]),
 ])
 def test_dc_rations_short_stock_by_rule(rule, backlog_first, expected):
     """Day 0: s1 asks 3, day 1: s0 asks 4 (the DC is empty); day 2: the DC gets 5 and rations them."""

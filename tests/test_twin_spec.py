@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from twin import DcClosure, DemandShock, Engine, SpecError, network_from_dict
+from scenarios.reference import load_case
+from twin import DcClosure, DemandShock, Engine, LeadTimeSpec, NetworkSpec, NodeSpec, SpecError, network_from_dict
 from twin.shocks import CapacityCut, LeadTimeShock, SupplierOutage, shock_from_dict
+from twin.spec import SKU_LIMITS
 
 
 def base() -> dict:
@@ -126,7 +130,7 @@ def test_dc_with_no_children():
 @pytest.mark.parametrize("value", [-0.1, 1.0, 1.5])
 def test_zero_prob_outside_allowed_range(value):
     msg = bad(lambda d: d["skus"]["items"][1].update(dist="zero_inflated_poisson", zero_prob=value))
-    assert "skus[1].zero_prob" in msg and "allowed: [0, 0.999]" in msg
+    assert msg.startswith("network.skus.items[1].zero_prob:") and "allowed: [0, 0.999]" in msg
 
 
 @pytest.mark.parametrize("value", [-0.2, 1.01])
@@ -205,6 +209,259 @@ def test_store_as_backup_parent_is_rejected():
 
 
 # ---------------------------------------------------------------------------
+# Generated and listed SKUs: checked under the user's key, before any draw
+# ---------------------------------------------------------------------------
+
+def generated(profiles: dict, **top) -> dict:
+    """The base network with SKUs drawn from `profiles` instead of listed."""
+    data = copy.deepcopy(base())
+    data["skus"] = {"count": 6, "seed": 0, "groups": ["food", "toys"], "profiles": profiles, **top}
+    return data
+
+
+def generated_error(profiles: dict) -> str:
+    with pytest.raises(SpecError) as info:
+        network_from_dict(generated(profiles))
+    assert "\n" not in str(info.value)
+    return str(info.value)
+
+
+def test_generated_skus_are_valid():
+    net = network_from_dict(generated({"fast": {"share": 1, "dist": "poisson", "mean": [2, 3], "price": 4}}))
+    assert net.skus.n == 6 and all(2 <= m <= 3 for m in net.skus.mean) and set(net.skus.price) == {4.0}
+
+
+def test_profile_range_below_limit_names_the_users_key():
+    msg = generated_error({"fast": {"mean": [-1, 2]}})
+    assert msg.startswith("network.skus.profiles.fast.mean[0]: -1 is out of range; allowed: [0, inf]"), msg
+    msg = generated_error({"fast": {"share": 0.5}, "slow": {"zero_prob": [0.5, 1.0]}})
+    assert msg.startswith("network.skus.profiles.slow.zero_prob[1]: 1 is out of range; allowed: [0, 0.999]"), msg
+
+
+def test_profile_single_number_out_of_range():
+    msg = generated_error({"fast": {"price": 0}})
+    assert msg.startswith("network.skus.profiles.fast.price: 0 is out of range; allowed: [1e-09, inf]"), msg
+    msg = generated_error({"fast": {"weather_sensitivity": 7}})
+    assert msg.startswith("network.skus.profiles.fast.weather_sensitivity: 7 is out of range; allowed: [-5, 5]"), msg
+
+
+def test_profile_reversed_range():
+    msg = generated_error({"fast": {"mean": [8, 2]}})
+    assert msg == "network.skus.profiles.fast.mean: [8, 2] is reversed; allowed: [low, high] with low <= high"
+
+
+def test_profile_range_needs_two_numbers():
+    msg = generated_error({"fast": {"mean": [1, 2, 3]}})
+    assert msg.startswith("network.skus.profiles.fast.mean: expected 2 numbers"), msg
+
+
+@pytest.mark.parametrize("attr", sorted(SKU_LIMITS))
+def test_sku_limits_are_one_table_for_items_profiles_and_catalog(attr):
+    """A value just outside a limit fails alike for a listed item, a generated profile and a built catalog."""
+    low, high = SKU_LIMITS[attr]
+    value = low - 1 if low is not None else high + 1
+    item_msg = bad(lambda d: d["skus"]["items"][1].update({attr: value}))
+    assert item_msg.startswith(f"network.skus.items[1].{attr}: "), item_msg
+    allowed = item_msg.split("allowed: ", 1)[1]
+    profile_msg = generated_error({"fast": {attr: [value, value]}})
+    assert profile_msg.startswith(f"network.skus.profiles.fast.{attr}[0]: ") and profile_msg.endswith(allowed)
+    net = network_from_dict(base())
+    values = np.array(getattr(net.skus, attr), dtype=float)
+    values[1] = value
+    with pytest.raises(SpecError) as info:
+        dataclasses.replace(net.skus, **{attr: values}).validate("skus")
+    assert str(info.value).startswith(f"skus[1].{attr}: ") and str(info.value).endswith(allowed)
+
+
+# ---------------------------------------------------------------------------
+# Keys that would be silently ignored are errors
+# ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("dist", ["deterministic", "poisson"])
+def test_lead_time_cv_only_for_gamma_and_lognormal(dist):
+    msg = bad(lambda d: d["nodes"][1]["lead_time"].update(dist=dist, cv=0.3))
+    assert msg.startswith("network.nodes[1].lead_time.cv: 0.3 has no effect on a " + dist), msg
+    assert "allowed: 0 or left out, or dist gamma or lognormal" in msg
+    data = copy.deepcopy(base())  # cv 0 is the same as left out
+    data["nodes"][1]["lead_time"].update(dist=dist, cv=0)
+    network_from_dict(data)
+
+
+def test_lead_time_cv_with_empirical():
+    lead = {"dist": "empirical", "values": [1, 2], "probs": [0.5, 0.5], "cv": 0.2}
+    msg = bad(lambda d: d["nodes"][3].update(lead_time=lead))
+    assert msg.startswith("network.nodes[3].lead_time.cv:") and "allowed: 0 or left out" in msg
+
+
+@pytest.mark.parametrize("dist", ["deterministic", "gamma", "poisson"])
+@pytest.mark.parametrize("attr", ["values", "probs"])
+def test_lead_time_values_and_probs_only_for_empirical(dist, attr):
+    lead = {"dist": dist, "mean": 2, **({"cv": 0.3} if dist == "gamma" else {}), attr: [1]}
+    msg = bad(lambda d: d["nodes"][3].update(lead_time=lead))
+    assert msg.startswith(f"network.nodes[3].lead_time.{attr}: only an empirical lead time"), msg
+    assert "allowed: left out, or dist empirical" in msg
+
+
+def test_empirical_lead_time_mean_is_rejected():
+    lead = {"dist": "empirical", "mean": 3, "values": [1, 2], "probs": [0.5, 0.5]}
+    msg = bad(lambda d: d["nodes"][3].update(lead_time=lead))
+    assert msg.startswith("network.nodes[3].lead_time.mean:") and "allowed: left out" in msg
+    with pytest.raises(SpecError, match=r"^lt\.mean: .*allowed: left out"):
+        LeadTimeSpec(dist="empirical", mean=3, values=(1, 2), probs=(0.5, 0.5)).validate("lt")
+
+
+@pytest.mark.parametrize(("index", "kind"), [(1, "dc"), (3, "store")])
+def test_supply_capacity_only_on_suppliers(index, kind):
+    msg = bad(lambda d: d["nodes"][index].update(supply_capacity=50))
+    assert msg.startswith(f"network.nodes[{index}].supply_capacity: only a supplier has a supply_capacity"), msg
+    assert f"allowed on a {kind}: storage_capacity" in msg
+
+
+def test_demand_scale_only_on_stores():
+    msg = bad(lambda d: d["nodes"][1].update(demand_scale=2))
+    assert msg.startswith("network.nodes[1].demand_scale: only stores face customer demand"), msg
+    assert "allowed on a dc: 1 or left out" in msg
+    data = copy.deepcopy(base())
+    data["nodes"][1]["demand_scale"] = 1
+    network_from_dict(data)
+
+
+@pytest.mark.parametrize(("attr", "value"), [
+    ("storage_capacity", 100), ("lane_capacity", 10), ("unmet", "lost"), ("unmet", "backorder"),
+    ("lead_time", {"dist": "deterministic", "mean": 2}), ("backup_parent", "sup"), ("holding_factor", 0.5),
+    ("backorder_factor", 0), ("lost_sale_factor", 2), ("in_transit_holding", 0.1), ("demand_scale", 1),
+])
+def test_supplier_has_only_name_kind_supply_capacity_region(attr, value):
+    msg = bad(lambda d: d["nodes"][0].update({attr: value}))
+    assert msg.startswith(f"network.nodes[0].{attr}: a supplier is a root outside the network"), msg
+    assert msg.endswith("allowed on a supplier: name, kind, supply_capacity, region")
+
+
+def test_supplier_with_its_own_keys_and_nulls():
+    def mutate(d):
+        d["nodes"][0].update(supply_capacity=40, region="north", lead_time=None, parent=None)
+    data = copy.deepcopy(base())
+    mutate(data)
+    sup = network_from_dict(data).nodes[0]
+    assert (sup.supply_capacity, sup.region, sup.holding_factor, sup.backorder_factor) == (40, "north", 0, 0)
+    msg = bad(lambda d: d["nodes"][0].update(lead_tme=1))
+    assert msg.startswith("network.nodes[0]: unknown key 'lead_tme'; allowed: kind, name, parent, region, "
+                          "supply_capacity"), msg
+
+
+def test_backlog_first_false_with_fcfs():
+    msg = bad(lambda d: d.update(rationing="fcfs", backlog_first=False))
+    assert msg.startswith("network.backlog_first: false has no effect with rationing fcfs"), msg
+    assert "always serves orders by age" in msg and "allowed: true, or rationing proportional or priority" in msg
+    for rule in ("proportional", "priority"):
+        network_from_dict(copy.deepcopy(base()) | {"rationing": rule, "backlog_first": False})
+
+
+def spec_nodes(**changes) -> tuple[NodeSpec, ...]:
+    """The base network's nodes as dataclasses, with `changes` {index: {field: value}}."""
+    nodes = list(network_from_dict(base()).nodes)
+    for index, fields in changes.items():
+        nodes[int(index)] = dataclasses.replace(nodes[int(index)], **fields)
+    return tuple(nodes)
+
+
+@pytest.mark.parametrize(("changes", "top", "start"), [
+    ({"1": {"lead_time": LeadTimeSpec(mean=2, cv=0.5)}}, {}, "network.nodes[1].lead_time.cv: 0.5 has no effect"),
+    ({"1": {"lead_time": LeadTimeSpec(dist="gamma", mean=2, cv=0.5, values=(1,), probs=(1.0,))}}, {},
+     "network.nodes[1].lead_time.values: only an empirical"),
+    ({"2": {"supply_capacity": 9.0}}, {}, "network.nodes[2].supply_capacity: only a supplier"),
+    ({"4": {"supply_capacity": 9.0}}, {}, "network.nodes[4].supply_capacity: only a supplier"),
+    ({"1": {"demand_scale": 0.5}}, {}, "network.nodes[1].demand_scale: only stores"),
+    ({"0": {"storage_capacity": 9.0}}, {}, "network.nodes[0].storage_capacity: a supplier"),
+    ({"0": {"lane_capacity": 9.0}}, {}, "network.nodes[0].lane_capacity: a supplier"),
+    ({"0": {"unmet": "lost"}}, {}, "network.nodes[0].unmet: a supplier"),
+    ({"0": {"lead_time": LeadTimeSpec(mean=3)}}, {}, "network.nodes[0].lead_time: a supplier"),
+    ({"0": {"in_transit_holding": 0.2}}, {}, "network.nodes[0].in_transit_holding: a supplier"),
+    ({"0": {"holding_factor": 0.5}}, {}, "network.nodes[0].holding_factor: a supplier"),
+    ({}, {"rationing": "fcfs", "backlog_first": False}, "network.backlog_first: false has no effect"),
+])
+def test_dataclass_networks_are_checked_alike(changes, top, start):
+    """NetworkSpec built from dataclasses runs the same checks as a mapping."""
+    skus = network_from_dict(base()).skus
+    with pytest.raises(SpecError) as info:
+        NetworkSpec(name="direct", nodes=spec_nodes(**changes), skus=skus, **top)
+    assert str(info.value).startswith(start) and "allowed" in str(info.value), str(info.value)
+
+
+def test_dataclass_supplier_cost_factors_default_or_zero_pass():
+    skus = network_from_dict(base()).skus
+    for factors in ({}, {"holding_factor": 0.0, "backorder_factor": 0.0, "lost_sale_factor": 0.0}):
+        NetworkSpec(name="direct", nodes=spec_nodes(**{"0": factors}), skus=skus)
+
+
+def layout(**sections) -> dict:
+    """The base network with a generated layout instead of explicit nodes."""
+    data = copy.deepcopy(base())
+    del data["nodes"]
+    data["layout"] = {"suppliers": 1, "dcs": 2, "stores": 4, "regions": ["all", "north"], **sections}
+    return data
+
+
+def layout_error(**sections) -> str:
+    with pytest.raises(SpecError) as info:
+        network_from_dict(layout(**sections))
+    assert "\n" not in str(info.value)
+    return str(info.value)
+
+
+@pytest.mark.parametrize(("sections", "start", "allowed"), [
+    ({"dc": {"lead_time": {"dist": "deterministic", "mean": 3, "cv": 0.2}}}, "network.layout.dc.lead_time.cv:",
+     "allowed: 0 or left out, or dist gamma or lognormal"),
+    ({"store": {"lead_time": {"dist": "poisson", "mean": 1, "values": [1]}}}, "network.layout.store.lead_time.values:",
+     "allowed: left out, or dist empirical"),
+    ({"dc": {"supply_capacity": 100}}, "network.layout.dc.supply_capacity: only a supplier",
+     "allowed on a dc: storage_capacity"),
+    ({"store": {"supply_capacity": 100}}, "network.layout.store.supply_capacity: only a supplier",
+     "allowed on a store: storage_capacity"),
+    ({"dc": {"demand_scale": 2}}, "network.layout.dc.demand_scale: only stores", "allowed on a dc: 1 or left out"),
+    ({"dcs": 1, "store": {"backup_dc": True}}, "network.layout.store.backup_dc: true needs a second DC",
+     "allowed: false, or dcs >= 2"),
+])
+def test_layout_rejects_ignored_keys(sections, start, allowed):
+    msg = layout_error(**sections)
+    assert msg.startswith(start) and allowed in msg, msg
+
+
+def test_layout_defaults_are_valid():
+    net = network_from_dict(layout(dcs=1, store={"backup_dc": False}))
+    assert [n.backup_parent for n in net.nodes_of_kind("store")] == [None] * 4
+    net = network_from_dict(layout(dcs=1))  # backup_dc left out: one DC, no backups
+    assert net.nodes[0].kind == "supplier" and net.nodes[0].holding_factor == 0
+
+
+# ---------------------------------------------------------------------------
+# DC backorder cost default
+# ---------------------------------------------------------------------------
+
+def test_explicit_dcs_default_to_no_backorder_cost():
+    net = network_from_dict(base())
+    assert [n.backorder_factor for n in net.nodes_of_kind("dc")] == [0.0, 0.0]
+    assert [n.backorder_factor for n in net.nodes_of_kind("store")] == [1.0, 1.0, 1.0]
+    data = copy.deepcopy(base())
+    data["nodes"][1]["backorder_factor"] = 0.4
+    data["nodes"][3]["backorder_factor"] = 2.5
+    net = network_from_dict(data)
+    assert (net.nodes[1].backorder_factor, net.nodes[2].backorder_factor, net.nodes[3].backorder_factor) == (
+        0.4, 0.0, 2.5)
+
+
+def test_layout_and_explicit_dcs_agree_on_backorder_cost():
+    assert {n.backorder_factor for n in network_from_dict(layout()).nodes_of_kind("dc")} == {0.0}
+
+
+def test_reference_serial_mapping_sets_backorder_factors_itself():
+    case = load_case(Path(__file__).parent / "reference_cases" / "case_serial_3stage_example_6_1.json")
+    net = case.network()
+    assert [(n.kind, n.backorder_factor) for n in net.nodes] == [
+        ("supplier", 0.0), ("dc", 0.0), ("dc", 0.0), ("store", 1.0)]
+
+
+# ---------------------------------------------------------------------------
 # Shocks
 # ---------------------------------------------------------------------------
 
@@ -259,12 +516,36 @@ def test_shock_unknown_type_and_unknown_key(net):
     ({"type": "capacity_cut", "start": 0, "end": 4, "node": "s1", "factor": 1.5}, "shocks[2].factor",
      "allowed: [0, 1]"),
     ({"type": "capacity_cut", "start": 0, "end": 4, "node": "s1", "factor": 0.5}, "shocks[2].node",
-     "has no capacity to cut; allowed: a node with a storage_capacity"),
+     "has no capacity to cut; allowed: a supplier with a supply_capacity, or a dc or store with a storage_capacity "
+     "or lane_capacity (none in this network)"),
 ])
 def test_shock_targets_and_values(net, data, key, allowed):
     msg = shock_error(net, data)
     assert msg.startswith(key), msg
     assert allowed in msg, msg
+
+
+def capped_network() -> object:
+    """The base network with a capped supplier, a DC with storage and a store with a lane capacity."""
+    data = copy.deepcopy(base())
+    data["nodes"].insert(1, {"name": "sup_free", "kind": "supplier"})
+    data["nodes"][0]["supply_capacity"] = 100
+    data["nodes"][2]["storage_capacity"] = 500
+    data["nodes"][5]["lane_capacity"] = 20
+    return network_from_dict(data)
+
+
+@pytest.mark.parametrize("node", ["sup", "dc_a", "s2"])
+def test_capacity_cut_on_a_capacity_of_that_kind(node):
+    cut = shock_from_dict({"type": "capacity_cut", "start": 0, "end": 4, "node": node}, capped_network(), "shocks[0]")
+    assert cut == CapacityCut(start=0, end=4, node=node, factor=0.5)
+
+
+@pytest.mark.parametrize("node", ["sup_free", "dc_b", "s1", "s3"])
+def test_capacity_cut_needs_a_capacity_of_that_kind(node):
+    msg = shock_error(capped_network(), {"type": "capacity_cut", "start": 0, "end": 4, "node": node})
+    assert msg == (f"shocks[2].node: {node!r} has no capacity to cut; allowed: a supplier with a supply_capacity, or "
+                   f"a dc or store with a storage_capacity or lane_capacity (sup, dc_a, s2)")
 
 
 def test_dc_closure_reroute_needs_backups(net):

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from twin.config import ConfigReader, SpecError
-from twin.spec import NetworkSpec
+from twin.spec import NetworkSpec, NodeSpec
 
 
 @dataclass
@@ -156,13 +156,24 @@ class CapacityCut(Shock):
         _check_nodes(network, (self.node,), ("supplier", "dc", "store"), f"{key}.node")
         if not (0 <= self.factor <= 1):
             raise SpecError(f"{key}.factor: {self.factor:g} is out of range; allowed: [0, 1]")
-        node = network.nodes[network.index(self.node)]
-        if node.storage_capacity is None and node.lane_capacity is None and node.supply_capacity is None:
-            raise SpecError(f"{key}.node: {self.node!r} has no capacity to cut; allowed: a node with a "
-                            f"storage_capacity, lane_capacity or supply_capacity")
+        if not _cuttable(network.nodes[network.index(self.node)]):
+            cuttable = [n.name for n in network.nodes if _cuttable(n)]
+            raise SpecError(f"{key}.node: {self.node!r} has no capacity to cut; allowed: a supplier with a "
+                            f"supply_capacity, or a dc or store with a storage_capacity or lane_capacity "
+                            f"({', '.join(cuttable) or 'none in this network'})")
 
     def apply(self, effects: ShockEffects, network: NetworkSpec) -> None:
         effects.capacity[network.index(self.node)] *= self.factor
+
+
+def _cuttable(node: NodeSpec) -> bool:
+    """Whether a capacity cut on this node changes anything: a capacity the engine applies for its kind.
+
+    A supplier's cut scales its supply_capacity; a dc's or store's scales its storage and inbound lane capacity.
+    """
+    if node.kind == "supplier":
+        return node.supply_capacity is not None
+    return node.storage_capacity is not None or node.lane_capacity is not None
 
 
 SHOCK_TYPES: dict[str, type[Shock]] = {

@@ -41,6 +41,18 @@ class LeadTimeSpec:
             raise SpecError(f"{key}.dist: {self.dist!r} is not allowed; allowed: {', '.join(LEAD_TIME_DISTS)}")
         check_number(f"{key}.mean", self.mean, low=0)
         check_number(f"{key}.cv", self.cv, low=0, high=5)
+        if self.cv > 0 and self.dist not in ("gamma", "lognormal"):
+            raise SpecError(f"{key}.cv: {self.cv:g} has no effect on a {self.dist} lead time (only gamma and "
+                            f"lognormal lead times use cv); allowed: 0 or left out, or dist gamma or lognormal")
+        if self.dist != "empirical":
+            for attr in ("values", "probs"):
+                if getattr(self, attr):
+                    raise SpecError(f"{key}.{attr}: only an empirical lead time uses values and probs, this one is "
+                                    f"{self.dist}; allowed: left out, or dist empirical")
+        elif self.mean != LeadTimeSpec.mean:
+            raise SpecError(f"{key}.mean: an empirical lead time is drawn from values and probs, mean "
+                            f"{self.mean:g} would be ignored; allowed: left out (the mean follows from values "
+                            f"and probs)")
         if self.dist in ("gamma", "lognormal") and (self.mean <= 0 or self.cv <= 0):
             raise SpecError(f"{key}: a {self.dist} lead time needs mean > 0 and cv > 0; "
                             f"allowed: mean > 0 and cv in (0, 5]")
@@ -83,6 +95,9 @@ class LeadTimeSpec:
 
     @classmethod
     def from_reader(cls, r: ConfigReader) -> LeadTimeSpec:
+        if r.data.get("dist") == "empirical" and r.has("mean"):
+            raise SpecError(f"{r.key('mean')}: an empirical lead time is drawn from values and probs, mean would be "
+                            f"ignored; allowed: left out (the mean follows from values and probs)")
         spec = cls(
             dist=r.choice("dist", LEAD_TIME_DISTS, "deterministic"),
             mean=r.number("mean", 1.0, low=0),
@@ -101,6 +116,17 @@ class NodeSpec:
 
     `lead_time`, `lane_capacity` and `in_transit_holding` describe the lane *into*
     this node from its parent. Cost factors multiply the SKU's base costs.
+
+    A supplier is a root outside the network: it has only `name`, `kind`,
+    `supply_capacity` (units per day, all SKUs) and `region`; it has no inbound
+    lane, no storage limit and no costs. `supply_capacity` belongs to suppliers
+    only, `demand_scale` to stores only.
+
+    `backorder_factor` defaults to 1.0 here, but a mapping read by
+    `network_from_dict` (explicit `nodes` or a generated `layout`) defaults it to
+    1.0 for stores and 0.0 for DCs: a DC's backlog to its stores is the same
+    shortage the store already pays its own backorder penalty for, so charging
+    it again at the DC would count it twice. An explicit value still wins.
     """
 
     name: str
@@ -118,6 +144,16 @@ class NodeSpec:
     in_transit_holding: float = 0.0
     demand_scale: float = 1.0
     region: str = "all"
+
+
+# Allowed [low, high] of every numeric SKU attribute (None: unbounded), shared by SkuCatalog.validate and the
+# reader of listed items and generated profiles.
+SKU_LIMITS: dict[str, tuple[float | None, float | None]] = {
+    "mean": (0, None), "cv": (0, 10), "dispersion": (1e-9, None), "zero_prob": (0, 0.999),
+    "holding_cost": (0, None), "backorder_cost": (0, None), "lost_sale_cost": (0, None),
+    "fixed_order_cost": (0, None), "unit_cost": (0, None), "price": (1e-9, None),
+    "price_elasticity": (0, 20), "weather_sensitivity": (-5, 5),
+}
 
 
 @dataclass(frozen=True)
@@ -159,13 +195,7 @@ class SkuCatalog:
         for i, d in enumerate(self.dist):
             if d not in DEMAND_DISTS:
                 raise SpecError(f"{key}[{i}].dist: {d!r} is not allowed; allowed: {', '.join(DEMAND_DISTS)}")
-        limits = {
-            "mean": (0, None), "cv": (0, 10), "dispersion": (1e-9, None), "zero_prob": (0, 0.999),
-            "holding_cost": (0, None), "backorder_cost": (0, None), "lost_sale_cost": (0, None),
-            "fixed_order_cost": (0, None), "unit_cost": (0, None), "price": (1e-9, None),
-            "price_elasticity": (0, 20), "weather_sensitivity": (-5, 5),
-        }
-        for attr, (low, high) in limits.items():
+        for attr, (low, high) in SKU_LIMITS.items():
             values = np.asarray(getattr(self, attr), dtype=float)
             if values.shape != (n,):
                 raise SpecError(f"{key}.{attr}: expected {n} values, got shape {values.shape}")
@@ -251,6 +281,7 @@ def validate_network(spec: NetworkSpec) -> None:
         if node.kind == "supplier":
             if node.parent is not None:
                 raise SpecError(f"{nkey}.parent: a supplier has no parent; allowed: null")
+            _check_supplier(node, nkey)
         else:
             if node.parent is None or node.parent not in seen:
                 known = ", ".join(seen) or "(none yet)"
@@ -272,6 +303,10 @@ def validate_network(spec: NetworkSpec) -> None:
                 check_number(f"{nkey}.{attr}", value, low=0, low_open=True)
         for attr in ("holding_factor", "backorder_factor", "lost_sale_factor", "in_transit_holding", "demand_scale"):
             check_number(f"{nkey}.{attr}", getattr(node, attr), low=0)
+        if node.supply_capacity is not None and node.kind != "supplier":
+            raise SpecError(_misplaced(f"{nkey}.supply_capacity", node.kind))
+        if node.demand_scale != 1 and node.kind != "store":
+            raise SpecError(_misplaced(f"{nkey}.demand_scale", node.kind))
         seen[node.name] = node
     parents = {n.parent for n in spec.nodes}
     for i, node in enumerate(spec.nodes):
@@ -282,8 +317,45 @@ def validate_network(spec: NetworkSpec) -> None:
                             f"child (or make it a store)")
     if not spec.nodes_of_kind("store"):
         raise SpecError(f"{key}.nodes: no stores; allowed: at least one node of kind 'store'")
+    if spec.rationing == "fcfs" and not spec.backlog_first:
+        raise SpecError(f"{key}.backlog_first: false has no effect with rationing fcfs (first-come-first-served "
+                        f"always serves orders by age, oldest first); allowed: true, or rationing proportional or "
+                        f"priority")
     spec.skus.validate(f"{key}.skus")
     validate_demand(spec.demand, f"{key}.demand")
+
+
+SUPPLIER_KEYS = ("name", "kind", "supply_capacity", "region")
+SUPPLIER_COSTS = {"holding_factor": 0.0, "backorder_factor": 0.0, "lost_sale_factor": 0.0}  # outside the network
+
+
+def _misplaced(key: str, kind: str) -> str:
+    """The message for a node key that does nothing on a node of this kind."""
+    attr = key.rsplit(".", 1)[-1]
+    if kind == "supplier":
+        return (f"{key}: a supplier is a root outside the network (no inbound lane, no storage limit, no costs), "
+                f"so {attr} does nothing on it; allowed on a supplier: {', '.join(SUPPLIER_KEYS)}")
+    if attr == "supply_capacity":
+        return (f"{key}: only a supplier has a supply_capacity, this node is a {kind}; allowed on a {kind}: "
+                f"storage_capacity (what it may hold) or lane_capacity (what its inbound lane carries per day)")
+    if attr == "demand_scale":
+        return f"{key}: only stores face customer demand, this node is a {kind}; allowed on a {kind}: 1 or left out"
+    raise AssertionError(attr)
+
+
+def _check_supplier(node: NodeSpec, key: str) -> None:
+    """A supplier has only a name, a kind, a supply capacity and a region: reject anything set beyond them.
+
+    Cost factors of suppliers are zero in the engine, so 0 and the dataclass default (1, not set) pass.
+    """
+    default = NodeSpec(name=node.name, kind=node.kind)
+    for attr in ("backup_parent", "lead_time", "unmet", "storage_capacity", "lane_capacity", "in_transit_holding",
+                 "demand_scale"):
+        if getattr(node, attr) != getattr(default, attr):
+            raise SpecError(_misplaced(f"{key}.{attr}", "supplier"))
+    for attr in ("holding_factor", "backorder_factor", "lost_sale_factor"):
+        if getattr(node, attr) not in (0, getattr(default, attr)):
+            raise SpecError(_misplaced(f"{key}.{attr}", "supplier"))
 
 
 def validate_demand(d: DemandSpec, key: str) -> None:
@@ -338,7 +410,21 @@ NODE_FIELDS = ("holding_factor", "backorder_factor", "lost_sale_factor", "in_tra
 
 
 def node_from_reader(r: ConfigReader) -> NodeSpec:
+    """One explicit node; DCs default to backorder_factor 0 (see NodeSpec), keys a kind does not use are errors."""
     kind = r.choice("kind", NODE_KINDS)
+    if kind == "supplier":
+        for name in r.data:
+            if name not in (*SUPPLIER_KEYS, "parent") and name in NODE_KEYS:
+                if r.has(name):
+                    raise SpecError(_misplaced(r.key(name), kind))
+                r.raw(name)  # null: the same as left out
+        node = NodeSpec(name=r.text("name"), kind=kind, parent=r.text("parent", optional=True),
+                        supply_capacity=r.number("supply_capacity", low=0, low_open=True, optional=True),
+                        region=r.text("region", "all"), **SUPPLIER_COSTS)
+        r.done()
+        return node
+    _reject_misplaced(r, kind)
+    defaults = {"in_transit_holding": 0.0, "backorder_factor": 0.0 if kind == "dc" else 1.0}
     node = NodeSpec(
         name=r.text("name"),
         kind=kind,
@@ -348,12 +434,25 @@ def node_from_reader(r: ConfigReader) -> NodeSpec:
         unmet=r.choice("unmet", UNMET, "backorder"),
         storage_capacity=r.number("storage_capacity", low=0, low_open=True, optional=True),
         lane_capacity=r.number("lane_capacity", low=0, low_open=True, optional=True),
-        supply_capacity=r.number("supply_capacity", low=0, low_open=True, optional=True),
         region=r.text("region", "all"),
-        **{f: r.number(f, 0.0 if f == "in_transit_holding" else 1.0, low=0) for f in NODE_FIELDS},
+        **{f: r.number(f, defaults.get(f, 1.0), low=0) for f in NODE_FIELDS},
     )
     r.done()
     return node
+
+
+NODE_KEYS = ("name", "kind", "parent", "backup_parent", "lead_time", "unmet", "storage_capacity", "lane_capacity",
+             "supply_capacity", "region", *NODE_FIELDS)
+
+
+def _reject_misplaced(r: ConfigReader, kind: str) -> None:
+    """supply_capacity belongs to suppliers and demand_scale (other than 1) to stores."""
+    if r.has("supply_capacity"):
+        raise SpecError(_misplaced(r.key("supply_capacity"), kind))
+    if kind != "store" and r.has("demand_scale"):
+        value = r.raw("demand_scale")
+        if isinstance(value, bool) or value != 1:
+            raise SpecError(_misplaced(r.key("demand_scale"), kind))
 
 
 def layout_from_reader(r: ConfigReader) -> tuple[NodeSpec, ...]:
@@ -364,6 +463,8 @@ def layout_from_reader(r: ConfigReader) -> tuple[NodeSpec, ...]:
     regions = r.sequence("regions", ["north", "south", "east", "west", "central"])
     dc = r.child("dc")
     store = r.child("store")
+    _reject_misplaced(dc, "dc")
+    _reject_misplaced(store, "store")
     dc_lt = LeadTimeSpec.from_reader(dc.child("lead_time"))
     store_lt = LeadTimeSpec.from_reader(store.child("lead_time"))
     dc_unmet = dc.choice("unmet", UNMET, "backorder")
@@ -377,10 +478,13 @@ def layout_from_reader(r: ConfigReader) -> tuple[NodeSpec, ...]:
                      for f in NODE_FIELDS if f != "demand_scale"}
     scale_low, scale_high = store.numbers("demand_scale", (0.6, 1.4), low=0, length=2)
     backup = store.flag("backup_dc", True)
+    if backup and n_dc == 1 and store.has("backup_dc"):
+        raise SpecError(f"{store.key('backup_dc')}: true needs a second DC to fall back on, this layout has dcs: 1; "
+                        f"allowed: false, or dcs >= 2")
     dc.done()
     store.done()
     r.done()
-    nodes = [NodeSpec(name=f"supplier_{i}", kind="supplier", holding_factor=0.0) for i in range(n_sup)]
+    nodes = [NodeSpec(name=f"supplier_{i}", kind="supplier", **SUPPLIER_COSTS) for i in range(n_sup)]
     for d in range(n_dc):
         nodes.append(NodeSpec(name=f"dc_{d}", kind="dc", parent=f"supplier_{d % n_sup}", lead_time=dc_lt,
                               unmet=dc_unmet, storage_capacity=dc_cap, region=str(regions[d % len(regions)]),
@@ -412,7 +516,8 @@ def skus_from_reader(r: ConfigReader) -> SkuCatalog:
             row = {"name": c.text("name"), "group": c.text("group", "general"),
                    "dist": c.choice("dist", DEMAND_DISTS, "poisson")}
             for attr in SKU_RANGES:
-                row[attr] = c.number(attr, SKU_DEFAULTS[attr])
+                low, high = SKU_LIMITS[attr]
+                row[attr] = c.number(attr, SKU_DEFAULTS[attr], low=low, high=high)
             c.done()
             rows.append(row)
         r.done()
@@ -429,8 +534,7 @@ def skus_from_reader(r: ConfigReader) -> SkuCatalog:
         p = profiles.child(name)
         shares.append(p.number("share", 1.0, low=0))
         dist = p.choice("dist", DEMAND_DISTS, "poisson")
-        ranges = {attr: p.numbers(attr, (SKU_DEFAULTS[attr],) * 2, length=2) if isinstance(
-            p.raw(attr, None), (list, tuple)) else (p.number(attr, SKU_DEFAULTS[attr]),) * 2 for attr in SKU_RANGES}
+        ranges = {attr: profile_range(p, attr) for attr in SKU_RANGES}
         p.done()
         params.append((name, dist, ranges))
     profiles.done()
@@ -448,9 +552,21 @@ def skus_from_reader(r: ConfigReader) -> SkuCatalog:
                    "profile": pname}
             for attr in SKU_RANGES:
                 low, high = ranges[attr]
-                row[attr] = float(rng.uniform(min(low, high), max(low, high)))
+                row[attr] = float(rng.uniform(low, high))
             rows.append(row)
     return catalog_from_rows(rows, r.path)
+
+
+def profile_range(p: ConfigReader, attr: str) -> tuple[float, float]:
+    """A profile's [low, high] range of one SKU attribute (a single number: that value), checked before any draw."""
+    low, high = SKU_LIMITS[attr]
+    if isinstance(p.raw(attr, None), (list, tuple)):
+        lo, hi = p.numbers(attr, length=2, low=low, high=high)
+        if lo > hi:
+            raise SpecError(f"{p.key(attr)}: [{lo:g}, {hi:g}] is reversed; allowed: [low, high] with low <= high")
+        return lo, hi
+    value = p.number(attr, SKU_DEFAULTS[attr], low=low, high=high)
+    return value, value
 
 
 def catalog_from_rows(rows: list[dict], key: str) -> SkuCatalog:

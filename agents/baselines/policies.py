@@ -93,7 +93,15 @@ class SS:
 
 class ReorderPointEOQ:
     """The static reorder point of the paper: when the position is at or below ROP, order EOQ (enough multiples
-    to lift the position above ROP)."""
+    to lift the position above ROP).
+
+    `from_stats` sets ROP by the paper's formula, the classical continuous-review reorder point: demand over the
+    lead time L plus z standard deviations of it. In this twin's day contract the position is reviewed once a day,
+    so an order placed today must cover L + 1 days (the protection period is the lead time plus the review
+    period), and with that formula `z` is *not* a cycle-service target: z = 1.65 on Poisson 10/day with L = 2
+    gives a cycle service level of about 0.69, not 0.95. It is kept because it is the baseline the RL work is
+    compared with; `from_stats(..., include_review_period=True)` covers L + 1 days instead, like BaseStock.
+    """
 
     def __init__(self, reorder_point: np.ndarray, quantity: np.ndarray) -> None:
         self.reorder_point = np.asarray(reorder_point, dtype=float)
@@ -109,9 +117,17 @@ class ReorderPointEOQ:
 
     @classmethod
     def from_stats(cls, stats: DemandStats, fixed_cost: np.ndarray, holding_cost: np.ndarray,
-                   z: dict[str, float] | None = None) -> ReorderPointEOQ:
-        """ROP = mean over the lead time + z * sd over it; Q = EOQ."""
-        mu, sd = stats.over(stats.lead_time_mean)
+                   z: dict[str, float] | None = None, include_review_period: bool = False) -> ReorderPointEOQ:
+        """ROP = mean over the protection period + z * sd over it (z per node kind, default 1.65); Q = EOQ.
+
+        The protection period is the lead time L by default: the paper's static ROP, with which z is not a
+        cycle-service target here, since an order placed today must cover L + 1 days of demand (see the class
+        docstring). With `include_review_period=True` it is L + 1 days (lead time plus the one-day review
+        period), as in BaseStock: z then aims at a cycle-service target (ordering EOQ rather than up to a level
+        leaves the position above ROP, so the level reached tends to be higher).
+        """
+        periods = stats.lead_time_mean + 1 if include_review_period else stats.lead_time_mean
+        mu, sd = stats.over(periods)
         rop = mu + _by_kind(stats, z or {}, 1.65) * sd
         return cls(rop, economic_order_quantity(stats.mean, fixed_cost, holding_cost))
 
