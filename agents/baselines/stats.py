@@ -49,23 +49,30 @@ class DemandStats:
         model = DemandModel(network, horizon, Streams(seed))
         n_nodes, n_skus = len(network.nodes), network.skus.n
 
-        # 1. each store: its expected demand per day (days, SKUs) and the variance of its draw around it
-        stores = [i for i, node in enumerate(network.nodes) if node.kind == "store"]
-        expected = {i: model.mean_matrix(network.nodes[i].name) for i in stores}
-        draw_variance = {i: _draw_variance(network.skus, expected[i]) for i in stores}
-
-        # 2. every node (a store included) faces the sum of the stores below it: sum those stores' expected
-        #    demand day by day first, then take the mean and the variance over the days
+        # Each store's expected demand per day (days, SKUs) is added into every node above it, where it is
+        # summed day by day before the variance over days is taken; the variance of the draws around it only
+        # needs its mean over days. (One (days, SKUs) sum per inner node is kept, not one per store.)
         mean = np.zeros((n_nodes, n_skus))
-        variance = np.zeros((n_nodes, n_skus))
-        for j in range(n_nodes):
-            below = [i for i in stores if topo.descendants[j, i]]
-            if not below:  # a supplier with no stores under it: no demand
+        mean_draw_variance = np.zeros((n_nodes, n_skus))  # independent draws: their variances add up
+        variance_of_expected = np.zeros((n_nodes, n_skus))
+        summed: dict[int, np.ndarray] = {}  # inner node -> sum of its stores' expected demand, (days, SKUs)
+        for i, node in enumerate(network.nodes):
+            if node.kind != "store":
                 continue
-            node_expected = sum(expected[i] for i in below)          # (days, SKUs)
-            node_draw_variance = sum(draw_variance[i] for i in below)  # independent draws: variances add
-            mean[j] = node_expected.mean(axis=0)
-            variance[j] = node_draw_variance.mean(axis=0) + node_expected.var(axis=0)
+            expected = model.mean_matrix(node.name)
+            draw_variance = _draw_variance(network.skus, expected).mean(axis=0)
+            mean[i], variance_of_expected[i] = expected.mean(axis=0), expected.var(axis=0)
+            for j in np.flatnonzero(topo.descendants[:, i]):  # the store itself and every node above it
+                mean_draw_variance[j] += draw_variance
+                if j == i:
+                    continue
+                if j in summed:
+                    summed[j] += expected
+                else:
+                    summed[j] = expected.copy()
+        for j, expected in summed.items():
+            mean[j], variance_of_expected[j] = expected.mean(axis=0), expected.var(axis=0)
+        variance = mean_draw_variance + variance_of_expected
 
         lead_time_variance = np.array([_lead_time_variance(node.lead_time) for node in network.nodes])
         return cls(topo, mean, variance, topo.lead_time_mean, lead_time_variance)
