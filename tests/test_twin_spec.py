@@ -622,3 +622,11 @@ def test_stepping_past_the_end(net):
     assert engine.done
     with pytest.raises(RuntimeError, match="the run is over"):
         engine.step(np.zeros((6, 2)))
+
+
+def test_lost_sale_factor_belongs_to_stores():
+    data = base()
+    dc = next(n for n in data["nodes"] if n["kind"] == "dc")
+    dc["lost_sale_factor"] = 3.0
+    with pytest.raises(SpecError, match=r"lost_sale_factor: only a store loses sales.*allowed on a dc: left out"):
+        network_from_dict(data)

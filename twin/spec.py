@@ -340,6 +340,9 @@ def _misplaced(key: str, kind: str) -> str:
                 f"storage_capacity (what it may hold) or lane_capacity (what its inbound lane carries per day)")
     if attr == "demand_scale":
         return f"{key}: only stores face customer demand, this node is a {kind}; allowed on a {kind}: 1 or left out"
+    if attr == "lost_sale_factor":
+        return (f"{key}: only a store loses sales (a {kind} with unmet: lost cancels what it cannot supply, at no "
+                f"penalty of its own); allowed on a {kind}: left out")
     raise AssertionError(attr)
 
 
@@ -446,13 +449,15 @@ NODE_KEYS = ("name", "kind", "parent", "backup_parent", "lead_time", "unmet", "s
 
 
 def _reject_misplaced(r: ConfigReader, kind: str) -> None:
-    """supply_capacity belongs to suppliers and demand_scale (other than 1) to stores."""
+    """supply_capacity belongs to suppliers; demand_scale (other than 1) and lost_sale_factor to stores."""
     if r.has("supply_capacity"):
         raise SpecError(_misplaced(r.key("supply_capacity"), kind))
     if kind != "store" and r.has("demand_scale"):
         value = r.raw("demand_scale")
         if isinstance(value, bool) or value != 1:
             raise SpecError(_misplaced(r.key("demand_scale"), kind))
+    if kind != "store" and r.has("lost_sale_factor"):
+        raise SpecError(_misplaced(r.key("lost_sale_factor"), kind))
 
 
 def layout_from_reader(r: ConfigReader) -> tuple[NodeSpec, ...]:
