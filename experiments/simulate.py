@@ -36,6 +36,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 import scenarios
+from agents.baselines.stats import DemandStats
 from agents.protocol import Policy
 from experiments.policies import PolicySpec
 from scenarios import Scenario
@@ -75,6 +76,7 @@ class SimulationConfig:
     replications: int
     invariants: str
     output: OutputOptions
+    initial_on_hand: np.ndarray | None = None  # (nodes, SKUs) stock at the start; None: the network starts empty
 
     @property
     def seeds(self) -> list[int]:
@@ -92,6 +94,9 @@ def load_config(data: Mapping[str, Any]) -> SimulationConfig:
     seed = r.integer("seed", 0, low=0)
     replications = r.integer("replications", 1, low=1, high=10000)
     invariants = r.choice("invariants", INVARIANT_MODES, "warn")
+    stock = r.child("initial_stock_days")
+    initial_days = {kind: stock.number(kind, 0.0, low=0, high=365) for kind in ("store", "dc")}
+    stock.done()
     out = r.child("output")
     output = OutputOptions(per_sku=out.flag("per_sku", False), plots=out.flag("plots", True))
     out.done()
@@ -102,7 +107,18 @@ def load_config(data: Mapping[str, Any]) -> SimulationConfig:
     r.done()
     return SimulationConfig(network=network, scenario=scenario, policy_spec=policy_spec,
                             policy=policy_spec.build(network, horizon, seed), horizon=horizon, warmup=warmup,
-                            seed=seed, replications=replications, invariants=invariants, output=output)
+                            seed=seed, replications=replications, invariants=invariants, output=output,
+                            initial_on_hand=initial_stock(network, horizon, seed, initial_days))
+
+
+def initial_stock(network: NetworkSpec, horizon: int, seed: int, days: Mapping[str, float]) -> np.ndarray | None:
+    """On-hand stock at the start: `days` of mean daily demand per node kind (None when all are 0: empty)."""
+    if not any(days.values()):
+        return None
+    stats = DemandStats.of(network, horizon, seed)
+    per_node = np.array([days.get(node.kind, 0.0) for node in network.nodes])[:, None]
+    stock = stats.mean * per_node
+    return np.rint(stock) if network.demand.integer_units else stock
 
 
 def unknown_choice(overrides: Sequence[str], conf_dir: Path = CONF_DIR) -> str | None:
@@ -145,7 +161,7 @@ def simulate(config: SimulationConfig) -> list[RunResult]:
         progress = ProgressLog(label)
         engine = Engine(config.network, horizon=config.horizon, seed=seed, shocks=config.scenario.shocks,
                         warmup=config.warmup, invariants=config.invariants, per_sku_series=config.output.per_sku,
-                        progress=progress)
+                        initial_on_hand=config.initial_on_hand, progress=progress)
         result = engine.run(config.policy)
         network = result.kpis["network"]
         log.info("%s: %.1f s, fill rate %.3f, total cost %s", label, time.perf_counter() - progress.started,

@@ -181,6 +181,7 @@ def test_replications_per_sku_and_no_plots(tmp_path):
     (["scenario=nope"], "scenario"),
     (["horizon=0"], "horizon"),
     (["scenario=covid_2020", "+scenario.sevrity=2"], "scenario.sevrity"),
+    (["initial_stock_days.dc=-3"], "initial_stock_days.dc"),
 ])
 def test_bad_config_exits_2_naming_the_key_and_writes_nothing(tmp_path, args, key):
     out = tmp_path / "previous_run"
@@ -215,3 +216,14 @@ def test_kpi_table_lists_network_and_echelons():
     lines = kpi_table(report).splitlines()
     assert lines[2].startswith("network") and lines[3].startswith("store")
     assert "0.900" in lines[2] and "100" in lines[2]
+
+
+def test_initial_stock_starts_the_network_stocked(tmp_path):
+    out = tmp_path / "stocked"
+    proc = simulate("network=small", "horizon=20", "warmup=0", "initial_stock_days.store=4", "initial_stock_days.dc=8",
+                    "output.plots=false", "invariants=error", f"hydra.run.dir={out}")
+    assert proc.returncode == 0, proc.stderr
+    with (out / "timeseries.csv").open() as f:
+        day0 = [row for row in csv.DictReader(f) if row["day"] == "0"]
+    stock = {row["kind"]: float(row["on_hand"]) for row in day0 if row["kind"] != "supplier"}
+    assert stock["dc"] > 0 and stock["store"] > 0

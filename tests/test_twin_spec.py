@@ -611,7 +611,7 @@ def test_orders_from_a_supplier(net):
     engine = Engine(net, horizon=5, seed=0, invariants="error")
     orders = np.zeros((6, 2))
     orders[0, 0] = 3
-    with pytest.raises(ValueError, match="^orders: suppliers do not order"):
+    with pytest.raises(ValueError, match="^orders: suppliers hold and order nothing"):
         engine.step(orders)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from twin import DcClosure, Engine, network_from_dict
 
@@ -48,3 +49,26 @@ def test_echelon_position_sums_the_subtree_and_follows_rerouting():
     customers = np.where(after.topology.is_store[:, None], after.backorders, 0.0)
     np.testing.assert_allclose(after.echelon_inventory_position[1],
                                local[1] + local[3] - customers[3] + after.on_order[1])
+
+
+def test_initial_stock_is_on_hand_on_day_zero_and_counted_as_bought():
+    network = two_dcs()
+    start = np.array([[0.0], [30.0], [30.0], [8.0], [8.0]])
+    engine = Engine(network, horizon=5, seed=0, initial_on_hand=start, invariants="error")
+    np.testing.assert_array_equal(engine.state().on_hand, start)
+    assert engine.bought == 76.0
+    while not engine.done:  # no orders: demand eats the initial stock, the ledger still balances
+        engine.step(np.zeros((5, 1)))
+    result = engine.result()
+    assert result.series["on_hand"][0, 3] <= 8.0
+    assert result.series["outflow"][:, 3:].sum() > 0
+
+
+@pytest.mark.parametrize(("start", "message"), [
+    (np.ones((4, 1)), "initial_on_hand: shape"),
+    (np.array([[0.0], [1.0], [-1.0], [0.0], [0.0]]), r"initial_on_hand\['dc_b', SKU 0\]"),
+    (np.array([[5.0], [0.0], [0.0], [0.0], [0.0]]), "suppliers hold and order nothing"),
+])
+def test_bad_initial_stock_names_the_argument(start, message):
+    with pytest.raises(ValueError, match=message):
+        Engine(two_dcs(), horizon=5, seed=0, initial_on_hand=start)

@@ -82,6 +82,7 @@ class Engine:
 
     def __init__(self, network: NetworkSpec, *, horizon: int, seed: int, shocks: Sequence[Shock] = (),
                  warmup: int = 0, invariants: str = "warn", per_sku_series: bool = False,
+                 initial_on_hand: np.ndarray | None = None,
                  progress: Callable[[int, int], None] | None = None, progress_every: int = 30) -> None:
         if isinstance(horizon, bool) or not isinstance(horizon, int) or horizon < 1:
             raise ValueError(f"horizon: {horizon!r} is not allowed; allowed: an integer >= 1 (days)")
@@ -135,6 +136,11 @@ class Engine:
         self.flows_shipped_in = np.zeros((n, k))  # units dispatched to the node today: what the unit cost is paid on
         self.day_start = np.zeros((n, k))  # on-hand stock at the start of the day (for the ledger)
         self.bought = 0.0
+        if initial_on_hand is not None:  # stock on hand at the start, counted as bought before day 0
+            start = self._check_quantities("initial_on_hand", initial_on_hand)
+            self.on_hand[:] = start
+            self.day_start[:] = start
+            self.bought = float(start.sum())
         self.sold_total = 0.0
 
         # topology for allocation: who may order from whom (children and re-routed customers)
@@ -247,17 +253,21 @@ class Engine:
         )
 
     def _check_orders(self, orders) -> np.ndarray:
-        q = np.asarray(orders, dtype=float)
+        return self._check_quantities("orders", orders)
+
+    def _check_quantities(self, label: str, quantities) -> np.ndarray:
+        """Quantities per (node, SKU): the right shape, finite, >= 0, zero for suppliers; rounded if integer."""
+        q = np.asarray(quantities, dtype=float)
         if q.shape != (self.n_nodes, self.n_sku):
-            raise ValueError(f"orders: shape {q.shape} is not allowed; allowed: (nodes, SKUs) = "
+            raise ValueError(f"{label}: shape {q.shape} is not allowed; allowed: (nodes, SKUs) = "
                              f"({self.n_nodes}, {self.n_sku})")
-        # two passes over the orders in the usual case (a NaN fails `>= 0`); the culprit is looked up if one fails
+        # two passes over the quantities in the usual case (a NaN fails `>= 0`); the culprit is looked up if one fails
         if not (q.min() >= 0 and q.max() < np.inf):
             i, k = np.argwhere(~np.isfinite(q) | (q < 0))[0]
-            raise ValueError(f"orders[{self.topology.names[i]!r}, SKU {k}]: {q[i, k]!r} is not allowed; "
+            raise ValueError(f"{label}[{self.topology.names[i]!r}, SKU {k}]: {q[i, k]!r} is not allowed; "
                              f"allowed: a finite quantity >= 0")
         if q[self.topology.is_supplier].any():
-            raise ValueError("orders: suppliers do not order; allowed: zero rows for supplier nodes")
+            raise ValueError(f"{label}: suppliers hold and order nothing; allowed: zero rows for supplier nodes")
         return np.rint(q) if self.integer else q
 
     # ------------------------------------------------------------------ processes
