@@ -71,9 +71,10 @@ class ReferenceCase:
         """The twin network equivalent to this case under the timing mapping above."""
         integer = self.demand_dist == "poisson"
         sku = {"name": "item", "dist": self.demand_dist, "mean": self.demand_mean,
-               "cv": self.demand_sd / self.demand_mean if self.demand_dist == "normal" else 0.0,
                "holding_cost": 1.0, "backorder_cost": self.penalty, "lost_sale_cost": self.penalty,
                "fixed_order_cost": self.fixed_cost, "unit_cost": 0.0}
+        if self.demand_dist == "normal":
+            sku["cv"] = self.demand_sd / self.demand_mean
         nodes = [{"name": "supplier", "kind": "supplier"}]
         parent = "supplier"
         for j in range(self.stages, 0, -1):  # upstream first

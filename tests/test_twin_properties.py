@@ -78,8 +78,13 @@ def sku_items(n: int) -> st.SearchStrategy[list[dict]]:
         "unit_cost": floats(0, 2),
         "weather_sensitivity": floats(-0.5, 0.5),
     })
+    law_parameters = {"cv": "normal", "dispersion": "negative_binomial", "zero_prob": "zero_inflated_poisson"}
+
+    def keep_used(row: dict) -> dict:  # a parameter its law does not use is a config error
+        return {key: value for key, value in row.items() if law_parameters.get(key, row["dist"]) == row["dist"]}
+
     return st.lists(item, min_size=n, max_size=n).map(
-        lambda rows: [{"name": f"sku{k}", **row} for k, row in enumerate(rows)])
+        lambda rows: [{"name": f"sku{k}", **keep_used(row)} for k, row in enumerate(rows)])
 
 
 def demand_blocks() -> st.SearchStrategy[dict]:

@@ -630,3 +630,13 @@ def test_lost_sale_factor_belongs_to_stores():
     dc["lost_sale_factor"] = 3.0
     with pytest.raises(SpecError, match=r"lost_sale_factor: only a store loses sales.*allowed on a dc: left out"):
         network_from_dict(data)
+
+
+@pytest.mark.parametrize(("attr", "law"), [("cv", "normal"), ("dispersion", "negative_binomial"),
+                                           ("zero_prob", "zero_inflated_poisson")])
+def test_a_demand_parameter_of_another_law_is_an_error(attr, law):
+    msg = bad(lambda d: d["skus"]["items"][0].update({"dist": "poisson", attr: 0.5}))
+    assert msg.startswith(f"network.skus.items[0].{attr}: only the {law} demand law uses {attr}"), msg
+    assert "allowed: left out" in msg
+    msg = generated_error({"slow": {"dist": "poisson", attr: 0.5}})
+    assert msg.startswith(f"network.skus.profiles.slow.{attr}: only the {law}"), msg

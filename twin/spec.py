@@ -513,6 +513,17 @@ SKU_DEFAULTS = {"mean": 5.0, "cv": 0.3, "dispersion": 5.0, "zero_prob": 0.0, "ho
                 "price": 10.0, "price_elasticity": 1.5, "weather_sensitivity": 0.0}
 
 
+# demand parameters that only one law uses: giving one for another law would be silently ignored
+LAW_PARAMETERS = {"cv": "normal", "dispersion": "negative_binomial", "zero_prob": "zero_inflated_poisson"}
+
+
+def _reject_unused_law_parameters(r: ConfigReader, dist: str) -> None:
+    for attr, law in LAW_PARAMETERS.items():
+        if dist != law and r.has(attr):
+            raise SpecError(f"{r.key(attr)}: only the {law} demand law uses {attr}, this SKU's law is {dist}; "
+                            f"allowed: left out (or dist: {law})")
+
+
 def skus_from_reader(r: ConfigReader) -> SkuCatalog:
     """SKUs either listed (`items`) or drawn from `profiles` (fast/slow/intermittent movers)."""
     if r.has("items"):
@@ -523,6 +534,7 @@ def skus_from_reader(r: ConfigReader) -> SkuCatalog:
             for attr in SKU_RANGES:
                 low, high = SKU_LIMITS[attr]
                 row[attr] = c.number(attr, SKU_DEFAULTS[attr], low=low, high=high)
+            _reject_unused_law_parameters(c, row["dist"])
             c.done()
             rows.append(row)
         r.done()
@@ -540,6 +552,7 @@ def skus_from_reader(r: ConfigReader) -> SkuCatalog:
         shares.append(p.number("share", 1.0, low=0))
         dist = p.choice("dist", DEMAND_DISTS, "poisson")
         ranges = {attr: profile_range(p, attr) for attr in SKU_RANGES}
+        _reject_unused_law_parameters(p, dist)
         p.done()
         params.append((name, dist, ranges))
     profiles.done()
