@@ -391,7 +391,8 @@ def test_dataclass_networks_are_checked_alike(changes, top, start):
 def test_dataclass_supplier_cost_factors_default_or_zero_pass():
     skus = network_from_dict(base()).skus
     for factors in ({}, {"holding_factor": 0.0, "backorder_factor": 0.0, "lost_sale_factor": 0.0}):
-        NetworkSpec(name="direct", nodes=spec_nodes(**{"0": factors}), skus=skus)
+        network = NetworkSpec(name="direct", nodes=spec_nodes(**{"0": factors}), skus=skus)
+        assert network.nodes[0].kind == "supplier" and network.nodes[0].name == "sup"
 
 
 def layout(**sections) -> dict:

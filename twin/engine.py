@@ -23,7 +23,6 @@ policy run and an outside caller, so there is one engine for both.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -32,7 +31,7 @@ import numpy as np
 import simpy
 
 from twin.demand import Covariates, DemandModel
-from twin.kpi import COSTS, DayFlows, KpiAccumulator, SeriesRecorder, node_totals
+from twin.kpi import DayFlows, KpiAccumulator, SeriesRecorder, node_totals
 from twin.ledger import Ledger
 from twin.rationing import RULES
 from twin.shocks import Shock, ShockEffects
@@ -193,7 +192,6 @@ class Engine:
         self.series = SeriesRecorder(horizon, n, k, per_sku_series)
         self.progress = progress
         self.progress_every = progress_every
-        self._started = time.perf_counter()
 
         self.env = simpy.Environment()
         max_depth = int(topo.depth.max())
@@ -222,7 +220,7 @@ class Engine:
         """Place today's orders (nodes, SKUs) and simulate until the next decision point or the end."""
         if self.done:
             raise RuntimeError("the run is over: build a new Engine to simulate again")
-        q = self._check_orders(orders)
+        q = self._check_quantities("orders", orders)
         self.new_orders[:] = q
         self.on_order += q
         self.flows_ordered += q
@@ -251,9 +249,6 @@ class Engine:
             violations=list(self.ledger.violations),
             covariates=None if self.series.sku is None else self.demand_model.covariates(),
         )
-
-    def _check_orders(self, orders) -> np.ndarray:
-        return self._check_quantities("orders", orders)
 
     def _check_quantities(self, label: str, quantities) -> np.ndarray:
         """Quantities per (node, SKU): the right shape, finite, >= 0, zero for suppliers; rounded if integer."""
@@ -476,11 +471,6 @@ class Engine:
                      self.flows_received, self.flows_shipped_in):
             flow.fill(0.0)
         np.copyto(self.day_start, self.on_hand)
-
-    @property
-    def costs_so_far(self) -> float:
-        """Total cost accumulated in the KPIs (after warm-up) so far."""
-        return float(sum(self.kpis.cost[c].sum() for c in COSTS))
 
 
 def _cut(capacity, factor):

@@ -49,9 +49,6 @@ class Shock:
     def apply(self, effects: ShockEffects, network: NetworkSpec) -> None:
         raise NotImplementedError
 
-    def active(self, day: int) -> bool:
-        return self.start <= day < self.end
-
 
 def _check_nodes(network: NetworkSpec, names: tuple[str, ...], kinds: tuple[str, ...], key: str) -> None:
     allowed = [n.name for n in network.nodes if n.kind in kinds]

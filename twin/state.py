@@ -38,9 +38,6 @@ class Topology:
             descendants=desc, lead_time_mean=np.array([n.lead_time.expected_days for n in network.nodes]),
         )
 
-    def children(self, i: int) -> np.ndarray:
-        return np.flatnonzero(self.parent == i)
-
 
 def descendants(parent: np.ndarray) -> np.ndarray:
     """(nodes, nodes) bool matrix, [j, i] True when i is j or below j in the tree given by `parent`."""

@@ -278,13 +278,9 @@ def check_determinism(network: NetworkSpec, policy_factory: PolicyFactory, horiz
     """Two runs with the same seed (and fresh policies) give identical KPIs, series and lead-time draws."""
     engine_a, a = _run(network, policy_factory(), horizon, seed, shocks, warmup)
     engine_b, b = _run(network, policy_factory(), horizon, seed, shocks, warmup)
-    try:
-        assert_identical(a.kpis, b.kpis, "kpis")
-        assert_identical(a.series, b.series, "series")
-        assert_identical(a.sku_series, b.sku_series, "sku_series")
-        assert_identical(engine_a.lead_times, engine_b.lead_times, "lead_times")
-    except AssertionError as err:
-        raise AssertionError(f"same seed {seed}, different results: {err}") from None
+    _all_identical(f"same seed {seed}, different results", (a.kpis, b.kpis, "kpis"),
+                   (a.series, b.series, "series"), (a.sku_series, b.sku_series, "sku_series"),
+                   (engine_a.lead_times, engine_b.lead_times, "lead_times"))
     return a
 
 
@@ -296,12 +292,10 @@ def check_common_random_numbers(network: NetworkSpec, policy_a: OrderPolicy | Po
     engine_a, a = _run(network, policy_a, horizon, seed, shocks, warmup)
     engine_b, b = _run(network, policy_b, horizon, seed, shocks, warmup)
     stores = np.array([n.kind == "store" for n in network.nodes])
-    try:
-        assert_identical(a.sku_series["demand"][:, stores], b.sku_series["demand"][:, stores], "store demand")
-        assert_identical(a.series["demand"][:, stores], b.series["demand"][:, stores], "store demand (float64)")
-        assert_identical(engine_a.lead_times, engine_b.lead_times, "lead_times")
-    except AssertionError as err:
-        raise AssertionError(f"common random numbers broken (seed {seed}): {err}") from None
+    _all_identical(f"common random numbers broken (seed {seed})",
+                   (a.sku_series["demand"][:, stores], b.sku_series["demand"][:, stores], "store demand"),
+                   (a.series["demand"][:, stores], b.series["demand"][:, stores], "store demand (float64)"),
+                   (engine_a.lead_times, engine_b.lead_times, "lead_times"))
     return a, b
 
 
@@ -315,10 +309,15 @@ def check_step_matches_run(network: NetworkSpec, policy_factory: PolicyFactory, 
     while not engine.done:
         engine.step(policy.act(engine.state()))
     stepped = engine.result(policy=type(policy).__name__)
-    try:
-        assert_identical(ran.kpis, stepped.kpis, "kpis")
-        assert_identical(ran.series, stepped.series, "series")
-        assert_identical(ran.sku_series, stepped.sku_series, "sku_series")
-    except AssertionError as err:
-        raise AssertionError(f"step() and run() disagree: {err}") from None
+    _all_identical("step() and run() disagree", (ran.kpis, stepped.kpis, "kpis"),
+                   (ran.series, stepped.series, "series"), (ran.sku_series, stepped.sku_series, "sku_series"))
     return ran
+
+
+def _all_identical(message: str, *pairs: tuple[object, object, str]) -> None:
+    """assert_identical on each (a, b, label), failing with `message` and the first difference."""
+    try:
+        for a, b, label in pairs:
+            assert_identical(a, b, label)
+    except AssertionError as err:
+        raise AssertionError(f"{message}: {err}") from None
