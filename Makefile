@@ -12,7 +12,11 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 
+# torch first, pinned to the CPU build the package index offers here: otherwise ray/pip may pull a CUDA build.
+TORCH  ?= torch==2.13.0
+
 $(STAMP): $(PY) pyproject.toml
+	$(PY) -m pip install --quiet "$(TORCH)"
 	$(PY) -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 

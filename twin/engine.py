@@ -81,7 +81,7 @@ class Engine:
 
     def __init__(self, network: NetworkSpec, *, horizon: int, seed: int, shocks: Sequence[Shock] = (),
                  warmup: int = 0, invariants: str = "warn", per_sku_series: bool = False,
-                 initial_on_hand: np.ndarray | None = None,
+                 initial_on_hand: np.ndarray | None = None, sku_costs: bool = False,
                  progress: Callable[[int, int], None] | None = None, progress_every: int = 30) -> None:
         if isinstance(horizon, bool) or not isinstance(horizon, int) or horizon < 1:
             raise ValueError(f"horizon: {horizon!r} is not allowed; allowed: an integer >= 1 (days)")
@@ -141,6 +141,9 @@ class Engine:
             self.day_start[:] = start
             self.bought = float(start.sum())
         self.sold_total = 0.0
+        # the cost of the last closed day per node, and per (node, SKU) when `sku_costs` (RL rewards read them)
+        self.day_cost = np.zeros(n)
+        self.day_sku_cost = np.zeros((n, k)) if sku_costs else None
 
         # topology for allocation: who may order from whom (children and re-routed customers)
         parent = topo.parent
@@ -447,6 +450,12 @@ class Engine:
             + np.einsum("nk,nk->n", self.unit_cost, self.flows_shipped_in),
             "in_transit": np.einsum("nk,nk->n", self.transit_rate, self.in_transit),
         }
+        self.day_cost = sum(costs.values())
+        if self.day_sku_cost is not None:
+            self.day_sku_cost[:] = (self.holding_rate * self.on_hand + self.backorder_rate * self.backorders
+                                    + self.lost_rate * self.flows_lost + self.transit_rate * self.in_transit
+                                    + self.fixed_order_cost * (self.flows_ordered > 0)
+                                    + self.unit_cost * self.flows_shipped_in)
         flows = DayFlows(demand=self.flows_demand, filled=self.flows_filled, outflow=self.flows_outflow,
                          lost=self.flows_lost, ordered=self.flows_ordered, received=self.flows_received,
                          costs=costs)

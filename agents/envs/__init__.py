@@ -1,0 +1,18 @@
+"""RL environments over the twin (DESIGN.md section 8): one simulation core, three APIs.
+
+- SupplyChainParallelEnv: PettingZoo ParallelEnv, the canonical multi-agent interface;
+- SupplyChainMultiAgentEnv (agents.envs.rllib): the RLlib adapter, registered as `supplychain`;
+- SingleNodeEnv: Gymnasium, registered as `SupplyChainSingleNode-v0`.
+"""
+
+from agents.envs.actions import ActionMap, OrderDaysOfDemand, OrderUnits, OrderUpTo, action_from_dict
+from agents.envs.core import EnvConfig, SupplyChainSim, env_config_from_dict
+from agents.envs.observation import ObsInputs, ObsSpec
+from agents.envs.parallel import SupplyChainParallelEnv
+from agents.envs.single_node import ENV_ID, SingleNodeEnv, register
+
+register()
+
+__all__ = ["ENV_ID", "ActionMap", "EnvConfig", "ObsInputs", "ObsSpec", "OrderDaysOfDemand", "OrderUnits",
+           "OrderUpTo", "SingleNodeEnv", "SupplyChainParallelEnv", "SupplyChainSim", "action_from_dict",
+           "env_config_from_dict"]

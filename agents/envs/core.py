@@ -1,0 +1,178 @@
+"""The simulation core every environment shares: one twin Engine stepped one review epoch at a time.
+
+`SupplyChainSim` knows nothing of PettingZoo, Gymnasium or RLlib: it turns action
+indices (controlled nodes, SKUs) into orders, steps the engine, and returns the
+observation (controlled nodes, SKUs, features) and costs. The env classes in
+this package only reshape these arrays into their APIs' dicts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+import scenarios
+from agents.baselines.stats import DemandStats
+from agents.envs.actions import ActionMap, action_from_dict
+from agents.envs.observation import ObsSpec, read_engine
+from agents.forecasting import forecaster_from_name
+from twin.config import ConfigReader, SpecError
+from twin.engine import Engine
+from twin.spec import NetworkSpec
+from twin.streams import Streams
+
+GRANULARITIES = ("node", "node_sku")
+MIN_SCALE = 0.05  # units/day: a (node, SKU) with less mean demand is scaled as if it had this much
+
+
+@dataclass(frozen=True)
+class EnvConfig:
+    """Everything an environment needs; picklable, so RLlib can ship it to env runners."""
+
+    network: NetworkSpec
+    scenario: str = "baseline"
+    scenario_params: Mapping[str, Any] = field(default_factory=dict)
+    episode_days: int = 365
+    review_period: int = 1
+    granularity: str = "node"
+    action: ActionMap = field(default_factory=lambda: action_from_dict(None))
+    cooperative_weight: float = 0.0
+    forecaster: str = "oracle"
+    initial_stock: float = 1.0  # start with this multiple of forecast demand over lead time + review on hand
+    obs_spec: ObsSpec = field(default_factory=ObsSpec)
+
+    def __post_init__(self) -> None:
+        if self.granularity not in GRANULARITIES:
+            raise SpecError(f"env.granularity: {self.granularity!r} is not allowed; "
+                            f"allowed: {', '.join(GRANULARITIES)}")
+        if not 0.0 <= self.cooperative_weight <= 1.0:
+            raise SpecError(f"env.cooperative_weight: {self.cooperative_weight!r} is not allowed; allowed: [0, 1]")
+        if self.episode_days < 1 or self.review_period < 1:
+            raise SpecError("env.episode_days and env.review_period: allowed: integers >= 1")
+        forecaster_from_name(self.forecaster)
+        # a scenario error names its key now, not in an env runner later
+        scenarios.build(self.scenario, self.network, self.episode_days, **dict(self.scenario_params))
+
+
+def env_config_from_dict(data: Mapping[str, Any] | None, network: NetworkSpec,
+                         scenario: Mapping[str, Any] | None = None) -> EnvConfig:
+    """An EnvConfig from the `env` config section (SpecError naming the key); `scenario` = {name, params...}."""
+    r = ConfigReader(data or {}, "env")
+    scenario = dict(scenario or {"name": "baseline"})
+    name = scenario.pop("name", "baseline")
+    config = EnvConfig(
+        network=network, scenario=name, scenario_params=scenario,
+        episode_days=r.integer("episode_days", 365, low=1, high=36500),
+        review_period=r.integer("review_period", 1, low=1, high=365),
+        granularity=r.choice("granularity", GRANULARITIES, "node"),
+        action=action_from_dict(r.raw("action")),
+        cooperative_weight=r.number("cooperative_weight", 0.0, low=0.0, high=1.0),
+        forecaster=r.choice("forecaster", ("oracle",), "oracle"),
+        initial_stock=r.number("initial_stock", 1.0, low=0.0, high=100.0),
+        obs_spec=ObsSpec(pipeline_ages=r.integer("pipeline_ages", 8, low=1, high=365)),
+    )
+    r.done()
+    return config
+
+
+class SupplyChainSim:
+    """A twin run driven by action indices: reset(seed) -> obs; step(actions) -> obs, costs, done."""
+
+    def __init__(self, config: EnvConfig) -> None:
+        self.config = config
+        network = config.network
+        self.network = network
+        self.shocks = scenarios.build(config.scenario, network, config.episode_days,
+                                      **dict(config.scenario_params)).shocks
+        probe = Engine(network, horizon=1, seed=0)  # the topology and cost rates, as every run has them
+        self.topology = probe.topology
+        self.controlled = np.flatnonzero(~self.topology.is_supplier)
+        self.node_names = tuple(self.topology.names[i] for i in self.controlled)
+        self.kinds = tuple(self.topology.kinds[i] for i in self.controlled)
+        self.n_sku = network.skus.n
+        stats = DemandStats.of(network, config.episode_days, seed=0)
+        self.scale = np.maximum(stats.mean, MIN_SCALE)
+        # what a day of demand costs to hold: the unit that rewards are measured in
+        self.cost_scale = np.maximum(probe.holding_rate * self.scale, 1e-6)[self.controlled]
+        self.integer = network.demand.integer_units
+        periods = np.rint(self.topology.lead_time_mean) + config.review_period
+        start = config.initial_stock * stats.mean * periods[:, None]
+        start[self.topology.is_supplier] = 0.0
+        self.initial_on_hand = np.rint(start) if self.integer else start
+        self.engine: Engine | None = None
+        self.forecaster = forecaster_from_name(config.forecaster)
+        self._episode_seeds: np.random.Generator | None = None
+        self.episode_seed = 0
+        self._forecast = np.zeros((len(self.topology.names), self.n_sku))
+
+    # ---------------------------------------------------------------- episodes
+
+    def reset(self, seed: int | None = None) -> np.ndarray:
+        """A new run; with `seed` the episode seeds restart from it, without it the next one is drawn."""
+        if seed is not None:
+            self._episode_seeds = Streams(int(seed)).generator("env", "episodes")
+            self.episode_seed = int(seed)
+        else:
+            if self._episode_seeds is None:
+                self._episode_seeds = Streams(0).generator("env", "episodes")
+            self.episode_seed = int(self._episode_seeds.integers(2**31 - 1))
+        self.engine = Engine(self.network, horizon=self.config.episode_days, seed=self.episode_seed,
+                             shocks=self.shocks, invariants="off", initial_on_hand=self.initial_on_hand,
+                             sku_costs=self.config.granularity == "node_sku")
+        self.forecaster.attach(self.engine)
+        return self.observe()
+
+    def attach(self, engine: Engine) -> None:
+        """Drive an engine built elsewhere (an evaluation run) with this env's observations and actions."""
+        if engine.topology.names != self.topology.names or engine.n_sku != self.n_sku:
+            raise SpecError(f"network: the run's network {engine.network.name!r} does not have the nodes and SKUs "
+                            f"of the policy's {self.network.name!r}; allowed: the network it was trained on")
+        self.engine = engine
+        self.forecaster.attach(engine)
+
+    def observe(self) -> np.ndarray:
+        """The observation (controlled nodes, SKUs, features) at the engine's decision point."""
+        engine = self.engine
+        inputs = read_engine(engine, self.config.obs_spec, self.forecaster, self.config.review_period, self.scale)
+        self._forecast = inputs.forecast
+        self._position = engine.on_hand + engine.in_transit + engine.on_order - engine.backorders
+        return self.config.obs_spec.build(inputs)[self.controlled]
+
+    def orders(self, actions: np.ndarray) -> np.ndarray:
+        """Orders (nodes, SKUs) for action indices (controlled nodes, SKUs) at the current decision point."""
+        c = self.controlled
+        orders = np.zeros_like(self._forecast)
+        orders[c] = self.config.action.orders(np.asarray(actions, dtype=np.int64), self._position[c],
+                                              self._forecast[c], self.scale[c])
+        return np.rint(orders) if self.integer else orders
+
+    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
+        """Order, simulate one review epoch; returns (obs, cost per (controlled node, SKU) or node, done).
+
+        Costs are per controlled node, (nodes,), or per (node, SKU), (nodes, SKUs), with the node_sku
+        granularity; in money, summed over the epoch's days.
+        """
+        engine = self.engine
+        if engine is None:
+            raise RuntimeError("call reset() before step()")
+        by_sku = self.config.granularity == "node_sku"
+        cost = np.zeros((len(self.controlled), self.n_sku) if by_sku else len(self.controlled))
+        orders = self.orders(actions)
+        for d in range(self.config.review_period):
+            if engine.done:
+                break
+            engine.step(orders if d == 0 else np.zeros_like(orders))
+            cost += engine.day_sku_cost[self.controlled] if by_sku else engine.day_cost[self.controlled]
+        return self.observe(), cost, engine.done
+
+    def rewards(self, cost: np.ndarray) -> np.ndarray:
+        """Minus each agent's cost in days-of-demand holding units, mixed with the network's by cooperative_weight."""
+        scale = self.cost_scale if cost.ndim == 2 else self.cost_scale.sum(axis=1)
+        own = cost / scale
+        network = cost.sum() / scale.sum()
+        w = self.config.cooperative_weight
+        return -((1.0 - w) * own + w * network)
+

@@ -1,0 +1,109 @@
+"""The observation: one versioned ObsSpec that the environments (and later the export and the service) build with.
+
+An observation is a (nodes, SKUs, features) float32 array. Every quantity is
+divided by the (node, SKU)'s mean daily demand (`scale`), so a value reads as
+"days of demand" and one policy works across SKUs of very different volume.
+
+Features of ObsSpec version 1, in order:
+
+    on_hand, backorders              at the decision point, in days of demand
+    unshipped                        ordered, not yet dispatched by the supplier (its backlog)
+    pipeline_age_0 .. _{A-1}         in transit, by days since dispatch (the last bucket: A-1 or older)
+    inventory_position               on hand + in transit + on order - backorders
+    forecast_lead_review             forecast demand over lead time + review period
+    lead_time_days                   the lane's expected lead time today, / 10
+    lead_time_ratio                  today's expected lead time / the nominal one (a lead-time shock raises it)
+    dow_sin, dow_cos, doy_sin, doy_cos  calendar
+    shock_<class>                    1 while a shock of that class is active anywhere in the network
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from agents.forecasting import LiveForecaster
+from twin.engine import Engine
+from twin.shocks import CapacityCut, DcClosure, DemandShock, LeadTimeShock, SupplierOutage
+
+SHOCK_CLASSES = (DemandShock, LeadTimeShock, SupplierOutage, DcClosure, CapacityCut)
+OBS_CLIP = 100.0  # days of demand: beyond this an observation is clipped (keeps networks' inputs bounded)
+
+
+@dataclass(frozen=True)
+class ObsInputs:
+    """What an observation is built from, per node (and SKU): the boundary between a twin run and a policy."""
+
+    day: int
+    on_hand: np.ndarray            # (nodes, SKUs)
+    backorders: np.ndarray         # (nodes, SKUs)
+    unshipped: np.ndarray          # (nodes, SKUs)
+    pipeline_by_age: np.ndarray    # (nodes, ages, SKUs)
+    forecast: np.ndarray           # (nodes, SKUs) over lead time + review period
+    lead_time: np.ndarray          # (nodes,) expected lead time today, days
+    nominal_lead_time: np.ndarray  # (nodes,)
+    shock_flags: np.ndarray        # (len(SHOCK_CLASSES),) 0/1
+    scale: np.ndarray              # (nodes, SKUs) mean daily demand
+
+
+@dataclass(frozen=True)
+class ObsSpec:
+    """Versioned observation layout: named features, built from ObsInputs."""
+
+    pipeline_ages: int = 8
+    version: int = 1
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        return (("on_hand", "backorders", "unshipped")
+                + tuple(f"pipeline_age_{a}" for a in range(self.pipeline_ages))
+                + ("inventory_position", "forecast_lead_review", "lead_time_days", "lead_time_ratio",
+                   "dow_sin", "dow_cos", "doy_sin", "doy_cos")
+                + tuple(f"shock_{cls.__name__}" for cls in SHOCK_CLASSES))
+
+    @property
+    def n_features(self) -> int:
+        return len(self.feature_names)
+
+    def build(self, x: ObsInputs) -> np.ndarray:
+        """The observation (nodes, SKUs, features), float32, clipped to [-OBS_CLIP, OBS_CLIP]."""
+        n, k = x.on_hand.shape
+        inv_scale = 1.0 / x.scale
+        in_transit = x.pipeline_by_age.sum(axis=1)
+        position = x.on_hand + in_transit + x.unshipped - x.backorders
+        out = np.empty((n, k, self.n_features), dtype=np.float32)
+        out[:, :, 0] = x.on_hand * inv_scale
+        out[:, :, 1] = x.backorders * inv_scale
+        out[:, :, 2] = x.unshipped * inv_scale
+        a = self.pipeline_ages
+        out[:, :, 3:3 + a] = (x.pipeline_by_age * inv_scale[:, None, :]).transpose(0, 2, 1)
+        j = 3 + a
+        out[:, :, j] = position * inv_scale
+        out[:, :, j + 1] = x.forecast * inv_scale
+        out[:, :, j + 2] = (x.lead_time / 10.0)[:, None]
+        out[:, :, j + 3] = (x.lead_time / np.maximum(x.nominal_lead_time, 1e-9))[:, None]
+        dow, doy = 2 * np.pi * (x.day % 7) / 7, 2 * np.pi * (x.day % 365) / 365
+        out[:, :, j + 4: j + 8] = (np.sin(dow), np.cos(dow), np.sin(doy), np.cos(doy))
+        out[:, :, j + 8:] = x.shock_flags
+        np.clip(out, -OBS_CLIP, OBS_CLIP, out=out)
+        return out
+
+
+def read_engine(engine: Engine, spec: ObsSpec, forecaster: LiveForecaster, review_period: int,
+                scale: np.ndarray) -> ObsInputs:
+    """ObsInputs of `engine` at its current decision point, with `forecaster`'s demand over lead time + review."""
+    n, k, day = engine.n_nodes, engine.n_sku, engine.day
+    ages = np.zeros((n, spec.pipeline_ages, k))
+    for i, shipments in enumerate(engine.shipments):
+        for shipment in shipments.values():
+            ages[i, min(day - shipment.dispatched, spec.pipeline_ages - 1)] += shipment.quantity
+    topo = engine.topology
+    parent = np.maximum(topo.parent, 0)
+    lead_time = topo.lead_time_mean * np.where(topo.parent >= 0, engine.effects.lead_time[parent], 1.0)
+    active = {type(s) for s in engine.active_shocks}
+    flags = np.array([float(any(issubclass(a, cls) for a in active)) for cls in SHOCK_CLASSES])
+    forecast = forecaster.over(day, np.rint(lead_time).astype(np.int64) + review_period)
+    return ObsInputs(day=day, on_hand=engine.on_hand.copy(), backorders=engine.backorders.copy(),
+                     unshipped=engine.on_order.copy(), pipeline_by_age=ages, forecast=forecast,
+                     lead_time=lead_time, nominal_lead_time=topo.lead_time_mean, shock_flags=flags, scale=scale)

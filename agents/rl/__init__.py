@@ -1,0 +1,1 @@
+"""RL training on the twin with RLlib (new API stack): algorithm configs, the SKU-shared module, trained policies."""

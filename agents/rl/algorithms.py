@@ -1,0 +1,268 @@
+"""RLlib algorithm configs for the twin's environments: one class per algorithm, one for the Ray resources.
+
+    setup = TrainingSetup.network(env_config)          # or TrainingSetup.single_node(env_config)
+    algo = PPOAgent().algorithm_config(setup, Resources(), seed=0).build_algo()
+
+The multi-agent setup maps policies by role (store, dc): one policy is shared by
+all stores, one by all DCs, so the number of policies does not grow with the
+network. With one agent per node, PPO uses SkuSharedPPOModule (a network shared
+across the node's SKUs); with one agent per (node, SKU), RLlib's default modules.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any, ClassVar
+
+from agents.envs.core import EnvConfig
+from agents.envs.parallel import SupplyChainParallelEnv
+from twin.config import ConfigReader, SpecError
+
+
+@dataclass(frozen=True)
+class RoleMapping:
+    """policy_mapping_fn: an agent's policy is its node's role (picklable, so env runners get it)."""
+
+    roles: Mapping[str, str]
+    shared: bool = False
+
+    def __call__(self, agent_id: str, episode: Any = None, **kwargs: Any) -> str:
+        return "shared" if self.shared else self.roles[agent_id]
+
+
+@dataclass(frozen=True)
+class TrainingSetup:
+    """Which environment is trained: the single-node Gymnasium env or the multi-agent network env."""
+
+    env: EnvConfig
+    single_node: bool
+    roles: Mapping[str, str] = field(default_factory=dict)  # agent id -> role (multi-agent only)
+    shared_policy: bool = False
+
+    @classmethod
+    def network(cls, env: EnvConfig, shared_policy: bool = False) -> TrainingSetup:
+        par = SupplyChainParallelEnv(env)
+        return cls(env=env, single_node=False, roles={a: par.role(a) for a in par.possible_agents},
+                   shared_policy=shared_policy)
+
+    @classmethod
+    def single_node_env(cls, env: EnvConfig) -> TrainingSetup:
+        return cls(env=env, single_node=True)
+
+    @property
+    def policy_ids(self) -> list[str]:
+        if self.single_node:
+            return ["default_policy"]
+        return ["shared"] if self.shared_policy else sorted(set(self.roles.values()))
+
+    @property
+    def sku_shared_module(self) -> bool:
+        """One agent per node with several SKUs per agent: the SKU is a batch dimension of the module."""
+        return not self.single_node and self.env.granularity == "node"
+
+
+@dataclass(frozen=True)
+class Resources:
+    """Ray and the parallel workers: from config, with the GPU chosen by detection when `num_gpus_per_learner`
+    is 'auto'. A `ray_address` of 'auto' joins a running cluster; None starts Ray on this machine."""
+
+    ray_address: str | None = None
+    num_env_runners: int = 0
+    num_envs_per_env_runner: int = 1
+    num_learners: int = 0
+    num_gpus_per_learner: float | str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.ray_address is None:
+            cores = os.cpu_count() or 1
+            if self.num_env_runners > cores:
+                raise SpecError(f"trainer.num_env_runners: {self.num_env_runners} is more than allowed on this "
+                                f"machine; allowed: 0..{cores} (one per CPU core; 0 samples in the driver)")
+            if self.num_learners > cores:
+                raise SpecError(f"trainer.num_learners: {self.num_learners} is more than allowed on this machine; "
+                                f"allowed: 0..{cores}")
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> Resources:
+        r = ConfigReader(data or {}, "trainer")
+        gpus = r.raw("num_gpus_per_learner", "auto")
+        if gpus != "auto" and (isinstance(gpus, bool) or not isinstance(gpus, (int, float)) or gpus < 0):
+            raise SpecError(f"trainer.num_gpus_per_learner: {gpus!r} is not allowed; allowed: 'auto' or a number >= 0")
+        address = r.text("ray_address", None, optional=True)
+        out = cls(ray_address=address, num_env_runners=r.integer("num_env_runners", 0, low=0),
+                  num_envs_per_env_runner=r.integer("num_envs_per_env_runner", 1, low=1, high=1024),
+                  num_learners=r.integer("num_learners", 0, low=0), num_gpus_per_learner=gpus)
+        r.done()
+        return out
+
+    @property
+    def gpus_per_learner(self) -> float:
+        if self.num_gpus_per_learner != "auto":
+            return float(self.num_gpus_per_learner)
+        import torch
+        return 1.0 if torch.cuda.is_available() else 0.0
+
+    def apply(self, config):
+        """Set env runners, learners and GPUs on an RLlib AlgorithmConfig."""
+        config.env_runners(num_env_runners=self.num_env_runners, num_envs_per_env_runner=self.num_envs_per_env_runner,
+                           num_cpus_per_env_runner=1)
+        config.learners(num_learners=self.num_learners, num_gpus_per_learner=self.gpus_per_learner)
+        return config
+
+
+@dataclass(frozen=True)
+class AgentSpec:
+    """Base class: an algorithm's hyper-parameters and how they become an RLlib AlgorithmConfig."""
+
+    name: ClassVar[str] = ""
+    hidden: tuple[int, ...] = (64, 64)
+    lr: float = 3e-4
+    gamma: float = 0.99
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> AgentSpec:
+        """Read the agent's section (`agent.<key>`); unknown keys and bad values raise SpecError naming them."""
+        r = ConfigReader(data, "agent")
+        r.raw("name")
+        values = {}
+        for f in fields(cls):
+            if not r.has(f.name):
+                continue
+            default = f.default
+            if isinstance(default, bool):
+                values[f.name] = r.flag(f.name, default)
+            elif isinstance(default, int):
+                values[f.name] = r.integer(f.name, default, low=0)
+            elif isinstance(default, float):
+                values[f.name] = r.number(f.name, default, low=0.0)
+            elif isinstance(default, tuple):
+                values[f.name] = tuple(int(v) for v in r.numbers(f.name, default, low=1))
+            else:
+                values[f.name] = r.raw(f.name)
+        r.done()
+        return cls(**values)
+
+    def algorithm_config(self, setup: TrainingSetup, resources: Resources, seed: int):
+        raise NotImplementedError
+
+    # shared by the algorithms
+    def _base(self, config, setup: TrainingSetup, resources: Resources, seed: int, module_spec):
+        from ray.rllib.core.rl_module.multi_rl_module import MultiRLModuleSpec
+
+        from agents.envs.rllib import SupplyChainMultiAgentEnv
+        from agents.envs.single_node import SingleNodeEnv
+
+        config = config.framework("torch").debugging(seed=seed, log_level="ERROR")
+        config.reporting(metrics_num_episodes_for_smoothing=20)
+        if setup.single_node:
+            config.environment(SingleNodeEnv, env_config={"env": setup.env})
+            config.rl_module(rl_module_spec=module_spec)
+        else:
+            config.environment(SupplyChainMultiAgentEnv, env_config={"env": setup.env})
+            config.multi_agent(policies=set(setup.policy_ids),
+                               policy_mapping_fn=RoleMapping(dict(setup.roles), setup.shared_policy))
+            config.rl_module(rl_module_spec=MultiRLModuleSpec(
+                rl_module_specs={pid: module_spec for pid in setup.policy_ids}))
+        return resources.apply(config)
+
+
+@dataclass(frozen=True)
+class PPOAgent(AgentSpec):
+    """PPO (clipped surrogate, GAE); optionally an LSTM policy (`use_lstm`) for partial observability."""
+
+    name: ClassVar[str] = "ppo"
+    lambda_: float = 0.95
+    train_batch_size: int = 4000
+    minibatch_size: int = 500
+    num_epochs: int = 5
+    clip_param: float = 0.2
+    vf_clip_param: float = 10000.0  # returns are tens to hundreds: RLlib's default of 10 stops the critic learning
+    vf_loss_coeff: float = 0.5
+    entropy_coeff: float = 0.0
+    use_lstm: bool = False
+    lstm_cell_size: int = 64
+    max_seq_len: int = 20
+
+    def algorithm_config(self, setup: TrainingSetup, resources: Resources, seed: int):
+        from ray.rllib.algorithms.ppo import PPOConfig
+        from ray.rllib.core.rl_module.default_model_config import DefaultModelConfig
+        from ray.rllib.core.rl_module.rl_module import RLModuleSpec
+
+        from agents.rl.sku_module import SkuSharedPPOModule
+
+        if self.minibatch_size > self.train_batch_size:
+            raise SpecError(f"agent.minibatch_size: {self.minibatch_size} is more than agent.train_batch_size "
+                            f"({self.train_batch_size}); allowed: <= train_batch_size")
+        if setup.sku_shared_module:
+            if self.use_lstm:
+                raise SpecError("agent.use_lstm: not available with env.granularity=node (the SKU-shared module "
+                                "is feed-forward); allowed: use_lstm with granularity=node_sku or a case")
+            spec = RLModuleSpec(module_class=SkuSharedPPOModule, model_config={"hidden": list(self.hidden)})
+        else:
+            spec = RLModuleSpec(model_config=DefaultModelConfig(
+                fcnet_hiddens=list(self.hidden), fcnet_activation="tanh", vf_share_layers=False,
+                use_lstm=self.use_lstm, lstm_cell_size=self.lstm_cell_size, max_seq_len=self.max_seq_len))
+        config = PPOConfig().training(
+            lr=self.lr, gamma=self.gamma, lambda_=self.lambda_, train_batch_size_per_learner=self.train_batch_size,
+            minibatch_size=self.minibatch_size, num_epochs=self.num_epochs, clip_param=self.clip_param,
+            vf_clip_param=self.vf_clip_param, vf_loss_coeff=self.vf_loss_coeff, entropy_coeff=self.entropy_coeff)
+        return self._base(config, setup, resources, seed, spec)
+
+
+@dataclass(frozen=True)
+class DQNAgent(AgentSpec):
+    """DQN as in the paper: double and dueling Q, replay buffer, target network, epsilon decaying from 1.0.
+
+    Discrete actions only: with a network, use env.granularity=node_sku (one agent per node and SKU).
+    """
+
+    name: ClassVar[str] = "dqn"
+    lr: float = 5e-4
+    train_batch_size: int = 64
+    replay_capacity: int = 100000
+    learning_starts: int = 1000
+    target_network_update_freq: int = 500
+    epsilon_start: float = 1.0
+    epsilon_end: float = 0.02
+    epsilon_timesteps: int = 50000
+    double_q: bool = True
+    dueling: bool = True
+    n_step: int = 1
+    training_intensity: float = 0.0  # replayed / sampled steps; 0: RLlib's default of one update per step
+    rollout_fragment_length: int = 32
+
+    def algorithm_config(self, setup: TrainingSetup, resources: Resources, seed: int):
+        from ray.rllib.algorithms.dqn import DQNConfig
+        from ray.rllib.core.rl_module.default_model_config import DefaultModelConfig
+        from ray.rllib.core.rl_module.rl_module import RLModuleSpec
+
+        if setup.sku_shared_module:
+            raise SpecError("agent: dqn needs Discrete actions; allowed: env.granularity=node_sku or a case "
+                            "(single-node env)")
+        buffer = "EpisodeReplayBuffer" if setup.single_node else "MultiAgentEpisodeReplayBuffer"
+        config = DQNConfig().training(
+            lr=self.lr, gamma=self.gamma, train_batch_size_per_learner=self.train_batch_size,
+            replay_buffer_config={"type": buffer, "capacity": self.replay_capacity},
+            num_steps_sampled_before_learning_starts=self.learning_starts,
+            target_network_update_freq=self.target_network_update_freq,
+            epsilon=[(0, self.epsilon_start), (self.epsilon_timesteps, self.epsilon_end)],
+            double_q=self.double_q, dueling=self.dueling, n_step=self.n_step,
+            training_intensity=self.training_intensity or None)
+        config.env_runners(rollout_fragment_length=self.rollout_fragment_length)
+        spec = RLModuleSpec(model_config=DefaultModelConfig(fcnet_hiddens=list(self.hidden), fcnet_activation="relu",
+                                                            head_fcnet_hiddens=[]))
+        return self._base(config, setup, resources, seed, spec)
+
+
+AGENTS: dict[str, type[AgentSpec]] = {cls.name: cls for cls in (PPOAgent, DQNAgent)}
+
+
+def agent_from_dict(data: Mapping[str, Any] | None) -> AgentSpec:
+    """The agent of config section `agent` ({name: ppo|dqn, hyper-parameters...}); SpecError naming the key."""
+    data = dict(data or {})
+    name = data.get("name")
+    if name not in AGENTS:
+        raise SpecError(f"agent.name: {name!r} is not allowed; allowed: {', '.join(AGENTS)}")
+    return AGENTS[name].from_dict(data)
