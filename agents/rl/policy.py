@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import tree
 from ray.rllib.core.columns import Columns
 
 from agents.envs.core import SupplyChainSim
@@ -101,7 +102,8 @@ class TrainedPolicy:
         if stateful:  # one time step per call, the recurrent state carried between calls
             if pid not in self.state:
                 initial = module.get_initial_state()
-                self.state[pid] = {k: v.unsqueeze(0).repeat(len(obs), *([1] * v.dim())) for k, v in initial.items()}
+                self.state[pid] = tree.map_structure(
+                    lambda v: v.unsqueeze(0).repeat(len(obs), *([1] * v.dim())), initial)
             batch = {Columns.OBS: obs.unsqueeze(1), Columns.STATE_IN: self.state[pid]}
         out = module.forward_inference(batch)
         if stateful:

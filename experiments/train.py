@@ -1,0 +1,382 @@
+"""Train an RL agent on the twin with RLlib (PPO or DQN), checkpoint, log learning curves, evaluate.
+
+    python -m experiments.train agent=ppo network=paper_5x20 scenario=baseline seed=0
+    python -m experiments.train agent=dqn case=../shared/reference/case_base_stock_SS_example_4_4_L4.json
+    python -m experiments.train -m agent=ppo,dqn seed=0,1,2 env.granularity=node_sku
+
+The run directory (Hydra's, `hydra.run.dir=DIR`) holds checkpoints/iter_NNNNNN
+(the last `keep_checkpoints`, `checkpoints/latest` pointing at the newest),
+learning_curve.csv and .png, and evaluation.md/.csv/.png. Started again with the
+same run directory, training resumes from the latest checkpoint.
+
+With `case=PATH.json` (a single-stage reference case) the single-node Gymnasium
+env is trained, and the learned policy's cost per period is compared with the
+case's optimal cost, both analytically and paired with the optimal policy on the
+same held-out seeds.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import shutil
+import sys
+import time
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import hydra
+import numpy as np
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import to_absolute_path
+from omegaconf import DictConfig, OmegaConf
+
+import scenarios
+from agents.envs.core import env_config_from_dict
+from agents.envs.single_node import single_node_config
+from agents.rl.algorithms import AgentSpec, Resources, TrainingSetup, agent_from_dict
+from experiments.evaluation import EvalSetting, evaluate, format_report, plot_comparison
+from experiments.policies import PolicySpec
+from experiments.simulate import run_checked
+from scenarios.reference import ReferenceCase, load_case
+from twin import SpecError
+from twin.config import ConfigReader
+from twin.spec import network_from_dict
+
+log = logging.getLogger("experiments.train")
+CURVE_FIELDS = ("iteration", "env_steps", "time_s", "episode_return_mean", "episode_return_min",
+                "episode_return_max", "episodes")
+
+
+@dataclass(frozen=True)
+class StopRule:
+    """When training ends: the first of iterations, minutes of training and sampled env steps reached."""
+
+    iterations: int | None
+    minutes: float | None
+    env_steps: int | None
+
+    def reached(self, iteration: int, minutes: float, env_steps: int) -> bool:
+        return ((self.iterations is not None and iteration >= self.iterations)
+                or (self.minutes is not None and minutes >= self.minutes)
+                or (self.env_steps is not None and env_steps >= self.env_steps))
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a training run needs, validated before Ray starts."""
+
+    setup: TrainingSetup
+    agent: AgentSpec
+    resources: Resources
+    seed: int
+    stop: StopRule
+    checkpoint_every: int
+    keep_checkpoints: int
+    case: ReferenceCase | None
+    evaluation: dict[str, Any]
+    baselines: tuple[PolicySpec, ...]
+
+
+def load_train_config(data: dict) -> TrainConfig:
+    """Validate the whole config (SpecError naming the key) and build the env setup."""
+    r = ConfigReader(data, "")
+    seed = r.integer("seed", 0, low=0)
+    agent = agent_from_dict(r.raw("agent"))
+    resources = Resources.from_dict(r.raw("trainer"))
+    stop_r = r.child("stop")
+    minutes = stop_r.raw("minutes")
+    stop = StopRule(iterations=stop_r.integer("iterations", None, low=1) if stop_r.raw("iterations") is not None
+                    else None,
+                    minutes=stop_r.number("minutes", 0.0, low=0.0) if minutes is not None else None,
+                    env_steps=stop_r.integer("env_steps", None, low=1) if stop_r.raw("env_steps") is not None
+                    else None)
+    stop_r.done()
+    if stop == StopRule(None, None, None):
+        raise SpecError("stop: no limit set; allowed: at least one of stop.iterations, stop.minutes, stop.env_steps")
+    checkpoint_every = r.integer("checkpoint_every", 10, low=1)
+    keep = r.integer("keep_checkpoints", 3, low=1)
+    ev = r.child("evaluation")
+    evaluation = {"seeds": ev.integer("seeds", 5, low=1, high=1000), "first_seed": ev.integer("first_seed", 10**6, low=0),
+                  "horizon": ev.integer("horizon", 365, low=2), "warmup": ev.integer("warmup", 28, low=0),
+                  "case_horizon": ev.integer("case_horizon", 20000, low=2), "reference": ev.text("reference", "rop")}
+    baselines = tuple(PolicySpec.from_dict({"name": name}, "evaluation.baselines") for name in
+                      ev.sequence("baselines", ("base_stock", "rop")))
+    ev.done()
+    if evaluation["warmup"] >= evaluation["horizon"]:
+        raise SpecError("evaluation.warmup: must be less than evaluation.horizon")
+    case_path = r.raw("case")
+    shared = r.flag("shared_policy", False)
+    single = r.raw("single_node_env")
+    env_data = r.raw("env")
+    network_data, scenario_data = r.raw("network"), r.raw("scenario")
+    r.done()
+    if case_path is not None:
+        case = load_case(to_absolute_path(str(case_path)))
+        network = case.network()
+        env = env_config_from_dict(single, network)
+        setup = TrainingSetup.single_node_env(single_node_config(case, env))
+    else:
+        case = None
+        network = network_from_dict(network_data, "network")
+        env = env_config_from_dict(env_data, network, scenario_data)
+        setup = TrainingSetup.network(env, shared_policy=shared)
+    agent.algorithm_config(setup, resources, seed)  # a bad agent/env combination fails here, before Ray starts
+    if case is None and evaluation["reference"] not in [b.name for b in baselines]:
+        raise SpecError(f"evaluation.reference: {evaluation['reference']!r} is not among evaluation.baselines "
+                        f"{[b.name for b in baselines]}")
+    return TrainConfig(setup=setup, agent=agent, resources=resources, seed=seed, stop=stop,
+                       checkpoint_every=checkpoint_every, keep_checkpoints=keep, case=case, evaluation=evaluation,
+                       baselines=baselines)
+
+
+# ---------------------------------------------------------------------------
+# The run directory: checkpoints, learning curve, resume
+# ---------------------------------------------------------------------------
+
+class RunDirectory:
+    """Checkpoints and the learning curve of one training run, and what a restart resumes from."""
+
+    def __init__(self, root: Path, keep: int) -> None:
+        self.root = root
+        self.checkpoints = root / "checkpoints"
+        self.curve = root / "learning_curve.csv"
+        self.keep = keep
+
+    @property
+    def latest(self) -> Path | None:
+        link = self.checkpoints / "latest"
+        return link.resolve() if link.exists() else None
+
+    def progress(self) -> dict[str, float]:
+        """Iteration, env steps and training time at the latest checkpoint (zeros for a fresh run)."""
+        latest = self.latest
+        if latest is None:
+            return {"iteration": 0, "env_steps": 0, "time_s": 0.0}
+        return json.loads((latest / "progress.json").read_text())
+
+    def check_same_config(self, fingerprint: dict) -> None:
+        """A resumed run must train the same agent on the same env; SpecError otherwise."""
+        path = self.root / "train_fingerprint.json"
+        if path.exists() and self.latest is not None:
+            before = json.loads(path.read_text())
+            changed = sorted(k for k in set(before) | set(fingerprint) if before.get(k) != fingerprint.get(k))
+            if changed:
+                raise SpecError(f"hydra.run.dir: {str(self.root)!r} holds a run with other settings ({', '.join(changed)}"
+                                f"); allowed: the same agent, env and seed to resume, or a new run directory")
+        self.root.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(fingerprint, indent=1, sort_keys=True))
+
+    def save(self, algo, setup: TrainingSetup, progress: dict[str, float]) -> Path:
+        """Save a checkpoint, point `latest` at it and drop the oldest beyond `keep`."""
+        from agents.rl.policy import save_setup
+
+        path = self.checkpoints / f"iter_{int(progress['iteration']):06d}"
+        algo.save_to_path(str(path))
+        save_setup(path, setup)
+        (path / "progress.json").write_text(json.dumps(progress))
+        link = self.checkpoints / "latest"
+        tmp = self.checkpoints / "latest.tmp"
+        tmp.unlink(missing_ok=True)
+        tmp.symlink_to(path.name)
+        tmp.replace(link)  # atomic: a crash never leaves `latest` missing
+        for old in sorted(self.checkpoints.glob("iter_*"))[:-self.keep]:
+            shutil.rmtree(old)
+        return path
+
+    def append_curve(self, row: dict[str, float]) -> None:
+        new = not self.curve.exists()
+        with self.curve.open("a", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=CURVE_FIELDS)
+            if new:
+                writer.writeheader()
+            writer.writerow({k: row.get(k) for k in CURVE_FIELDS})
+
+    def truncate_curve(self, iteration: int) -> None:
+        """Drop curve rows past the checkpoint being resumed (they were logged after it, then lost)."""
+        if not self.curve.exists():
+            return
+        rows = list(csv.DictReader(self.curve.open()))
+        kept = [row for row in rows if int(row["iteration"]) <= iteration]
+        with self.curve.open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=CURVE_FIELDS)
+            writer.writeheader()
+            writer.writerows(kept)
+
+
+def plot_curve(curve: Path, out: Path, title: str) -> None:
+    """Episode return (mean, min-max band) against sampled env steps."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in csv.DictReader(curve.open()) if r["episode_return_mean"] not in ("", "None")]
+    if not rows:
+        return
+    x = np.array([float(r["env_steps"]) for r in rows])
+    mean = np.array([float(r["episode_return_mean"]) for r in rows])
+    lo = np.array([float(r["episode_return_min"]) for r in rows])
+    hi = np.array([float(r["episode_return_max"]) for r in rows])
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.fill_between(x, lo, hi, alpha=0.2, label="min-max of recent episodes")
+    ax.plot(x, mean, label="mean episode return")
+    ax.set_xlabel("env steps sampled")
+    ax.set_ylabel("episode return (minus scaled cost)")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+
+
+def curve_row(result: dict, iteration: int, env_steps: int, time_s: float) -> dict[str, float]:
+    runners = result.get("env_runners", {})
+    return {"iteration": iteration, "env_steps": env_steps, "time_s": round(time_s, 2),
+            "episode_return_mean": runners.get("episode_return_mean"),
+            "episode_return_min": runners.get("episode_return_min"),
+            "episode_return_max": runners.get("episode_return_max"),
+            "episodes": runners.get("num_episodes_lifetime")}
+
+
+# ---------------------------------------------------------------------------
+# Training and evaluation
+# ---------------------------------------------------------------------------
+
+def init_ray(resources: Resources) -> None:
+    """Join the cluster at `ray_address`, or start Ray here with a CPU per env runner plus the driver."""
+    import os
+
+    import ray
+
+    if ray.is_initialized():
+        return
+    if resources.ray_address:
+        ray.init(address=resources.ray_address, log_to_driver=False)
+    else:
+        cpus = max(os.cpu_count() or 1, resources.num_env_runners + 1)
+        ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False, configure_logging=False)
+
+
+def train(config: TrainConfig, run: RunDirectory) -> Path:
+    """Train until the stop rule, resuming from the run's latest checkpoint; returns the final checkpoint."""
+    env = config.setup.env
+    fingerprint = {f"env.{f.name}": repr(getattr(env, f.name)) for f in fields(env) if f.name != "network"}
+    fingerprint.update({"agent": repr(config.agent), "network": env.network.name, "seed": config.seed,
+                        "case": getattr(config.case, "case_id", None), "shared_policy": config.setup.shared_policy})
+    run.check_same_config(fingerprint)
+    init_ray(config.resources)
+    algo = config.agent.algorithm_config(config.setup, config.resources, config.seed).build_algo()
+    progress = run.progress()
+    if run.latest is not None:
+        log.info("resuming from %s (iteration %d)", run.latest, progress["iteration"])
+        algo.restore_from_path(str(run.latest))
+        run.truncate_curve(int(progress["iteration"]))
+    iteration, env_steps, spent = int(progress["iteration"]), int(progress["env_steps"]), float(progress["time_s"])
+    checkpoint = run.latest
+    saved_at = iteration
+    while not config.stop.reached(iteration, spent / 60.0, env_steps):
+        started = time.perf_counter()
+        result = algo.train()
+        spent += time.perf_counter() - started
+        iteration += 1
+        env_steps = int(result.get("num_env_steps_sampled_lifetime", env_steps))
+        row = curve_row(result, iteration, env_steps, spent)
+        run.append_curve(row)
+        log.info("iteration %d: %d env steps, %.0f s, episode return %s", iteration, env_steps, spent,
+                 _fmt(row["episode_return_mean"]))
+        if iteration % config.checkpoint_every == 0:
+            checkpoint = run.save(algo, config.setup, {"iteration": iteration, "env_steps": env_steps,
+                                                       "time_s": spent})
+            saved_at = iteration
+    if checkpoint is None or saved_at != iteration:
+        checkpoint = run.save(algo, config.setup, {"iteration": iteration, "env_steps": env_steps, "time_s": spent})
+    algo.stop()
+    plot_curve(run.curve, run.root / "learning_curve.png",
+               f"{config.agent.name} on {config.setup.env.network.name} / {config.setup.env.scenario}")
+    log.info("trained %d iterations, %d env steps, %.0f s; checkpoint %s", iteration, env_steps, spent, checkpoint)
+    return checkpoint
+
+
+def _fmt(value) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
+
+
+def evaluate_case(config: TrainConfig, checkpoint: Path, out: Path) -> dict[str, float]:
+    """Learned policy vs the case's optimum on held-out seeds: analytic gap and paired gap to the optimal policy."""
+    from agents.rl.policy import TrainedPolicy
+    from experiments.validate import optimal_policy
+    from twin import Engine
+
+    case, ev = config.case, config.evaluation
+    network = case.network()
+    learned = TrainedPolicy.from_checkpoint(checkpoint, name=config.agent.name)
+    optimal = optimal_policy(case, Engine(network, horizon=1, seed=0))
+    seeds = tuple(range(ev["first_seed"], ev["first_seed"] + ev["seeds"]))
+    warmup = min(500, ev["case_horizon"] // 10)
+    setting = EvalSetting(network, (), ev["case_horizon"] + warmup, warmup, seeds, learned.initial_on_hand)
+    evaluation = evaluate({config.agent.name: learned, "optimal_policy": optimal}, setting)
+    evaluation.write_csv(out / "evaluation.csv")
+    summary = evaluation.summary()[config.agent.name]["cost_per_day"]
+    paired = evaluation.paired("optimal_policy")[config.agent.name]["cost_per_day"]
+    figures = {"learned_cost": summary["mean"], "learned_ci95": summary["ci95"], "optimal_cost": case.optimal_cost,
+               "gap": summary["mean"] / case.optimal_cost - 1.0,
+               "paired_gap": paired["relative"], "paired_gap_ci95": (paired["ci95"] or 0.0) / (
+                   float(evaluation.values["optimal_policy"]["cost_per_day"].mean()))}
+    (out / "evaluation.json").write_text(json.dumps(figures, indent=1))
+    ci = figures["learned_ci95"] or 0.0
+    print(f"{case.case_id}: learned {config.agent.name} policy costs {figures['learned_cost']:.4f} ± {ci:.4f} per "
+          f"period over {len(seeds)} held-out seeds x {ev['case_horizon']} periods; optimal {case.optimal_cost:.4f}; "
+          f"gap {figures['gap']:+.2%} (paired with the optimal policy on the same seeds: "
+          f"{figures['paired_gap']:+.2%} ± {figures['paired_gap_ci95']:.2%})")
+    return figures
+
+
+def evaluate_network(config: TrainConfig, checkpoint: Path, out: Path) -> None:
+    """Learned policy vs the baselines on held-out seeds (common random numbers); report and plot."""
+    from agents.rl.policy import TrainedPolicy
+
+    env, ev = config.setup.env, config.evaluation
+    learned = TrainedPolicy.from_checkpoint(checkpoint, name=config.agent.name)
+    shocks = scenarios.build(env.scenario, env.network, ev["horizon"], **dict(env.scenario_params)).shocks
+    seeds = tuple(range(ev["first_seed"], ev["first_seed"] + ev["seeds"]))
+    policies = {config.agent.name: learned}
+    for spec in config.baselines:
+        policies[spec.name] = spec.build(env.network, ev["horizon"], config.seed)
+    setting = EvalSetting(env.network, shocks, ev["horizon"], ev["warmup"], seeds, learned.initial_on_hand)
+    evaluation = evaluate(policies, setting, progress=lambda name, seed: log.info("evaluated %s on seed %d",
+                                                                                    name, seed))
+    evaluation.write_csv(out / "evaluation.csv")
+    report = format_report(evaluation, ev["reference"])
+    (out / "evaluation.md").write_text(report + "\n")
+    plot_comparison(evaluation, ev["reference"], out / "evaluation.png",
+                    f"{env.network.name} / {env.scenario}: {len(seeds)} held-out seeds")
+    print(report)
+
+
+@hydra.main(config_path="../conf", config_name="train", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    """Validate, train (or resume), evaluate."""
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    try:
+        config = load_train_config(resolved)
+    except SpecError as error:
+        print(f"config error: {error}", file=sys.stderr)
+        sys.exit(2)
+    out = Path(HydraConfig.get().runtime.output_dir)
+    run = RunDirectory(out, config.keep_checkpoints)
+    try:
+        checkpoint = train(config, run)
+    except SpecError as error:
+        print(f"config error: {error}", file=sys.stderr)
+        sys.exit(2)
+    if config.case is not None:
+        evaluate_case(config, checkpoint, out)
+    else:
+        evaluate_network(config, checkpoint, out)
+    print(f"run directory: {out}")
+
+
+if __name__ == "__main__":
+    run_checked(main)
