@@ -99,7 +99,8 @@ def load_train_config(data: dict) -> TrainConfig:
     checkpoint_every = r.integer("checkpoint_every", 10, low=1)
     keep = r.integer("keep_checkpoints", 3, low=1)
     ev = r.child("evaluation")
-    evaluation = {"seeds": ev.integer("seeds", 5, low=1, high=1000), "first_seed": ev.integer("first_seed", 10**6, low=0),
+    evaluation = {"seeds": ev.integer("seeds", 5, low=1, high=1000),
+                  "first_seed": ev.integer("first_seed", 10**6, low=0),
                   "horizon": ev.integer("horizon", 365, low=2), "warmup": ev.integer("warmup", 28, low=0),
                   "case_horizon": ev.integer("case_horizon", 20000, low=2), "reference": ev.text("reference", "rop")}
     baselines = tuple(PolicySpec.from_dict({"name": name}, "evaluation.baselines") for name in
@@ -164,8 +165,9 @@ class RunDirectory:
             before = json.loads(path.read_text())
             changed = sorted(k for k in set(before) | set(fingerprint) if before.get(k) != fingerprint.get(k))
             if changed:
-                raise SpecError(f"hydra.run.dir: {str(self.root)!r} holds a run with other settings ({', '.join(changed)}"
-                                f"); allowed: the same agent, env and seed to resume, or a new run directory")
+                raise SpecError(f"hydra.run.dir: {str(self.root)!r} holds a run with other settings "
+                                f"({', '.join(changed)}); allowed: the same agent, env and seed to resume, "
+                                f"or a new run directory")
         self.root.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(fingerprint, indent=1, sort_keys=True))
 

@@ -1,0 +1,140 @@
+"""Evaluate any set of policies on the twin with common random numbers and paired confidence intervals.
+
+    python -m experiments.evaluate 'policies=[checkpoint:outputs/train/RUN/checkpoints/latest,base_stock,rop]'
+    python -m experiments.evaluate scenario=covid_2020 'policies=[file:outputs/tune/RUN/tuned_policy.yaml,rop]'
+    python -m experiments.evaluate case=../shared/reference/case_base_stock_SS_example_4_4_L4.json \
+        'policies=[checkpoint:RUN/checkpoints/latest,optimal]' reference=optimal horizon=20000
+
+Policies: conf/policy names (static levels from the demand model, default safety factors), policy files
+(`file:PATH.yaml`, e.g. a tuned policy), training checkpoints (`checkpoint:DIR`), and, on a reference case,
+`optimal` (the case's optimal policy). Every policy starts from the same stock and runs on the same seeds.
+Writes evaluation.csv (per policy and seed), evaluation.md (tables) and evaluation.png into the run directory.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import hydra
+import yaml
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import to_absolute_path
+from omegaconf import DictConfig, OmegaConf
+
+import scenarios
+from agents.envs.core import EnvConfig, SupplyChainSim
+from experiments.evaluation import EvalSetting, evaluate, format_report, plot_comparison
+from experiments.policies import POLICIES, PolicySpec
+from experiments.simulate import run_checked
+from scenarios.reference import load_case
+from twin import Engine, SpecError
+from twin.config import ConfigReader
+from twin.spec import NetworkSpec, network_from_dict
+
+log = logging.getLogger("experiments.evaluate")
+
+
+def load_policies(entries: list, network: NetworkSpec, horizon: int, seed: int, case=None) -> dict[str, object]:
+    """Build each policy entry (see the module docstring); SpecError naming `policies[i]` if one is bad."""
+    from agents.rl.policy import TrainedPolicy
+
+    if not entries:
+        raise SpecError("policies: empty; allowed: a list of at least one policy")
+    policies: dict[str, object] = {}
+    for i, entry in enumerate(entries):
+        key = f"policies[{i}]"
+        if not isinstance(entry, str):
+            raise SpecError(f"{key}: {entry!r} is not allowed; allowed: a policy name, file:PATH or checkpoint:DIR")
+        kind, sep, rest = entry.partition(":")
+        if sep and kind == "checkpoint":
+            path = Path(to_absolute_path(rest))
+            if not path.is_dir():
+                raise SpecError(f"{key}: checkpoint {rest!r} is not a directory")
+            label, policy = _label(path), TrainedPolicy.from_checkpoint(path)
+            policy.name = label
+        elif sep and kind == "file":
+            path = Path(to_absolute_path(rest))
+            if not path.is_file():
+                raise SpecError(f"{key}: policy file {rest!r} does not exist")
+            spec = PolicySpec.from_dict(yaml.safe_load(path.read_text()), key)
+            label, policy = f"{spec.name}:{path.stem}", spec.build(network, horizon, seed)
+        elif entry == "optimal":
+            if case is None:
+                raise SpecError(f"{key}: 'optimal' is only known on a reference case; allowed with case=PATH")
+            from experiments.validate import optimal_policy
+            label, policy = "optimal", optimal_policy(case, Engine(network, horizon=1, seed=0))
+        elif entry in POLICIES:
+            label, policy = entry, PolicySpec.from_dict({"name": entry}, key).build(network, horizon, seed)
+        else:
+            raise SpecError(f"{key}: {entry!r} is not allowed; allowed: {', '.join(POLICIES)}, optimal (case), "
+                            f"file:PATH.yaml, checkpoint:DIR")
+        while label in policies:
+            label += "'"
+        policies[label] = policy
+    return policies
+
+
+def _label(checkpoint: Path) -> str:
+    """A checkpoint's label: its run directory's name (RUN/checkpoints/iter_N -> RUN)."""
+    resolved = checkpoint.resolve()
+    run = resolved.parent.parent if resolved.parent.name == "checkpoints" else resolved
+    return f"rl:{run.name}"
+
+
+def starting_stock(policies: dict[str, object], network: NetworkSpec):
+    """Stock on hand at the start for every policy: a trained policy's own start (as in its training episodes),
+    else the env's default (forecast demand over lead time + review period)."""
+    for policy in policies.values():
+        if hasattr(policy, "initial_on_hand"):
+            return policy.initial_on_hand
+    return SupplyChainSim(EnvConfig(network=network)).initial_on_hand
+
+
+@hydra.main(config_path="../conf", config_name="evaluate", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    """Validate, run every policy on the held-out seeds, report."""
+    data = OmegaConf.to_container(cfg, resolve=True)
+    try:
+        r = ConfigReader(data, "")
+        horizon = r.integer("horizon", 365, low=2, high=10**6)
+        warmup = r.integer("warmup", 28, low=0)
+        if warmup >= horizon:
+            raise SpecError(f"warmup: {warmup} is out of range; allowed: [0, horizon - 1]")
+        n_seeds, first = r.integer("seeds", 10, low=1, high=10000), r.integer("first_seed", 10**6, low=0)
+        policy_seed = r.integer("policy_seed", 0, low=0)
+        reference = r.text("reference", "rop")
+        case_path = r.raw("case")
+        entries = r.sequence("policies", ())
+        network_data, scenario_data = r.raw("network"), dict(r.raw("scenario") or {})
+        r.done()
+        case = load_case(to_absolute_path(str(case_path))) if case_path is not None else None
+        network = case.network() if case else network_from_dict(network_data, "network")
+        scenario_name = "baseline" if case else scenario_data.pop("name", "baseline")
+        shocks = () if case else scenarios.build(scenario_name, network, horizon, **scenario_data).shocks
+        policies = load_policies(entries, network, horizon, policy_seed, case)
+        if reference not in policies:
+            raise SpecError(f"reference: {reference!r} is not among the policies {list(policies)}")
+    except SpecError as error:
+        print(f"config error: {error}", file=sys.stderr)
+        sys.exit(2)
+    seeds = tuple(range(first, first + n_seeds))
+    setting = EvalSetting(network, tuple(shocks), horizon, warmup, seeds, starting_stock(policies, network))
+    log.info("evaluating %s on %s / %s, seeds %d..%d", list(policies), network.name, scenario_name, seeds[0],
+             seeds[-1])
+    evaluation = evaluate(policies, setting, progress=lambda name, seed: log.info("%s: seed %d done", name, seed))
+    out = Path(HydraConfig.get().runtime.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    evaluation.write_csv(out / "evaluation.csv")
+    report = format_report(evaluation, reference)
+    (out / "evaluation.md").write_text(f"# {network.name} / {scenario_name}, seeds {seeds[0]}..{seeds[-1]}\n\n"
+                                       + report + "\n")
+    plot_comparison(evaluation, reference, out / "evaluation.png",
+                    f"{network.name} / {scenario_name}: {len(seeds)} held-out seeds")
+    print(report)
+    print(f"written to {out}")
+
+
+if __name__ == "__main__":
+    run_checked(main)
