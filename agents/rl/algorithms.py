@@ -128,8 +128,6 @@ class AgentSpec:
         r.raw("name")
         values = {}
         for f in fields(cls):
-            if not r.has(f.name):
-                continue
             default = f.default
             if isinstance(default, bool):
                 values[f.name] = r.flag(f.name, default)

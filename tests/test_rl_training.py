@@ -1,0 +1,164 @@
+"""Training through experiments.train and evaluation through experiments.evaluate, end to end (Ray starts).
+
+Tiny networks and batches: these check that the pipeline works (train, checkpoint,
+resume, evaluate, report), not that the policies are good; the README records
+the real training runs and their figures.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from agents.envs.core import EnvConfig
+from agents.rl.algorithms import DQNAgent, PPOAgent, Resources, TrainingSetup, agent_from_dict
+from twin import SpecError
+
+ROOT = Path(__file__).resolve().parent.parent
+REFERENCE = next(p for p in (ROOT.parent / "shared" / "reference", ROOT / "tests" / "reference_cases") if p.is_dir())
+CASE = REFERENCE / "case_base_stock_SS_example_4_4_L4.json"
+TINY_PPO = ["agent.train_batch_size=200", "agent.minibatch_size=100", "agent.num_epochs=1", "agent.hidden=[8]"]
+QUICK_NETWORK = ["network=small", "env.episode_days=30", "evaluation.seeds=2", "evaluation.horizon=40",
+                 "evaluation.warmup=5", "trainer.num_envs_per_env_runner=1"]
+
+
+def run(module: str, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def curve(run_dir: Path) -> list[dict]:
+    return list(csv.DictReader((run_dir / "learning_curve.csv").open()))
+
+
+@pytest.fixture(scope="module")
+def ppo_run(tmp_path_factory) -> Path:
+    """A PPO run on the small network: 2 iterations, a checkpoint after each."""
+    run_dir = tmp_path_factory.mktemp("ppo")
+    done = run("experiments.train", "agent=ppo", *QUICK_NETWORK, *TINY_PPO, "stop.iterations=2",
+               "checkpoint_every=1", f"hydra.run.dir={run_dir}")
+    assert done.returncode == 0, done.stderr[-3000:]
+    return run_dir
+
+
+@pytest.mark.slow
+def test_ppo_trains_checkpoints_and_reports(ppo_run):
+    rows = curve(ppo_run)
+    assert [int(r["iteration"]) for r in rows] == [1, 2]
+    assert int(rows[-1]["env_steps"]) >= 400
+    checkpoints = ppo_run / "checkpoints"
+    assert (checkpoints / "latest").resolve().name == "iter_000002"
+    assert (checkpoints / "latest" / "twin_setup.pkl").exists()
+    assert (ppo_run / "learning_curve.png").stat().st_size > 0
+    report = (ppo_run / "evaluation.md").read_text()
+    assert "| ppo |" in report and "| rop |" in report and "Paired differences to rop" in report
+    assert (ppo_run / "evaluation.png").stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_training_resumes_from_the_latest_checkpoint(ppo_run):
+    done = run("experiments.train", "agent=ppo", *QUICK_NETWORK, *TINY_PPO, "stop.iterations=3",
+               "checkpoint_every=1", f"hydra.run.dir={ppo_run}")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "resuming from" in done.stderr and "(iteration 2)" in done.stderr
+    rows = curve(ppo_run)
+    assert [int(r["iteration"]) for r in rows] == [1, 2, 3]
+    assert int(rows[2]["env_steps"]) > int(rows[1]["env_steps"])
+    progress = json.loads((ppo_run / "checkpoints" / "latest" / "progress.json").read_text())
+    assert progress["iteration"] == 3
+    # keep_checkpoints=3 by default: iterations 1-3 are all kept, and a different agent may not resume here
+    other = run("experiments.train", "agent=dqn", "env.granularity=node_sku", *QUICK_NETWORK, "stop.iterations=1",
+                f"hydra.run.dir={ppo_run}")
+    assert other.returncode == 2 and "holds a run with other settings" in other.stderr
+
+
+@pytest.mark.slow
+def test_evaluate_runs_a_checkpoint_against_baselines_deterministically(ppo_run, tmp_path):
+    outputs = []
+    for name in ("a", "b"):
+        out = tmp_path / name
+        done = run("experiments.evaluate", "network=small", "seeds=3", "horizon=40", "warmup=5",
+                   f"policies=[checkpoint:{ppo_run}/checkpoints/latest,base_stock,rop]", f"hydra.run.dir={out}")
+        assert done.returncode == 0, done.stderr[-3000:]
+        outputs.append((out / "evaluation.csv").read_text())
+    rows = list(csv.DictReader(outputs[0].splitlines()))
+    assert len(rows) == 9 and {r["policy"] for r in rows} == {f"rl:{ppo_run.name}", "base_stock", "rop"}
+    assert outputs[0] == outputs[1]  # the same seeds give the same figures
+    assert (tmp_path / "a" / "evaluation.png").stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_dqn_trains_on_a_case_and_reports_the_optimality_gap(tmp_path):
+    done = run("experiments.train", "agent=dqn", f"case={CASE}", "agent.hidden=[8]", "agent.learning_starts=64",
+               "stop.iterations=2", "evaluation.case_horizon=300", "evaluation.seeds=2",
+               f"hydra.run.dir={tmp_path}")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "optimal 4.4668" in done.stdout and "gap" in done.stdout
+    figures = json.loads((tmp_path / "evaluation.json").read_text())
+    assert figures["optimal_cost"] == pytest.approx(4.466781, rel=1e-6) and figures["learned_cost"] > 0
+
+
+@pytest.mark.slow
+def test_multi_agent_dqn_trains_with_one_agent_per_node_and_sku(tmp_path):
+    done = run("experiments.train", "agent=dqn", "env.granularity=node_sku", *QUICK_NETWORK, "agent.hidden=[8]",
+               "agent.learning_starts=64", "stop.iterations=2", f"hydra.run.dir={tmp_path}")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "| dqn |" in (tmp_path / "evaluation.md").read_text()
+
+
+@pytest.mark.slow
+def test_ppo_with_an_lstm_policy_trains_and_evaluates(tmp_path):
+    done = run("experiments.train", "agent=ppo_lstm", f"case={CASE}", *TINY_PPO, "agent.max_seq_len=5",
+               "stop.iterations=1", "evaluation.case_horizon=200", "evaluation.seeds=2", f"hydra.run.dir={tmp_path}")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "learned ppo policy costs" in done.stdout
+
+
+# ---------------------------------------------------------------- bad configs: one clear error, before Ray
+
+@pytest.mark.parametrize("args, message", [
+    (["agent=alphazero"], "agent: 'alphazero' is not allowed; allowed: dqn, ppo, ppo_lstm"),
+    (["env.action.grid.stop=0.1"], "env.action.grid: empty"),
+    (["trainer.num_env_runners=64"], "trainer.num_env_runners: 64 is more than allowed"),
+    (["agent=dqn"], "agent: dqn needs Discrete actions"),
+    (["agent.minibatch_size=9000"], "agent.minibatch_size"),
+    (["stop.iterations=null"], "stop: no limit set"),
+    (["+agent.learning_rate=0.1"], "agent: unknown key 'learning_rate'"),
+])
+def test_a_bad_config_gives_one_clear_error(args, message, tmp_path):
+    done = run("experiments.train", *args, f"hydra.run.dir={tmp_path}", timeout=120)
+    assert done.returncode == 2
+    assert message in done.stderr
+    assert "Traceback" not in done.stderr and not (tmp_path / "checkpoints").exists()
+
+
+def test_agent_config_errors_name_the_key():
+    with pytest.raises(SpecError, match="agent.name: 'a2c'"):
+        agent_from_dict({"name": "a2c"})
+    assert agent_from_dict({"name": "dqn", "lr": 0.001}) == DQNAgent(lr=0.001)
+    assert agent_from_dict({"name": "ppo", "hidden": [32, 32]}).hidden == (32, 32)
+
+
+def test_gpus_follow_config_or_detection():
+    assert Resources(num_gpus_per_learner=1).gpus_per_learner == 1.0
+    import torch
+    assert Resources().gpus_per_learner == (1.0 if torch.cuda.is_available() else 0.0)
+
+
+def test_policies_are_shared_by_role(tmp_path):
+    import yaml
+
+    from twin.spec import network_from_dict
+    network = network_from_dict(yaml.safe_load((ROOT / "conf/network/small.yaml").read_text()))
+    setup = TrainingSetup.network(EnvConfig(network=network))
+    assert setup.policy_ids == ["dc", "store"]
+    config = PPOAgent().algorithm_config(setup, Resources(), seed=0)
+    mapping = config.policy_mapping_fn
+    assert mapping("store_0") == mapping("store_1") == "store" and mapping("dc_0") == "dc"
+    shared = TrainingSetup.network(EnvConfig(network=network), shared_policy=True)
+    assert shared.policy_ids == ["shared"]
