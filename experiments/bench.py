@@ -3,6 +3,7 @@
     python -m experiments.bench              # full table, best of 3 runs per case
     python -m experiments.bench --quick      # one run per case, no tracemalloc, no per-SKU-series line
     python -m experiments.bench --repeat 5 --json bench.json
+    python -m experiments.bench --rl         # ... then RL sampling throughput (experiments/bench_rl.py)
 
 What is measured, per case (a year of a generated network, `bench_config`, under
 installation base-stock, invariant mode 'warn'):
@@ -192,11 +193,16 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", metavar="PATH", help="also write the measurements to PATH as JSON")
     parser.add_argument("--no-pin", action="store_true", help="do not pin each case to one CPU (still one thread)")
+    parser.add_argument("--rl", action="store_true", help="then the RL section (experiments/bench_rl.py)")
+    parser.add_argument("--rl-only", action="store_true", help="only the RL section")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
         _worker(args.worker)
         return {}
+    if args.rl_only:
+        from experiments import bench_rl
+        return {"rl": bench_rl.main(quick=args.quick)}
     repeat = 1 if args.quick else max(1, args.repeat)
     trace = not args.quick
     common = {"repeat": repeat, "days": args.days, "seed": args.seed, "trace": trace, "pin": not args.no_pin}
@@ -255,6 +261,9 @@ def main(argv: list[str] | None = None) -> dict:
 
     results = {"cases": list(cases.values()), "per_sku_series": sku_series,
                "targets": [{"target": label, "value": value, "pass": ok} for label, value, ok in targets]}
+    if args.rl:
+        from experiments import bench_rl
+        results["rl"] = bench_rl.main(quick=args.quick)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2)

@@ -119,6 +119,8 @@ class AgentSpec:
     name: ClassVar[str] = ""
     hidden: tuple[int, ...] = (64, 64)
     lr: float = 3e-4
+    lr_end: float = 0.0          # > 0: the learning rate falls linearly from lr to lr_end over lr_decay_steps
+    lr_decay_steps: int = 500000
     gamma: float = 0.99
 
     @classmethod
@@ -144,6 +146,11 @@ class AgentSpec:
 
     def algorithm_config(self, setup: TrainingSetup, resources: Resources, seed: int):
         raise NotImplementedError
+
+    @property
+    def learning_rate(self):
+        """RLlib's lr: a number, or a [[env step, lr], ...] schedule when lr_end is set."""
+        return [[0, self.lr], [self.lr_decay_steps, self.lr_end]] if self.lr_end > 0 else self.lr
 
     # shared by the algorithms
     def _base(self, config, setup: TrainingSetup, resources: Resources, seed: int, module_spec):
@@ -179,6 +186,7 @@ class PPOAgent(AgentSpec):
     vf_clip_param: float = 10000.0  # returns are tens to hundreds: RLlib's default of 10 stops the critic learning
     vf_loss_coeff: float = 0.5
     entropy_coeff: float = 0.0
+    entropy_decay_steps: int = 0  # > 0: the entropy bonus falls linearly to 0 over this many env steps
     use_lstm: bool = False
     lstm_cell_size: int = 64
     max_seq_len: int = 20
@@ -203,10 +211,18 @@ class PPOAgent(AgentSpec):
                 fcnet_hiddens=list(self.hidden), fcnet_activation="tanh", vf_share_layers=False,
                 use_lstm=self.use_lstm, lstm_cell_size=self.lstm_cell_size, max_seq_len=self.max_seq_len))
         config = PPOConfig().training(
-            lr=self.lr, gamma=self.gamma, lambda_=self.lambda_, train_batch_size_per_learner=self.train_batch_size,
+            lr=self.learning_rate, gamma=self.gamma, lambda_=self.lambda_,
+            train_batch_size_per_learner=self.train_batch_size,
             minibatch_size=self.minibatch_size, num_epochs=self.num_epochs, clip_param=self.clip_param,
-            vf_clip_param=self.vf_clip_param, vf_loss_coeff=self.vf_loss_coeff, entropy_coeff=self.entropy_coeff)
+            vf_clip_param=self.vf_clip_param, vf_loss_coeff=self.vf_loss_coeff, entropy_coeff=self.entropy)
         return self._base(config, setup, resources, seed, spec)
+
+    @property
+    def entropy(self):
+        """RLlib's entropy_coeff: a number, or a schedule to 0 when entropy_decay_steps is set."""
+        if self.entropy_decay_steps > 0 and self.entropy_coeff > 0:
+            return [[0, self.entropy_coeff], [self.entropy_decay_steps, 0.0]]
+        return self.entropy_coeff
 
 
 @dataclass(frozen=True)
@@ -241,7 +257,7 @@ class DQNAgent(AgentSpec):
                             "(single-node env)")
         buffer = "EpisodeReplayBuffer" if setup.single_node else "MultiAgentEpisodeReplayBuffer"
         config = DQNConfig().training(
-            lr=self.lr, gamma=self.gamma, train_batch_size_per_learner=self.train_batch_size,
+            lr=self.learning_rate, gamma=self.gamma, train_batch_size_per_learner=self.train_batch_size,
             replay_buffer_config={"type": buffer, "capacity": self.replay_capacity},
             num_steps_sampled_before_learning_starts=self.learning_starts,
             target_network_update_freq=self.target_network_update_freq,
