@@ -2,7 +2,7 @@
 
     python -m experiments.train agent=ppo network=paper_5x20 scenario=baseline seed=0
     python -m experiments.train agent=dqn case=../shared/reference/case_base_stock_SS_example_4_4_L4.json
-    python -m experiments.train -m agent=ppo,dqn seed=0,1,2 env.granularity=node_sku
+    python -m experiments.train -m agent=ppo,dqn seed=0,1,2
 
 The run directory (Hydra's, `hydra.run.dir=DIR`) holds checkpoints/iter_NNNNNN
 (the last `keep_checkpoints`, `checkpoints/latest` pointing at the newest),
@@ -122,7 +122,8 @@ def load_train_config(data: dict) -> TrainConfig:
     else:
         case = None
         network = network_from_dict(network_data, "network")
-        env = env_config_from_dict(env_data, network, scenario_data)
+        auto = "node_sku" if agent.discrete_only else "node"
+        env = env_config_from_dict(env_data, network, scenario_data, auto_granularity=auto)
         setup = TrainingSetup.network(env, shared_policy=shared)
     agent.algorithm_config(setup, resources, seed)  # a bad agent/env combination fails here, before Ray starts
     if case is None and evaluation["reference"] not in [b.name for b in baselines]:
@@ -214,7 +215,7 @@ def plot_curve(curve: Path, out: Path, title: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = [r for r in csv.DictReader(curve.open()) if r["episode_return_mean"] not in ("", "None")]
+    rows = [r for r in csv.DictReader(curve.open()) if _number(r["episode_return_mean"]) is not None]
     if not rows:
         return
     x = np.array([float(r["env_steps"]) for r in rows])
@@ -233,12 +234,21 @@ def plot_curve(curve: Path, out: Path, title: str) -> None:
     plt.close(fig)
 
 
+def _number(value) -> float | None:
+    """A finite float, or None (RLlib reports NaN for an iteration in which no episode ended)."""
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        return None
+    return x if np.isfinite(x) else None
+
+
 def curve_row(result: dict, iteration: int, env_steps: int, time_s: float) -> dict[str, float]:
     runners = result.get("env_runners", {})
     return {"iteration": iteration, "env_steps": env_steps, "time_s": round(time_s, 2),
-            "episode_return_mean": runners.get("episode_return_mean"),
-            "episode_return_min": runners.get("episode_return_min"),
-            "episode_return_max": runners.get("episode_return_max"),
+            "episode_return_mean": _number(runners.get("episode_return_mean")),
+            "episode_return_min": _number(runners.get("episode_return_min")),
+            "episode_return_max": _number(runners.get("episode_return_max")),
             "episodes": runners.get("num_episodes_lifetime")}
 
 

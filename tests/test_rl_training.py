@@ -104,11 +104,18 @@ def test_dqn_trains_on_a_case_and_reports_the_optimality_gap(tmp_path):
 
 
 @pytest.mark.slow
-def test_multi_agent_dqn_trains_with_one_agent_per_node_and_sku(tmp_path):
-    done = run("experiments.train", "agent=dqn", "env.granularity=node_sku", *QUICK_NETWORK, "agent.hidden=[8]",
-               "agent.learning_starts=64", "stop.iterations=2", f"hydra.run.dir={tmp_path}")
+def test_a_multirun_sweeps_agents_and_seeds(tmp_path):
+    """`-m agent=ppo,dqn`: DQN gets one agent per (node, SKU) by itself (env.granularity=auto)."""
+    done = run("experiments.train", "-m", "agent=ppo,dqn", "seed=0", *QUICK_NETWORK, "agent.hidden=[8]",
+               "agent.train_batch_size=500",
+               "stop.iterations=1", f"hydra.sweep.dir={tmp_path}", timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "| dqn |" in (tmp_path / "evaluation.md").read_text()
+    reports = sorted(tmp_path.glob("*/evaluation.md"))
+    assert len(reports) == 2
+    assert "| ppo |" in reports[0].read_text() + reports[1].read_text()
+    assert "| dqn |" in reports[0].read_text() + reports[1].read_text()
+    fingerprints = [json.loads(p.read_text()) for p in sorted(tmp_path.glob("*/train_fingerprint.json"))]
+    assert {f["env.granularity"] for f in fingerprints} == {"'node'", "'node_sku'"}
 
 
 @pytest.mark.slow
@@ -125,7 +132,7 @@ def test_ppo_with_an_lstm_policy_trains_and_evaluates(tmp_path):
     (["agent=alphazero"], "agent: 'alphazero' is not allowed; allowed: dqn, ppo, ppo_lstm"),
     (["env.action.grid.stop=0.1"], "env.action.grid: empty"),
     (["trainer.num_env_runners=64"], "trainer.num_env_runners: 64 is more than allowed"),
-    (["agent=dqn"], "agent: dqn needs Discrete actions"),
+    (["agent=dqn", "env.granularity=node"], "agent: dqn needs Discrete actions"),
     (["agent.minibatch_size=9000"], "agent.minibatch_size"),
     (["stop.iterations=null"], "stop: no limit set"),
     (["+agent.learning_rate=0.1"], "agent: unknown key 'learning_rate'"),

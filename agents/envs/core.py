@@ -58,8 +58,11 @@ class EnvConfig:
 
 
 def env_config_from_dict(data: Mapping[str, Any] | None, network: NetworkSpec,
-                         scenario: Mapping[str, Any] | None = None) -> EnvConfig:
-    """An EnvConfig from the `env` config section (SpecError naming the key); `scenario` = {name, params...}."""
+                         scenario: Mapping[str, Any] | None = None, auto_granularity: str = "node") -> EnvConfig:
+    """An EnvConfig from the `env` config section (SpecError naming the key); `scenario` = {name, params...}.
+
+    `granularity: auto` becomes `auto_granularity` (the trainer picks node_sku for Discrete-only algorithms).
+    """
     r = ConfigReader(data or {}, "env")
     scenario = dict(scenario or {"name": "baseline"})
     name = scenario.pop("name", "baseline")
@@ -67,7 +70,7 @@ def env_config_from_dict(data: Mapping[str, Any] | None, network: NetworkSpec,
         network=network, scenario=name, scenario_params=scenario,
         episode_days=r.integer("episode_days", 365, low=1, high=36500),
         review_period=r.integer("review_period", 1, low=1, high=365),
-        granularity=r.choice("granularity", GRANULARITIES, "node"),
+        granularity=_granularity(r.choice("granularity", ("auto", *GRANULARITIES), "auto"), auto_granularity),
         action=action_from_dict(r.raw("action")),
         cooperative_weight=r.number("cooperative_weight", 0.0, low=0.0, high=1.0),
         forecaster=r.choice("forecaster", ("oracle",), "oracle"),
@@ -76,6 +79,10 @@ def env_config_from_dict(data: Mapping[str, Any] | None, network: NetworkSpec,
     )
     r.done()
     return config
+
+
+def _granularity(value: str, auto: str) -> str:
+    return auto if value == "auto" else value
 
 
 class SupplyChainSim:

@@ -117,6 +117,7 @@ class AgentSpec:
     """Base class: an algorithm's hyper-parameters and how they become an RLlib AlgorithmConfig."""
 
     name: ClassVar[str] = ""
+    discrete_only: ClassVar[bool] = False  # True: needs Discrete actions, so one agent per (node, SKU) on a network
     hidden: tuple[int, ...] = (64, 64)
     lr: float = 3e-4
     lr_end: float = 0.0          # > 0: the learning rate falls linearly from lr to lr_end over lr_decay_steps
@@ -233,6 +234,7 @@ class DQNAgent(AgentSpec):
     """
 
     name: ClassVar[str] = "dqn"
+    discrete_only: ClassVar[bool] = True
     lr: float = 5e-4
     train_batch_size: int = 64
     replay_capacity: int = 100000
