@@ -17,7 +17,7 @@ import numpy as np
 import scenarios
 from agents.baselines.stats import DemandStats
 from agents.envs.actions import ActionMap, action_from_dict
-from agents.envs.observation import ObsSpec, read_engine
+from agents.envs.observation import ItemProfile, ObsSpec, read_engine
 from agents.forecasting import forecaster_from_name
 from twin.config import ConfigReader, SpecError
 from twin.engine import Engine
@@ -102,6 +102,11 @@ class SupplyChainSim:
         self.n_sku = network.skus.n
         stats = DemandStats.of(network, config.episode_days, seed=0)
         self.scale = np.maximum(stats.mean, MIN_SCALE)
+        shortage = np.maximum(probe.backorder_rate, probe.lost_rate)
+        total = shortage + probe.holding_rate
+        self.profile = ItemProfile(
+            scale=self.scale, demand_cv=np.sqrt(stats.variance) / self.scale,
+            critical_ratio=np.divide(shortage, total, out=np.zeros_like(total), where=total > 0))
         # what a day of demand costs to hold: the unit that rewards are measured in
         self.cost_scale = np.maximum(probe.holding_rate * self.scale, 1e-6)[self.controlled]
         self.integer = network.demand.integer_units
@@ -143,7 +148,7 @@ class SupplyChainSim:
     def observe(self) -> np.ndarray:
         """The observation (controlled nodes, SKUs, features) at the engine's decision point."""
         engine = self.engine
-        inputs = read_engine(engine, self.config.obs_spec, self.forecaster, self.config.review_period, self.scale)
+        inputs = read_engine(engine, self.config.obs_spec, self.forecaster, self.config.review_period, self.profile)
         self._forecast = inputs.forecast
         self._position = engine.on_hand + engine.in_transit + engine.on_order - engine.backorders
         return self.config.obs_spec.build(inputs)[self.controlled]

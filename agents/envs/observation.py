@@ -13,6 +13,9 @@ Features of ObsSpec version 1, in order:
     forecast_lead_review             forecast demand over lead time + review period
     lead_time_days                   the lane's expected lead time today, / 10
     lead_time_ratio                  today's expected lead time / the nominal one (a lead-time shock raises it)
+    demand_cv                        standard deviation / mean of the (node, SKU)'s daily demand (static)
+    critical_ratio                   shortage cost / (shortage + holding cost) per unit-day (static; 0 at a DC
+                                     whose backorders cost nothing of their own)
     dow_sin, dow_cos, doy_sin, doy_cos  calendar
     shock_<class>                    1 while a shock of that class is active anywhere in the network
 """
@@ -44,7 +47,16 @@ class ObsInputs:
     lead_time: np.ndarray          # (nodes,) expected lead time today, days
     nominal_lead_time: np.ndarray  # (nodes,)
     shock_flags: np.ndarray        # (len(SHOCK_CLASSES),) 0/1
-    scale: np.ndarray              # (nodes, SKUs) mean daily demand
+    profile: ItemProfile
+
+
+@dataclass(frozen=True)
+class ItemProfile:
+    """What is known of each (node, SKU) before a run: demand level and variability, and its cost ratio."""
+
+    scale: np.ndarray              # (nodes, SKUs) mean daily demand (floored above 0)
+    demand_cv: np.ndarray          # (nodes, SKUs)
+    critical_ratio: np.ndarray     # (nodes, SKUs) in [0, 1]
 
 
 @dataclass(frozen=True)
@@ -59,7 +71,7 @@ class ObsSpec:
         return (("on_hand", "backorders", "unshipped")
                 + tuple(f"pipeline_age_{a}" for a in range(self.pipeline_ages))
                 + ("inventory_position", "forecast_lead_review", "lead_time_days", "lead_time_ratio",
-                   "dow_sin", "dow_cos", "doy_sin", "doy_cos")
+                   "demand_cv", "critical_ratio", "dow_sin", "dow_cos", "doy_sin", "doy_cos")
                 + tuple(f"shock_{cls.__name__}" for cls in SHOCK_CLASSES))
 
     @property
@@ -69,7 +81,7 @@ class ObsSpec:
     def build(self, x: ObsInputs) -> np.ndarray:
         """The observation (nodes, SKUs, features), float32, clipped to [-OBS_CLIP, OBS_CLIP]."""
         n, k = x.on_hand.shape
-        inv_scale = 1.0 / x.scale
+        inv_scale = 1.0 / x.profile.scale
         in_transit = x.pipeline_by_age.sum(axis=1)
         position = x.on_hand + in_transit + x.unshipped - x.backorders
         out = np.empty((n, k, self.n_features), dtype=np.float32)
@@ -83,15 +95,17 @@ class ObsSpec:
         out[:, :, j + 1] = x.forecast * inv_scale
         out[:, :, j + 2] = (x.lead_time / 10.0)[:, None]
         out[:, :, j + 3] = (x.lead_time / np.maximum(x.nominal_lead_time, 1e-9))[:, None]
+        out[:, :, j + 4] = x.profile.demand_cv
+        out[:, :, j + 5] = x.profile.critical_ratio
         dow, doy = 2 * np.pi * (x.day % 7) / 7, 2 * np.pi * (x.day % 365) / 365
-        out[:, :, j + 4: j + 8] = (np.sin(dow), np.cos(dow), np.sin(doy), np.cos(doy))
-        out[:, :, j + 8:] = x.shock_flags
+        out[:, :, j + 6: j + 10] = (np.sin(dow), np.cos(dow), np.sin(doy), np.cos(doy))
+        out[:, :, j + 10:] = x.shock_flags
         np.clip(out, -OBS_CLIP, OBS_CLIP, out=out)
         return out
 
 
 def read_engine(engine: Engine, spec: ObsSpec, forecaster: LiveForecaster, review_period: int,
-                scale: np.ndarray) -> ObsInputs:
+                profile: ItemProfile) -> ObsInputs:
     """ObsInputs of `engine` at its current decision point, with `forecaster`'s demand over lead time + review."""
     n, k, day = engine.n_nodes, engine.n_sku, engine.day
     ages = np.zeros((n, spec.pipeline_ages, k))
@@ -106,4 +120,4 @@ def read_engine(engine: Engine, spec: ObsSpec, forecaster: LiveForecaster, revie
     forecast = forecaster.over(day, np.rint(lead_time).astype(np.int64) + review_period)
     return ObsInputs(day=day, on_hand=engine.on_hand.copy(), backorders=engine.backorders.copy(),
                      unshipped=engine.on_order.copy(), pipeline_by_age=ages, forecast=forecast,
-                     lead_time=lead_time, nominal_lead_time=topo.lead_time_mean, shock_flags=flags, scale=scale)
+                     lead_time=lead_time, nominal_lead_time=topo.lead_time_mean, shock_flags=flags, profile=profile)
