@@ -102,7 +102,7 @@ class SupplyChainSim:
         self.n_sku = network.skus.n
         stats = DemandStats.of(network, config.episode_days, seed=0)
         self.scale = np.maximum(stats.mean, MIN_SCALE)
-        shortage = np.maximum(probe.backorder_rate, probe.lost_rate)
+        shortage = np.where(probe.backorders_allowed[:, None], probe.backorder_rate, probe.lost_rate)
         total = shortage + probe.holding_rate
         self.profile = ItemProfile(
             scale=self.scale, demand_cv=np.sqrt(stats.variance) / self.scale,
