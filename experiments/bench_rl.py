@@ -55,6 +55,8 @@ def rllib_sampling(granularity: str, runners: int, env_steps: int) -> dict:
     setup = TrainingSetup.network(env)
     config = PPOAgent(train_batch_size=env_steps, minibatch_size=min(500, env_steps)).algorithm_config(
         setup, Resources(num_env_runners=runners, num_envs_per_env_runner=1), seed=0)
+    import torch
+    torch.set_num_threads(1)
     algo = config.build_algo()
     per_runner = max(env_steps // max(runners, 1), 1)
 

@@ -279,6 +279,8 @@ def train(config: TrainConfig, run: RunDirectory) -> Path:
                         "case": getattr(config.case, "case_id", None), "shared_policy": config.setup.shared_policy})
     run.check_same_config(fingerprint)
     init_ray(config.resources)
+    import torch
+    torch.set_num_threads(config.resources.torch_threads)  # the driver samples (0 env runners) and learns
     algo = config.agent.algorithm_config(config.setup, config.resources, config.seed).build_algo()
     progress = run.progress()
     if run.latest is not None:

@@ -22,7 +22,8 @@ def test_python_example_runs(tmp_path, monkeypatch, capsys):
 
 def test_documented_modules_exist():
     modules = set(re.findall(r"python -m (experiments\.\w+)", README))
-    assert {"experiments.simulate", "experiments.validate", "experiments.bench", "experiments.tune"} <= modules
+    assert {"experiments.simulate", "experiments.validate", "experiments.bench", "experiments.tune",
+            "experiments.train", "experiments.evaluate"} <= modules
     for module in modules:
         assert (ROOT / (module.replace(".", "/") + ".py")).is_file(), module
     assert "make run" in README and "make test" in README
@@ -37,3 +38,16 @@ def test_bench_runs_and_prints_its_targets():
     assert done.returncode == 0, done.stderr
     assert "node-SKU-days/s" in done.stdout
     assert done.stdout.count("PASS") + done.stdout.count("MISS") == 3  # figures, not assertions on speed
+
+
+def test_bench_rl_section_prints_throughput_for_0_1_2_env_runners():
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "experiments.bench", "--rl-only", "--quick"],
+                          capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    for label in ("env alone, node", "RLlib, node, 0 env runner(s)", "RLlib, node, 1 env runner(s)",
+                  "RLlib, node, 2 env runner(s)", "RLlib, node_sku, 0 env runner(s)"):
+        assert label in done.stdout
+    assert "agent-steps/s" in done.stdout

@@ -64,6 +64,22 @@ class TrainingSetup:
 
 
 @dataclass(frozen=True)
+class TorchThreads:
+    """RLlib callback: set torch's intra-op threads in each env runner process when its env is created.
+
+    Measured on 2 cores: the policy forward pass of sampling ran 4x faster with 1 thread than with torch's
+    default of one per core (tiny matrices; the threads contend with the learner and the other runners).
+    """
+
+    threads: int
+
+    def __call__(self, *args, **kwargs) -> None:
+        import torch
+        if torch.get_num_threads() != self.threads:
+            torch.set_num_threads(self.threads)
+
+
+@dataclass(frozen=True)
 class Resources:
     """Ray and the parallel workers: from config, with the GPU chosen by detection when `num_gpus_per_learner`
     is 'auto'. A `ray_address` of 'auto' joins a running cluster; None starts Ray on this machine."""
@@ -73,6 +89,7 @@ class Resources:
     num_envs_per_env_runner: int = 1
     num_learners: int = 0
     num_gpus_per_learner: float | str = "auto"
+    torch_threads: int = 1  # per process; the modules are small, and more threads only fight over the cores
 
     def __post_init__(self) -> None:
         if self.ray_address is None:
@@ -93,7 +110,8 @@ class Resources:
         address = r.text("ray_address", None, optional=True)
         out = cls(ray_address=address, num_env_runners=r.integer("num_env_runners", 0, low=0),
                   num_envs_per_env_runner=r.integer("num_envs_per_env_runner", 1, low=1, high=1024),
-                  num_learners=r.integer("num_learners", 0, low=0), num_gpus_per_learner=gpus)
+                  num_learners=r.integer("num_learners", 0, low=0), num_gpus_per_learner=gpus,
+                  torch_threads=r.integer("torch_threads", 1, low=1, high=256))
         r.done()
         return out
 
@@ -105,9 +123,10 @@ class Resources:
         return 1.0 if torch.cuda.is_available() else 0.0
 
     def apply(self, config):
-        """Set env runners, learners and GPUs on an RLlib AlgorithmConfig."""
+        """Set env runners, learners, GPUs and torch threads on an RLlib AlgorithmConfig."""
         config.env_runners(num_env_runners=self.num_env_runners, num_envs_per_env_runner=self.num_envs_per_env_runner,
                            num_cpus_per_env_runner=1)
+        config.callbacks(on_environment_created=TorchThreads(self.torch_threads))
         config.learners(num_learners=self.num_learners, num_gpus_per_learner=self.gpus_per_learner)
         return config
 
