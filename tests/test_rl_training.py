@@ -133,7 +133,7 @@ def test_ppo_with_an_lstm_policy_trains_and_evaluates(tmp_path):
     (["env.action.grid.stop=0.1"], "env.action.grid: empty"),
     (["trainer.num_env_runners=64"], "trainer.num_env_runners: 64 is more than allowed"),
     (["agent=dqn", "env.granularity=node"], "agent: dqn needs Discrete actions"),
-    (["agent.minibatch_size=9000"], "agent.minibatch_size"),
+    ([f"case={CASE}", "agent.minibatch_size=9000"], "agent.minibatch_size"),
     (["stop.iterations=null"], "stop: no limit set"),
     (["+agent.learning_rate=0.1"], "agent: unknown key 'learning_rate'"),
 ])
