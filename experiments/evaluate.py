@@ -52,8 +52,8 @@ def load_policies(entries: list, network: NetworkSpec, horizon: int, seed: int, 
             path = Path(to_absolute_path(rest))
             if not path.is_dir():
                 raise SpecError(f"{key}: checkpoint {rest!r} is not a directory")
-            label, policy = _label(path), TrainedPolicy.from_checkpoint(path)
-            policy.name = label
+            policy = TrainedPolicy.from_checkpoint(path)
+            label = policy.name
         elif sep and kind == "file":
             path = Path(to_absolute_path(rest))
             if not path.is_file():
@@ -74,13 +74,6 @@ def load_policies(entries: list, network: NetworkSpec, horizon: int, seed: int, 
             label += "'"
         policies[label] = policy
     return policies
-
-
-def _label(checkpoint: Path) -> str:
-    """A checkpoint's label: its run directory's name (RUN/checkpoints/iter_N -> RUN)."""
-    resolved = checkpoint.resolve()
-    run = resolved.parent.parent if resolved.parent.name == "checkpoints" else resolved
-    return f"rl:{run.name}"
 
 
 def starting_stock(policies: dict[str, object], network: NetworkSpec):

@@ -32,6 +32,13 @@ def save_setup(checkpoint: Path, setup: TrainingSetup) -> None:
     (Path(checkpoint) / SETUP_FILE).write_bytes(pickle.dumps(setup))
 
 
+def checkpoint_label(checkpoint: Path) -> str:
+    """A checkpoint's default policy name: its run directory's (RUN/checkpoints/iter_N -> rl:RUN)."""
+    resolved = Path(checkpoint).resolve()
+    run = resolved.parent.parent if resolved.parent.name == "checkpoints" else resolved
+    return f"rl:{run.name}"
+
+
 def module_dir(checkpoint: Path, policy_id: str) -> Path:
     return Path(checkpoint) / "learner_group" / "learner" / "rl_module" / policy_id
 
@@ -72,7 +79,7 @@ class TrainedPolicy:
         modules = {pid: RLModule.from_checkpoint(module_dir(checkpoint, pid)) for pid in setup.policy_ids}
         for module in modules.values():
             module.eval()
-        return cls(setup, modules, name or checkpoint.parent.parent.name)
+        return cls(setup, modules, name or checkpoint_label(checkpoint))
 
     @property
     def initial_on_hand(self) -> np.ndarray:
