@@ -6,8 +6,10 @@
         'policies=[checkpoint:RUN/checkpoints/latest,optimal]' reference=optimal horizon=20000
 
 Policies: conf/policy names (static levels from the demand model, default safety factors), policy files
-(`file:PATH.yaml`, e.g. a tuned policy), training checkpoints (`checkpoint:DIR`), and, on a reference case,
-`optimal` (the case's optimal policy). Every policy starts from the same stock and runs on the same seeds.
+(`file:PATH.yaml`, e.g. a tuned policy), training checkpoints (`checkpoint:DIR`), the forecast-driven
+base-stock with a live forecaster (`forecast:lstm`, `forecast:oracle`, `forecast:seasonal_naive`...; safety
+factors `forecast_z`), and, on a reference case, `optimal` (the case's optimal policy).
+Every policy starts from the same stock and runs on the same seeds.
 Writes evaluation.csv (per policy and seed), evaluation.md (tables) and evaluation.png into the run directory.
 """
 
@@ -36,7 +38,20 @@ from twin.spec import NetworkSpec, network_from_dict
 log = logging.getLogger("experiments.evaluate")
 
 
-def load_policies(entries: list, network: NetworkSpec, horizon: int, seed: int, case=None) -> dict[str, object]:
+def forecast_policy(name: str, key: str, z: dict[str, float] | None = None):
+    """The forecast-driven base-stock policy with live forecaster `name` (oracle, lstm, ets, ...)."""
+    from agents.baselines.forecast_policy import ForecastBaseStock
+    from agents.forecasting.live import forecaster_from_name
+    from agents.forecasting.registry import FORECASTERS
+
+    if name not in FORECASTERS:
+        raise SpecError(f"{key}: forecaster {name!r} is not allowed; allowed: forecast:NAME with NAME one of "
+                        f"{', '.join(FORECASTERS)}")
+    return ForecastBaseStock(forecaster_from_name(name), z=z)
+
+
+def load_policies(entries: list, network: NetworkSpec, horizon: int, seed: int, case=None,
+                  forecast_z: dict[str, float] | None = None) -> dict[str, object]:
     """Build each policy entry (see the module docstring); SpecError naming `policies[i]` if one is bad."""
     from agents.rl.policy import TrainedPolicy
 
@@ -60,6 +75,8 @@ def load_policies(entries: list, network: NetworkSpec, horizon: int, seed: int, 
                 raise SpecError(f"{key}: policy file {rest!r} does not exist")
             spec = PolicySpec.from_dict(yaml.safe_load(path.read_text()), key)
             label, policy = f"{spec.name}:{path.stem}", spec.build(network, horizon, seed)
+        elif sep and kind == "forecast":
+            label, policy = f"forecast:{rest}", forecast_policy(rest, key, forecast_z)
         elif entry == "optimal":
             if case is None:
                 raise SpecError(f"{key}: 'optimal' is only known on a reference case; allowed with case=PATH")
@@ -69,7 +86,7 @@ def load_policies(entries: list, network: NetworkSpec, horizon: int, seed: int, 
             label, policy = entry, PolicySpec.from_dict({"name": entry}, key).build(network, horizon, seed)
         else:
             raise SpecError(f"{key}: {entry!r} is not allowed; allowed: {', '.join(POLICIES)}, optimal (case), "
-                            f"file:PATH.yaml, checkpoint:DIR")
+                            f"file:PATH.yaml, checkpoint:DIR, forecast:NAME")
         while label in policies:
             label += "'"
         policies[label] = policy
@@ -98,6 +115,9 @@ def main(cfg: DictConfig) -> None:
         n_seeds, first = r.integer("seeds", 10, low=1, high=10000), r.integer("first_seed", 10**6, low=0)
         policy_seed = r.integer("policy_seed", 0, low=0)
         reference = r.text("reference", "rop")
+        zr = r.child("forecast_z")
+        forecast_z = {kind: zr.number(kind, 1.65, low=-3, high=5) for kind in ("store", "dc")}
+        zr.done()
         case_path = r.raw("case")
         entries = r.sequence("policies", ())
         network_data, scenario_data = r.raw("network"), dict(r.raw("scenario") or {})
@@ -106,7 +126,7 @@ def main(cfg: DictConfig) -> None:
         network = case.network() if case else network_from_dict(network_data, "network")
         scenario_name = "baseline" if case else scenario_data.pop("name", "baseline")
         shocks = () if case else scenarios.build(scenario_name, network, horizon, **scenario_data).shocks
-        policies = load_policies(entries, network, horizon, policy_seed, case)
+        policies = load_policies(entries, network, horizon, policy_seed, case, forecast_z)
         if reference not in policies:
             raise SpecError(f"reference: {reference!r} is not among the policies {list(policies)}")
     except SpecError as error:

@@ -144,6 +144,7 @@ class Engine:
         # the cost of the last closed day per node, and per (node, SKU) when `sku_costs` (RL rewards read them)
         self.day_cost = np.zeros(n)
         self.day_sku_cost = np.zeros((n, k)) if sku_costs else None
+        self.demand_log: np.ndarray | None = None  # (horizon, nodes, SKUs) store demand per day, once asked for
 
         # topology for allocation: who may order from whom (children and re-routed customers)
         parent = topo.parent
@@ -219,6 +220,15 @@ class Engine:
                             backorders=self.backorders.copy(), in_transit=self.in_transit.copy(),
                             on_order=self.on_order.copy(), route=self.route.copy())
 
+    def record_demand(self) -> np.ndarray:
+        """Keep every store's customer demand per day from now on (live forecasters read the days before today).
+
+        Returns the log, (horizon, nodes, SKUs) float32; rows of days not yet simulated, and of non-stores, are 0.
+        """
+        if self.demand_log is None:
+            self.demand_log = np.zeros((self.horizon, self.n_nodes, self.n_sku), dtype=np.float32)
+        return self.demand_log
+
     def step(self, orders: np.ndarray) -> None:
         """Place today's orders (nodes, SKUs) and simulate until the next decision point or the end."""
         if self.done:
@@ -283,6 +293,8 @@ class Engine:
             demand = self.demand_model.draw(name, day, expected)
             if self.series.sku is not None:
                 self.series.sku["expected_demand"][day, i] = expected
+            if self.demand_log is not None:
+                self.demand_log[day, i] = demand
             stock = self.on_hand[i]
             served = np.minimum(demand, stock)
             stock -= served

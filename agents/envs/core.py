@@ -19,6 +19,7 @@ from agents.baselines.stats import DemandStats
 from agents.envs.actions import ActionMap, action_from_dict
 from agents.envs.observation import ItemProfile, ObsSpec, read_engine
 from agents.forecasting import forecaster_from_name
+from agents.forecasting.registry import FORECASTERS
 from twin.config import ConfigReader, SpecError
 from twin.engine import Engine
 from twin.spec import NetworkSpec
@@ -73,7 +74,7 @@ def env_config_from_dict(data: Mapping[str, Any] | None, network: NetworkSpec,
         granularity=_granularity(r.choice("granularity", ("auto", *GRANULARITIES), "auto"), auto_granularity),
         action=action_from_dict(r.raw("action")),
         cooperative_weight=r.number("cooperative_weight", 0.0, low=0.0, high=1.0),
-        forecaster=r.choice("forecaster", ("oracle",), "oracle"),
+        forecaster=r.choice("forecaster", tuple(FORECASTERS), "oracle"),
         initial_stock=r.number("initial_stock", 1.0, low=0.0, high=100.0),
         obs_spec=ObsSpec(pipeline_ages=r.integer("pipeline_ages", 8, low=1, high=365)),
     )

@@ -1,11 +1,15 @@
-"""Demand forecasters the twin's policies and agents read (DESIGN.md section 8).
+"""Demand forecasters (DESIGN.md section 8): fit on a panel of history, predict a mean and quantiles.
 
-For now the live interface that the RL observation uses: a forecaster is attached
-to a running engine and answers "expected demand of each node over the next P
-days". The oracle reads the twin's true demand model; learned forecasters join it
-through the same interface.
+- base.py: the protocol (`SeriesPanel`, `Forecast`, `Forecaster`); data.py: panels from files and the twin;
+- classical.py (seasonal naive, moving average, ETS and ARIMA via statsforecast), tree.py (gradient
+  boosting), lstm.py (a global LSTM in torch), ensemble.py, oracle.py (the twin's true mean);
+- registry.py: forecasters by name from config; metrics.py and backtest.py: rolling-origin backtests;
+- live.py: forecasts during a twin run (the oracle, or any forecaster refitted on a schedule) for the
+  forecast-driven base-stock policy and the agents' observations.
 """
 
-from agents.forecasting.live import LiveForecaster, OracleForecaster, forecaster_from_name
+from agents.forecasting.base import Forecast, Forecaster, SeriesPanel
+from agents.forecasting.live import LiveForecaster, OracleForecaster, Refitting, forecaster_from_name
 
-__all__ = ["LiveForecaster", "OracleForecaster", "forecaster_from_name"]
+__all__ = ["Forecast", "Forecaster", "LiveForecaster", "OracleForecaster", "Refitting", "SeriesPanel",
+           "forecaster_from_name"]

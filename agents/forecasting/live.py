@@ -1,17 +1,34 @@
-"""Live forecasts during a twin run: expected demand per node over the next P days.
+"""Live forecasts during a twin run: expected demand per node over the next P days, and its spread.
 
 A node's demand is its customers' demand: a store's own customers, a DC's the sum
 of the stores below it (DemandStats does the same for static levels).
+
+Two kinds answer: the oracle, which reads the twin's demand model, and
+`Refitting`, which wraps any panel forecaster (seasonal naive, ETS, the LSTM...)
+and refits it on a schedule from the demand observed so far. At the decision
+point of day d the twin has drawn demand for days before d only (DESIGN.md §3),
+and `Refitting` reads exactly those: tests/test_forecast_live.py proves that no
+later demand reaches it.
 """
 
 from __future__ import annotations
 
+import logging
+import time
+from collections.abc import Callable
 from typing import Protocol
 
 import numpy as np
+import pandas as pd
 
+from agents.forecasting.base import Forecaster, SeriesPanel
+from agents.forecasting.data import TWIN_START, frequency_of, panel_from_twin
 from twin.config import SpecError
 from twin.engine import Engine
+
+log = logging.getLogger("agents.forecasting.live")
+
+Z_80 = 1.2815515655446004  # the standard normal's 90% quantile: (q90 - q10) / (2 Z_80) is a normal's sd
 
 
 class LiveForecaster(Protocol):
@@ -23,13 +40,43 @@ class LiveForecaster(Protocol):
     def over(self, day: int, periods: np.ndarray) -> np.ndarray:
         """Expected demand (nodes, SKUs) over days [day, day + periods[node]) for each node."""
 
+    def spread(self, day: int, periods: np.ndarray) -> np.ndarray:
+        """Standard deviation (nodes, SKUs) of demand over the same days (days and stores independent)."""
+
+
+def _window_sums(cumulative: np.ndarray, day: int, periods: np.ndarray, per_day_after: np.ndarray) -> np.ndarray:
+    """Sums over [day, day + periods[node]) from running sums (T + 1, nodes, SKUs); days past T count
+    `per_day_after` (nodes, SKUs) each."""
+    horizon = cumulative.shape[0] - 1
+    periods = np.asarray(periods, dtype=np.int64)
+    end = np.minimum(day + periods, horizon)
+    nodes = np.arange(cumulative.shape[1])
+    known = cumulative[end, nodes] - cumulative[min(day, horizon), nodes]
+    beyond = (day + periods - end)[:, None]
+    return known + beyond * per_day_after
+
+
+def draw_variance(mean: np.ndarray, skus) -> np.ndarray:
+    """Variance of one day's demand draw with expected value `mean` (..., SKUs) under each SKU's law."""
+    variance = mean.copy()  # poisson
+    dist = np.asarray(skus.dist)
+    nb = dist == "negative_binomial"
+    variance[..., nb] = mean[..., nb] + mean[..., nb] ** 2 / skus.dispersion[nb]
+    zip_ = dist == "zero_inflated_poisson"
+    keep = 1 - skus.zero_prob[zip_]
+    variance[..., zip_] = mean[..., zip_] * (1 + mean[..., zip_] * (1 - keep) / keep)
+    normal = dist == "normal"
+    variance[..., normal] = (skus.cv[normal] * mean[..., normal]) ** 2
+    return variance
+
 
 class OracleForecaster:
     """The true expected demand of the twin's demand model (calendar, promotions, weather; shocks not foreseen).
 
     It knows the mean, never the draws, so it is the best forecast a model of
     the mean could make: the reference the learned forecasters are measured
-    against, and the default input to the agents' observations.
+    against, and the default input to the agents' observations. Its spread is
+    the demand law's own variance around that mean.
     """
 
     name = "oracle"
@@ -41,32 +88,151 @@ class OracleForecaster:
         model, topo = engine.demand_model, engine.topology
         horizon, n_nodes, n_sku = engine.horizon, engine.n_nodes, engine.n_sku
         daily = np.zeros((horizon, n_nodes, n_sku), dtype=np.float32)
+        variance = np.zeros_like(daily)
         for i, name in enumerate(topo.names):
             if topo.is_store[i]:
                 # the store's expected demand counts at the store and at every node above it
-                daily[:, topo.descendants[:, i], :] += model.mean_matrix(name)[:, None, :].astype(np.float32)
-        self._cumulative = np.concatenate([np.zeros((1, n_nodes, n_sku), np.float32), daily.cumsum(axis=0)])
+                mean = model.mean_matrix(name)
+                daily[:, topo.descendants[:, i], :] += mean[:, None, :].astype(np.float32)
+                variance[:, topo.descendants[:, i], :] += draw_variance(mean, engine.network.skus)[:, None, :]
+        zero = np.zeros((1, n_nodes, n_sku), np.float32)
+        self._cumulative = np.concatenate([zero, daily.cumsum(axis=0)])
+        self._cumulative_variance = np.concatenate([zero, variance.cumsum(axis=0)])
         self._daily_mean = daily.mean(axis=0)
+        self._daily_variance = variance.mean(axis=0)
 
     def over(self, day: int, periods: np.ndarray) -> np.ndarray:
         if self._cumulative is None:
             raise RuntimeError("OracleForecaster.over: call attach(engine) first")
-        cum = self._cumulative
-        horizon = cum.shape[0] - 1
-        periods = np.asarray(periods, dtype=np.int64)
-        end = np.minimum(day + periods, horizon)
-        nodes = np.arange(cum.shape[1])
-        known = cum[end, nodes] - cum[min(day, horizon), nodes]
         # days past the end of the run are forecast at the run's average (the model has no later days)
-        beyond = (day + periods - end)[:, None]
-        return known + beyond * self._daily_mean
+        return _window_sums(self._cumulative, day, periods, self._daily_mean)
+
+    def spread(self, day: int, periods: np.ndarray) -> np.ndarray:
+        if self._cumulative is None:
+            raise RuntimeError("OracleForecaster.spread: call attach(engine) first")
+        return np.sqrt(_window_sums(self._cumulative_variance, day, periods, self._daily_variance))
 
 
-FORECASTERS = {"oracle": OracleForecaster}
+class Refitting:
+    """Any panel forecaster made live: refitted every `refit_every` days on the store demand observed so far.
+
+    Series are (store, SKU) pairs. Their history is `history_days` of the year
+    before the run (the same network and calendar, its own seed and no shocks:
+    the sales a retailer has when it starts) followed by the run's demand up to
+    yesterday. Promotions, prices, holidays and weather are known covariates
+    (the twin's plan), shocks are not. Each refit forecasts `refit_every` days
+    plus the longest protection period, and each review epoch reads its days
+    from that path. DCs get the sum over the stores below them, variances
+    added as if stores and days were independent.
+    """
+
+    def __init__(self, make: Callable[[], Forecaster], name: str, refit_every: int = 7, history_days: int = 365,
+                 max_periods: int = 30) -> None:
+        if refit_every < 1:
+            raise SpecError(f"refit_every: {refit_every} is not allowed; allowed: >= 1 day")
+        if history_days < 365 or history_days % 365:
+            raise SpecError(f"history_days: {history_days} is not allowed; allowed: a whole number of years "
+                            f"(365, 730, ...), so the calendar lines up")
+        self.make, self.name = make, name
+        self.refit_every, self.history_days, self.max_periods = refit_every, history_days, max_periods
+        self.forecaster: Forecaster | None = None
+        self.fit_seconds: list[float] = []
+        self.fit_days: list[int] = []  # the days a refit happened, and how many days of the run it saw (tests)
+
+    def attach(self, engine: Engine) -> None:
+        self.engine = engine
+        self.log = engine.record_demand()
+        topo, model, skus = engine.topology, engine.demand_model, engine.network.skus
+        self.stores = np.flatnonzero(topo.is_store)
+        n_store, n_sku = len(self.stores), engine.n_sku
+        past = panel_from_twin(engine.network, self.history_days, seed=engine.seed + 7919)
+        self.past_values = past.values  # (stores * SKUs, history_days), rows store-major like below
+        # covariates over the past year and the whole run: the past panel's, then the run's plan
+        region_of = {n.name: n.region for n in engine.network.nodes}
+        names = [topo.names[i] for i in self.stores]
+        run_days = engine.horizon
+        run = np.stack([
+            np.tile(model.promotion.T.astype(float), (n_store, 1)),
+            np.tile((model.price / np.asarray(skus.price)[None, :]).T, (n_store, 1)),
+            np.tile(model.holiday[None, :], (n_store * n_sku, 1)),
+            np.concatenate([np.broadcast_to(model.weather[region_of[s]], (n_sku, run_days)) for s in names]),
+        ], axis=-1).astype(np.float32)
+        self.covariates = np.concatenate([past.covariates, run], axis=1)
+        self.template = past
+        self.dates = pd.date_range(pd.Timestamp(TWIN_START) - pd.Timedelta(days=self.history_days),
+                                   periods=self.history_days + run_days, freq="D")
+        self.descendants = topo.descendants[:, self.stores].astype(np.float32)  # (nodes, stores)
+        self.path_mean: np.ndarray | None = None
+        self.forecaster = None
+        self.fitted_day = -1
+        self.fit_seconds, self.fit_days = [], []
+
+    def history(self, day: int, future: int) -> SeriesPanel:
+        """What the forecaster may see at the decision point of `day`: demand of the days before it."""
+        observed = self.log[:day, self.stores, :]  # (day, stores, SKUs): days < day only
+        run_values = np.moveaxis(observed, 0, -1).reshape(len(self.stores) * self.engine.n_sku, day)
+        values = np.concatenate([self.past_values, run_values], axis=1)
+        t = values.shape[1]
+        stop = min(t + future, self.covariates.shape[1])
+        dates = self.dates[:stop]
+        return SeriesPanel(ids=self.template.ids, dates=dates, values=values, freq=frequency_of(dates[:3]),
+                           covariates=self.covariates[:, :stop], covariate_names=self.template.covariate_names,
+                           categories=self.template.categories)
+
+    def _refit(self, day: int) -> None:
+        ahead = self.refit_every + self.max_periods
+        history = self.history(day, future=ahead)
+        ahead = min(ahead, history.future)  # the run's last days: no covariates past its end
+        started = time.perf_counter()
+        # one forecaster per run, refitted in place: a model that can warm-start (the LSTM) continues training
+        forecaster = self.forecaster if self.forecaster is not None else self.make()
+        forecaster.fit(history)
+        forecast = forecaster.predict(ahead)
+        self.fit_seconds.append(time.perf_counter() - started)
+        self.fit_days.append(day)
+        self.forecaster = forecaster
+        n_store, n_sku = len(self.stores), self.engine.n_sku
+        mean = forecast.mean.reshape(n_store, n_sku, ahead)
+        q = forecast.quantiles.reshape(n_store, n_sku, ahead, -1)
+        if 0.1 in forecast.levels and 0.9 in forecast.levels:
+            sd = (q[..., forecast.levels.index(0.9)] - q[..., forecast.levels.index(0.1)]) / (2 * Z_80)
+        else:
+            sd = np.sqrt(mean)  # a forecaster without an 80% interval: Poisson-like spread
+        # per node: (nodes, stores) x (stores, SKUs, days) -> (days, nodes, SKUs), then running sums
+        node_mean = np.einsum("ns,skd->dnk", self.descendants, mean)
+        node_var = np.einsum("ns,skd->dnk", self.descendants, sd**2)
+        zero = np.zeros((1, *node_mean.shape[1:]))
+        self.path_mean = np.concatenate([zero, node_mean.cumsum(axis=0)])
+        self.path_var = np.concatenate([zero, node_var.cumsum(axis=0)])
+        self.fitted_day = day
+        if len(self.fit_days) == 1 or len(self.fit_days) % 10 == 0:
+            log.info("%s: refit %d on day %d (%d series, %.2f s)", self.name, len(self.fit_days), day,
+                     history.n, self.fit_seconds[-1])
+
+    def _path(self, day: int) -> int:
+        if self.fitted_day < 0 or day - self.fitted_day >= self.refit_every or day < self.fitted_day:
+            self._refit(day)
+        return day - self.fitted_day
+
+    def over(self, day: int, periods: np.ndarray) -> np.ndarray:
+        offset = self._path(day)
+        # past the forecast path (a lead time stretched by a shock), the last day's level carries on
+        last_day = self.path_mean[-1] - self.path_mean[-2]
+        return _window_sums(self.path_mean, offset, periods, last_day)
+
+    def spread(self, day: int, periods: np.ndarray) -> np.ndarray:
+        offset = self._path(day)
+        last_day = self.path_var[-1] - self.path_var[-2]
+        return np.sqrt(np.maximum(_window_sums(self.path_var, offset, periods, last_day), 0.0))
 
 
 def forecaster_from_name(name: str) -> LiveForecaster:
-    """A fresh live forecaster by name; SpecError naming `forecaster` if unknown."""
+    """A fresh live forecaster by name: `oracle`, or any registered panel forecaster (refitted weekly with its
+    default settings); SpecError naming `forecaster` if unknown."""
+    from agents.forecasting.registry import FORECASTERS, forecaster_factory
+
+    if name == "oracle":
+        return OracleForecaster()
     if name not in FORECASTERS:
         raise SpecError(f"env.forecaster: {name!r} is not allowed; allowed: {', '.join(FORECASTERS)}")
-    return FORECASTERS[name]()
+    return Refitting(forecaster_factory(name, "env.forecaster"), name)

@@ -1,0 +1,66 @@
+"""Forecasters by name, built from config mappings (`{name: lstm, hidden: 64, ...}`) with checked keys.
+
+Classes are imported on first use, so choosing seasonal naive never loads torch
+or statsforecast.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from agents.forecasting.base import Forecaster
+from twin.config import SpecError
+
+FORECASTERS = {
+    "seasonal_naive": "agents.forecasting.classical:SeasonalNaive",
+    "moving_average": "agents.forecasting.classical:MovingAverage",
+    "ets": "agents.forecasting.classical:AutoETS",
+    "arima": "agents.forecasting.classical:AutoARIMA",
+    "gradient_boosting": "agents.forecasting.tree:GradientBoosting",
+    "lstm": "agents.forecasting.lstm:LSTMForecaster",
+    "ensemble": "agents.forecasting.ensemble:Ensemble",
+    "oracle": "agents.forecasting.oracle:TrueMean",
+}
+
+
+def forecaster_class(name: str, path: str = "forecaster.name") -> type:
+    """The class registered under `name`; SpecError naming `path` and the allowed names otherwise."""
+    if name not in FORECASTERS:
+        raise SpecError(f"{path}: {name!r} is not allowed; allowed: {', '.join(FORECASTERS)}")
+    module, attribute = FORECASTERS[name].split(":")
+    return getattr(importlib.import_module(module), attribute)
+
+
+def forecaster_factory(spec: str | Mapping[str, Any], path: str = "forecaster") -> Callable[[], Forecaster]:
+    """A function that builds a fresh forecaster from `spec` (a name, or a mapping with `name` and keywords).
+
+    The keywords are checked against the class's and one forecaster is built
+    at once, so a bad value fails here, naming its key, before any work starts.
+    """
+    params = {"name": spec} if isinstance(spec, str) else dict(spec)
+    name = params.pop("name", None)
+    if not isinstance(name, str):
+        raise SpecError(f"{path}.name: required; allowed: {', '.join(FORECASTERS)}")
+    cls = forecaster_class(name, f"{path}.name")
+    allowed = [p for p in inspect.signature(cls).parameters if p not in ("self", "members")]
+    for key in params:
+        if key not in allowed and not (key == "members" and name == "ensemble"):
+            raise SpecError(f"{path}.{key}: unknown key for forecaster {name!r}; allowed: "
+                            f"{', '.join(allowed + (['members'] if name == 'ensemble' else []))}")
+    if name == "ensemble":
+        members = params.pop("members", None) or ["seasonal_naive", "ets"]
+        factories = [forecaster_factory(m, f"{path}.members[{i}]") for i, m in enumerate(members)]
+
+        def make() -> Forecaster:
+            return cls([f() for f in factories], **params)
+    else:
+        def make() -> Forecaster:
+            return cls(**params)
+    try:
+        make()
+    except (TypeError, ValueError) as error:
+        raise SpecError(f"{path}: {error}") from error
+    return make

@@ -1,0 +1,165 @@
+"""Backtest forecasters on the twin's history or on a data file (rolling origins, horizons by frequency).
+
+    python -m experiments.forecast forecaster=lstm data=twin
+    python -m experiments.forecast forecaster=ets data.path=sales.csv
+    python -m experiments.forecast -m forecaster=lstm forecaster.hidden=32,64 compare=[]   # a grid search
+
+The config is checked before any work (one `config error:` line naming the key,
+exit status 2; a bad data file likewise). Writes config.yaml, scores.csv,
+scores.md, forecast_vs_actual.png and error_by_horizon.png into the run
+directory, prints the table, and returns the objective (for sweepers).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import to_absolute_path
+from omegaconf import DictConfig, OmegaConf
+
+import scenarios
+from agents.forecasting.backtest import METRICS, BacktestPlan, backtest
+from agents.forecasting.base import Forecaster, SeriesPanel
+from agents.forecasting.data import DataError, load_panel, panel_from_twin
+from agents.forecasting.registry import forecaster_factory
+from experiments.forecast_report import format_scores, plot_error_by_horizon, plot_forecasts, write_scores
+from experiments.simulate import run_checked
+from twin.config import ConfigReader, SpecError
+from twin.spec import network_from_dict
+
+log = logging.getLogger("experiments.forecast")
+
+
+@dataclass(frozen=True)
+class ForecastConfig:
+    """A checked backtest: the panel, the forecasters (factories by label) and the plan."""
+
+    panel: SeriesPanel
+    source: str
+    forecasters: dict[str, Callable[[], Forecaster]]
+    subject: str
+    plan: BacktestPlan
+    objective_metric: str
+    objective_horizon: int
+    plot_series: int
+
+
+def load_forecast_config(data: Mapping[str, Any]) -> ForecastConfig:
+    """Check every key (SpecError naming it) and load the data (DataError naming the problem)."""
+    r = ConfigReader(data, "")
+    seed = r.integer("seed", 0, low=0)
+    spec = dict(r.raw("forecaster") or {})
+    spec.setdefault("name", "lstm")
+    if "seed" in _keywords(spec["name"]) and "seed" not in spec:
+        spec["seed"] = seed
+    subject = spec["name"]
+    factories = {subject: forecaster_factory(spec, "forecaster")}
+    compare = r.sequence("compare", ())
+
+    d = ConfigReader(r.raw("data"), "data")
+    path = d.raw("path")
+    days = d.integer("days", 730, low=30, high=36500) if d.raw("days") is not None else 730
+    data_seed = d.integer("seed", 0, low=0)
+    max_series = d.integer("max_series", 0, low=1) if d.raw("max_series") is not None else None
+    holdout = d.integer("holdout", 0, low=0)
+    d.done()
+    network_data, scenario_data = r.raw("network"), dict(r.raw("scenario") or {})
+
+    b = ConfigReader(r.raw("backtest"), "backtest")
+    horizons = b.sequence("horizons", ()) or None
+    if horizons is not None and not all(isinstance(h, int) and h >= 1 for h in horizons):
+        raise SpecError(f"backtest.horizons: {list(horizons)} is not allowed; allowed: integers >= 1")
+    origins = b.integer("origins", 3, low=1, high=100)
+    step = b.integer("step", 0, low=1) if b.raw("step") is not None else None
+    b.done()
+    o = ConfigReader(r.raw("objective"), "objective")
+    metric = o.choice("metric", METRICS, "mae")
+    objective_horizon = o.integer("horizon", 0, low=1) if o.raw("horizon") is not None else None
+    o.done()
+    p = ConfigReader(r.raw("plots"), "plots")
+    plot_series = p.integer("series", 4, low=0, high=50)
+    p.done()
+    r.done()
+
+    if path is not None:
+        source = to_absolute_path(str(path))
+        panel = load_panel(source)
+    else:
+        network = network_from_dict(network_data, "network")
+        name = scenario_data.pop("name", "baseline")
+        scenario = scenarios.build(name, network, days, **scenario_data)
+        source = f"twin {network.name} / {name}, {days} days, seed {data_seed}"
+        panel = panel_from_twin(network, days, seed=data_seed, shocks=scenario.shocks)
+    if max_series is not None and panel.n > max_series:
+        panel = panel.select(slice(0, max_series))
+    if holdout:
+        if holdout >= panel.length - 8:
+            raise SpecError(f"data.holdout: {holdout} leaves too little data ({panel.length} periods)")
+        panel = panel.until(panel.length - holdout)
+    for i, entry in enumerate(compare):
+        name = entry if isinstance(entry, str) else dict(entry).get("name")
+        if name == "oracle" and panel.oracle_mean is None:
+            log.info("compare: oracle dropped (the data carry no true mean)")
+            continue
+        if name != subject:
+            factories[name] = forecaster_factory(entry, f"compare[{i}]")
+    try:
+        plan = BacktestPlan.of(panel, horizons, origins, step)
+    except ValueError as error:
+        raise SpecError(str(error)) from error
+    horizon = objective_horizon or plan.horizons[len(plan.horizons) // 2]
+    if horizon not in plan.horizons:
+        raise SpecError(f"objective.horizon: {horizon} is not allowed; allowed: one of {list(plan.horizons)}")
+    return ForecastConfig(panel=panel, source=source, forecasters=factories, subject=subject, plan=plan,
+                          objective_metric=metric, objective_horizon=horizon, plot_series=plot_series)
+
+
+def _keywords(name: str) -> list[str]:
+    import inspect
+
+    from agents.forecasting.registry import forecaster_class
+    return list(inspect.signature(forecaster_class(name)).parameters)
+
+
+@hydra.main(config_path="../conf", config_name="forecast", version_base="1.3")
+def main(cfg: DictConfig) -> float:
+    """Check the config and data, backtest, write and print the scores; return the objective."""
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    try:
+        config = load_forecast_config(resolved)
+    except (SpecError, DataError) as error:
+        print(f"config error: {error}" if isinstance(error, SpecError) else f"data error: {error}", file=sys.stderr)
+        sys.exit(2)
+    panel, plan = config.panel, config.plan
+    log.info("%s: %d series x %d periods (%s), horizons %s, origins %s; forecasters %s", config.source, panel.n,
+             panel.length, panel.freq.name, list(plan.horizons), [str(panel.dates[o].date()) for o in plan.origins],
+             list(config.forecasters))
+    started = time.perf_counter()
+    result = backtest(panel, config.forecasters, plan)
+    out = Path(HydraConfig.get().runtime.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(resolved)))
+    rows = result.scores()
+    write_scores(out / "scores.csv", rows, result)
+    table = format_scores(rows, result, config.source)
+    (out / "scores.md").write_text(table + "\n")
+    plot_forecasts(result, out / "forecast_vs_actual.png", config.plot_series)
+    plot_error_by_horizon(result, out / "error_by_horizon.png")
+    print(table)
+    objective = next(r[config.objective_metric] for r in rows
+                     if r["forecaster"] == config.subject and r["horizon"] == config.objective_horizon)
+    log.info("done in %.1f s; objective %s@%d = %.4f; outputs in %s", time.perf_counter() - started,
+             config.objective_metric, config.objective_horizon, objective, out)
+    return float(objective)
+
+
+if __name__ == "__main__":
+    run_checked(main)

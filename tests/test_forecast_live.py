@@ -1,0 +1,125 @@
+"""Live forecasts in the twin: what a refitted forecaster sees, that no future demand reaches it, and the
+forecast-driven base-stock policy."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from agents.baselines.forecast_policy import ForecastBaseStock
+from agents.forecasting.base import QUANTILE_LEVELS, Forecast, SeriesPanel
+from agents.forecasting.live import OracleForecaster, Refitting, draw_variance, forecaster_from_name
+from twin.config import SpecError
+from twin.engine import Engine
+from twin.shocks import DemandShock
+from twin.spec import network_from_dict
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def small():
+    return network_from_dict(yaml.safe_load((ROOT / "conf/network/small.yaml").read_text()))
+
+
+class LastWeek:
+    """A spy forecaster: the mean of the last 7 values, flat; keeps every history it was fitted on."""
+
+    name = "last_week"
+    seen: list[SeriesPanel] = []
+
+    def fit(self, history: SeriesPanel) -> None:
+        LastWeek.seen.append(history)
+        self.level = history.values[:, -7:].mean(axis=1)
+
+    def predict(self, horizon: int) -> Forecast:
+        mean = np.repeat(self.level[:, None], horizon, axis=1)
+        spread = np.sqrt(mean)[..., None] * np.array([-1.28, 0.0, 1.28])
+        return Forecast(mean=mean, quantiles=np.maximum(mean[..., None] + spread, 0), levels=QUANTILE_LEVELS)
+
+
+def run_live(network, shocks=(), days=70, refit_every=7):
+    """Forecasts over the next 3 days at every decision point of a run placing no orders."""
+    engine = Engine(network, horizon=days, seed=3, shocks=shocks)
+    live = Refitting(LastWeek, "last_week", refit_every=refit_every)
+    live.attach(engine)
+    periods = np.full(engine.n_nodes, 3)
+    forecasts = []
+    while not engine.done:
+        forecasts.append(live.over(engine.day, periods))
+        engine.step(np.zeros((engine.n_nodes, engine.n_sku)))
+    return engine, live, np.array(forecasts)
+
+
+def test_a_refit_sees_the_demand_of_the_days_before_it_and_no_later_day(small):
+    LastWeek.seen = []
+    engine, live, _ = run_live(small)
+    assert live.fit_days == list(range(0, 70, 7))
+    stores = np.flatnonzero(engine.topology.is_store)
+    for day, history in zip(live.fit_days, LastWeek.seen):
+        assert history.length == 365 + day  # the year before the run, then the run up to yesterday
+        run_part = history.values[:, 365:].reshape(len(stores), engine.n_sku, day)
+        expected = np.moveaxis(engine.demand_log[:day, stores, :], 0, -1)
+        np.testing.assert_array_equal(run_part, expected)
+        assert history.future == min(7 + 30, 70 - day)  # covariates (the plan) ahead, never values
+
+
+def test_no_future_demand_reaches_the_forecast(small):
+    """Two runs alike until a demand surge on day 40: every forecast made before day 40 is identical, and
+    the surge does reach the forecasts once it is observed (the test could fail both ways)."""
+    surge = DemandShock(start=40, end=70, multiplier=3.0)
+    _, _, calm = run_live(small)
+    _, _, shocked = run_live(small, shocks=(surge,))
+    np.testing.assert_array_equal(calm[:40], shocked[:40])
+    assert (shocked[49:] > 1.5 * calm[49:]).mean() > 0.9  # refitted on day 49 with 9 surge days seen
+
+
+def test_stores_add_up_to_their_dc(small):
+    engine, live, forecasts = run_live(small, days=20)
+    topo = engine.topology
+    for j in np.flatnonzero(~topo.is_store & ~topo.is_supplier):
+        below = np.flatnonzero(topo.descendants[j] & topo.is_store)
+        np.testing.assert_allclose(forecasts[:, j], forecasts[:, below].sum(axis=1), rtol=1e-5)
+
+
+def test_oracle_spread_is_the_demand_laws(small):
+    engine = Engine(small, horizon=30, seed=1)
+    oracle = OracleForecaster()
+    oracle.attach(engine)
+    store = int(np.flatnonzero(engine.topology.is_store)[0])
+    name = engine.topology.names[store]
+    periods = np.full(engine.n_nodes, 4)
+    mean = engine.demand_model.mean_matrix(name)[5:9]
+    expected = np.sqrt(draw_variance(mean, small.skus).sum(axis=0))
+    np.testing.assert_allclose(oracle.spread(5, periods)[store], expected, rtol=1e-5)
+    np.testing.assert_allclose(oracle.over(5, periods)[store], mean.sum(axis=0), rtol=1e-5)
+
+
+def test_forecast_base_stock_orders_up_to_forecast_plus_safety(small):
+    engine = Engine(small, horizon=200, seed=2, warmup=30)
+    policy = ForecastBaseStock(OracleForecaster(), z={"store": 1.65, "dc": 1.65})
+    policy.attach(engine)
+    state = engine.state()
+    levels = policy.levels(0)
+    orders = policy.act(state)
+    expected = np.maximum(levels - state.inventory_position, 0)
+    expected[engine.topology.is_supplier] = 0
+    np.testing.assert_allclose(orders, expected)
+    result = engine.run(policy)
+    assert result.kpis["network"]["fill_rate"] > 0.9  # it keeps the stores stocked
+
+
+def test_forecast_base_stock_must_be_attached(small):
+    engine = Engine(small, horizon=5, seed=2)
+    with pytest.raises(RuntimeError, match="attach"):
+        ForecastBaseStock(OracleForecaster()).act(engine.state())
+
+
+def test_live_forecaster_names_are_checked():
+    with pytest.raises(SpecError, match="env.forecaster: 'crystal_ball' is not allowed"):
+        forecaster_from_name("crystal_ball")
+    with pytest.raises(SpecError, match="history_days"):
+        Refitting(LastWeek, "x", history_days=100)
