@@ -90,7 +90,7 @@ def load_forecast_config(data: Mapping[str, Any]) -> ForecastConfig:
     r.done()
 
     if path is not None:
-        source = to_absolute_path(str(path))
+        source = str(path) if str(path).startswith("statsmodels:") else to_absolute_path(str(path))
         panel = load_panel(source)
     else:
         network = network_from_dict(network_data, "network")

@@ -89,7 +89,11 @@ def read_table(path: str | Path) -> pd.DataFrame:
 
 
 def load_panel(path: str | Path) -> SeriesPanel:
-    """The panel of a data file: `series_id, date, value` (+ covariates), or a twin per-SKU series file."""
+    """The panel of a data file: `series_id, date, value` (+ covariates), a twin per-SKU series file, or
+    `statsmodels:NAME`, a real dataset bundled in statsmodels (agents.forecasting.datasets)."""
+    if str(path).startswith("statsmodels:"):
+        from agents.forecasting.datasets import real_series
+        return panel_from_frame(real_series(str(path).partition(":")[2]), source=str(path))
     frame = read_table(path)
     if set(TWIN_COLUMNS) <= set(frame.columns):
         return panel_from_twin_frame(frame, source=str(path))
@@ -169,8 +173,9 @@ def _first_bad(source: str, frame: pd.DataFrame, bad: pd.Series, column: str, pr
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         row = frame.iloc[i]
+        value = row[column].item() if hasattr(row[column], "item") else row[column]  # numpy scalar -> plain
         raise DataError(f"{source}: row {i + 2} (series {str(row['series_id'])!r}): column {column!r} value "
-                        f"{row[column]!r} {problem}" + (f" ({int(bad.sum())} rows in all)" if bad.sum() > 1 else ""))
+                        f"{value!r} {problem}" + (f" ({int(bad.sum())} rows in all)" if bad.sum() > 1 else ""))
 
 
 # ---------------------------------------------------------------------------

@@ -182,10 +182,11 @@ class Refitting:
     def _refit(self, day: int) -> None:
         ahead = self.refit_every + self.max_periods
         history = self.history(day, future=ahead)
-        ahead = min(ahead, history.future)  # the run's last days: no covariates past its end
         started = time.perf_counter()
         # one forecaster per run, refitted in place: a model that can warm-start (the LSTM) continues training
         forecaster = self.forecaster if self.forecaster is not None else self.make()
+        # not past the run's end (no covariates there) nor past what the model can forecast
+        ahead = min(ahead, history.future, getattr(forecaster, "max_horizon", ahead))
         forecaster.fit(history)
         forecast = forecaster.predict(ahead)
         self.fit_seconds.append(time.perf_counter() - started)

@@ -1,0 +1,314 @@
+"""A global LSTM forecaster: one network trained across all series, direct multi-horizon mean and quantiles.
+
+The encoder reads a context window of each series (scaled value, a seasonal
+lag, causal rolling mean and std over a season and a longer window, calendar,
+known covariates, static inputs); dense layers map its final state, the static
+inputs (embeddings of the series' categories, log of its scale) and, for each
+target step, the known covariates and calendar, the value a season before and
+a step embedding to the mean and the quantiles of every step up to
+`max_horizon` at once (no recursion). There is no series-id embedding: the
+model must carry over to series it has not seen.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from agents.forecasting.base import QUANTILE_LEVELS, Forecast, SeriesPanel, check_horizon, sorted_quantiles
+from agents.forecasting.features import calendar_features, series_scale
+
+log = logging.getLogger("agents.forecasting.lstm")
+
+
+def _rolling(values: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
+    """Causal rolling mean and std (n, T) over the last `window` periods up to each one; NaN are skipped."""
+    observed = np.isfinite(values)
+    x = np.where(observed, values, 0.0)
+
+    def window_sum(a: np.ndarray) -> np.ndarray:
+        total = np.concatenate([np.zeros((len(a), 1)), np.cumsum(a, axis=1)], axis=1)
+        return total[:, 1:] - total[:, :-1][:, np.maximum(np.arange(a.shape[1]) - window + 1, 0)]
+
+    count, total, squares = window_sum(observed.astype(float)), window_sum(x), window_sum(x * x)
+    with np.errstate(all="ignore"):
+        mean = total / count
+        std = np.sqrt(np.maximum(squares - total * mean, 0.0) / (count - 1))
+    return np.where(count > 0, mean, 0.0), np.where(count > 1, std, 0.0)
+
+
+@contextmanager
+def _threads(threads: int | None) -> Iterator[None]:
+    """Run the block with `threads` torch CPU threads (unchanged when None), restoring the number after."""
+    before = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        if threads:
+            torch.set_num_threads(before)
+
+
+class _Network(nn.Module):
+    """Stacked LSTM encoder plus a dense head shared by all target steps (told apart by a step embedding)."""
+
+    def __init__(self, n_encoder: int, n_decoder: int, cardinalities: list[int], hidden: int, layers: int,
+                 dropout: float, max_horizon: int, n_levels: int) -> None:
+        super().__init__()
+        self.embeddings = nn.ModuleList([nn.Embedding(card, min(8, card)) for card in cardinalities])
+        n_static = sum(e.embedding_dim for e in self.embeddings) + 1  # + log of the series' scale
+        self.lstm = nn.LSTM(n_encoder + n_static, hidden, num_layers=layers, batch_first=True,
+                            dropout=dropout if layers > 1 else 0.0)
+        self.step = nn.Embedding(max_horizon, 8)
+        self.head = nn.Sequential(
+            nn.Linear(hidden + n_static + n_decoder + 1 + 8, hidden), nn.ReLU(), nn.Dropout(dropout),
+            nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, 1 + n_levels))
+
+    def forward(self, past: torch.Tensor, future: torch.Tensor, reference: torch.Tensor, codes: torch.Tensor,
+                log_scale: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Scaled mean (B, H) and non-decreasing quantiles (B, H, levels) from the past (B, C, F), the known
+        future (B, H, G), each step's value a season earlier (B, H), category codes (B, c) and log scale (B,)."""
+        static = torch.cat([emb(codes[:, j]) for j, emb in enumerate(self.embeddings)] + [log_scale[:, None]], dim=1)
+        context = past.shape[1]
+        encoded, _ = self.lstm(torch.cat([past, static[:, None, :].expand(-1, context, -1)], dim=2))
+        horizon = future.shape[1]
+        state = torch.cat([encoded[:, -1], static], dim=1)[:, None, :].expand(-1, horizon, -1)
+        steps = self.step.weight[:horizon][None].expand(len(past), -1, -1)
+        out = self.head(torch.cat([state, future, reference[..., None], steps], dim=2))
+        mean = nn.functional.softplus(out[..., 0])
+        # the lowest quantile, then positive increments: quantiles never cross
+        quantiles = torch.cat([out[..., 1:2], nn.functional.softplus(out[..., 2:])], dim=2).cumsum(dim=2)
+        return mean, quantiles
+
+
+class LSTMForecaster:
+    """Global LSTM forecaster (see the module docstring); `predict(h)` for h <= `max_horizon`.
+
+    Training samples windows from all series (never touching a series' leading
+    NaN), minimises squared error on the mean plus pinball loss on the
+    quantiles of scaled targets, and stops early on the last periods of every
+    series (a time-based validation). With `warm_start`, a later `fit` on the
+    same series and inputs continues from the current weights for
+    `refit_epochs` epochs. `device="auto"` trains and predicts on CUDA when
+    available. `threads` sets torch's CPU threads during fit and predict
+    (None: torch's default); on a 2-core CPU shared with other work, 1 thread
+    trained many times faster than 2.
+    """
+
+    name = "lstm"
+
+    def __init__(self, *, context: int | None = None, max_horizon: int = 60, hidden: int = 64, layers: int = 2,
+                 dropout: float = 0.25, batch_size: int = 256, lr: float = 2e-3, max_epochs: int = 30,
+                 windows_per_epoch: int = 8192, patience: int = 5, refit_epochs: int = 5, warm_start: bool = True,
+                 levels: tuple[float, ...] = QUANTILE_LEVELS, seed: int = 0, device: str = "auto",
+                 threads: int | None = None, verbose: bool = True) -> None:
+        self.context, self.max_horizon, self.hidden, self.layers = context, max_horizon, hidden, layers
+        self.dropout, self.batch_size, self.lr, self.max_epochs = dropout, batch_size, lr, max_epochs
+        self.windows_per_epoch, self.patience, self.refit_epochs = windows_per_epoch, patience, refit_epochs
+        self.warm_start, self.levels, self.seed, self.threads = warm_start, tuple(sorted(levels)), seed, threads
+        self.verbose = verbose
+        self.device = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
+                                   "cpu" if device == "auto" else device)
+        self.history: SeriesPanel | None = None
+        self.network: _Network | None = None
+        self.epochs_run = 0                 # epochs of the last fit
+        self.losses: list[tuple[float, float]] = []  # (train, validation) loss of each epoch of the last fit
+
+    # ---- features -------------------------------------------------------------------------------------------
+
+    def _layout(self, history: SeriesPanel) -> tuple:
+        """What the weights depend on: a refit with the same layout may continue from them."""
+        cards = tuple((name, int(codes.max()) + 1 if len(codes) else 1) for name, codes in history.categories.items())
+        return (history.ids, history.covariate_names, history.covariates.shape[2], cards, history.freq.name,
+                self.levels)
+
+    def _features(self, history: SeriesPanel) -> dict[str, torch.Tensor]:
+        """Per-step encoder inputs (n, T, F), known future inputs (n, T + max_horizon, G) and the scaled targets."""
+        n, t = history.values.shape
+        season = history.freq.season_length
+        scale = series_scale(history.values)
+        scaled = history.values / scale[:, None]
+        lag = np.full_like(scaled, np.nan)
+        lag[:, season:] = scaled[:, :-season]
+        past = np.stack([scaled, lag, *_rolling(scaled, max(season, 2)), *_rolling(scaled, max(4 * season, 8))], axis=2)
+        past = np.log1p(np.nan_to_num(past, nan=0.0))
+
+        # known inputs up to T + max_horizon: the calendar (dates extended past the panel's), the covariates
+        # where known (zero after)
+        width = t + self.max_horizon
+        dates = history.dates
+        if len(dates) < width:
+            dates = dates.append(pd.date_range(dates[-1], periods=width - len(dates) + 1, freq=history.freq.alias)[1:])
+        stop = min(len(history.dates), width)
+        cov = np.nan_to_num((history.covariates[:, :stop] - self._cov_mean) / self._cov_std)
+        known = np.zeros((n, width, 4 + cov.shape[2]), np.float32)
+        known[:, :, :4] = calendar_features(dates[:width], history.freq)[None]
+        known[:, :stop, 4:] = cov
+        past = np.concatenate([past, known[:, :t]], axis=2)
+
+        codes = np.stack([np.asarray(c, np.int64) for c in history.categories.values()], axis=1) if \
+            history.categories else np.zeros((n, 0), np.int64)
+        log_scale = (np.log(scale) - self._scale_mean) / self._scale_std
+
+        def tensor(a: np.ndarray, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+            return torch.as_tensor(np.ascontiguousarray(a), dtype=dtype, device=self.device)
+
+        return {"past": tensor(past), "known": tensor(known), "codes": tensor(codes, torch.long),
+                "log_scale": tensor(log_scale), "scale": tensor(scale), "value": tensor(np.nan_to_num(scaled)),
+                "target": tensor(scaled)}
+
+    def _batch(self, f: dict[str, torch.Tensor], rows: torch.Tensor, origins: torch.Tensor,
+               horizon: int) -> tuple[torch.Tensor, ...]:
+        """Network inputs for windows ending at `origins` (first target step) of series `rows`."""
+        season = self._season
+        back = (origins[:, None] + torch.arange(-self._context, 0, device=self.device)).clamp(min=0)
+        ahead = origins[:, None] + torch.arange(horizon, device=self.device)
+        # each target step's value one season (or the first whole number of seasons) before it, all in the past
+        steps = torch.arange(horizon, device=self.device)
+        earlier = origins[:, None] + steps % season - season
+        reference = torch.log1p(f["value"][rows[:, None], earlier.clamp(min=0)])
+        return (f["past"][rows[:, None], back], f["known"][rows[:, None], ahead], reference, f["codes"][rows],
+                f["log_scale"][rows])
+
+    # ---- fitting --------------------------------------------------------------------------------------------
+
+    def fit(self, history: SeriesPanel) -> None:
+        """Train on all series of `history` (or continue training, see `warm_start`)."""
+        if any(len(c) and c.min() < 0 for c in history.categories.values()):
+            raise ValueError(f"{self.name}.fit: category codes must be >= 0")
+        layout = self._layout(history)
+        warm = self.warm_start and self.network is not None and layout == self._fitted_layout
+        self.history = None  # a failed fit leaves nothing to predict from
+        cuda = [self.device.index or 0] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=cuda), _threads(self.threads):
+            torch.manual_seed(self.seed)
+            self._fit(history, layout, warm)
+        self.history = history
+
+    def _fit(self, history: SeriesPanel, layout: tuple, warm: bool) -> None:
+        n, t = history.values.shape
+        validation = min(self.max_horizon, max(1, t // 4))  # the last periods of every series
+        if not warm:
+            season = history.freq.season_length
+            cov = history.covariates[:, :t].reshape(n * t, -1).astype(np.float64)
+            self._cov_mean, std = cov.mean(axis=0), cov.std(axis=0)
+            self._cov_std = np.where(std > 1e-6, std, 1.0)
+            log_scale = np.log(series_scale(history.values))
+            self._scale_mean, self._scale_std = log_scale.mean(), max(log_scale.std(), 1.0)
+            self._season = max(season, 1)
+            wanted = self.context or (56 if history.freq.name == "daily" else max(4 * season, 8))
+            self._context = max(1, min(wanted, (t - validation) // 2))  # short histories: a shorter context
+        context, horizon = self._context, self.max_horizon
+        f = self._features(history)
+        self._inputs = f  # predict starts right after this history
+
+        # windows: origin o reads [o - context, o) and predicts [o, o + horizon); training targets end at t - validation
+        first = np.argmax(np.isfinite(history.values), axis=1)  # first observation of each series
+        first[~np.isfinite(history.values).any(axis=1)] = t
+        origins = [np.arange(first[i] + context, t - validation) for i in range(n)]
+        rows = np.repeat(np.arange(n), [len(o) for o in origins])
+        origins = np.concatenate(origins)
+        if not len(rows):
+            raise ValueError(f"{self.name}.fit: no series has {context + validation + 1} observed periods "
+                             f"(context {context} + validation {validation} + 1); give a longer history")
+        train_target = f["target"].clone()
+        train_target[:, t - validation:] = float("nan")
+        train_target = torch.cat([train_target, torch.full((n, horizon), float("nan"), device=self.device)], dim=1)
+        val_target = torch.cat([f["target"], torch.full((n, horizon), float("nan"), device=self.device)], dim=1)
+        val_rows = torch.as_tensor(np.flatnonzero(first + context <= t - validation), device=self.device)
+        val_origins = torch.full_like(val_rows, t - validation)
+
+        if not warm:
+            cards = [card for _, card in layout[3]]
+            self.network = _Network(f["past"].shape[2], f["known"].shape[2], cards, self.hidden, self.layers,
+                                    self.dropout, horizon, len(self.levels)).to(self.device)
+            self._fitted_layout = layout
+        network = self.network
+        optimiser = torch.optim.Adam(network.parameters(), lr=self.lr)
+        levels = torch.tensor(self.levels, device=self.device)
+        rng = np.random.default_rng(self.seed)
+        epochs = self.refit_epochs if warm else self.max_epochs
+        # the weights to beat: the current ones (a warm start may not improve on them), then the best epoch's
+        best = self._validate(network, f, val_target, val_rows, val_origins, levels)
+        best_state, waited = copy.deepcopy(network.state_dict()), 0
+        self.losses = []
+        for epoch in range(epochs):
+            started = time.perf_counter()
+            network.train()
+            picks = rng.integers(0, len(rows), size=self.windows_per_epoch)
+            total = 0.0
+            for b in range(0, len(picks), self.batch_size):
+                pick = picks[b:b + self.batch_size]
+                r = torch.as_tensor(rows[pick], device=self.device)
+                o = torch.as_tensor(origins[pick], device=self.device)
+                loss = self._loss(network, f, train_target, r, o, levels)
+                optimiser.zero_grad()
+                loss.backward()
+                nn.utils.clip_grad_norm_(network.parameters(), 1.0)
+                optimiser.step()
+                total += loss.item() * len(pick)
+            train_loss = total / len(picks)
+            val_loss = self._validate(network, f, val_target, val_rows, val_origins, levels)
+            self.losses.append((train_loss, val_loss))
+            if self.verbose:
+                log.info("%s epoch %d/%d: train loss %.4f, validation loss %.4f, %.1f s", self.name, epoch + 1,
+                         epochs, train_loss, val_loss, time.perf_counter() - started)
+            if val_loss < best - 1e-6 or not np.isfinite(best):
+                best, best_state, waited = val_loss, copy.deepcopy(network.state_dict()), 0
+            else:
+                waited += 1
+                if waited >= self.patience:
+                    break
+        self.epochs_run = len(self.losses)
+        network.load_state_dict(best_state)
+        network.eval()
+
+    def _loss(self, network: _Network, f: dict[str, torch.Tensor], target: torch.Tensor, rows: torch.Tensor,
+              origins: torch.Tensor, levels: torch.Tensor) -> torch.Tensor:
+        """Squared error of the mean plus the pinball loss of the quantiles, over observed target steps."""
+        mean, quantiles = network(*self._batch(f, rows, origins, self.max_horizon))
+        y = target[rows[:, None], origins[:, None] + torch.arange(self.max_horizon, device=self.device)]
+        observed = torch.isfinite(y)
+        y = torch.nan_to_num(y)
+        error = y[..., None] - quantiles
+        pinball = torch.maximum(levels * error, (levels - 1) * error).sum(dim=2)
+        per_step = (mean - y) ** 2 + pinball
+        return (per_step * observed).sum() / observed.sum().clamp(min=1)
+
+    def _validate(self, network: _Network, f: dict[str, torch.Tensor], target: torch.Tensor, rows: torch.Tensor,
+                  origins: torch.Tensor, levels: torch.Tensor) -> float:
+        """The loss on the validation windows (NaN when there are none)."""
+        if not len(rows):
+            return float("nan")
+        network.eval()
+        with torch.no_grad():
+            return self._loss(network, f, target, rows, origins, levels).item()
+
+    # ---- prediction -----------------------------------------------------------------------------------------
+
+    def predict(self, horizon: int) -> Forecast:
+        """Mean and quantiles of the `horizon` periods after the fitted history, in one batched forward pass."""
+        history = check_horizon(self.name, horizon, self.history, needs_covariates=True)
+        if horizon > self.max_horizon:
+            raise ValueError(f"{self.name}.predict: horizon {horizon} is over max_horizon {self.max_horizon}; "
+                             f"allowed: 1..{self.max_horizon} (set max_horizon when creating the forecaster)")
+        n, t = history.values.shape
+        f = self._inputs
+        rows = torch.arange(n, device=self.device)
+        origins = torch.full((n,), t, device=self.device)
+        self.network.eval()
+        with torch.no_grad(), _threads(self.threads):
+            mean, quantiles = self.network(*self._batch(f, rows, origins, horizon))
+            mean, quantiles = mean * f["scale"][:, None], quantiles * f["scale"][:, None, None]
+        mean = mean.cpu().double().numpy()
+        quantiles = sorted_quantiles(mean, quantiles.cpu().double().numpy() - mean[..., None])
+        return Forecast(mean=mean, quantiles=quantiles, levels=self.levels)

@@ -1,0 +1,121 @@
+"""The global LSTM forecaster: it learns a known-in-advance promotion effect, keeps the protocol, is reproducible."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from agents.forecasting.data import panel_from_arrays
+from agents.forecasting.lstm import LSTMForecaster
+
+TINY = dict(hidden=16, layers=1, max_horizon=14, context=14, batch_size=128, windows_per_epoch=1024,
+            max_epochs=6, patience=3, device="cpu", threads=1, verbose=False)
+
+
+def promotion_panel(n: int = 20, t: int = 240, future: int = 14, seed: int = 0):
+    """Poisson demand (weekly pattern) tripled on random promotion days; the promotions are known in advance."""
+    rng = np.random.default_rng(seed)
+    promo = (rng.random((n, t + future)) < 0.15).astype(np.float32)
+    level = rng.uniform(3, 8, (n, 1))
+    mean = level * (1 + 0.2 * np.sin(2 * np.pi * np.arange(t + future) / 7)) * (1 + 2.0 * promo)
+    demand = rng.poisson(mean).astype(float)
+    panel = panel_from_arrays(demand[:, :t], future=future, covariates=promo[..., None], covariate_names=("promotion",),
+                              categories={"store": np.arange(n) % 4})
+    return panel, demand[:, t:], promo[:, t:]
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    """A small model fitted once on the promotion panel."""
+    panel, future, promo = promotion_panel()
+    model = LSTMForecaster(**{**TINY, "max_epochs": 15, "patience": 5})
+    model.fit(panel)
+    return model, panel, future, promo
+
+
+def test_learns_the_promotion_effect_better_than_a_constant(fitted):
+    model, panel, future, promo = fitted
+    forecast = model.predict(14)
+    constant = np.nanmean(panel.values, axis=1)[:, None]
+    mae, mae_constant = np.abs(forecast.mean - future).mean(), np.abs(constant - future).mean()
+    assert mae < 0.75 * mae_constant
+    # promotion days (demand x3) are forecast well above the others
+    assert forecast.mean[promo == 1].mean() > 2 * forecast.mean[promo == 0].mean()
+
+
+def test_shapes_non_negative_and_sorted_quantiles(fitted):
+    model, panel, _, _ = fitted
+    forecast = model.predict(5)
+    assert forecast.mean.shape == (panel.n, 5) and forecast.quantiles.shape == (panel.n, 5, 3)
+    assert (forecast.mean >= 0).all() and (forecast.quantiles >= 0).all()
+    assert (np.diff(forecast.quantiles, axis=2) >= 0).all()
+    assert np.isfinite(forecast.quantiles).all()
+
+
+def test_clear_errors():
+    with pytest.raises(RuntimeError, match="fit"):
+        LSTMForecaster(**TINY).predict(3)
+    panel, _, _ = promotion_panel(n=4, t=80, future=30)
+    model = LSTMForecaster(**{**TINY, "max_epochs": 1})
+    model.fit(panel)
+    with pytest.raises(ValueError, match="max_horizon 14"):
+        model.predict(20)
+    short = panel_from_arrays(panel.values, future=3, covariates=panel.covariates[:, :83],
+                              covariate_names=("promotion",))
+    model.fit(short)
+    with pytest.raises(ValueError, match="covariates"):
+        model.predict(5)
+
+
+def test_deterministic_for_a_seed():
+    panel, _, _ = promotion_panel(n=6, t=120)
+    forecasts = []
+    for _ in range(2):
+        model = LSTMForecaster(**{**TINY, "max_epochs": 2, "seed": 3})
+        model.fit(panel)
+        forecasts.append(model.predict(14))
+    assert np.array_equal(forecasts[0].mean, forecasts[1].mean)
+    assert np.array_equal(forecasts[0].quantiles, forecasts[1].quantiles)
+
+
+def test_late_starts():
+    panel, _, _ = promotion_panel(n=6, t=160)
+    values = panel.values.copy()
+    values[1, :60] = np.nan    # starts late, still has training windows
+    values[2, :150] = np.nan   # too short for a full context: forecast all the same
+    late = panel_from_arrays(values, future=14, covariates=panel.covariates, covariate_names=("promotion",))
+    model = LSTMForecaster(**{**TINY, "max_epochs": 2})
+    model.fit(late)
+    forecast = model.predict(14)
+    assert np.isfinite(forecast.mean).all() and (forecast.mean >= 0).all()
+    assert np.isfinite(forecast.quantiles).all()
+
+
+def test_warm_start_refit_runs_fewer_epochs():
+    panel, _, _ = promotion_panel(n=6, t=160)
+    model = LSTMForecaster(**{**TINY, "max_epochs": 4, "patience": 10, "refit_epochs": 2})
+    model.fit(panel.until(150, 14))
+    weights = model.network
+    assert model.epochs_run == 4
+    model.fit(panel)
+    assert model.epochs_run == 2 and model.network is weights
+    assert model.predict(14).mean.shape == (6, 14)
+    cold = LSTMForecaster(**{**TINY, "max_epochs": 4, "patience": 10, "refit_epochs": 2, "warm_start": False})
+    cold.fit(panel.until(150, 14))
+    cold.fit(panel)
+    assert cold.epochs_run == 4
+
+
+def test_monthly_series_without_covariates_or_categories():
+    rng = np.random.default_rng(1)
+    months = np.arange(96)
+    values = rng.poisson(20 * (1 + 0.5 * np.sin(2 * np.pi * months / 12)), (3, 96)).astype(float)
+    panel = panel_from_arrays(values, start="2015-01-01", freq="MS")
+    assert panel.freq.season_length == 12 and panel.covariates.shape[2] == 0
+    model = LSTMForecaster(**{**TINY, "context": None, "max_horizon": 12, "max_epochs": 10, "patience": 10})
+    model.fit(panel)
+    forecast = model.predict(12)  # no covariates: the horizon may run past the known future
+    assert forecast.mean.shape == (3, 12) and (forecast.quantiles >= 0).all()
+    # the yearly pattern carries on past the panel's last date (the calendar of the future months is known)
+    truth = 20 * (1 + 0.5 * np.sin(2 * np.pi * np.arange(96, 108) / 12))
+    assert np.corrcoef(forecast.mean.mean(axis=0), truth)[0, 1] > 0.8
