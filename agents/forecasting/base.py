@@ -10,6 +10,7 @@ from it, in backtests and in live twin runs alike.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
@@ -148,7 +149,8 @@ def residual_quantiles(mean: np.ndarray, residuals: np.ndarray, levels: tuple[fl
     not accumulate, like a seasonal profile).
     """
     n, h = mean.shape
-    with np.errstate(all="ignore"):
+    with warnings.catch_warnings():  # a series without residuals: "All-NaN slice", handled below
+        warnings.simplefilter("ignore", RuntimeWarning)
         offsets = np.nanquantile(residuals, levels, axis=1).T if residuals.shape[1] else np.zeros((n, len(levels)))
     offsets = np.nan_to_num(offsets)  # (n, levels); a series without residuals gets a point forecast
     steps = np.sqrt(np.arange(1, h + 1)) if growth == "sqrt" else np.ones(h)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 
@@ -38,6 +40,7 @@ def calendar_features(dates: pd.DatetimeIndex, freq: Frequency) -> np.ndarray:
 
 def series_scale(values: np.ndarray) -> np.ndarray:
     """(n,) mean absolute value of each series' observations (NaN ignored), at least a small positive floor."""
-    with np.errstate(all="ignore"):
+    with warnings.catch_warnings():  # a series with no observation yet: "Mean of empty slice", floored below
+        warnings.simplefilter("ignore", RuntimeWarning)
         scale = np.nanmean(np.abs(values), axis=1)
     return np.where(np.isfinite(scale) & (scale > 1e-6), scale, 1.0)
