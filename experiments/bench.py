@@ -195,6 +195,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--no-pin", action="store_true", help="do not pin each case to one CPU (still one thread)")
     parser.add_argument("--rl", action="store_true", help="then the RL section (experiments/bench_rl.py)")
     parser.add_argument("--rl-only", action="store_true", help="only the RL section")
+    parser.add_argument("--forecast", action="store_true",
+                        help="then the forecaster section (experiments/bench_forecast.py)")
+    parser.add_argument("--forecast-only", action="store_true", help="only the forecaster section")
+    parser.add_argument("--forecasters", help="forecasters of that section, comma-separated (default: all)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
@@ -203,6 +207,8 @@ def main(argv: list[str] | None = None) -> dict:
     if args.rl_only:
         from experiments import bench_rl
         return {"rl": bench_rl.main(quick=args.quick)}
+    if args.forecast_only:
+        return {"forecast": _forecast_section(args)}
     repeat = 1 if args.quick else max(1, args.repeat)
     trace = not args.quick
     common = {"repeat": repeat, "days": args.days, "seed": args.seed, "trace": trace, "pin": not args.no_pin}
@@ -264,10 +270,18 @@ def main(argv: list[str] | None = None) -> dict:
     if args.rl:
         from experiments import bench_rl
         results["rl"] = bench_rl.main(quick=args.quick)
+    if args.forecast:
+        results["forecast"] = _forecast_section(args)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2)
     return results
+
+
+def _forecast_section(args) -> list[dict]:
+    from experiments import bench_forecast
+    names = tuple(args.forecasters.split(",")) if args.forecasters else bench_forecast.DEFAULT
+    return bench_forecast.main(quick=args.quick, forecasters=names)
 
 
 if __name__ == "__main__":

@@ -53,8 +53,6 @@ def forecast_policy(name: str, key: str, z: dict[str, float] | None = None):
 def load_policies(entries: list, network: NetworkSpec, horizon: int, seed: int, case=None,
                   forecast_z: dict[str, float] | None = None) -> dict[str, object]:
     """Build each policy entry (see the module docstring); SpecError naming `policies[i]` if one is bad."""
-    from agents.rl.policy import TrainedPolicy
-
     if not entries:
         raise SpecError("policies: empty; allowed: a list of at least one policy")
     policies: dict[str, object] = {}
@@ -67,6 +65,7 @@ def load_policies(entries: list, network: NetworkSpec, horizon: int, seed: int, 
             path = Path(to_absolute_path(rest))
             if not path.is_dir():
                 raise SpecError(f"{key}: checkpoint {rest!r} is not a directory")
+            from agents.rl.policy import TrainedPolicy  # ray and torch: loaded only for checkpoints
             policy = TrainedPolicy.from_checkpoint(path)
             label = policy.name
         elif sep and kind == "file":

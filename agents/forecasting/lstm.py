@@ -259,9 +259,10 @@ class LSTMForecaster:
             train_loss = total / len(picks)
             val_loss = self._validate(network, f, val_target, val_rows, val_origins, levels)
             self.losses.append((train_loss, val_loss))
-            if self.verbose:
-                log.info("%s epoch %d/%d: train loss %.4f, validation loss %.4f, %.1f s", self.name, epoch + 1,
-                         epochs, train_loss, val_loss, time.perf_counter() - started)
+            if self.verbose:  # a warm refit (weekly, in live runs) logs at debug level only
+                log.log(logging.DEBUG if warm else logging.INFO, "%s epoch %d/%d: train loss %.4f, validation "
+                        "loss %.4f, %.1f s", self.name, epoch + 1, epochs, train_loss, val_loss,
+                        time.perf_counter() - started)
             if val_loss < best - 1e-6 or not np.isfinite(best):
                 best, best_state, waited = val_loss, copy.deepcopy(network.state_dict()), 0
             else:
