@@ -81,3 +81,11 @@ def test_bad_input_gives_one_clear_error_before_any_work(tmp_path, args, message
     assert done.returncode == 2, done.stderr[-2000:]
     assert message in done.stderr
     assert not (tmp_path / "scores.csv").exists()
+
+
+def test_a_bayesian_sweep_with_optuna_returns_the_best_setting(tmp_path):
+    done = run("-m", "hydra/sweeper=optuna", "hydra.sweeper.n_trials=3", "forecaster=moving_average",
+               "forecaster.window=int(interval(3,40))", "compare=[]", *SMALL_TWIN, f"hydra.sweep.dir={tmp_path}")
+    assert done.returncode == 0, done.stderr[-3000:]
+    best = (tmp_path / "optimization_results.yaml").read_text()
+    assert "forecaster.window" in best and "best_value" in best
