@@ -23,7 +23,7 @@ def test_python_example_runs(tmp_path, monkeypatch, capsys):
 def test_documented_modules_exist():
     modules = set(re.findall(r"python -m (experiments\.\w+)", README))
     assert {"experiments.simulate", "experiments.validate", "experiments.bench", "experiments.tune",
-            "experiments.train", "experiments.evaluate"} <= modules
+            "experiments.train", "experiments.evaluate", "experiments.forecast"} <= modules
     for module in modules:
         assert (ROOT / (module.replace(".", "/") + ".py")).is_file(), module
     assert "make run" in README and "make test" in README
@@ -51,3 +51,17 @@ def test_bench_rl_section_prints_throughput_for_0_1_2_env_runners():
                   "RLlib, node, 2 env runner(s)", "RLlib, node_sku, 0 env runner(s)"):
         assert label in done.stdout
     assert "agent-steps/s" in done.stdout
+
+
+def test_bench_forecast_section_prints_speed_and_error_against_the_oracle():
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "experiments.bench", "--forecast-only", "--forecasters",
+                           "seasonal_naive,moving_average,oracle"], capture_output=True, text=True, cwd=ROOT,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = {line.split()[0]: line.split() for line in done.stdout.splitlines() if line.strip()
+            and line.split()[0] in ("seasonal_naive", "moving_average", "oracle")}
+    assert set(rows) == {"seasonal_naive", "moving_average", "oracle"}
+    assert rows["oracle"][5] == "1.000" and float(rows["seasonal_naive"][5]) > 1.0  # MAE / oracle
