@@ -29,7 +29,7 @@ import scenarios
 from agents.forecasting.backtest import METRICS, BacktestPlan, backtest
 from agents.forecasting.base import Forecaster, SeriesPanel
 from agents.forecasting.data import DataError, load_panel, panel_from_twin
-from agents.forecasting.registry import forecaster_factory
+from agents.forecasting.registry import FORECASTERS, forecaster_factory
 from experiments.forecast_report import format_scores, plot_error_by_horizon, plot_forecasts, write_scores
 from experiments.simulate import run_checked
 from twin.config import ConfigReader, SpecError
@@ -58,11 +58,13 @@ def load_forecast_config(data: Mapping[str, Any]) -> ForecastConfig:
     seed = r.integer("seed", 0, low=0)
     spec = dict(r.raw("forecaster") or {})
     spec.setdefault("name", "lstm")
-    if "seed" in _keywords(spec["name"]) and "seed" not in spec:
+    if spec["name"] in FORECASTERS and "seed" in _keywords(spec["name"]) and "seed" not in spec:
         spec["seed"] = seed
     subject = spec["name"]
-    factories = {subject: forecaster_factory(spec, "forecaster")}
+    forecaster_factory(_with_horizon(spec, 60), "forecaster")  # checked now, built once the horizons are known
     compare = r.sequence("compare", ())
+    for i, entry in enumerate(compare):
+        forecaster_factory(_with_horizon(entry, 60), f"compare[{i}]")
 
     d = ConfigReader(r.raw("data"), "data")
     path = d.raw("path")
@@ -104,22 +106,35 @@ def load_forecast_config(data: Mapping[str, Any]) -> ForecastConfig:
         if holdout >= panel.length - 8:
             raise SpecError(f"data.holdout: {holdout} leaves too little data ({panel.length} periods)")
         panel = panel.until(panel.length - holdout)
+    try:
+        plan = BacktestPlan.of(panel, horizons, origins, step)
+    except ValueError as error:
+        raise SpecError(str(error)) from error
+    longest = plan.horizons[-1]
+    factories = {subject: forecaster_factory(_with_horizon(spec, longest), "forecaster")}
     for i, entry in enumerate(compare):
         name = entry if isinstance(entry, str) else dict(entry).get("name")
         if name == "oracle" and panel.oracle_mean is None:
             log.info("compare: oracle dropped (the data carry no true mean)")
             continue
         if name != subject:
-            factories[name] = forecaster_factory(entry, f"compare[{i}]")
-    try:
-        plan = BacktestPlan.of(panel, horizons, origins, step)
-    except ValueError as error:
-        raise SpecError(str(error)) from error
+            factories[name] = forecaster_factory(_with_horizon(entry, longest), f"compare[{i}]")
     horizon = objective_horizon or plan.horizons[len(plan.horizons) // 2]
     if horizon not in plan.horizons:
         raise SpecError(f"objective.horizon: {horizon} is not allowed; allowed: one of {list(plan.horizons)}")
     return ForecastConfig(panel=panel, source=source, forecasters=factories, subject=subject, plan=plan,
                           objective_metric=metric, objective_horizon=horizon, plot_series=plot_series)
+
+
+def _with_horizon(spec: str | Mapping[str, Any], longest: int) -> str | dict:
+    """`spec` with `max_horizon: null` (a forecaster that needs it: the LSTM) set to the longest horizon."""
+    name = spec if isinstance(spec, str) else spec.get("name")
+    if name not in FORECASTERS or "max_horizon" not in _keywords(name):  # an unknown name: the factory says so
+        return spec
+    spec = {"name": spec} if isinstance(spec, str) else dict(spec)
+    if spec.get("max_horizon") is None:
+        spec["max_horizon"] = longest
+    return spec
 
 
 def _keywords(name: str) -> list[str]:
