@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from agents.forecasting.data import panel_from_arrays
 from agents.forecasting.lstm import LSTMForecaster
@@ -119,3 +120,47 @@ def test_monthly_series_without_covariates_or_categories():
     # the yearly pattern carries on past the panel's last date (the calendar of the future months is known)
     truth = 20 * (1 + 0.5 * np.sin(2 * np.pi * np.arange(96, 108) / 12))
     assert np.corrcoef(forecast.mean.mean(axis=0), truth)[0, 1] > 0.8
+
+
+def trend_panel(n: int = 20, t: int = 240, future: int = 14, seed: int = 0):
+    """Poisson demand (weekly pattern) whose level rises 1% a day: x11 over the history."""
+    rng = np.random.default_rng(seed)
+    days = np.arange(t + future)
+    mean = rng.uniform(3, 8, (n, 1)) * 1.01 ** days * (1 + 0.2 * np.sin(2 * np.pi * days / 7))
+    demand = rng.poisson(mean).astype(float)
+    return panel_from_arrays(demand[:, :t], future=future), demand[:, t:]
+
+
+def test_window_scaling_follows_a_trend_better_than_series_scaling():
+    panel, future = trend_panel()
+    mae = {}
+    for scaling in ("window", "series"):
+        model = LSTMForecaster(**{**TINY, "max_epochs": 10, "patience": 10, "scaling": scaling})
+        model.fit(panel)
+        mae[scaling] = np.abs(model.predict(14).mean - future).mean()
+    assert mae["window"] < 0.8 * mae["series"], mae
+
+
+def test_window_scale_reads_only_the_context():
+    panel, _ = trend_panel(n=4, t=120)
+    model = LSTMForecaster(**{**TINY, "max_epochs": 1})
+    model.fit(panel)
+    f = dict(model._inputs)
+    rows, origins = torch.arange(4).repeat(3), torch.tensor([14] * 4 + [60] * 4 + [120] * 4)
+    scale = model._window_scale(f, rows, origins)
+    values = panel.values / f["scale"].numpy()[:, None]
+    expected = [np.abs(values[r, o - 14:o]).mean() for r, o in zip(rows.tolist(), origins.tolist())]
+    np.testing.assert_allclose(scale.numpy(), np.maximum(expected, 0.1), rtol=1e-5)
+    # values at and after each window's first target step change nothing
+    for key in ("value", "observed"):
+        f[key] = f[key].clone()
+    f["value"][:, 60:] = 1e6
+    assert torch.equal(model._window_scale(f, rows[:8], origins[:8]), scale[:8])
+    # an all-zero context is floored, not divided by zero
+    f["value"][:, :14] = 0.0
+    assert model._window_scale(f, rows[:4], origins[:4]).tolist() == pytest.approx([0.1] * 4)
+
+
+def test_bad_scaling():
+    with pytest.raises(ValueError, match="scaling 'global' is not allowed; allowed: window, series"):
+        LSTMForecaster(scaling="global")

@@ -8,6 +8,17 @@ target step, the known covariates and calendar, the value a season before and
 a step embedding to the mean and the quantiles of every step up to
 `max_horizon` at once (no recursion). There is no series-id embedding: the
 model must carry over to series it has not seen.
+
+Scaling (`scaling`): with "window" (as in DeepAR), each window's inputs
+(values, lag, rolling statistics, the value a season before) are divided by
+a scale of its own, the mean absolute value of the observed context values
+(at least `MIN_WINDOW_SCALE` times the series' scale, so all-zero contexts
+are safe); the network also reads the log of that scale relative to the
+series' scale, predicts in units of it, and its outputs are multiplied back
+(the loss is taken in units of the series' scale). Nothing at or after a window's first
+target step enters its scale. With "series", one scale per series (the mean
+absolute value over its whole history) serves all its windows: fine on
+stationary demand, poor where the level moves (trends, shocks).
 """
 
 from __future__ import annotations
@@ -27,6 +38,9 @@ from agents.forecasting.base import QUANTILE_LEVELS, Forecast, SeriesPanel, chec
 from agents.forecasting.features import calendar_features, series_scale
 
 log = logging.getLogger("agents.forecasting.lstm")
+
+SCALINGS = ("window", "series")
+MIN_WINDOW_SCALE = 0.1  # the floor of a window's scale, relative to its series' scale
 
 
 def _rolling(values: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
@@ -62,10 +76,11 @@ class _Network(nn.Module):
     """Stacked LSTM encoder plus a dense head shared by all target steps (told apart by a step embedding)."""
 
     def __init__(self, n_encoder: int, n_decoder: int, cardinalities: list[int], hidden: int, layers: int,
-                 dropout: float, max_horizon: int, n_levels: int) -> None:
+                 dropout: float, max_horizon: int, n_levels: int, n_scales: int = 1) -> None:
         super().__init__()
         self.embeddings = nn.ModuleList([nn.Embedding(card, min(8, card)) for card in cardinalities])
-        n_static = sum(e.embedding_dim for e in self.embeddings) + 1  # + log of the series' scale
+        # + log of the series' scale (and of the window's, relative to it)
+        n_static = sum(e.embedding_dim for e in self.embeddings) + n_scales
         self.lstm = nn.LSTM(n_encoder + n_static, hidden, num_layers=layers, batch_first=True,
                             dropout=dropout if layers > 1 else 0.0)
         self.step = nn.Embedding(max_horizon, 8)
@@ -76,8 +91,8 @@ class _Network(nn.Module):
     def forward(self, past: torch.Tensor, future: torch.Tensor, reference: torch.Tensor, codes: torch.Tensor,
                 log_scale: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Scaled mean (B, H) and non-decreasing quantiles (B, H, levels) from the past (B, C, F), the known
-        future (B, H, G), each step's value a season earlier (B, H), category codes (B, c) and log scale (B,)."""
-        static = torch.cat([emb(codes[:, j]) for j, emb in enumerate(self.embeddings)] + [log_scale[:, None]], dim=1)
+        future (B, H, G), each step's value a season earlier (B, H), category codes (B, c) and log scales (B, s)."""
+        static = torch.cat([emb(codes[:, j]) for j, emb in enumerate(self.embeddings)] + [log_scale], dim=1)
         context = past.shape[1]
         encoded, _ = self.lstm(torch.cat([past, static[:, None, :].expand(-1, context, -1)], dim=2))
         horizon = future.shape[1]
@@ -101,7 +116,10 @@ class LSTMForecaster:
     `refit_epochs` epochs. `device="auto"` trains and predicts on CUDA when
     available. `threads` sets torch's CPU threads during fit and predict
     (None: torch's default); on a 2-core CPU shared with other work, 1 thread
-    trained many times faster than 2.
+    trained many times faster than 2. `scaling` is "window" (each window
+    divided by the mean absolute value of its own context, DeepAR-style) or
+    "series" (one scale per series over its whole history); see the module
+    docstring.
     """
 
     name = "lstm"
@@ -110,7 +128,10 @@ class LSTMForecaster:
                  dropout: float = 0.25, batch_size: int = 256, lr: float = 2e-3, max_epochs: int = 30,
                  windows_per_epoch: int = 8192, patience: int = 5, refit_epochs: int = 5, warm_start: bool = True,
                  levels: tuple[float, ...] = QUANTILE_LEVELS, seed: int = 0, device: str = "auto",
-                 threads: int | None = None, verbose: bool = True) -> None:
+                 threads: int | None = None, scaling: str = "window", verbose: bool = True) -> None:
+        if scaling not in SCALINGS:
+            raise ValueError(f"LSTMForecaster: scaling {scaling!r} is not allowed; allowed: {', '.join(SCALINGS)}")
+        self.scaling = scaling
         self.context, self.max_horizon, self.hidden, self.layers = context, max_horizon, hidden, layers
         self.dropout, self.batch_size, self.lr, self.max_epochs = dropout, batch_size, lr, max_epochs
         self.windows_per_epoch, self.patience, self.refit_epochs = windows_per_epoch, patience, refit_epochs
@@ -129,18 +150,20 @@ class LSTMForecaster:
         """What the weights depend on: a refit with the same layout may continue from them."""
         cards = tuple((name, int(codes.max()) + 1 if len(codes) else 1) for name, codes in history.categories.items())
         return (history.ids, history.covariate_names, history.covariates.shape[2], cards, history.freq.name,
-                self.levels)
+                self.levels, self.scaling)
 
     def _features(self, history: SeriesPanel) -> dict[str, torch.Tensor]:
-        """Per-step encoder inputs (n, T, F), known future inputs (n, T + max_horizon, G) and the scaled targets."""
+        """Per-step level inputs (n, T, 5: value, lag, rolling statistics, over the series' scale, not yet
+        logged), known inputs (n, T + max_horizon, G), and the series-scaled values and targets."""
         n, t = history.values.shape
         season = history.freq.season_length
         scale = series_scale(history.values)
         scaled = history.values / scale[:, None]
         lag = np.full_like(scaled, np.nan)
         lag[:, season:] = scaled[:, :-season]
-        past = np.stack([scaled, lag, *_rolling(scaled, max(season, 2)), *_rolling(scaled, max(4 * season, 8))], axis=2)
-        past = np.log1p(np.nan_to_num(past, nan=0.0))
+        level = np.stack([scaled, lag, *_rolling(scaled, max(season, 2)), *_rolling(scaled, max(4 * season, 8))],
+                         axis=2)
+        level = np.nan_to_num(level, nan=0.0)  # divided by each window's scale and logged in _batch
 
         # known inputs up to T + max_horizon: the calendar (dates extended past the panel's), the covariates
         # where known (zero after)
@@ -153,7 +176,6 @@ class LSTMForecaster:
         known = np.zeros((n, width, 4 + cov.shape[2]), np.float32)
         known[:, :, :4] = calendar_features(dates[:width], history.freq)[None]
         known[:, :stop, 4:] = cov
-        past = np.concatenate([past, known[:, :t]], axis=2)
 
         codes = np.stack([np.asarray(c, np.int64) for c in history.categories.values()], axis=1) if \
             history.categories else np.zeros((n, 0), np.int64)
@@ -162,22 +184,39 @@ class LSTMForecaster:
         def tensor(a: np.ndarray, dtype: torch.dtype = torch.float32) -> torch.Tensor:
             return torch.as_tensor(np.ascontiguousarray(a), dtype=dtype, device=self.device)
 
-        return {"past": tensor(past), "known": tensor(known), "codes": tensor(codes, torch.long),
+        return {"level": tensor(level), "known": tensor(known), "codes": tensor(codes, torch.long),
                 "log_scale": tensor(log_scale), "scale": tensor(scale), "value": tensor(np.nan_to_num(scaled)),
-                "target": tensor(scaled)}
+                "observed": tensor(np.isfinite(scaled), torch.bool), "target": tensor(scaled)}
+
+    def _window_scale(self, f: dict[str, torch.Tensor], rows: torch.Tensor, origins: torch.Tensor) -> torch.Tensor:
+        """(B,) scale of each window relative to its series' scale: 1 with "series" scaling; with "window", the
+        mean absolute observed value of its context [origin - context, origin), at least MIN_WINDOW_SCALE."""
+        if self.scaling == "series":
+            return torch.ones(len(rows), device=self.device)
+        back = origins[:, None] + torch.arange(-self._context, 0, device=self.device)
+        index = back.clamp(min=0)
+        observed = f["observed"][rows[:, None], index] & (back >= 0)
+        total = (f["value"][rows[:, None], index].abs() * observed).sum(dim=1)
+        return (total / observed.sum(dim=1).clamp(min=1)).clamp(min=MIN_WINDOW_SCALE)
 
     def _batch(self, f: dict[str, torch.Tensor], rows: torch.Tensor, origins: torch.Tensor,
-               horizon: int) -> tuple[torch.Tensor, ...]:
-        """Network inputs for windows ending at `origins` (first target step) of series `rows`."""
+               horizon: int) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
+        """Network inputs for windows ending at `origins` (first target step) of series `rows`, and the windows'
+        scales relative to their series' (B,)."""
         season = self._season
+        window = self._window_scale(f, rows, origins)
         back = (origins[:, None] + torch.arange(-self._context, 0, device=self.device)).clamp(min=0)
         ahead = origins[:, None] + torch.arange(horizon, device=self.device)
+        past = torch.cat([torch.log1p(f["level"][rows[:, None], back] / window[:, None, None]),
+                          f["known"][rows[:, None], back]], dim=2)
         # each target step's value one season (or the first whole number of seasons) before it, all in the past
         steps = torch.arange(horizon, device=self.device)
         earlier = origins[:, None] + steps % season - season
-        reference = torch.log1p(f["value"][rows[:, None], earlier.clamp(min=0)])
-        return (f["past"][rows[:, None], back], f["known"][rows[:, None], ahead], reference, f["codes"][rows],
-                f["log_scale"][rows])
+        reference = torch.log1p(f["value"][rows[:, None], earlier.clamp(min=0)] / window[:, None])
+        log_scale = f["log_scale"][rows][:, None]
+        if self.scaling == "window":
+            log_scale = torch.cat([log_scale, torch.log(window)[:, None]], dim=1)
+        return (past, f["known"][rows[:, None], ahead], reference, f["codes"][rows], log_scale), window
 
     # ---- fitting --------------------------------------------------------------------------------------------
 
@@ -229,8 +268,9 @@ class LSTMForecaster:
 
         if not warm:
             cards = [card for _, card in layout[3]]
-            self.network = _Network(f["past"].shape[2], f["known"].shape[2], cards, self.hidden, self.layers,
-                                    self.dropout, horizon, len(self.levels)).to(self.device)
+            self.network = _Network(f["level"].shape[2] + f["known"].shape[2], f["known"].shape[2], cards,
+                                    self.hidden, self.layers, self.dropout, horizon, len(self.levels),
+                                    n_scales=2 if self.scaling == "window" else 1).to(self.device)
             self._fitted_layout = layout
         network = self.network
         optimiser = torch.optim.Adam(network.parameters(), lr=self.lr)
@@ -275,8 +315,15 @@ class LSTMForecaster:
 
     def _loss(self, network: _Network, f: dict[str, torch.Tensor], target: torch.Tensor, rows: torch.Tensor,
               origins: torch.Tensor, levels: torch.Tensor) -> torch.Tensor:
-        """Squared error of the mean plus the pinball loss of the quantiles, over observed target steps."""
-        mean, quantiles = network(*self._batch(f, rows, origins, self.max_horizon))
+        """Squared error of the mean plus the pinball loss of the quantiles, over observed target steps.
+
+        The network predicts in units of each window's scale; its outputs are multiplied back to units of the
+        series' scale before the loss (rather than the targets divided), so a window at a low level does not
+        weigh more than one at a high level: on the twin's demand that was the better choice.
+        """
+        inputs, window = self._batch(f, rows, origins, self.max_horizon)
+        mean, quantiles = network(*inputs)
+        mean, quantiles = mean * window[:, None], quantiles * window[:, None, None]
         y = target[rows[:, None], origins[:, None] + torch.arange(self.max_horizon, device=self.device)]
         observed = torch.isfinite(y)
         y = torch.nan_to_num(y)
@@ -308,8 +355,10 @@ class LSTMForecaster:
         origins = torch.full((n,), t, device=self.device)
         self.network.eval()
         with torch.no_grad(), _threads(self.threads):
-            mean, quantiles = self.network(*self._batch(f, rows, origins, horizon))
-            mean, quantiles = mean * f["scale"][:, None], quantiles * f["scale"][:, None, None]
+            inputs, window = self._batch(f, rows, origins, horizon)
+            mean, quantiles = self.network(*inputs)
+            scale = f["scale"] * window
+            mean, quantiles = mean * scale[:, None], quantiles * scale[:, None, None]
         mean = mean.cpu().double().numpy()
         quantiles = sorted_quantiles(mean, quantiles.cpu().double().numpy() - mean[..., None])
         return Forecast(mean=mean, quantiles=quantiles, levels=self.levels)
