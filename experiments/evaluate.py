@@ -29,7 +29,7 @@ import scenarios
 from agents.envs.core import EnvConfig, SupplyChainSim
 from experiments.evaluation import EvalSetting, evaluate, format_report, plot_comparison
 from experiments.policies import POLICIES, PolicySpec
-from experiments.simulate import run_checked
+from experiments.simulate import CONF_DIR, run_checked
 from scenarios.reference import load_case
 from twin import Engine, SpecError
 from twin.config import ConfigReader
@@ -39,15 +39,21 @@ log = logging.getLogger("experiments.evaluate")
 
 
 def forecast_policy(name: str, key: str, z: dict[str, float] | None = None):
-    """The forecast-driven base-stock policy with live forecaster `name` (oracle, lstm, ets, ...)."""
+    """The forecast-driven base-stock policy with live forecaster `name`: the oracle, or a forecaster refitted
+    weekly with the settings of conf/forecaster/NAME.yaml (a null there: the class default)."""
     from agents.baselines.forecast_policy import ForecastBaseStock
-    from agents.forecasting.live import forecaster_from_name
-    from agents.forecasting.registry import FORECASTERS
+    from agents.forecasting.live import OracleForecaster, Refitting
+    from agents.forecasting.registry import FORECASTERS, forecaster_factory
 
     if name not in FORECASTERS:
         raise SpecError(f"{key}: forecaster {name!r} is not allowed; allowed: forecast:NAME with NAME one of "
                         f"{', '.join(FORECASTERS)}")
-    return ForecastBaseStock(forecaster_from_name(name), z=z)
+    if name == "oracle":
+        return ForecastBaseStock(OracleForecaster(), z=z)
+    path = CONF_DIR / "forecaster" / f"{name}.yaml"
+    spec = yaml.safe_load(path.read_text()) if path.is_file() else {"name": name}
+    spec = {k: v for k, v in spec.items() if v is not None}
+    return ForecastBaseStock(Refitting(forecaster_factory(spec, key), name), z=z)
 
 
 def load_policies(entries: list, network: NetworkSpec, horizon: int, seed: int, case=None,
