@@ -94,18 +94,27 @@ def plot_forecasts(result: BacktestResult, path: Path, n_series: int = 4) -> Non
 
 
 def plot_error_by_horizon(result: BacktestResult, path: Path) -> None:
-    """MAE at each step ahead per forecaster (averaged over origins and series)."""
-    fig = Figure(figsize=(7, 4), dpi=100)
+    """MAE at each step ahead per forecaster (averaged over origins and series) and, on data with a true mean,
+    the same relative to the oracle's MAE at that step (the day's demand level cancels out)."""
+    errors = result.mae_by_step()
+    relative = "oracle" in errors
+    fig = Figure(figsize=(7, 6.5 if relative else 4), dpi=100)
     FigureCanvasAgg(fig)
-    ax = fig.add_subplot(1, 1, 1)
-    for name, errors in result.mae_by_step().items():
-        ax.plot(np.arange(1, len(errors) + 1), errors, label=name, lw=1.5 if name != "oracle" else 1.0,
-                ls="--" if name == "oracle" else "-")
-    for h in result.plan.horizons:
-        ax.axvline(h, color="0.8", lw=0.6)
-    ax.set_xlabel(f"periods ahead ({result.panel.freq.name})")
-    ax.set_ylabel("MAE")
-    ax.set_title(f"Error by horizon: {result.panel.n} series, {len(result.plan.origins)} origins")
-    ax.legend(fontsize=8)
+    axes = [fig.add_subplot(2 if relative else 1, 1, i + 1) for i in range(2 if relative else 1)]
+    steps = np.arange(1, result.plan.horizons[-1] + 1)
+    for name, error in errors.items():
+        style = {"lw": 1.0, "ls": "--"} if name == "oracle" else {"lw": 1.5}
+        axes[0].plot(steps, error, label=name, **style)
+        if relative:
+            axes[1].plot(steps, error / errors["oracle"], label=name, **style)
+    axes[0].set_ylabel("MAE")
+    axes[0].set_title(f"Error by horizon: {result.panel.n} series, {len(result.plan.origins)} origins")
+    if relative:
+        axes[1].set_ylabel("MAE / oracle MAE")
+    for ax in axes:
+        for h in result.plan.horizons:
+            ax.axvline(h, color="0.8", lw=0.6)
+        ax.set_xlabel(f"periods ahead ({result.panel.freq.name})")
+        ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path)
