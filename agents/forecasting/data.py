@@ -241,14 +241,17 @@ def panel_from_twin(network, horizon: int, seed: int = 0, shocks=()) -> SeriesPa
     }
     regions = [region_of[s] for s in names]
     return _twin_panel(names, skus, series(result.sku_series["demand"]), series(result.sku_series["expected_demand"]),
-                       covariates, regions=regions)
+                       covariates, regions=regions, groups=list(network.skus.group))
 
 
 def _twin_panel(stores: list[str], skus: list[str], demand: np.ndarray, expected: np.ndarray,
-                covariates: dict[str, np.ndarray], regions: list[str] | None) -> SeriesPanel:
+                covariates: dict[str, np.ndarray], regions: list[str] | None,
+                groups: list[str] | None = None) -> SeriesPanel:
     n_store, n_sku = len(stores), len(skus)
     days = demand.shape[1]
     categories = {"sku": np.tile(np.arange(n_sku), n_store), "store": np.repeat(np.arange(n_store), n_sku)}
+    if groups is not None:  # the SKU's category (product group)
+        categories["category"] = np.tile(pd.factorize(pd.Series(groups))[0], n_store).astype(np.int64)
     if regions is not None:
         categories["region"] = np.repeat(pd.factorize(pd.Series(regions))[0], n_sku).astype(np.int64)
     dates = pd.date_range(TWIN_START, periods=days, freq="D")
