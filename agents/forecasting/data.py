@@ -230,18 +230,24 @@ def panel_from_twin(network, horizon: int, seed: int = 0, shocks=()) -> SeriesPa
     def series(data: np.ndarray) -> np.ndarray:  # (days, stores, SKUs) -> (stores * SKUs, days)
         return np.moveaxis(data[:, stores, :], 0, -1).reshape(len(stores) * len(skus), horizon)
 
-    model = engine.demand_model
     region_of = {n.name: n.region for n in network.nodes}
-    per_store = (len(skus), horizon)
-    covariates = {
-        "promotion": np.tile(model.promotion.T.astype(float), (len(stores), 1)),
-        "price": np.tile((model.price / np.asarray(network.skus.price)[None, :]).T, (len(stores), 1)),
-        "holiday": np.tile(model.holiday[None, :], (len(stores) * len(skus), 1)),
-        "weather": np.concatenate([np.broadcast_to(model.weather[region_of[s]], per_store) for s in names]),
-    }
+    covariates = twin_covariates(engine.demand_model, network, names)
     regions = [region_of[s] for s in names]
     return _twin_panel(names, skus, series(result.sku_series["demand"]), series(result.sku_series["expected_demand"]),
                        covariates, regions=regions, groups=list(network.skus.group))
+
+
+def twin_covariates(model, network, stores: list[str]) -> dict[str, np.ndarray]:
+    """The demand model's covariates as (stores * SKUs, days) arrays, rows store-major: promotion flag, price
+    relative to the SKU's list price, holiday lift, and the store's regional weather index."""
+    n_sku, days = network.skus.n, model.horizon
+    region_of = {n.name: n.region for n in network.nodes}
+    return {
+        "promotion": np.tile(model.promotion.T.astype(float), (len(stores), 1)),
+        "price": np.tile((model.price / np.asarray(network.skus.price)[None, :]).T, (len(stores), 1)),
+        "holiday": np.tile(model.holiday[None, :], (len(stores) * n_sku, 1)),
+        "weather": np.concatenate([np.broadcast_to(model.weather[region_of[s]], (n_sku, days)) for s in stores]),
+    }
 
 
 def _twin_panel(stores: list[str], skus: list[str], demand: np.ndarray, expected: np.ndarray,

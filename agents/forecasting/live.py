@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from agents.forecasting.base import Forecaster, SeriesPanel
-from agents.forecasting.data import TWIN_START, frequency_of, panel_from_twin
+from agents.forecasting.data import TWIN_START, frequency_of, panel_from_twin, twin_covariates
 from twin.config import SpecError
 from twin.engine import Engine
 
@@ -142,25 +142,17 @@ class Refitting:
     def attach(self, engine: Engine) -> None:
         self.engine = engine
         self.log = engine.record_demand()
-        topo, model, skus = engine.topology, engine.demand_model, engine.network.skus
+        topo, model = engine.topology, engine.demand_model
         self.stores = np.flatnonzero(topo.is_store)
-        n_store, n_sku = len(self.stores), engine.n_sku
         past = panel_from_twin(engine.network, self.history_days, seed=engine.seed + 7919)
         self.past_values = past.values  # (stores * SKUs, history_days), rows store-major like below
         # covariates over the past year and the whole run: the past panel's, then the run's plan
-        region_of = {n.name: n.region for n in engine.network.nodes}
         names = [topo.names[i] for i in self.stores]
-        run_days = engine.horizon
-        run = np.stack([
-            np.tile(model.promotion.T.astype(float), (n_store, 1)),
-            np.tile((model.price / np.asarray(skus.price)[None, :]).T, (n_store, 1)),
-            np.tile(model.holiday[None, :], (n_store * n_sku, 1)),
-            np.concatenate([np.broadcast_to(model.weather[region_of[s]], (n_sku, run_days)) for s in names]),
-        ], axis=-1).astype(np.float32)
+        run = np.stack(list(twin_covariates(model, engine.network, names).values()), axis=-1).astype(np.float32)
         self.covariates = np.concatenate([past.covariates, run], axis=1)
         self.template = past
         self.dates = pd.date_range(pd.Timestamp(TWIN_START) - pd.Timedelta(days=self.history_days),
-                                   periods=self.history_days + run_days, freq="D")
+                                   periods=self.history_days + engine.horizon, freq="D")
         self.descendants = topo.descendants[:, self.stores].astype(np.float32)  # (nodes, stores)
         self.path_mean: np.ndarray | None = None
         self.forecaster = None
