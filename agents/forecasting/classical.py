@@ -34,7 +34,18 @@ def _last_values(values: np.ndarray) -> np.ndarray:
     return np.where(observed.any(axis=1), values[np.arange(len(values)), last], 0.0)
 
 
-class SeasonalNaive:
+class _FromHistory:
+    """A forecaster with nothing to estimate: `fit` keeps the history, `predict` reads it."""
+
+    levels: tuple[float, ...]
+    _history: SeriesPanel | None = None
+
+    def fit(self, history: SeriesPanel) -> None:
+        """Remember the history (nothing to estimate)."""
+        self._history = history
+
+
+class SeasonalNaive(_FromHistory):
     """Repeats each series' last season (the last value for season 1).
 
     Quantiles: the series' seasonal residuals y_t - y_{t-m}, widened by
@@ -46,11 +57,6 @@ class SeasonalNaive:
     def __init__(self, season_length: int | None = None, levels: tuple = QUANTILE_LEVELS) -> None:
         self.season_length = season_length
         self.levels = tuple(levels)
-        self._history: SeriesPanel | None = None
-
-    def fit(self, history: SeriesPanel) -> None:
-        """Remember the history (nothing to estimate)."""
-        self._history = history
 
     def predict(self, horizon: int) -> Forecast:
         """The last season repeated over `horizon` periods."""
@@ -69,7 +75,7 @@ class SeasonalNaive:
         return Forecast(mean=mean, quantiles=quantiles, levels=self.levels)
 
 
-class MovingAverage:
+class MovingAverage(_FromHistory):
     """The flat mean of each series' last `window` observations.
 
     Quantiles: the series' one-step residuals against the same moving average
@@ -84,11 +90,6 @@ class MovingAverage:
             raise ValueError(f"MovingAverage: window {window} is not allowed; allowed: >= 1")
         self.window = window
         self.levels = tuple(levels)
-        self._history: SeriesPanel | None = None
-
-    def fit(self, history: SeriesPanel) -> None:
-        """Remember the history (nothing to estimate)."""
-        self._history = history
 
     def predict(self, horizon: int) -> Forecast:
         """The moving average repeated over `horizon` periods."""
