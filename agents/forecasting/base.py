@@ -140,6 +140,15 @@ def sorted_quantiles(mean: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     return np.maximum.accumulate(q, axis=-1)
 
 
+def nan_quantiles(residuals: np.ndarray, levels: tuple[float, ...]) -> np.ndarray:
+    """(n, levels) quantiles of each row of `residuals`, NaN ignored; zeros for a row without any value."""
+    if residuals.shape[1] == 0:
+        return np.zeros((residuals.shape[0], len(levels)))
+    with warnings.catch_warnings():  # an all-NaN row: "All-NaN slice", made zeros below
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nan_to_num(np.nanquantile(residuals, levels, axis=1).T)
+
+
 def residual_quantiles(mean: np.ndarray, residuals: np.ndarray, levels: tuple[float, ...] = QUANTILE_LEVELS,
                        growth: str = "sqrt") -> np.ndarray:
     """Quantiles (n, h, levels) around `mean` (n, h) from each series' one-step residuals (n, m), NaN ignored.
@@ -148,10 +157,7 @@ def residual_quantiles(mean: np.ndarray, residuals: np.ndarray, levels: tuple[fl
     a random walk's errors) or unchanged ("flat", for models whose errors do
     not accumulate, like a seasonal profile).
     """
-    n, h = mean.shape
-    with warnings.catch_warnings():  # a series without residuals: "All-NaN slice", handled below
-        warnings.simplefilter("ignore", RuntimeWarning)
-        offsets = np.nanquantile(residuals, levels, axis=1).T if residuals.shape[1] else np.zeros((n, len(levels)))
-    offsets = np.nan_to_num(offsets)  # (n, levels); a series without residuals gets a point forecast
+    h = mean.shape[1]
+    offsets = nan_quantiles(residuals, levels)  # (n, levels); a series without residuals gets a point forecast
     steps = np.sqrt(np.arange(1, h + 1)) if growth == "sqrt" else np.ones(h)
     return sorted_quantiles(mean, offsets[:, None, :] * steps[None, :, None])

@@ -12,19 +12,10 @@ from agents.forecasting.base import (
     Forecast,
     SeriesPanel,
     check_horizon,
+    nan_quantiles,
     residual_quantiles,
     sorted_quantiles,
 )
-
-
-def _nan_quantiles(residuals: np.ndarray, levels: tuple[float, ...]) -> np.ndarray:
-    """(n, levels) quantiles of each row of `residuals` (NaN ignored); zeros for a row without any."""
-    if residuals.shape[1] == 0:
-        return np.zeros((residuals.shape[0], len(levels)))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows
-        offsets = np.nanquantile(residuals, levels, axis=1).T
-    return np.nan_to_num(offsets)
 
 
 def _last_values(values: np.ndarray) -> np.ndarray:
@@ -69,7 +60,7 @@ class SeasonalNaive(_FromHistory):
         season = np.where(np.isnan(season), _last_values(values)[:, None], season)
         steps = np.arange(horizon)
         mean = np.maximum(season[:, steps % m], 0.0)
-        offsets = _nan_quantiles(values[:, m:] - values[:, :-m], self.levels)
+        offsets = nan_quantiles(values[:, m:] - values[:, :-m], self.levels)
         growth = np.sqrt(steps // m + 1.0)
         quantiles = sorted_quantiles(mean, offsets[:, None, :] * growth[None, :, None])
         return Forecast(mean=mean, quantiles=quantiles, levels=self.levels)
@@ -110,9 +101,7 @@ class MovingAverage(_FromHistory):
         usable = observed & (window_count[:, :t] >= need[:, None])
         residuals = np.where(usable, values - average[:, :t], np.nan)
         mean = np.repeat(np.maximum(level, 0.0)[:, None], horizon, axis=1)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # series without residuals: a point forecast
-            quantiles = residual_quantiles(mean, residuals, self.levels, growth="flat")
+        quantiles = residual_quantiles(mean, residuals, self.levels, growth="flat")  # none: a point forecast
         return Forecast(mean=mean, quantiles=quantiles, levels=self.levels)
 
 

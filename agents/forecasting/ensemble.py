@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 
 from agents.forecasting.base import Forecast, Forecaster, SeriesPanel, check_horizon
@@ -42,9 +40,7 @@ class Ensemble:
         if v < 1:
             return np.full(len(self.members), 1 / len(self.members))
         train, actual = history.until(t - v, future=v), history.values[:, t - v:]
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # a series without observations: scale 1
-            scale = series_scale(train.values)
+        scale = series_scale(train.values)  # a series without observations: scale 1
         errors = []
         for member in self.members:
             member.fit(train)

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from agents.forecasting.base import Forecaster, SeriesPanel
-from agents.forecasting.data import TWIN_START, frequency_of, panel_from_twin, twin_covariates
+from agents.forecasting.data import TWIN_START, panel_from_twin, twin_covariates
 from twin.config import SpecError
 from twin.engine import Engine
 
@@ -167,7 +167,7 @@ class Refitting:
         t = values.shape[1]
         stop = min(t + future, self.covariates.shape[1])
         dates = self.dates[:stop]
-        return SeriesPanel(ids=self.template.ids, dates=dates, values=values, freq=frequency_of(dates[:3]),
+        return SeriesPanel(ids=self.template.ids, dates=dates, values=values, freq=self.template.freq,
                            covariates=self.covariates[:, :stop], covariate_names=self.template.covariate_names,
                            categories=self.template.categories)
 

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from agents.forecasting.base import QUANTILE_LEVELS, Forecast, SeriesPanel, check_horizon, sorted_quantiles
+from agents.forecasting.base import (
+    QUANTILE_LEVELS,
+    Forecast,
+    SeriesPanel,
+    check_horizon,
+    nan_quantiles,
+    sorted_quantiles,
+)
 
 
 class TrueMean:
@@ -26,8 +33,7 @@ class TrueMean:
         self._history = history
         mean = history.oracle_mean[:, : history.length]
         z = (history.values - mean) / np.sqrt(np.maximum(mean, 1e-9))
-        with np.errstate(all="ignore"):
-            self._z = np.nan_to_num(np.nanquantile(z, self.levels, axis=1).T)  # (n, levels)
+        self._z = nan_quantiles(z, self.levels)  # (n, levels)
 
     def predict(self, horizon: int) -> Forecast:
         """The true mean of the next `horizon` periods, with quantiles mean + z_q sqrt(mean)."""

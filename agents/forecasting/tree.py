@@ -108,9 +108,7 @@ class GradientBoosting:
         self._lags = tuple(self.lags or _LAGS.get(history.freq.name, (1, 2, 3)))
         self._windows = tuple(self.windows or _WINDOWS.get(history.freq.name, (history.freq.season_length,)))
         self._pad = max(max(self._lags), max(self._windows))
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # a series without observations: scale 1
-            self._scale = series_scale(values)
+        self._scale = series_scale(values)  # a series without observations: scale 1
         self._log_scale = np.log(self._scale).astype(np.float32)
         # categories: codes 0..u-1 per category; categorical where HistGradientBoosting allows, else numeric
         codes, categorical = [], []
