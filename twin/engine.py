@@ -141,9 +141,13 @@ class Engine:
             self.day_start[:] = start
             self.bought = float(start.sum())
         self.sold_total = 0.0
-        # the cost of the last closed day per node, and per (node, SKU) when `sku_costs` (RL rewards read them)
+        # the cost of the last closed day per node, by kind (holding, backorder, lost_sale, ordering,
+        # in_transit) and in all; and per (node, SKU) when `sku_costs` (RL rewards read them)
         self.day_cost = np.zeros(n)
+        self.day_costs: dict[str, np.ndarray] = {}
         self.day_sku_cost = np.zeros((n, k)) if sku_costs else None
+        self.day_sku_costs: dict[str, np.ndarray] = {}
+        self._sku_costs = sku_costs
         self.demand_log: np.ndarray | None = None  # (horizon, nodes, SKUs) store demand per day, once asked for
 
         # topology for allocation: who may order from whom (children and re-routed customers)
@@ -219,6 +223,12 @@ class Engine:
         return NetworkState(day=self.day, topology=self.topology, on_hand=self.on_hand.copy(),
                             backorders=self.backorders.copy(), in_transit=self.in_transit.copy(),
                             on_order=self.on_order.copy(), route=self.route.copy())
+
+    def expected_lead_times(self) -> np.ndarray:
+        """(nodes,) the expected lead time (days) of each node's inbound lane today, lead-time shocks included."""
+        topo = self.topology
+        parent = np.maximum(topo.parent, 0)
+        return topo.lead_time_mean * np.where(topo.parent >= 0, self.effects.lead_time[parent], 1.0)
 
     def record_demand(self) -> np.ndarray:
         """Keep every store's customer demand per day from now on (live forecasters read the days before today).
@@ -463,11 +473,16 @@ class Engine:
             "in_transit": np.einsum("nk,nk->n", self.transit_rate, self.in_transit),
         }
         self.day_cost = sum(costs.values())
-        if self.day_sku_cost is not None:
-            self.day_sku_cost[:] = (self.holding_rate * self.on_hand + self.backorder_rate * self.backorders
-                                    + self.lost_rate * self.flows_lost + self.transit_rate * self.in_transit
-                                    + self.fixed_order_cost * (self.flows_ordered > 0)
-                                    + self.unit_cost * self.flows_shipped_in)
+        self.day_costs = costs
+        if self._sku_costs:
+            self.day_sku_costs = {
+                "holding": self.holding_rate * self.on_hand,
+                "backorder": self.backorder_rate * self.backorders,
+                "lost_sale": self.lost_rate * self.flows_lost,
+                "ordering": self.fixed_order_cost * (self.flows_ordered > 0) + self.unit_cost * self.flows_shipped_in,
+                "in_transit": self.transit_rate * self.in_transit,
+            }
+            self.day_sku_cost = sum(self.day_sku_costs.values())
         flows = DayFlows(demand=self.flows_demand, filled=self.flows_filled, outflow=self.flows_outflow,
                          lost=self.flows_lost, ordered=self.flows_ordered, received=self.flows_received,
                          costs=costs)

@@ -13,7 +13,8 @@ class ForecastBaseStock:
     """Installation base-stock whose level moves with a live forecast.
 
     S(node, SKU, day) = forecast mean over L + R days + z(kind) x forecast sd over
-    them, with L the node's expected lead time and R the review period (1 day).
+    them, with L the node's expected lead time today (longer while a lead-time
+    shock lasts, as the RL agents observe it) and R the review period (1 day).
     With the oracle forecaster the sd is the demand law's, with a learned one it
     comes from its 10-90% quantiles. Like a trained policy, it is attached to
     the engine it decides for, so its forecaster sees that run's demand.
@@ -32,13 +33,13 @@ class ForecastBaseStock:
         self._engine = engine
         self.forecaster.attach(engine)
         topo = engine.topology
-        self._periods = np.rint(topo.lead_time_mean).astype(np.int64) + self.review_period
         self._z = np.array([self.z.get(kind, 1.65) for kind in topo.kinds])[:, None]
 
     def levels(self, day: int) -> np.ndarray:
         """The order-up-to levels (nodes, SKUs) at the decision point of `day`."""
-        mean = self.forecaster.over(day, self._periods)
-        sd = self.forecaster.spread(day, self._periods)
+        periods = np.rint(self._engine.expected_lead_times()).astype(np.int64) + self.review_period
+        mean = self.forecaster.over(day, periods)
+        sd = self.forecaster.spread(day, periods)
         return mean + self._z * sd
 
     def act(self, state: NetworkState) -> np.ndarray:

@@ -48,6 +48,7 @@ class ObsInputs:
     nominal_lead_time: np.ndarray  # (nodes,)
     shock_flags: np.ndarray        # (len(SHOCK_CLASSES),) 0/1
     profile: ItemProfile
+    spread: np.ndarray | None = None  # (nodes, SKUs) the forecast's sd over lead time + review, where asked for
 
 
 @dataclass(frozen=True)
@@ -105,19 +106,24 @@ class ObsSpec:
 
 
 def read_engine(engine: Engine, spec: ObsSpec, forecaster: LiveForecaster, review_period: int,
-                profile: ItemProfile) -> ObsInputs:
-    """ObsInputs of `engine` at its current decision point, with `forecaster`'s demand over lead time + review."""
+                profile: ItemProfile, with_spread: bool = False) -> ObsInputs:
+    """ObsInputs of `engine` at its current decision point, with `forecaster`'s demand over lead time + review.
+
+    `with_spread` also reads the forecast's standard deviation over those days (for SafetyFactor actions).
+    """
     n, k, day = engine.n_nodes, engine.n_sku, engine.day
     ages = np.zeros((n, spec.pipeline_ages, k))
     for i, shipments in enumerate(engine.shipments):
         for shipment in shipments.values():
             ages[i, min(day - shipment.dispatched, spec.pipeline_ages - 1)] += shipment.quantity
     topo = engine.topology
-    parent = np.maximum(topo.parent, 0)
-    lead_time = topo.lead_time_mean * np.where(topo.parent >= 0, engine.effects.lead_time[parent], 1.0)
+    lead_time = engine.expected_lead_times()
     active = {type(s) for s in engine.active_shocks}
     flags = np.array([float(any(issubclass(a, cls) for a in active)) for cls in SHOCK_CLASSES])
-    forecast = forecaster.over(day, np.rint(lead_time).astype(np.int64) + review_period)
+    periods = np.rint(lead_time).astype(np.int64) + review_period
+    forecast = forecaster.over(day, periods)
+    spread = forecaster.spread(day, periods) if with_spread else None
     return ObsInputs(day=day, on_hand=engine.on_hand.copy(), backorders=engine.backorders.copy(),
                      unshipped=engine.on_order.copy(), pipeline_by_age=ages, forecast=forecast,
-                     lead_time=lead_time, nominal_lead_time=topo.lead_time_mean, shock_flags=flags, profile=profile)
+                     lead_time=lead_time, nominal_lead_time=topo.lead_time_mean, shock_flags=flags, profile=profile,
+                     spread=spread)
