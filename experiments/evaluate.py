@@ -121,7 +121,7 @@ def main(cfg: DictConfig) -> None:
         policy_seed = r.integer("policy_seed", 0, low=0)
         reference = r.text("reference", "rop")
         zr = r.child("forecast_z")
-        forecast_z = {kind: zr.number(kind, 1.65, low=-3, high=5) for kind in ("store", "dc")}
+        forecast_z = {kind: zr.number(kind, 1.65, low=-3, high=10) for kind in ("store", "dc")}
         zr.done()
         case_path = r.raw("case")
         entries = r.sequence("policies", ())

@@ -16,6 +16,7 @@ from gymnasium.utils.env_checker import check_env
 from pettingzoo.test import parallel_api_test, parallel_seed_test
 from ray.rllib.utils.pre_checks.env import check_multiagent_environments
 
+from agents.baselines.forecast_policy import ForecastBaseStock
 from agents.envs import (
     ENV_ID,
     EnvConfig,
@@ -23,6 +24,7 @@ from agents.envs import (
     OrderDaysOfDemand,
     OrderUnits,
     OrderUpTo,
+    SafetyFactor,
     SingleNodeEnv,
     SupplyChainParallelEnv,
     SupplyChainSim,
@@ -158,6 +160,31 @@ def test_action_maps_turn_choices_into_orders():
     np.testing.assert_allclose(units.orders(np.array([2, 1]), position, forecast, scale), [40.0, 20.0])
     grid = action_from_dict({"kind": "units", "grid": {"start": 0, "stop": 100, "step": 20}})
     assert grid.grid == (0, 20, 40, 60, 80, 100)
+    safety = SafetyFactor(grid=(0.0, 1.0, 2.0))
+    spread = np.array([5.0, 5.0])
+    np.testing.assert_allclose(safety.orders(np.array([2, 1]), position, forecast, scale, spread), [40.0, 0.0])
+    with pytest.raises(ValueError, match="spread"):
+        safety.orders(np.array([0, 0]), position, forecast, scale)
+
+
+def test_a_constant_safety_factor_is_the_forecast_driven_base_stock(small):
+    """SafetyFactor's grid value z held constant orders exactly what ForecastBaseStock with that z orders,
+    also while a lead-time shock lengthens the protection period (both read today's expected lead time)."""
+    cfg = config(small, episode_days=40, action=action_from_dict({"kind": "safety_factor", "grid": [0.0, 1.5]}),
+                 scenario="port_strike", scenario_params={"start_day": 10, "days": 15})
+    sim = SupplyChainSim(cfg)
+    sim.reset(seed=4)
+    done, env_cost = False, 0.0
+    while not done:
+        _, cost, done = sim.step(np.ones((3, 3), dtype=int))
+        env_cost += cost.sum()
+    engine = Engine(small, horizon=40, seed=sim.episode_seed, invariants="off", initial_on_hand=sim.initial_on_hand,
+                    shocks=sim.shocks)
+    policy = ForecastBaseStock(OracleForecaster(), z={"dc": 1.5, "store": 1.5})
+    policy.attach(engine)
+    result = engine.run(policy)
+    assert env_cost > 0
+    assert env_cost == pytest.approx(result.kpis["network"]["cost_total"], rel=1e-9)
 
 
 @pytest.mark.parametrize("bad, match", [
@@ -178,6 +205,8 @@ def test_bad_action_configs_name_the_key(bad, match):
     ({"cooperative_weight": 1.5}, "env.cooperative_weight"),
     ({"forecaster": "crystal_ball"}, "env.forecaster"),
     ({"episode_length": 10}, "episode_length"),
+    ({"cost_weights": {"ordering": -1}}, "env.cost_weights.ordering"),
+    ({"cost_weights": {"transport": 1}}, "env.cost_weights"),
 ])
 def test_bad_env_configs_name_the_key(small, bad, match):
     with pytest.raises(SpecError, match=match):
@@ -208,6 +237,25 @@ def test_episode_costs_are_the_twins_costs(small):
             _, cost, done = sim.step(np.full((3, 3), 10))
             total += cost.sum()
         assert total == pytest.approx(sim.engine.result().kpis["network"]["cost_total"], rel=1e-9)
+
+
+def test_cost_weights_change_the_rewards_not_the_costs(small):
+    """ordering: 0 rewards minus holding + shortage only; the reported costs stay the twin's full cost."""
+    for granularity in ("node", "node_sku"):
+        weights = env_config_from_dict({"cost_weights": {"ordering": 0.0}, "granularity": granularity}, small)
+        full, partial = SupplyChainSim(config(small, granularity=granularity)), SupplyChainSim(
+            replace(weights, episode_days=30))
+        for sim in (full, partial):
+            sim.reset(seed=3)
+        for _ in range(10):
+            _, cost_full, _ = full.step(np.full((3, 3), 12))
+            _, cost_partial, _ = partial.step(np.full((3, 3), 12))
+            np.testing.assert_allclose(cost_partial, cost_full)
+            np.testing.assert_allclose(full.objective, cost_full)
+            parts = partial.engine.day_sku_costs if granularity == "node_sku" else partial.engine.day_costs
+            ordering = parts["ordering"][partial.controlled]
+            np.testing.assert_allclose(partial.objective, cost_partial - ordering)
+        assert ordering.sum() > 0  # the check above could fail: orders were placed
 
 
 # ---------------------------------------------------------------- seeds and parity

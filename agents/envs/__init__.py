@@ -5,14 +5,14 @@
 - SingleNodeEnv: Gymnasium, registered as `SupplyChainSingleNode-v0`.
 """
 
-from agents.envs.actions import ActionMap, OrderDaysOfDemand, OrderUnits, OrderUpTo, action_from_dict
-from agents.envs.core import EnvConfig, SupplyChainSim, env_config_from_dict
+from agents.envs.actions import ActionMap, OrderDaysOfDemand, OrderUnits, OrderUpTo, SafetyFactor, action_from_dict
+from agents.envs.core import CostWeights, EnvConfig, SupplyChainSim, env_config_from_dict
 from agents.envs.observation import ObsInputs, ObsSpec
 from agents.envs.parallel import SupplyChainParallelEnv
 from agents.envs.single_node import ENV_ID, SingleNodeEnv, register
 
 register()
 
-__all__ = ["ENV_ID", "ActionMap", "EnvConfig", "ObsInputs", "ObsSpec", "OrderDaysOfDemand", "OrderUnits",
-           "OrderUpTo", "SingleNodeEnv", "SupplyChainParallelEnv", "SupplyChainSim", "action_from_dict",
+__all__ = ["ENV_ID", "ActionMap", "CostWeights", "EnvConfig", "ObsInputs", "ObsSpec", "OrderDaysOfDemand", "OrderUnits",
+           "OrderUpTo", "SafetyFactor", "SingleNodeEnv", "SupplyChainParallelEnv", "SupplyChainSim", "action_from_dict",
            "env_config_from_dict"]

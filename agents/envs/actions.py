@@ -6,6 +6,11 @@ the (node, SKU)'s own demand, so one policy can act on SKUs of any volume:
 - OrderUpTo (default): level = grid[a] x forecast demand over lead time + review
   period; order = max(0, level - inventory position). A base-stock policy is one
   constant action, so the optimum of a stationary single node is in reach.
+- SafetyFactor: level = forecast over lead time + review + grid[a] x the forecast's
+  standard deviation over those days; order = max(0, level - inventory position).
+  The forecast-driven base-stock (agents.baselines.forecast_policy) is one
+  constant action, and slow or intermittent SKUs get safety stock in proportion
+  to their own spread, which a multiplier of the mean cannot give them.
 - OrderDaysOfDemand: order = grid[a] x mean daily demand.
 - OrderUnits: order = grid[a] units (the paper's raw grid 0, 20, 40, ...).
 """
@@ -27,6 +32,7 @@ class ActionMap:
 
     grid: tuple[float, ...]
     kind: ClassVar[str] = ""
+    needs_spread: ClassVar[bool] = False  # True: orders() reads the forecast's standard deviation
 
     def __post_init__(self) -> None:
         if len(self.grid) == 0:
@@ -39,8 +45,12 @@ class ActionMap:
         return len(self.grid)
 
     def orders(self, actions: np.ndarray, position: np.ndarray, forecast: np.ndarray,
-               scale: np.ndarray) -> np.ndarray:
-        """Order quantities for action indices `actions`; every argument has the same shape."""
+               scale: np.ndarray, spread: np.ndarray | None = None) -> np.ndarray:
+        """Order quantities for action indices `actions`; every array argument has the same shape.
+
+        `spread` is the forecast's standard deviation over lead time + review, needed only
+        where `needs_spread` is True.
+        """
         raise NotImplementedError
 
     def values(self, actions: np.ndarray) -> np.ndarray:
@@ -50,27 +60,38 @@ class ActionMap:
 class OrderUpTo(ActionMap):
     kind = "order_up_to"
 
-    def orders(self, actions, position, forecast, scale):
+    def orders(self, actions, position, forecast, scale, spread=None):
         return np.maximum(self.values(actions) * forecast - position, 0.0)
+
+
+class SafetyFactor(ActionMap):
+    kind = "safety_factor"
+    needs_spread = True
+
+    def orders(self, actions, position, forecast, scale, spread=None):
+        if spread is None:
+            raise ValueError("SafetyFactor.orders: the forecast's spread is required")
+        return np.maximum(forecast + self.values(actions) * spread - position, 0.0)
 
 
 class OrderDaysOfDemand(ActionMap):
     kind = "days_of_demand"
 
-    def orders(self, actions, position, forecast, scale):
+    def orders(self, actions, position, forecast, scale, spread=None):
         return self.values(actions) * scale
 
 
 class OrderUnits(ActionMap):
     kind = "units"
 
-    def orders(self, actions, position, forecast, scale):
+    def orders(self, actions, position, forecast, scale, spread=None):
         return np.broadcast_to(self.values(actions), np.shape(actions)).astype(float)
 
 
-ACTION_KINDS = {cls.kind: cls for cls in (OrderUpTo, OrderDaysOfDemand, OrderUnits)}
+ACTION_KINDS = {cls.kind: cls for cls in (OrderUpTo, SafetyFactor, OrderDaysOfDemand, OrderUnits)}
 DEFAULT_GRIDS = {
     "order_up_to": {"start": 0.5, "stop": 2.0, "step": 0.05},
+    "safety_factor": {"start": 0.0, "stop": 6.0, "step": 0.25},
     "days_of_demand": {"start": 0.0, "stop": 4.0, "step": 0.25},
     "units": {"start": 0, "stop": 200, "step": 20},
 }

@@ -30,6 +30,39 @@ MIN_SCALE = 0.05  # units/day: a (node, SKU) with less mean demand is scaled as 
 
 
 @dataclass(frozen=True)
+class CostWeights:
+    """How much each kind of the twin's cost counts in the rewards (1 each: the twin's own cost).
+
+    The KPIs and the evaluation always report the twin's full cost; these weights
+    only change what the agents are trained to minimise. `ordering` = 0, for
+    example, trains on holding + shortage, the two costs of the paper's Table 2.
+    """
+
+    holding: float = 1.0
+    shortage: float = 1.0      # backorders (per unit-day) and lost sales (per unit)
+    ordering: float = 1.0      # fixed cost per order line and unit cost
+    in_transit: float = 1.0
+
+    KINDS = {"holding": ("holding",), "shortage": ("backorder", "lost_sale"), "ordering": ("ordering",),
+             "in_transit": ("in_transit",)}
+
+    def __post_init__(self) -> None:
+        for name in self.KINDS:
+            value = getattr(self, name)
+            if not (np.isfinite(value) and value >= 0):
+                raise SpecError(f"env.cost_weights.{name}: {value!r} is not allowed; allowed: a number >= 0")
+
+    @property
+    def unit(self) -> bool:
+        """True when every weight is 1 (the reward is the twin's cost)."""
+        return all(getattr(self, name) == 1.0 for name in self.KINDS)
+
+    def apply(self, parts: Mapping[str, np.ndarray]) -> np.ndarray:
+        """The weighted sum of the engine's cost by kind (`Engine.day_costs` or `day_sku_costs`)."""
+        return sum(getattr(self, name) * parts[kind] for name, kinds in self.KINDS.items() for kind in kinds)
+
+
+@dataclass(frozen=True)
 class EnvConfig:
     """Everything an environment needs; picklable, so RLlib can ship it to env runners."""
 
@@ -41,6 +74,7 @@ class EnvConfig:
     granularity: str = "node"
     action: ActionMap = field(default_factory=lambda: action_from_dict(None))
     cooperative_weight: float = 0.0
+    cost_weights: CostWeights = field(default_factory=CostWeights)
     forecaster: str = "oracle"
     initial_stock: float = 1.0  # start with this multiple of forecast demand over lead time + review on hand
     obs_spec: ObsSpec = field(default_factory=ObsSpec)
@@ -74,12 +108,20 @@ def env_config_from_dict(data: Mapping[str, Any] | None, network: NetworkSpec,
         granularity=_granularity(r.choice("granularity", ("auto", *GRANULARITIES), "auto"), auto_granularity),
         action=action_from_dict(r.raw("action")),
         cooperative_weight=r.number("cooperative_weight", 0.0, low=0.0, high=1.0),
+        cost_weights=_cost_weights(r.raw("cost_weights")),
         forecaster=r.choice("forecaster", tuple(FORECASTERS), "oracle"),
         initial_stock=r.number("initial_stock", 1.0, low=0.0, high=100.0),
         obs_spec=ObsSpec(pipeline_ages=r.integer("pipeline_ages", 8, low=1, high=365)),
     )
     r.done()
     return config
+
+
+def _cost_weights(data: Any) -> CostWeights:
+    r = ConfigReader(data or {}, "env.cost_weights")
+    weights = CostWeights(**{name: r.number(name, 1.0, low=0.0) for name in CostWeights.KINDS})
+    r.done()
+    return weights
 
 
 def _granularity(value: str, auto: str) -> str:
@@ -120,6 +162,8 @@ class SupplyChainSim:
         self._episode_seeds: np.random.Generator | None = None
         self.episode_seed = 0
         self._forecast = np.zeros((len(self.topology.names), self.n_sku))
+        self._spread: np.ndarray | None = None
+        self.objective = np.zeros(0)  # the last epoch's cost as the rewards weigh it (cost_weights)
 
     # ---------------------------------------------------------------- episodes
 
@@ -149,8 +193,10 @@ class SupplyChainSim:
     def observe(self) -> np.ndarray:
         """The observation (controlled nodes, SKUs, features) at the engine's decision point."""
         engine = self.engine
-        inputs = read_engine(engine, self.config.obs_spec, self.forecaster, self.config.review_period, self.profile)
+        inputs = read_engine(engine, self.config.obs_spec, self.forecaster, self.config.review_period, self.profile,
+                             with_spread=self.config.action.needs_spread)
         self._forecast = inputs.forecast
+        self._spread = inputs.spread
         self._position = engine.on_hand + engine.in_transit + engine.on_order - engine.backorders
         return self.config.obs_spec.build(inputs)[self.controlled]
 
@@ -158,8 +204,9 @@ class SupplyChainSim:
         """Orders (nodes, SKUs) for action indices (controlled nodes, SKUs) at the current decision point."""
         c = self.controlled
         orders = np.zeros_like(self._forecast)
+        spread = None if self._spread is None else self._spread[c]
         orders[c] = self.config.action.orders(np.asarray(actions, dtype=np.int64), self._position[c],
-                                              self._forecast[c], self.scale[c])
+                                              self._forecast[c], self.scale[c], spread)
         return np.rint(orders) if self.integer else orders
 
     def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
@@ -173,16 +220,24 @@ class SupplyChainSim:
             raise RuntimeError("call reset() before step()")
         by_sku = self.config.granularity == "node_sku"
         cost = np.zeros((len(self.controlled), self.n_sku) if by_sku else len(self.controlled))
+        weights = self.config.cost_weights
+        objective = cost if weights.unit else cost.copy()
         orders = self.orders(actions)
         for d in range(self.config.review_period):
             if engine.done:
                 break
             engine.step(orders if d == 0 else np.zeros_like(orders))
             cost += engine.day_sku_cost[self.controlled] if by_sku else engine.day_cost[self.controlled]
+            if not weights.unit:
+                objective += weights.apply(engine.day_sku_costs if by_sku else engine.day_costs)[self.controlled]
+        self.objective = objective
         return self.observe(), cost, engine.done
 
     def rewards(self, cost: np.ndarray) -> np.ndarray:
-        """Minus each agent's cost in days-of-demand holding units, mixed with the network's by cooperative_weight."""
+        """Minus each agent's cost in days-of-demand holding units, mixed with the network's by cooperative_weight.
+
+        The envs pass `objective`, the last epoch's cost weighed by `cost_weights`.
+        """
         scale = self.cost_scale if cost.ndim == 2 else self.cost_scale.sum(axis=1)
         own = cost / scale
         network = cost.sum() / scale.sum()

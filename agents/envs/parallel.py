@@ -70,7 +70,7 @@ class SupplyChainParallelEnv(ParallelEnv):
         else:
             chosen = np.stack([np.asarray(actions[a], dtype=np.int64) for a in self.possible_agents])
         obs, cost, done = self.sim.step(chosen)
-        reward = self.sim.rewards(cost)
+        reward = self.sim.rewards(self.sim.objective)
         agents = self.possible_agents
         flat_reward, flat_cost = reward.ravel().tolist(), cost.ravel().tolist()
         rewards = dict(zip(agents, flat_reward))

@@ -66,7 +66,7 @@ class SingleNodeEnv(gym.Env):
 
     def step(self, action):
         obs, cost, done = self.sim.step(np.array([[int(action)]]))
-        reward = float(self.sim.rewards(cost)[0])
+        reward = float(self.sim.rewards(self.sim.objective)[0])
         return obs[0, 0], reward, False, done, {"cost": float(cost[0])}
 
 
