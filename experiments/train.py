@@ -9,6 +9,12 @@ The run directory (Hydra's, `hydra.run.dir=DIR`) holds checkpoints/iter_NNNNNN
 learning_curve.csv and .png, and evaluation.md/.csv/.png. Started again with the
 same run directory, training resumes from the latest checkpoint.
 
+With `validation.enabled=true` every checkpoint's greedy policy is scored on
+validation seeds (apart from the held-out evaluation seeds; the same seeds for
+every checkpoint), `checkpoints/best` points at the cheapest and is the one
+evaluated at the end (validation.csv; the lower panel of learning_curve.png).
+Validation runs count as training time for `stop.minutes`.
+
 With `case=PATH.json` (a single-stage reference case) the single-node Gymnasium
 env is trained, and the learned policy's cost per period is compared with the
 case's optimal cost, both analytically and paired with the optimal policy on the
@@ -65,6 +71,19 @@ class StopRule:
 
 
 @dataclass(frozen=True)
+class ValidationRule:
+    """Score each checkpoint's greedy policy on validation seeds (never the evaluation's); keep the cheapest.
+
+    All checkpoints run on the same seeds (common random numbers), so their costs
+    compare closely even over short horizons. `horizon` is days on a network
+    (warm-up included, as evaluation.horizon) and periods on a case.
+    """
+
+    seeds: tuple[int, ...]
+    horizon: int
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     """Everything a training run needs, validated before Ray starts."""
 
@@ -78,6 +97,7 @@ class TrainConfig:
     case: ReferenceCase | None
     evaluation: dict[str, Any]
     baselines: tuple[PolicySpec, ...]
+    validation: ValidationRule | None = None
 
 
 def load_train_config(data: dict) -> TrainConfig:
@@ -108,6 +128,7 @@ def load_train_config(data: dict) -> TrainConfig:
     ev.done()
     if evaluation["warmup"] >= evaluation["horizon"]:
         raise SpecError("evaluation.warmup: must be less than evaluation.horizon")
+    validation = _validation_rule(r.child("validation"), evaluation)
     case_path = r.raw("case")
     shared = r.flag("shared_policy", False)
     single = r.raw("single_node_env")
@@ -129,9 +150,27 @@ def load_train_config(data: dict) -> TrainConfig:
     if case is None and evaluation["reference"] not in [b.name for b in baselines]:
         raise SpecError(f"evaluation.reference: {evaluation['reference']!r} is not among evaluation.baselines "
                         f"{[b.name for b in baselines]}")
+    if validation is not None and case is None and validation.horizon <= evaluation["warmup"]:
+        raise SpecError(f"validation.horizon: {validation.horizon} is not allowed; allowed: more days than "
+                        f"evaluation.warmup ({evaluation['warmup']})")
     return TrainConfig(setup=setup, agent=agent, resources=resources, seed=seed, stop=stop,
                        checkpoint_every=checkpoint_every, keep_checkpoints=keep, case=case, evaluation=evaluation,
-                       baselines=baselines)
+                       baselines=baselines, validation=validation)
+
+
+def _validation_rule(r: ConfigReader, evaluation: dict[str, Any]) -> ValidationRule | None:
+    enabled = r.flag("enabled", False)
+    n, first = r.integer("seeds", 2, low=1, high=1000), r.integer("first_seed", 900_000, low=0)
+    horizon = r.integer("horizon", 365, low=2)
+    r.done()
+    if not enabled:
+        return None
+    seeds = tuple(range(first, first + n))
+    held_out = range(evaluation["first_seed"], evaluation["first_seed"] + evaluation["seeds"])
+    if set(seeds) & set(held_out):
+        raise SpecError(f"validation.first_seed: seeds {seeds[0]}..{seeds[-1]} overlap the evaluation's "
+                        f"{held_out[0]}..{held_out[-1]}; allowed: validation seeds apart from the held-out ones")
+    return ValidationRule(seeds=seeds, horizon=horizon)
 
 
 # ---------------------------------------------------------------------------
@@ -150,6 +189,12 @@ class RunDirectory:
     @property
     def latest(self) -> Path | None:
         link = self.checkpoints / "latest"
+        return link.resolve() if link.exists() else None
+
+    @property
+    def best(self) -> Path | None:
+        """The checkpoint with the lowest validation cost so far (None without validation)."""
+        link = self.checkpoints / "best"
         return link.resolve() if link.exists() else None
 
     def progress(self) -> dict[str, float]:
@@ -180,14 +225,35 @@ class RunDirectory:
         algo.save_to_path(str(path))
         save_setup(path, setup)
         (path / "progress.json").write_text(json.dumps(progress))
-        link = self.checkpoints / "latest"
-        tmp = self.checkpoints / "latest.tmp"
+        self._point("latest", path)
+        best = self.best
+        for old in sorted(self.checkpoints.glob("iter_*"))[:-self.keep]:
+            if old.resolve() != best:  # the best by validation stays, however old
+                shutil.rmtree(old)
+        return path
+
+    def _point(self, name: str, path: Path) -> None:
+        link, tmp = self.checkpoints / name, self.checkpoints / f"{name}.tmp"
         tmp.unlink(missing_ok=True)
         tmp.symlink_to(path.name)
-        tmp.replace(link)  # atomic: a crash never leaves `latest` missing
-        for old in sorted(self.checkpoints.glob("iter_*"))[:-self.keep]:
-            shutil.rmtree(old)
-        return path
+        tmp.replace(link)  # atomic: a crash never leaves the link missing
+
+    def record_validation(self, checkpoint: Path, progress: dict[str, float], cost: float) -> bool:
+        """Log a checkpoint's validation cost (validation.csv); point `best` at it if it is the lowest. True if so."""
+        (checkpoint / "validation.json").write_text(json.dumps({"cost_per_day": cost}))
+        path = self.root / "validation.csv"
+        new = not path.exists()
+        with path.open("a", newline="") as f:
+            writer = csv.writer(f)
+            if new:
+                writer.writerow(["iteration", "env_steps", "time_s", "validation_cost_per_day"])
+            writer.writerow([int(progress["iteration"]), int(progress["env_steps"]),
+                             round(float(progress["time_s"]), 2), cost])
+        best = self.best
+        if best is None or cost < json.loads((best / "validation.json").read_text())["cost_per_day"]:
+            self._point("best", checkpoint)
+            return True
+        return False
 
     def append_curve(self, row: dict[str, float]) -> None:
         new = not self.curve.exists()
@@ -209,26 +275,37 @@ class RunDirectory:
             writer.writerows(kept)
 
 
-def plot_curve(curve: Path, out: Path, title: str) -> None:
-    """Episode return (mean, min-max band) against sampled env steps."""
+def plot_curve(curve: Path, out: Path, title: str, validation: Path | None = None) -> None:
+    """Episode return (mean, min-max band) against sampled env steps; below it the validation cost, if any."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     rows = [r for r in csv.DictReader(curve.open()) if _number(r["episode_return_mean"]) is not None]
-    if not rows:
+    checks = list(csv.DictReader(validation.open())) if validation is not None and validation.exists() else []
+    if not rows and not checks:
         return
-    x = np.array([float(r["env_steps"]) for r in rows])
-    mean = np.array([float(r["episode_return_mean"]) for r in rows])
-    lo = np.array([float(r["episode_return_min"]) for r in rows])
-    hi = np.array([float(r["episode_return_max"]) for r in rows])
-    fig, ax = plt.subplots(figsize=(7, 4))
-    ax.fill_between(x, lo, hi, alpha=0.2, label="min-max of recent episodes")
-    ax.plot(x, mean, label="mean episode return")
-    ax.set_xlabel("env steps sampled")
+    fig, axes = plt.subplots(2 if checks else 1, 1, figsize=(7, 6.5 if checks else 4), sharex=True, squeeze=False)
+    ax = axes[0, 0]
+    if rows:
+        x = np.array([float(r["env_steps"]) for r in rows])
+        lo = np.array([float(r["episode_return_min"]) for r in rows])
+        hi = np.array([float(r["episode_return_max"]) for r in rows])
+        ax.fill_between(x, lo, hi, alpha=0.2, label="min-max of recent episodes")
+        ax.plot(x, [float(r["episode_return_mean"]) for r in rows], label="mean episode return")
+        ax.legend(fontsize=8)
     ax.set_ylabel("episode return (minus scaled cost)")
     ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=8)
+    if checks:
+        low = axes[1, 0]
+        steps = [float(r["env_steps"]) for r in checks]
+        cost = [float(r["validation_cost_per_day"]) for r in checks]
+        low.plot(steps, cost, marker="o", ms=3, label="greedy policy, validation seeds")
+        best = int(np.argmin(cost))
+        low.scatter([steps[best]], [cost[best]], color="C3", zorder=3, label="best (evaluated)")
+        low.set_ylabel("validation cost per day")
+        low.legend(fontsize=8)
+    axes[-1, 0].set_xlabel("env steps sampled")
     fig.tight_layout()
     fig.savefig(out, dpi=110)
     plt.close(fig)
@@ -301,16 +378,64 @@ def train(config: TrainConfig, run: RunDirectory) -> Path:
         log.info("iteration %d: %d env steps, %.0f s, episode return %s", iteration, env_steps, spent,
                  _fmt(row["episode_return_mean"]))
         if iteration % config.checkpoint_every == 0:
-            checkpoint = run.save(algo, config.setup, {"iteration": iteration, "env_steps": env_steps,
-                                                       "time_s": spent})
+            started = time.perf_counter()
+            checkpoint = save_and_validate(config, run, algo, iteration, env_steps, spent)
             saved_at = iteration
+            spent += time.perf_counter() - started  # validation runs count against stop.minutes
     if checkpoint is None or saved_at != iteration:
-        checkpoint = run.save(algo, config.setup, {"iteration": iteration, "env_steps": env_steps, "time_s": spent})
+        checkpoint = save_and_validate(config, run, algo, iteration, env_steps, spent)
     algo.stop()
     plot_curve(run.curve, run.root / "learning_curve.png",
-               f"{config.agent.name} on {config.setup.env.network.name} / {config.setup.env.scenario}")
+               f"{config.agent.name} on {config.setup.env.network.name} / {config.setup.env.scenario}",
+               run.root / "validation.csv")
     log.info("trained %d iterations, %d env steps, %.0f s; checkpoint %s", iteration, env_steps, spent, checkpoint)
+    if config.validation is not None and run.best is not None:
+        cost = json.loads((run.best / "validation.json").read_text())["cost_per_day"]
+        log.info("the best checkpoint by validation: %s (cost %.4f per day on validation seeds %s)",
+                 run.best.name, cost, list(config.validation.seeds))
+        return run.best
     return checkpoint
+
+
+def save_and_validate(config: TrainConfig, run: RunDirectory, algo, iteration: int, env_steps: int,
+                      spent: float) -> Path:
+    """Save a checkpoint and, with validation on, score it on the validation seeds."""
+    progress = {"iteration": iteration, "env_steps": env_steps, "time_s": spent}
+    checkpoint = run.save(algo, config.setup, progress)
+    if config.validation is not None:
+        cost = validation_cost(config, checkpoint)
+        best = run.record_validation(checkpoint, progress, cost)
+        log.info("validation: %s costs %.4f per day%s", checkpoint.name, cost, " (best so far)" if best else "")
+    return checkpoint
+
+
+def eval_setting(config: TrainConfig, initial_on_hand: np.ndarray, seeds: tuple[int, ...],
+                 horizon: int) -> EvalSetting:
+    """The runs a policy is scored on: a case for `horizon` periods after a warm-up, or the network's scenario
+    for `horizon` days of which evaluation.warmup are not counted."""
+    if config.case is not None:
+        warmup = min(500, horizon // 10)
+        return EvalSetting(config.case.network(), (), horizon + warmup, warmup, seeds, initial_on_hand)
+    env = config.setup.env
+    shocks = scenarios.build(env.scenario, env.network, horizon, **dict(env.scenario_params)).shocks
+    return EvalSetting(env.network, shocks, horizon, config.evaluation["warmup"], seeds, initial_on_hand)
+
+
+def validation_cost(config: TrainConfig, checkpoint: Path) -> float:
+    """Mean cost per day (or period) of the checkpoint's greedy policy on the validation seeds, weighed by
+    env.cost_weights as the rewards are (the twin's own cost when all weights are 1)."""
+    from agents.rl.policy import TrainedPolicy
+
+    rule = config.validation
+    policy = TrainedPolicy.from_checkpoint(checkpoint, name=config.agent.name)
+    result = evaluate({config.agent.name: policy}, eval_setting(config, policy.initial_on_hand, rule.seeds,
+                                                                rule.horizon))
+    values = {metric: float(v.mean()) for metric, v in result.values[config.agent.name].items()}
+    w = config.setup.env.cost_weights
+    holding, shortage, ordering = (values["holding_per_day"], values["stockout_penalty_per_day"],
+                                   values["ordering_per_day"])
+    in_transit = values["cost_per_day"] - holding - shortage - ordering
+    return w.holding * holding + w.shortage * shortage + w.ordering * ordering + w.in_transit * in_transit
 
 
 def _fmt(value) -> str:
@@ -328,8 +453,7 @@ def evaluate_case(config: TrainConfig, checkpoint: Path, out: Path) -> dict[str,
     learned = TrainedPolicy.from_checkpoint(checkpoint, name=config.agent.name)
     optimal = optimal_policy(case, Engine(network, horizon=1, seed=0))
     seeds = tuple(range(ev["first_seed"], ev["first_seed"] + ev["seeds"]))
-    warmup = min(500, ev["case_horizon"] // 10)
-    setting = EvalSetting(network, (), ev["case_horizon"] + warmup, warmup, seeds, learned.initial_on_hand)
+    setting = eval_setting(config, learned.initial_on_hand, seeds, ev["case_horizon"])
     evaluation = evaluate({config.agent.name: learned, "optimal_policy": optimal}, setting)
     evaluation.write_csv(out / "evaluation.csv")
     summary = evaluation.summary()[config.agent.name]["cost_per_day"]
@@ -353,12 +477,11 @@ def evaluate_network(config: TrainConfig, checkpoint: Path, out: Path) -> None:
 
     env, ev = config.setup.env, config.evaluation
     learned = TrainedPolicy.from_checkpoint(checkpoint, name=config.agent.name)
-    shocks = scenarios.build(env.scenario, env.network, ev["horizon"], **dict(env.scenario_params)).shocks
     seeds = tuple(range(ev["first_seed"], ev["first_seed"] + ev["seeds"]))
     policies = {config.agent.name: learned}
     for spec in config.baselines:
         policies[spec.name] = spec.build(env.network, ev["horizon"], config.seed)
-    setting = EvalSetting(env.network, shocks, ev["horizon"], ev["warmup"], seeds, learned.initial_on_hand)
+    setting = eval_setting(config, learned.initial_on_hand, seeds, ev["horizon"])
     evaluation = evaluate(policies, setting, progress=lambda name, seed: log.info("evaluated %s on seed %d",
                                                                                     name, seed))
     evaluation.write_csv(out / "evaluation.csv")

@@ -25,6 +25,8 @@ CASE = REFERENCE / "case_base_stock_SS_example_4_4_L4.json"
 TINY_PPO = ["agent.train_batch_size=200", "agent.minibatch_size=100", "agent.num_epochs=1", "agent.hidden=[8]"]
 QUICK_NETWORK = ["network=small", "env.episode_days=30", "evaluation.seeds=2", "evaluation.horizon=40",
                  "evaluation.warmup=5", "trainer.num_envs_per_env_runner=1"]
+# the PPO run also goes through the safety-factor actions and a reward without the ordering cost
+PAPER_OBJECTIVE = ["env.action.kind=safety_factor", "~env.action.grid", "env.cost_weights.ordering=0"]
 
 
 def run(module: str, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
@@ -40,7 +42,7 @@ def curve(run_dir: Path) -> list[dict]:
 def ppo_run(tmp_path_factory) -> Path:
     """A PPO run on the small network: 2 iterations, a checkpoint after each."""
     run_dir = tmp_path_factory.mktemp("ppo")
-    done = run("experiments.train", "agent=ppo", *QUICK_NETWORK, *TINY_PPO, "stop.iterations=2",
+    done = run("experiments.train", "agent=ppo", *QUICK_NETWORK, *TINY_PPO, *PAPER_OBJECTIVE, "stop.iterations=2",
                "checkpoint_every=1", f"hydra.run.dir={run_dir}")
     assert done.returncode == 0, done.stderr[-3000:]
     return run_dir
@@ -62,7 +64,7 @@ def test_ppo_trains_checkpoints_and_reports(ppo_run):
 
 @pytest.mark.slow
 def test_training_resumes_from_the_latest_checkpoint(ppo_run):
-    done = run("experiments.train", "agent=ppo", *QUICK_NETWORK, *TINY_PPO, "stop.iterations=3",
+    done = run("experiments.train", "agent=ppo", *QUICK_NETWORK, *TINY_PPO, *PAPER_OBJECTIVE, "stop.iterations=3",
                "checkpoint_every=1", f"hydra.run.dir={ppo_run}")
     assert done.returncode == 0, done.stderr[-3000:]
     assert "resuming from" in done.stderr and "(iteration 2)" in done.stderr
@@ -93,14 +95,22 @@ def test_evaluate_runs_a_checkpoint_against_baselines_deterministically(ppo_run,
 
 
 @pytest.mark.slow
-def test_dqn_trains_on_a_case_and_reports_the_optimality_gap(tmp_path):
+def test_dqn_trains_on_a_case_validates_checkpoints_and_reports_the_optimality_gap(tmp_path):
     done = run("experiments.train", "agent=dqn", f"case={CASE}", "agent.hidden=[8]", "agent.learning_starts=64",
-               "stop.iterations=2", "evaluation.case_horizon=300", "evaluation.seeds=2",
+               "stop.iterations=3", "checkpoint_every=1", "keep_checkpoints=1", "validation.enabled=true",
+               "validation.horizon=200", "evaluation.case_horizon=300", "evaluation.seeds=2",
                f"hydra.run.dir={tmp_path}")
     assert done.returncode == 0, done.stderr[-3000:]
     assert "optimal 4.4668" in done.stdout and "gap" in done.stdout
     figures = json.loads((tmp_path / "evaluation.json").read_text())
     assert figures["optimal_cost"] == pytest.approx(4.466781, rel=1e-6) and figures["learned_cost"] > 0
+    # every checkpoint was scored; `best` points at the cheapest, which pruning kept and the evaluation used
+    checks = list(csv.DictReader((tmp_path / "validation.csv").open()))
+    assert [int(r["iteration"]) for r in checks] == [1, 2, 3]
+    costs = [float(r["validation_cost_per_day"]) for r in checks]
+    best = 1 + costs.index(min(costs))
+    assert (tmp_path / "checkpoints" / "best").resolve().name == f"iter_{best:06d}"
+    assert f"the best checkpoint by validation: iter_{best:06d}" in done.stderr
 
 
 @pytest.mark.slow
@@ -131,6 +141,9 @@ def test_ppo_with_an_lstm_policy_trains_and_evaluates(tmp_path):
 @pytest.mark.parametrize("args, message", [
     (["agent=alphazero"], "agent: 'alphazero' is not allowed; allowed: dqn, ppo, ppo_lstm"),
     (["env.action.grid.stop=0.1"], "env.action.grid: empty"),
+    (["env.cost_weights.ordering=-1"], "env.cost_weights.ordering: -1"),
+    (["validation.enabled=true", "validation.first_seed=1000001"], "validation.first_seed: seeds 1000001..1000002"
+     " overlap the evaluation's"),
     (["trainer.num_env_runners=64"], "trainer.num_env_runners: 64 is more than allowed"),
     (["agent=dqn", "env.granularity=node"], "agent: dqn needs Discrete actions"),
     ([f"case={CASE}", "agent.minibatch_size=9000"], "agent.minibatch_size"),
