@@ -207,6 +207,7 @@ def test_bad_action_configs_name_the_key(bad, match):
     ({"episode_length": 10}, "episode_length"),
     ({"cost_weights": {"ordering": -1}}, "env.cost_weights.ordering"),
     ({"cost_weights": {"transport": 1}}, "env.cost_weights"),
+    ({"downstream_shortage_weight": 2}, "env.downstream_shortage_weight"),
 ])
 def test_bad_env_configs_name_the_key(small, bad, match):
     with pytest.raises(SpecError, match=match):
@@ -256,6 +257,29 @@ def test_cost_weights_change_the_rewards_not_the_costs(small):
             ordering = parts["ordering"][partial.controlled]
             np.testing.assert_allclose(partial.objective, cost_partial - ordering)
         assert ordering.sum() > 0  # the check above could fail: orders were placed
+
+
+def test_a_dc_can_carry_the_shortage_cost_of_its_stores(small):
+    """downstream_shortage_weight: the DC's objective adds that share of its stores' backorder cost; stores'
+    objectives are unchanged."""
+    for granularity in ("node", "node_sku"):
+        plain = SupplyChainSim(config(small, granularity=granularity))
+        shared = SupplyChainSim(config(small, granularity=granularity, downstream_shortage_weight=0.5))
+        assert [shared.node_names[i] for i in np.flatnonzero(shared.stores_below.any(axis=1))] == ["dc_0"]
+        for sim in (plain, shared):
+            sim.reset(seed=5)
+        seen = 0.0
+        for _ in range(15):
+            plain.step(np.full((3, 3), 1))  # order little: stores run short
+            shared.step(np.full((3, 3), 1))
+            parts = shared.engine.day_sku_costs if granularity == "node_sku" else shared.engine.day_costs
+            store_shortage = (parts["backorder"] + parts["lost_sale"])[shared.topology.is_store].sum(axis=0)
+            dc = shared.node_names.index("dc_0")
+            np.testing.assert_allclose(shared.objective[dc] - plain.objective[dc], 0.5 * store_shortage)
+            others = [i for i in range(len(shared.node_names)) if i != dc]
+            np.testing.assert_allclose(shared.objective[others], plain.objective[others])
+            seen += store_shortage.sum()
+        assert seen > 0  # stores did run short, so the check above could fail
 
 
 # ---------------------------------------------------------------- seeds and parity

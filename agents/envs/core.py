@@ -75,6 +75,7 @@ class EnvConfig:
     action: ActionMap = field(default_factory=lambda: action_from_dict(None))
     cooperative_weight: float = 0.0
     cost_weights: CostWeights = field(default_factory=CostWeights)
+    downstream_shortage_weight: float = 0.0  # a DC's reward also counts this share of its stores' shortage cost
     forecaster: str = "oracle"
     initial_stock: float = 1.0  # start with this multiple of forecast demand over lead time + review on hand
     obs_spec: ObsSpec = field(default_factory=ObsSpec)
@@ -85,6 +86,9 @@ class EnvConfig:
                             f"allowed: {', '.join(GRANULARITIES)}")
         if not 0.0 <= self.cooperative_weight <= 1.0:
             raise SpecError(f"env.cooperative_weight: {self.cooperative_weight!r} is not allowed; allowed: [0, 1]")
+        if not 0.0 <= self.downstream_shortage_weight <= 1.0:
+            raise SpecError(f"env.downstream_shortage_weight: {self.downstream_shortage_weight!r} is not allowed; "
+                            f"allowed: [0, 1]")
         if self.episode_days < 1 or self.review_period < 1:
             raise SpecError("env.episode_days and env.review_period: allowed: integers >= 1")
         forecaster_from_name(self.forecaster)
@@ -109,6 +113,7 @@ def env_config_from_dict(data: Mapping[str, Any] | None, network: NetworkSpec,
         action=action_from_dict(r.raw("action")),
         cooperative_weight=r.number("cooperative_weight", 0.0, low=0.0, high=1.0),
         cost_weights=_cost_weights(r.raw("cost_weights")),
+        downstream_shortage_weight=r.number("downstream_shortage_weight", 0.0, low=0.0, high=1.0),
         forecaster=r.choice("forecaster", tuple(FORECASTERS), "oracle"),
         initial_stock=r.number("initial_stock", 1.0, low=0.0, high=100.0),
         obs_spec=ObsSpec(pipeline_ages=r.integer("pipeline_ages", 8, low=1, high=365)),
@@ -141,6 +146,11 @@ class SupplyChainSim:
         self.topology = probe.topology
         self.controlled = np.flatnonzero(~self.topology.is_supplier)
         self.node_names = tuple(self.topology.names[i] for i in self.controlled)
+        # [c, i]: store i is below controlled node c (and is not c): whose shortage a DC's reward may count
+        topo = self.topology
+        below = topo.descendants[self.controlled] & topo.is_store[None, :]
+        below[np.arange(len(self.controlled)), self.controlled] = False
+        self.stores_below = below.astype(float)
         self.kinds = tuple(self.topology.kinds[i] for i in self.controlled)
         self.n_sku = network.skus.n
         stats = DemandStats.of(network, config.episode_days, seed=0)
@@ -220,16 +230,22 @@ class SupplyChainSim:
             raise RuntimeError("call reset() before step()")
         by_sku = self.config.granularity == "node_sku"
         cost = np.zeros((len(self.controlled), self.n_sku) if by_sku else len(self.controlled))
-        weights = self.config.cost_weights
-        objective = cost if weights.unit else cost.copy()
+        weights, downstream = self.config.cost_weights, self.config.downstream_shortage_weight
+        plain = weights.unit and downstream == 0.0
+        objective = cost if plain else cost.copy()
         orders = self.orders(actions)
         for d in range(self.config.review_period):
             if engine.done:
                 break
             engine.step(orders if d == 0 else np.zeros_like(orders))
             cost += engine.day_sku_cost[self.controlled] if by_sku else engine.day_cost[self.controlled]
-            if not weights.unit:
-                objective += weights.apply(engine.day_sku_costs if by_sku else engine.day_costs)[self.controlled]
+            if plain:
+                continue
+            parts = engine.day_sku_costs if by_sku else engine.day_costs
+            objective += weights.apply(parts)[self.controlled]
+            if downstream:
+                shortage = weights.shortage * (parts["backorder"] + parts["lost_sale"])
+                objective += downstream * (self.stores_below @ shortage)
         self.objective = objective
         return self.observe(), cost, engine.done
 

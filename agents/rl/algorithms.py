@@ -218,7 +218,7 @@ class PPOAgent(AgentSpec):
 
         from agents.rl.sku_module import SkuSharedPPOModule
 
-        if setup.single_node and self.minibatch_size > self.train_batch_size:  # multi-agent: counted per module
+        if self.minibatch_size > self.train_batch_size:
             raise SpecError(f"agent.minibatch_size: {self.minibatch_size} is more than agent.train_batch_size "
                             f"({self.train_batch_size}); allowed: <= train_batch_size")
         if setup.sku_shared_module:
