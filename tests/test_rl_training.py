@@ -182,3 +182,21 @@ def test_policies_are_shared_by_role(tmp_path):
     assert mapping("store_0") == mapping("store_1") == "store" and mapping("dc_0") == "dc"
     shared = TrainingSetup.network(EnvConfig(network=network), shared_policy=True)
     assert shared.policy_ids == ["shared"]
+
+
+def test_the_network_experiment_preset_composes_into_a_valid_config():
+    """`+experiment=ppo_network_sku` (the README's network runs) gives per-(node, SKU) PPO with its settings."""
+    from hydra import compose, initialize
+    from omegaconf import OmegaConf
+
+    from experiments.train import load_train_config
+
+    with initialize(config_path="../conf", version_base="1.3"):
+        cfg = compose(config_name="train", overrides=["+experiment=ppo_network_sku", "scenario=covid_2020",
+                                                      "env.cost_weights.shortage=0.5"])
+    config = load_train_config(OmegaConf.to_container(cfg, resolve=True))
+    env = config.setup.env
+    assert (env.granularity, env.scenario, env.action.kind, env.downstream_shortage_weight) == (
+        "node_sku", "covid_2020", "safety_factor", 1.0)
+    assert (env.cost_weights.ordering, env.cost_weights.shortage) == (0.0, 0.5)
+    assert config.validation is not None and config.agent.train_batch_size == 365
