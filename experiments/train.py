@@ -431,11 +431,10 @@ def validation_cost(config: TrainConfig, checkpoint: Path) -> float:
     result = evaluate({config.agent.name: policy}, eval_setting(config, policy.initial_on_hand, rule.seeds,
                                                                 rule.horizon))
     values = {metric: float(v.mean()) for metric, v in result.values[config.agent.name].items()}
-    w = config.setup.env.cost_weights
-    holding, shortage, ordering = (values["holding_per_day"], values["stockout_penalty_per_day"],
-                                   values["ordering_per_day"])
-    in_transit = values["cost_per_day"] - holding - shortage - ordering
-    return w.holding * holding + w.shortage * shortage + w.ordering * ordering + w.in_transit * in_transit
+    parts = {"holding": values["holding_per_day"], "backorder": values["stockout_penalty_per_day"],
+             "lost_sale": 0.0, "ordering": values["ordering_per_day"]}
+    parts["in_transit"] = values["cost_per_day"] - sum(parts.values())  # the one kind the KPIs do not list
+    return float(config.setup.env.cost_weights.apply(parts))
 
 
 def _fmt(value) -> str:

@@ -9,6 +9,11 @@ from twin.engine import Engine
 from twin.state import NetworkState
 
 
+def protection_periods(engine: Engine, review_period: int) -> np.ndarray:
+    """(nodes,) whole days an order placed today must cover: today's expected lead time + the review period."""
+    return np.rint(engine.expected_lead_times()).astype(np.int64) + review_period
+
+
 class ForecastBaseStock:
     """Installation base-stock whose level moves with a live forecast.
 
@@ -37,7 +42,7 @@ class ForecastBaseStock:
 
     def levels(self, day: int) -> np.ndarray:
         """The order-up-to levels (nodes, SKUs) at the decision point of `day`."""
-        periods = np.rint(self._engine.expected_lead_times()).astype(np.int64) + self.review_period
+        periods = protection_periods(self._engine, self.review_period)
         mean = self.forecaster.over(day, periods)
         sd = self.forecaster.spread(day, periods)
         return mean + self._z * sd

@@ -58,7 +58,7 @@ class CostWeights:
         return all(getattr(self, name) == 1.0 for name in self.KINDS)
 
     def apply(self, parts: Mapping[str, np.ndarray]) -> np.ndarray:
-        """The weighted sum of the engine's cost by kind (`Engine.day_costs` or `day_sku_costs`)."""
+        """The weighted sum of costs by the engine's kinds (`Engine.day_costs`, `day_sku_costs`, or totals)."""
         return sum(getattr(self, name) * parts[kind] for name, kinds in self.KINDS.items() for kind in kinds)
 
 
