@@ -11,7 +11,7 @@ import pytest
 
 from agents.forecasting.datasets import real_series
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SMALL_TWIN = ["network=small", "data.days=200", "backtest.origins=2", "backtest.horizons=[7,14]"]
 
 

@@ -19,7 +19,7 @@ from agents.envs.core import EnvConfig
 from agents.rl.algorithms import DQNAgent, PPOAgent, Resources, TrainingSetup, agent_from_dict
 from twin import SpecError
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 REFERENCE = next(p for p in (ROOT.parent / "shared" / "reference", ROOT / "tests" / "reference_cases") if p.is_dir())
 CASE = REFERENCE / "case_base_stock_SS_example_4_4_L4.json"
 TINY_PPO = ["agent.train_batch_size=200", "agent.minibatch_size=100", "agent.num_epochs=1", "agent.hidden=[8]"]

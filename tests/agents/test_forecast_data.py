@@ -14,7 +14,7 @@ from agents.forecasting.data import DataError, frequency_of, load_panel, panel_f
 from agents.forecasting.datasets import REAL_DATASETS
 from twin.spec import network_from_dict
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def frame(n_days=30, series=("a", "b"), freq="D", **extra):

@@ -18,7 +18,7 @@ from experiments.policies import POLICIES, CostArrays, PolicySpec
 from experiments.simulate import kpi_table, load_config, summarize, t_quantile_975, unknown_choice
 from twin import SpecError
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 CONF = ROOT / "conf"
 NETWORKS = sorted(p.stem for p in (CONF / "network").glob("*.yaml"))
 PNGS = ("inventory_backorders.png", "cost_breakdown.png", "fill_rate.png")

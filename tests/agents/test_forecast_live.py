@@ -17,7 +17,7 @@ from twin.engine import Engine
 from twin.shocks import DemandShock
 from twin.spec import network_from_dict
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ from experiments.policies import PolicySpec
 from scenarios import SCENARIOS, Scenario
 from twin import DcClosure, DemandShock, Engine, LeadTimeShock, SpecError, network_from_dict
 
-CONF = Path(__file__).resolve().parent.parent / "conf"
+CONF = Path(__file__).resolve().parents[2] / "conf"
 HORIZON = 100
 
 # parameters that move each scenario's shocks into a 100-day run

@@ -15,7 +15,7 @@ from experiments.validate import main as validate_main
 from scenarios.reference import load_case
 from twin import SpecError
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SHARED = ROOT.parent / "shared" / "reference"
 CASE_DIR = SHARED if SHARED.is_dir() else ROOT / "tests" / "reference_cases"
 CASES = sorted(CASE_DIR.glob("case_*.json"))

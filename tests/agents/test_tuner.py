@@ -11,7 +11,7 @@ import pytest
 from agents.baselines import BaseStock, tune
 from scenarios.reference import load_case
 
-CASE = Path(__file__).parent / "reference_cases" / "case_base_stock_SS_example_4_4_L4.json"
+CASE = Path(__file__).resolve().parents[1] / "reference_cases" / "case_base_stock_SS_example_4_4_L4.json"
 
 
 @pytest.mark.slow
@@ -51,7 +51,7 @@ def test_tune_command_writes_a_usable_policy(tmp_path):
     out = tmp_path / "tune"
     done = subprocess.run([sys.executable, "-m", "experiments.tune", "network=small", "horizon=60", "warmup=5",
                            "tune.grid=[0.5,1.5]", "tune.seeds=1", f"hydra.run.dir={out}"],
-                          capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
+                          capture_output=True, text=True, cwd=Path(__file__).resolve().parents[2])
     assert done.returncode == 0, done.stderr
     tuned = yaml.safe_load((out / "tuned_policy.yaml").read_text())
     assert tuned["name"] == "base_stock" and set(tuned["z"]) == {"store", "dc"}
@@ -66,5 +66,5 @@ def test_tune_command_rejects_an_empty_grid(tmp_path):
 
     done = subprocess.run([sys.executable, "-m", "experiments.tune", "network=small", "tune.grid=[]",
                            f"hydra.run.dir={tmp_path}"], capture_output=True, text=True,
-                          cwd=Path(__file__).resolve().parents[1])
+                          cwd=Path(__file__).resolve().parents[2])
     assert done.returncode == 2 and "tune.grid" in done.stderr

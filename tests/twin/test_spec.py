@@ -456,7 +456,7 @@ def test_layout_and_explicit_dcs_agree_on_backorder_cost():
 
 
 def test_reference_serial_mapping_sets_backorder_factors_itself():
-    case = load_case(Path(__file__).parent / "reference_cases" / "case_serial_3stage_example_6_1.json")
+    case = load_case(Path(__file__).resolve().parents[1] / "reference_cases" / "case_serial_3stage_example_6_1.json")
     net = case.network()
     assert [(n.kind, n.backorder_factor) for n in net.nodes] == [
         ("supplier", 0.0), ("dc", 0.0), ("dc", 0.0), ("store", 1.0)]
