@@ -14,19 +14,16 @@ from typing import Any
 
 from scenarios.base import Scenario, ScenarioBuilder
 from scenarios.library import Baseline, Covid2020, Custom, DcOutage, FlashSale, HolidayPeak, PortStrike
-from twin.config import SpecError
+from twin.registry import Registry
 from twin.spec import NetworkSpec
 
-SCENARIOS: dict[str, type[ScenarioBuilder]] = {
-    cls.name: cls for cls in (Baseline, Covid2020, FlashSale, PortStrike, DcOutage, HolidayPeak, Custom)
-}
+SCENARIOS: Registry[type[ScenarioBuilder]] = Registry.of(
+    "scenario.name", Baseline, Covid2020, FlashSale, PortStrike, DcOutage, HolidayPeak, Custom)
 
 
 def build(name: str, network: NetworkSpec, horizon: int, **params: Any) -> Scenario:
     """The scenario `name` with `params` on `network` over `horizon` days; SpecError naming the key if bad."""
-    if not isinstance(name, str) or name not in SCENARIOS:
-        raise SpecError(f"scenario.name: {name!r} is not allowed; allowed: {', '.join(SCENARIOS)}")
-    return SCENARIOS[name].from_params(params).build(network, horizon)
+    return SCENARIOS.resolve(name).from_params(params).build(network, horizon)
 
 
 __all__ = ["SCENARIOS", "Scenario", "ScenarioBuilder", "build"]

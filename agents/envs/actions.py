@@ -23,7 +23,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from twin.config import SpecError
+from twin.config import ConfigReader, SpecError
+from twin.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -88,7 +89,8 @@ class OrderUnits(ActionMap):
         return np.broadcast_to(self.values(actions), np.shape(actions)).astype(float)
 
 
-ACTION_KINDS = {cls.kind: cls for cls in (OrderUpTo, SafetyFactor, OrderDaysOfDemand, OrderUnits)}
+ACTION_KINDS: Registry[type[ActionMap]] = Registry.of("env.action.kind", OrderUpTo, SafetyFactor, OrderDaysOfDemand,
+                                                    OrderUnits, attribute="kind")
 DEFAULT_GRIDS = {
     "order_up_to": {"start": 0.5, "stop": 2.0, "step": 0.05},
     "safety_factor": {"start": 0.0, "stop": 6.0, "step": 0.25},
@@ -97,28 +99,18 @@ DEFAULT_GRIDS = {
 }
 
 
-def action_from_dict(data: Mapping[str, Any] | None) -> ActionMap:
+def action_from_dict(data: Mapping[str, Any] | None, path: str = "env.action") -> ActionMap:
     """An ActionMap from config: {kind, grid} where grid is a list or {start, stop, step} (stop included)."""
-    data = dict(data or {})
-    unknown = set(data) - {"kind", "grid"}
-    if unknown:
-        raise SpecError(f"env.action: unknown key(s) {sorted(unknown)}; allowed: kind, grid")
-    kind = data.get("kind", "order_up_to")
-    if kind not in ACTION_KINDS:
-        raise SpecError(f"env.action.kind: {kind!r} is not allowed; allowed: {', '.join(ACTION_KINDS)}")
-    grid = data.get("grid", DEFAULT_GRIDS[kind])
+    r = ConfigReader(data, path)
+    kind = r.choice("kind", ACTION_KINDS, "order_up_to")
+    grid = r.raw("grid", DEFAULT_GRIDS[kind])
     if isinstance(grid, Mapping):
-        missing = {"start", "stop", "step"} - set(grid)
-        if missing or set(grid) - {"start", "stop", "step"}:
-            raise SpecError(f"env.action.grid: {dict(grid)} is not allowed; allowed: a list of values or "
-                            f"{{start, stop, step}}")
-        start, stop, step = (float(grid[key]) for key in ("start", "stop", "step"))
-        if step <= 0:
-            raise SpecError(f"env.action.grid.step: {step!r} is not allowed; allowed: a number > 0")
+        g = ConfigReader(grid, r.key("grid"))
+        start, stop = g.number("start"), g.number("stop")
+        step = g.number("step", low=0.0, low_open=True)
+        g.done()
         values = np.round(np.arange(start, stop + step / 2, step), 10)
     else:
-        try:
-            values = [float(v) for v in grid]
-        except (TypeError, ValueError) as exc:
-            raise SpecError(f"env.action.grid: {grid!r} is not allowed; allowed: a list of numbers") from exc
+        values = r.numbers("grid")
+    r.done()
     return ACTION_KINDS[kind](grid=tuple(float(v) for v in values))

@@ -226,6 +226,5 @@ def forecaster_from_name(name: str) -> LiveForecaster:
 
     if name == "oracle":
         return OracleForecaster()
-    if name not in FORECASTERS:
-        raise SpecError(f"env.forecaster: {name!r} is not allowed; allowed: {', '.join(FORECASTERS)}")
+    FORECASTERS.check(name, "env.forecaster")
     return Refitting(forecaster_factory(name, "env.forecaster"), name)

@@ -6,15 +6,15 @@ or statsforecast.
 
 from __future__ import annotations
 
-import importlib
 import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from agents.forecasting.base import Forecaster
 from twin.config import SpecError
+from twin.registry import Registry
 
-FORECASTERS = {
+FORECASTERS: Registry[type] = Registry("forecaster.name", {
     "seasonal_naive": "agents.forecasting.classical:SeasonalNaive",
     "moving_average": "agents.forecasting.classical:MovingAverage",
     "ets": "agents.forecasting.classical:AutoETS",
@@ -23,15 +23,12 @@ FORECASTERS = {
     "lstm": "agents.forecasting.lstm:LSTMForecaster",
     "ensemble": "agents.forecasting.ensemble:Ensemble",
     "oracle": "agents.forecasting.oracle:TrueMean",
-}
+}, lazy=True)
 
 
 def forecaster_class(name: str, path: str = "forecaster.name") -> type:
     """The class registered under `name`; SpecError naming `path` and the allowed names otherwise."""
-    if name not in FORECASTERS:
-        raise SpecError(f"{path}: {name!r} is not allowed; allowed: {', '.join(FORECASTERS)}")
-    module, attribute = FORECASTERS[name].split(":")
-    return getattr(importlib.import_module(module), attribute)
+    return FORECASTERS.resolve(name, path)
 
 
 def forecaster_factory(spec: str | Mapping[str, Any], path: str = "forecaster") -> Callable[[], Forecaster]:
@@ -43,7 +40,7 @@ def forecaster_factory(spec: str | Mapping[str, Any], path: str = "forecaster") 
     params = {"name": spec} if isinstance(spec, str) else dict(spec)
     name = params.pop("name", None)
     if not isinstance(name, str):
-        raise SpecError(f"{path}.name: required; allowed: {', '.join(FORECASTERS)}")
+        raise SpecError(f"{path}.name: required; allowed: {FORECASTERS.allowed()}")
     cls = forecaster_class(name, f"{path}.name")
     allowed = [p for p in inspect.signature(cls).parameters if p not in ("self", "members")]
     for key in params:

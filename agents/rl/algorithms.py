@@ -1,6 +1,7 @@
 """RLlib algorithm configs for the twin's environments: one class per algorithm, one for the Ray resources.
 
-    setup = TrainingSetup.network(env_config)          # or TrainingSetup.single_node(env_config)
+    setup = TrainingSetup.from_plain({"network": {...}, "scenario": {...}, "env": {...}})   # as experiments.train
+    setup = TrainingSetup.network(env_config)          # or TrainingSetup.single_node_env(env_config), not saveable
     algo = PPOAgent().algorithm_config(setup, Resources(), seed=0).build_algo()
 
 The multi-agent setup maps policies by role (store, dc): one policy is shared by
@@ -12,13 +13,17 @@ across the node's SKUs); with one agent per (node, SKU), RLlib's default modules
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, ClassVar
 
-from agents.envs.core import EnvConfig
+from agents.envs.core import EnvConfig, env_config_from_dict
 from agents.envs.parallel import SupplyChainParallelEnv
+from agents.envs.single_node import single_node_config
+from scenarios.reference import case_from_dict
 from twin.config import ConfigReader, SpecError
+from twin.registry import Registry
+from twin.spec import network_from_dict
 
 
 @dataclass(frozen=True)
@@ -34,12 +39,44 @@ class RoleMapping:
 
 @dataclass(frozen=True)
 class TrainingSetup:
-    """Which environment is trained: the single-node Gymnasium env or the multi-agent network env."""
+    """Which environment is trained: the single-node Gymnasium env or the multi-agent network env.
+
+    `plain` is the plain data it was built from (`from_plain`), which a checkpoint stores
+    (agents.rl.checkpoint); a setup built from typed objects has none and cannot be saved.
+    """
 
     env: EnvConfig
     single_node: bool
     roles: Mapping[str, str] = field(default_factory=dict)  # agent id -> role (multi-agent only)
     shared_policy: bool = False
+    plain: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)
+
+    @classmethod
+    def from_plain(cls, data: Mapping[str, Any], discrete_only: bool = False) -> TrainingSetup:
+        """Build from plain data through the config readers (SpecError naming the key):
+
+            {network: {...}, scenario: {name, params...}, env: {...}, shared_policy: bool}   the network env
+            {case: {...the case file's data}, env: {...}}                                     the single-node env
+
+        `env.granularity: auto` becomes node_sku for a `discrete_only` algorithm, node otherwise; `plain`
+        keeps the data with the granularity resolved, so it rebuilds the same setup without the algorithm.
+        """
+        data = plain_data(data, "setup")
+        r = ConfigReader(data, "")
+        env_data = r.raw("env") or {}
+        case_data = r.raw("case")
+        if case_data is not None:
+            case = case_from_dict(case_data)
+            env = env_config_from_dict(env_data, case.network())
+            setup = cls.single_node_env(single_node_config(case, env))
+        else:
+            network = network_from_dict(r.raw("network"), "network")
+            env = env_config_from_dict(env_data, network, r.raw("scenario"),
+                                       auto_granularity="node_sku" if discrete_only else "node")
+            setup = cls.network(env, shared_policy=r.flag("shared_policy", False))
+        r.done()
+        data["env"] = {**env_data, "granularity": setup.env.granularity}
+        return replace(setup, plain=data)
 
     @classmethod
     def network(cls, env: EnvConfig, shared_policy: bool = False) -> TrainingSetup:
@@ -61,6 +98,22 @@ class TrainingSetup:
     def sku_shared_module(self) -> bool:
         """One agent per node with several SKUs per agent: the SKU is a batch dimension of the module."""
         return not self.single_node and self.env.granularity == "node"
+
+
+def plain_data(value: Any, path: str) -> Any:
+    """A deep copy of `value` as YAML/JSON data (dicts with string keys, lists, strings, numbers, booleans,
+    None); SpecError naming the key of anything else."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, Mapping):
+        for key in value:
+            if not isinstance(key, str):
+                raise SpecError(f"{path}: key {key!r} is not allowed; allowed: strings")
+        return {key: plain_data(v, f"{path}.{key}") for key, v in value.items()}
+    if isinstance(value, Sequence) and not isinstance(value, (str, bytes)):
+        return [plain_data(v, f"{path}[{i}]") for i, v in enumerate(value)]
+    raise SpecError(f"{path}: {type(value).__name__} is not allowed; allowed: plain data (mappings, lists, "
+                    f"strings, numbers, booleans, null)")
 
 
 @dataclass(frozen=True)
@@ -291,13 +344,10 @@ class DQNAgent(AgentSpec):
         return self._base(config, setup, resources, seed, spec)
 
 
-AGENTS: dict[str, type[AgentSpec]] = {cls.name: cls for cls in (PPOAgent, DQNAgent)}
+AGENTS: Registry[type[AgentSpec]] = Registry.of("agent.name", PPOAgent, DQNAgent)
 
 
 def agent_from_dict(data: Mapping[str, Any] | None) -> AgentSpec:
     """The agent of config section `agent` ({name: ppo|dqn, hyper-parameters...}); SpecError naming the key."""
     data = dict(data or {})
-    name = data.get("name")
-    if name not in AGENTS:
-        raise SpecError(f"agent.name: {name!r} is not allowed; allowed: {', '.join(AGENTS)}")
-    return AGENTS[name].from_dict(data)
+    return AGENTS.resolve(data.get("name")).from_dict(data)
