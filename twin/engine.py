@@ -30,11 +30,13 @@ from typing import Protocol
 import numpy as np
 import simpy
 
+from twin.costs import cost_rates
 from twin.demand import Covariates, DemandModel
 from twin.kpi import DayFlows, KpiAccumulator, SeriesRecorder, node_totals
 from twin.ledger import Ledger
 from twin.rationing import RULES
 from twin.shocks import Shock, ShockEffects
+from twin.snapshot import OpenShipment, Snapshot, UnshippedOrder, network_hash
 from twin.spec import NetworkSpec
 from twin.state import NetworkState, Topology
 from twin.streams import Streams
@@ -77,18 +79,34 @@ class RunResult:
 
 
 class Engine:
-    """A digital twin run: build it, then `run(policy)` to the end or `step(orders)` one day at a time."""
+    """A digital twin run: build it, then `run(policy)` to the end or `step(orders)` one day at a time.
+
+    `start=snapshot` begins at the snapshot's decision point instead of an empty network on day 0
+    (twin/snapshot.py); `snapshot()` takes one at any decision point.
+    """
 
     def __init__(self, network: NetworkSpec, *, horizon: int, seed: int, shocks: Sequence[Shock] = (),
                  warmup: int = 0, invariants: str = "warn", per_sku_series: bool = False,
                  initial_on_hand: np.ndarray | None = None, sku_costs: bool = False,
-                 progress: Callable[[int, int], None] | None = None, progress_every: int = 30) -> None:
+                 progress: Callable[[int, int], None] | None = None, progress_every: int = 30,
+                 start: Snapshot | None = None) -> None:
         if isinstance(horizon, bool) or not isinstance(horizon, int) or horizon < 1:
             raise ValueError(f"horizon: {horizon!r} is not allowed; allowed: an integer >= 1 (days)")
         if not isinstance(warmup, int) or not (0 <= warmup < horizon):
             raise ValueError(f"warmup: {warmup!r} is not allowed; allowed: an integer in [0, horizon)")
         for i, shock in enumerate(shocks):
             shock.validate(network, f"shocks[{i}]")
+        if start is not None:
+            if initial_on_hand is not None:
+                raise ValueError("initial_on_hand: not allowed with start (the snapshot holds the stock); "
+                                 "allowed: one of them")
+            start.check(network, "start")
+            if start.day >= horizon:
+                raise ValueError(f"start.day: {start.day} is not allowed; allowed: a day before the horizon "
+                                 f"({horizon})")
+            # the snapshot owns what is in force now; `shocks` adds what begins later (a shock in both counts once)
+            shocks = tuple(shocks) + tuple(d for d in start.disruptions if d not in shocks)
+        self.first_day = 0 if start is None else int(start.day)
         self.network = network
         self.horizon = horizon
         self.warmup = warmup
@@ -100,22 +118,12 @@ class Engine:
         self.integer = network.demand.integer_units
         streams = Streams(seed)
 
-        skus = network.skus
         nodes = network.nodes
-        col = lambda attr: np.array([getattr(nd, attr) for nd in nodes])[:, None]  # noqa: E731
-        self.holding_rate = col("holding_factor") * skus.holding_cost
-        self.backorder_rate = col("backorder_factor") * skus.backorder_cost
-        self.lost_rate = col("lost_sale_factor") * skus.lost_sale_cost
-        self.transit_rate = col("in_transit_holding") * skus.holding_cost
-        self.fixed_order_cost = np.broadcast_to(skus.fixed_order_cost, (n, k))
-        self.unit_cost = np.broadcast_to(skus.unit_cost, (n, k))
-        self.backorders_allowed = np.array([nd.unmet == "backorder" for nd in nodes])
+        self.rates = rates = cost_rates(network)  # twin/costs.py: the rates and their zeroing rules
+        self.holding_rate, self.backorder_rate, self.lost_rate = rates.holding, rates.backorder, rates.lost_sale
+        self.transit_rate, self.fixed_order_cost, self.unit_cost = rates.transit, rates.fixed_order, rates.unit
+        self.backorders_allowed = rates.backorders_allowed
         self.serves_customer_backorders = self.backorders_allowed & topo.is_store
-        for rate in (self.holding_rate, self.backorder_rate, self.lost_rate):
-            rate[topo.is_supplier] = 0.0  # suppliers are outside the network: their backlog costs nothing
-        # only a store can lose a sale: a DC with lost sales cancels what it cannot supply (its customer orders
-        # again), which costs no penalty of its own (the store's shortage is charged at the store)
-        self.lost_rate[~topo.is_store] = 0.0
 
         # state
         self.on_hand = np.zeros((n, k))
@@ -166,6 +174,9 @@ class Engine:
             shut |= effects.shut
             reroute |= effects.reroute
         self.may_use_backup = (backup >= 0) & (parent >= 0) & (shut & reroute)[np.maximum(parent, 0)]
+        for line in start.unshipped if start is not None else ():
+            if line.source != parent[line.node]:  # owed by the backup: a re-route was in force at the snapshot
+                self.may_use_backup[line.node] = True
         orders_from = {p: (parent == p) | ((backup == p) & self.may_use_backup) for p in range(n)}
         self.has_backup_customers = bool(self.may_use_backup.any())
         self.customers = {p: np.flatnonzero(rows) for p, rows in orders_from.items() if rows.any()}
@@ -201,7 +212,7 @@ class Engine:
         self.progress = progress
         self.progress_every = progress_every
 
-        self.env = simpy.Environment()
+        self.env = simpy.Environment(initial_time=0 if start is None else self.first_day + PHASE_DECISION)
         max_depth = int(topo.depth.max())
         for i, nd in enumerate(nodes):
             if nd.kind == "store":
@@ -212,9 +223,57 @@ class Engine:
         for shock in self.shocks:
             self.env.process(self._shock_process(shock))
         self.env.process(self._close_process())
-        self.day = 0
+        self.day = self.first_day
         self.done = False
-        self.env.run(until=PHASE_DECISION)
+        self._network_hash: str | None = None
+        if start is None:
+            self.env.run(until=PHASE_DECISION)
+        else:
+            self._start_from(start)
+
+    def _start_from(self, start: Snapshot) -> None:
+        """Take the state of `start` at its decision point: stock, lines in flight, backlogs, today's flows so far."""
+        for name in ("on_hand", "backorders", "in_transit", "on_order"):
+            np.copyto(getattr(self, name), getattr(start, name))
+        np.copyto(self.flows_received, start.received_today)
+        np.copyto(self.flows_outflow, start.served_today)
+        np.copyto(self.day_start, start.on_hand - start.received_today + start.served_today)
+        inside = ~self.topology.is_supplier
+        # what is in the network, plus what left it today before the snapshot, was bought (the ledger's identity)
+        self.bought = float((start.on_hand + start.in_transit)[inside].sum() + start.served_today.sum())
+        for line in start.shipments:  # in dispatch order: arrivals due on the same day keep their order
+            self._schedule(line.node, Shipment(line.source, line.dispatched, line.due, line.quantity.copy()))
+        cohorts: dict[int, dict[int, np.ndarray]] = {}
+        for line in sorted(start.unshipped, key=lambda u: u.ordered):
+            rows = self.customers[line.source]
+            by_day = cohorts.setdefault(line.source, {})
+            cohort = by_day.setdefault(line.ordered, np.zeros((len(rows), self.n_sku)))
+            cohort[np.flatnonzero(rows == line.node)[0]] += line.quantity
+        for p, by_day in cohorts.items():
+            self.backlog[p] = list(by_day.items())  # oldest first
+        self.active_shocks = list(start.disruptions) + [
+            s for s in self.shocks if s.start <= start.day < s.end and s not in start.disruptions]
+        self._recompute_effects()
+
+    def snapshot(self) -> Snapshot:
+        """The network at today's decision point, from which `Engine(..., start=snapshot)` continues exactly."""
+        if self.done:
+            raise RuntimeError("snapshot: the run is over; allowed: at a decision point before the horizon")
+        if self._network_hash is None:
+            self._network_hash = network_hash(self.network)
+        in_flight = sorted((sid, child, s) for child, by_id in enumerate(self.shipments) for sid, s in by_id.items())
+        shipments = tuple(OpenShipment(node=child, source=s.source, dispatched=s.dispatched, due=s.arrival,
+                                       quantity=s.quantity.copy()) for _, child, s in in_flight)
+        unshipped = tuple(UnshippedOrder(node=int(self.customers[p][row]), source=p, ordered=day,
+                                         quantity=cohort[row].copy())
+                          for p, cohorts in self.backlog.items() for day, cohort in cohorts
+                          for row in np.flatnonzero(cohort.any(axis=1)))
+        return Snapshot(network_name=self.network.name, network_hash=self._network_hash,
+                        nodes=self.topology.names, skus=tuple(self.network.skus.name), day=self.day,
+                        on_hand=self.on_hand, backorders=self.backorders, in_transit=self.in_transit,
+                        on_order=self.on_order, expected_lead_time=self.expected_lead_times(),
+                        shipments=shipments, unshipped=unshipped, disruptions=tuple(self.active_shocks),
+                        received_today=self.flows_received, served_today=self.flows_outflow, seed=self.seed)
 
     # ------------------------------------------------------------------ stepping
 
@@ -264,10 +323,12 @@ class Engine:
         """KPIs, series and metadata of the finished (or current) run."""
         return RunResult(
             kpis=self.kpis.result(),
-            series={k: v[: self.day] for k, v in self.series.data.items()},
-            sku_series=None if self.series.sku is None else {k: v[: self.day] for k, v in self.series.sku.items()},
+            series={k: v[self.first_day: self.day] for k, v in self.series.data.items()},
+            sku_series=None if self.series.sku is None else {k: v[self.first_day: self.day]
+                                                             for k, v in self.series.sku.items()},
             meta={"network": self.network.name, "nodes": list(self.topology.names), "n_sku": self.n_sku,
                   "horizon": self.horizon, "warmup": self.warmup, "seed": self.seed,
+                  **({"first_day": self.first_day} if self.first_day else {}),
                   "shocks": [type(s).__name__ for s in self.shocks], "twin_version": TWIN_VERSION, **meta},
             violations=list(self.ledger.violations),
             covariates=None if self.series.sku is None else self.demand_model.covariates(),
@@ -296,7 +357,7 @@ class Engine:
     def _store_process(self, i: int):
         name = self.topology.names[i]
         backorders_allowed = self.backorders_allowed[i]
-        for day in range(self.horizon):
+        for day in range(self.first_day, self.horizon):
             yield self._at(day, PHASE_DEMAND)
             multiplier = self.effects.demand[i] if self.demand_shocked else None  # None: skip multiplying by 1
             expected = self.demand_model.mean(name, day, multiplier)
@@ -318,16 +379,17 @@ class Engine:
             self.flows_outflow[i] += served
 
     def _supplier_process(self, p: int, phase: float):
-        for day in range(self.horizon):
+        for day in range(self.first_day, self.horizon):
             yield self._at(day, phase)
             self._allocate(p, day)
 
     def _shock_process(self, shock: Shock):
-        if shock.start >= self.horizon:
+        if shock.start >= self.horizon or shock.end <= self.first_day:
             return
-        yield self._at(shock.start, PHASE_SHOCKS)
-        self.active_shocks.append(shock)
-        self._recompute_effects()
+        if shock not in self.active_shocks:  # one in force at a snapshot the run starts from is on already
+            yield self._at(shock.start, PHASE_SHOCKS)
+            self.active_shocks.append(shock)
+            self._recompute_effects()
         if shock.end >= self.horizon:
             return
         yield self._at(shock.end, PHASE_SHOCKS)
@@ -335,7 +397,7 @@ class Engine:
         self._recompute_effects()
 
     def _close_process(self):
-        for day in range(self.horizon):
+        for day in range(self.first_day, self.horizon):
             yield self._at(day, PHASE_CLOSE)
             self._close_day(day)
 
@@ -441,10 +503,14 @@ class Engine:
         if lead == 0:
             self._receive(child, quantity)
             return
+        self._schedule(child, Shipment(source, day, day + lead, quantity))
+
+    def _schedule(self, child: int, shipment: Shipment) -> None:
+        """Keep `shipment` as in transit to `child` and receive it on its arrival day."""
         sid = self._next_shipment
         self._next_shipment += 1
-        self.shipments[child][sid] = Shipment(source, day, day + lead, quantity)
-        event = self.env.timeout(day + lead - self.env.now)
+        self.shipments[child][sid] = shipment
+        event = self.env.timeout(shipment.arrival - self.env.now)
         event.callbacks.append(lambda _e, c=child, s=sid: self._arrive(c, s))
 
     def _arrive(self, child: int, sid: int) -> None:
