@@ -40,16 +40,13 @@ from hydra.utils import to_absolute_path
 from omegaconf import DictConfig, OmegaConf
 
 import scenarios
-from agents.envs.core import env_config_from_dict
-from agents.envs.single_node import single_node_config
 from agents.rl.algorithms import AgentSpec, Resources, TrainingSetup, agent_from_dict
 from experiments.evaluation import EvalSetting, evaluate, format_report, plot_comparison
 from experiments.policies import PolicySpec
 from experiments.simulate import run_checked
-from scenarios.reference import ReferenceCase, load_case
+from scenarios.reference import ReferenceCase, case_from_dict, read_case_data
 from twin import SpecError
 from twin.config import ConfigReader
-from twin.spec import network_from_dict
 
 log = logging.getLogger("experiments.train")
 CURVE_FIELDS = ("iteration", "env_steps", "time_s", "episode_return_mean", "episode_return_min",
@@ -135,17 +132,15 @@ def load_train_config(data: dict) -> TrainConfig:
     env_data = r.raw("env")
     network_data, scenario_data = r.raw("network"), r.raw("scenario")
     r.done()
+    # the plain data of the env setup, which each checkpoint stores (agents.rl.checkpoint)
     if case_path is not None:
-        case = load_case(to_absolute_path(str(case_path)))
-        network = case.network()
-        env = env_config_from_dict(single, network)
-        setup = TrainingSetup.single_node_env(single_node_config(case, env))
+        case_data = read_case_data(to_absolute_path(str(case_path)))
+        case = case_from_dict(case_data)
+        setup = TrainingSetup.from_plain({"case": case_data, "env": single})
     else:
         case = None
-        network = network_from_dict(network_data, "network")
-        auto = "node_sku" if agent.discrete_only else "node"
-        env = env_config_from_dict(env_data, network, scenario_data, auto_granularity=auto)
-        setup = TrainingSetup.network(env, shared_policy=shared)
+        setup = TrainingSetup.from_plain({"network": network_data, "scenario": scenario_data, "env": env_data,
+                                          "shared_policy": shared}, discrete_only=agent.discrete_only)
     agent.algorithm_config(setup, resources, seed)  # a bad agent/env combination fails here, before Ray starts
     if case is None and evaluation["reference"] not in [b.name for b in baselines]:
         raise SpecError(f"evaluation.reference: {evaluation['reference']!r} is not among evaluation.baselines "
@@ -219,11 +214,11 @@ class RunDirectory:
 
     def save(self, algo, setup: TrainingSetup, progress: dict[str, float]) -> Path:
         """Save a checkpoint, point `latest` at it and drop the oldest beyond `keep`."""
-        from agents.rl.policy import save_setup
+        from agents.rl.checkpoint import write_setup
 
         path = self.checkpoints / f"iter_{int(progress['iteration']):06d}"
         algo.save_to_path(str(path))
-        save_setup(path, setup)
+        write_setup(path, setup)
         (path / "progress.json").write_text(json.dumps(progress))
         self._point("latest", path)
         best = self.best
@@ -231,6 +226,15 @@ class RunDirectory:
             if old.resolve() != best:  # the best by validation stays, however old
                 shutil.rmtree(old)
         return path
+
+    def upgrade_legacy(self, setup: TrainingSetup) -> None:
+        """Write twin_setup.yaml into checkpoints of older versions (a pickled setup only), after checking that
+        the pickle is `setup`, so a run started before the format change resumes and evaluates."""
+        from agents.rl.checkpoint import is_legacy, upgrade
+
+        for checkpoint in sorted(self.checkpoints.glob("iter_*")):
+            if is_legacy(checkpoint):
+                log.info("converted %s", upgrade(checkpoint, setup))
 
     def _point(self, name: str, path: Path) -> None:
         link, tmp = self.checkpoints / name, self.checkpoints / f"{name}.tmp"
@@ -362,6 +366,7 @@ def train(config: TrainConfig, run: RunDirectory) -> Path:
     progress = run.progress()
     if run.latest is not None:
         log.info("resuming from %s (iteration %d)", run.latest, progress["iteration"])
+        run.upgrade_legacy(config.setup)
         algo.restore_from_path(str(run.latest))
         run.truncate_curve(int(progress["iteration"]))
     iteration, env_steps, spent = int(progress["iteration"]), int(progress["env_steps"]), float(progress["time_s"])

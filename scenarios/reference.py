@@ -99,6 +99,12 @@ class ReferenceCase:
 
 def load_case(path: str | Path) -> ReferenceCase:
     """Read and validate a reference case file; SpecError names the bad key."""
+    return case_from_dict(read_case_data(path))
+
+
+def read_case_data(path: str | Path) -> dict:
+    """A case file's JSON object as plain data, `case_id` defaulting to the file's stem (`case_from_dict` reads it;
+    a checkpoint stores it, so it does not depend on the file staying where it was)."""
     path = Path(path)
     try:
         data = json.loads(path.read_text())
@@ -108,7 +114,7 @@ def load_case(path: str | Path) -> ReferenceCase:
         raise SpecError(f"case: {path.name} is not valid JSON ({exc})") from exc
     if not isinstance(data, dict):
         raise SpecError(f"case: {path.name} must hold a JSON object")
-    return case_from_dict(data, path.stem)
+    return {"case_id": path.stem, **data}
 
 
 def case_from_dict(data: dict, default_id: str = "case") -> ReferenceCase:

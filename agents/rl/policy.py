@@ -4,13 +4,13 @@
     policy.attach(engine); engine.run(policy)
 
 The policy builds its observation with the env's ObsSpec and decodes its actions
-with the env's ActionMap (both saved with the checkpoint), and acts greedily:
+with the env's ActionMap (both rebuilt from the setup saved with the checkpoint,
+agents.rl.checkpoint), and acts greedily:
 the most probable action (PPO) or the highest Q-value (DQN).
 """
 
 from __future__ import annotations
 
-import pickle
 from pathlib import Path
 
 import numpy as np
@@ -20,16 +20,9 @@ from ray.rllib.core.columns import Columns
 
 from agents.envs.core import SupplyChainSim
 from agents.rl.algorithms import RoleMapping, TrainingSetup
-from twin.config import SpecError
+from agents.rl.checkpoint import read_setup
 from twin.engine import Engine
 from twin.state import NetworkState
-
-SETUP_FILE = "twin_setup.pkl"
-
-
-def save_setup(checkpoint: Path, setup: TrainingSetup) -> None:
-    """Store what the env was, beside RLlib's checkpoint files."""
-    (Path(checkpoint) / SETUP_FILE).write_bytes(pickle.dumps(setup))
 
 
 def checkpoint_label(checkpoint: Path) -> str:
@@ -72,10 +65,7 @@ class TrainedPolicy:
         from ray.rllib.core.rl_module.rl_module import RLModule
 
         checkpoint = Path(checkpoint).resolve()
-        if not (checkpoint / SETUP_FILE).exists():
-            raise SpecError(f"checkpoint: {str(checkpoint)!r} is not a checkpoint of experiments.train "
-                            f"(no {SETUP_FILE}); allowed: a directory under <run>/checkpoints/")
-        setup = pickle.loads((checkpoint / SETUP_FILE).read_bytes())
+        setup = read_setup(checkpoint)
         modules = {pid: RLModule.from_checkpoint(module_dir(checkpoint, pid)) for pid in setup.policy_ids}
         for module in modules.values():
             module.eval()

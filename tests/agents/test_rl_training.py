@@ -55,7 +55,8 @@ def test_ppo_trains_checkpoints_and_reports(ppo_run):
     assert int(rows[-1]["env_steps"]) >= 400
     checkpoints = ppo_run / "checkpoints"
     assert (checkpoints / "latest").resolve().name == "iter_000002"
-    assert (checkpoints / "latest" / "twin_setup.pkl").exists()
+    assert (checkpoints / "latest" / "twin_setup.yaml").exists()  # plain data (agents.rl.checkpoint), no pickle
+    assert not (checkpoints / "latest" / "twin_setup.pkl").exists()
     assert (ppo_run / "learning_curve.png").stat().st_size > 0
     report = (ppo_run / "evaluation.md").read_text()
     assert "| ppo |" in report and "| rop |" in report and "Paired differences to rop" in report
