@@ -1,16 +1,13 @@
-"""The RLlib adapter: the ParallelEnv as an RLlib MultiAgentEnv, registered as `supplychain`."""
+"""The RLlib adapter: the ParallelEnv as an RLlib MultiAgentEnv (AgentSpec passes the class to RLlib itself)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
 from ray.rllib.env.multi_agent_env import MultiAgentEnv
-from ray.tune.registry import register_env
 
 from agents.envs.core import EnvConfig
 from agents.envs.parallel import SupplyChainParallelEnv
-
-ENV_NAME = "supplychain"
 
 
 class SupplyChainMultiAgentEnv(MultiAgentEnv):
@@ -25,9 +22,6 @@ class SupplyChainMultiAgentEnv(MultiAgentEnv):
         self.observation_spaces = {a: par.observation_space(a) for a in self.possible_agents}
         self.action_spaces = {a: par.action_space(a) for a in self.possible_agents}
 
-    def role(self, agent: str) -> str:
-        return self.par_env.role(agent)
-
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         obs, infos = self.par_env.reset(seed=seed, options=options)
         self.agents = list(self.par_env.agents)
@@ -39,9 +33,3 @@ class SupplyChainMultiAgentEnv(MultiAgentEnv):
         truncated["__all__"] = all(truncated.values())
         self.agents = list(self.par_env.agents)
         return obs, rewards, terminated, truncated, infos
-
-
-def register() -> str:
-    """Register the env with Ray Tune's registry (idempotent) and return its name."""
-    register_env(ENV_NAME, lambda cfg: SupplyChainMultiAgentEnv(cfg))
-    return ENV_NAME
