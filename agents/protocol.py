@@ -1,8 +1,9 @@
-"""The one policy interface (DESIGN.md section 7).
+"""The one policy interface (docs/architecture.md, Policies).
 
 A policy maps the network's state at a review epoch to order quantities per
-node and SKU. Baselines implement it now; RL policies, exported ONNX bundles
-and the HTTP service will implement the same protocol.
+node and SKU. The baselines (agents.baselines) and trained RL policies
+(agents.rl.policy.TrainedPolicy) implement it, so the twin runs and scores
+them alike.
 """
 
 from twin.engine import OrderPolicy as Policy

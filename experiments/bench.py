@@ -1,4 +1,4 @@
-"""Speed and memory benchmark of the SimPy engine (DESIGN.md section 4).
+"""Speed and memory benchmark of the SimPy engine, against the targets TARGET_* below (README, Speed).
 
     python -m experiments.bench              # full table, best of 3 runs per case
     python -m experiments.bench --quick      # one run per case, no tracemalloc, no per-SKU-series line
@@ -259,7 +259,7 @@ def main(argv: list[str] | None = None) -> dict:
         (f"5x50x1000 peak memory < {TARGET_MEMORY_MB / 1024:g} GB", _mb(memory), memory < TARGET_MEMORY_MB),
     ]
     print()
-    print("targets (DESIGN.md section 4)")
+    print("targets")
     for label, value, ok in targets:
         print(f"  {_verdict(ok)}  {label:<42} {value:>10}")
     if args.days != YEAR:

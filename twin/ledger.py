@@ -1,12 +1,12 @@
-"""The ledger's run-time invariants (DESIGN.md section 6).
+"""The ledger's run-time invariants.
 
 Per node and SKU, every day:
     on_hand_end = on_hand_start + received - shipped_downstream - sold
 and network-wide:
     units bought from suppliers = units on hand + in transit + sold.
-No state may go negative. The twin has no scrapping mechanism, so the scrap
-term of DESIGN.md is always zero and omitted. Lost sales and backorders are
-tracked apart: they never move stock.
+No state may go negative. The twin has no scrapping mechanism, so a scrap
+term would always be zero and is omitted (docs/architecture.md, The engine).
+Lost sales and backorders are tracked apart: they never move stock.
 """
 
 from __future__ import annotations

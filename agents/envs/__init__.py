@@ -1,7 +1,7 @@
-"""RL environments over the twin (DESIGN.md section 8): one simulation core, three APIs.
+"""RL environments over the twin (docs/architecture.md, RL environments): one simulation core, three APIs.
 
 - SupplyChainParallelEnv: PettingZoo ParallelEnv, the canonical multi-agent interface;
-- SupplyChainMultiAgentEnv (agents.envs.rllib): the RLlib adapter, registered as `supplychain`;
+- SupplyChainMultiAgentEnv (agents.envs.rllib): the RLlib adapter (its class is given to RLlib);
 - SingleNodeEnv: Gymnasium, registered as `SupplyChainSingleNode-v0`.
 """
 

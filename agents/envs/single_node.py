@@ -1,7 +1,7 @@
 """A Gymnasium env for one node and one SKU: the paper's single-node DQN and the optimality-gap checks.
 
-Build it from a reference case file (any single-stage case of the schema in
-shared/reference) or from an EnvConfig whose network has one stocking node and
+Build it from a reference case file (any single-stage case of the schema of
+tests/reference_cases) or from an EnvConfig whose network has one stocking node and
 one SKU:
 
     env = gymnasium.make("SupplyChainSingleNode-v0", case="case_base_stock_SS_example_4_4_L4.json")

@@ -1,4 +1,4 @@
-"""Demand forecasters (DESIGN.md section 8): fit on a panel of history, predict a mean and quantiles.
+"""Demand forecasters (docs/architecture.md, Forecasting): fit on a panel of history, predict a mean and quantiles.
 
 - base.py: the protocol (`SeriesPanel`, `Forecast`, `Forecaster`); data.py: panels from files and the twin;
 - classical.py (seasonal naive, moving average, ETS and ARIMA via statsforecast), tree.py (gradient

@@ -1,4 +1,4 @@
-"""Hand-computed checks of the day contract (DESIGN.md section 3) and of the twin's mechanics.
+"""Hand-computed checks of the day contract (docs/architecture.md, The engine) and of the twin's mechanics.
 
 Demand is made deterministic with a normal law of cv 0 (every draw equals the
 mean), so every number below can be worked out on paper.
