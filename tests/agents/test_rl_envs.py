@@ -37,7 +37,7 @@ from twin import Engine, SpecError
 from twin.spec import network_from_dict
 
 ROOT = Path(__file__).resolve().parents[2]
-REFERENCE = next(p for p in (ROOT.parent / "shared" / "reference", ROOT / "tests" / "reference_cases") if p.is_dir())
+REFERENCE = ROOT / "tests" / "reference_cases"
 CASE = REFERENCE / "case_base_stock_SS_example_4_4_L4.json"
 
 

@@ -20,7 +20,7 @@ from agents.rl.algorithms import DQNAgent, PPOAgent, Resources, TrainingSetup, a
 from twin import SpecError
 
 ROOT = Path(__file__).resolve().parents[2]
-REFERENCE = next(p for p in (ROOT.parent / "shared" / "reference", ROOT / "tests" / "reference_cases") if p.is_dir())
+REFERENCE = ROOT / "tests" / "reference_cases"
 CASE = REFERENCE / "case_base_stock_SS_example_4_4_L4.json"
 TINY_PPO = ["agent.train_batch_size=200", "agent.minibatch_size=100", "agent.num_epochs=1", "agent.hidden=[8]"]
 QUICK_NETWORK = ["network=small", "env.episode_days=30", "evaluation.seeds=2", "evaluation.horizon=40",

@@ -16,8 +16,7 @@ from scenarios.reference import load_case
 from twin import SpecError
 
 ROOT = Path(__file__).resolve().parents[2]
-SHARED = ROOT.parent / "shared" / "reference"
-CASE_DIR = SHARED if SHARED.is_dir() else ROOT / "tests" / "reference_cases"
+CASE_DIR = ROOT / "tests" / "reference_cases"
 CASES = sorted(CASE_DIR.glob("case_*.json"))
 PERIODS = "100000"  # the command-line default
 
