@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from agents.baselines import BaseStock
 from twin import DcClosure, Engine, network_from_dict
+from twin.testing import OrderUpTo
 
 
 def chain(lane_capacity=None):
@@ -24,7 +24,7 @@ def chain(lane_capacity=None):
 
 
 def levels(dc, store):
-    return BaseStock(np.array([[0.0], [dc], [store]]))
+    return OrderUpTo(np.array([[0.0], [dc], [store]]))
 
 
 def test_cancelled_orders_cost_no_penalty_and_no_unit_cost():

@@ -13,7 +13,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agents.baselines.policies import BaseStock
 from twin import (
     CapacityCut,
     DcClosure,
@@ -26,7 +25,7 @@ from twin import (
 )
 from twin.ledger import Ledger
 from twin.rationing import FirstComeFirstServed, Priority, Proportional, split_priority, split_proportional
-from twin.testing import check_kpis, check_ledger, check_state
+from twin.testing import OrderUpTo, check_kpis, check_ledger, check_state
 
 
 def sku(mean: float = 3.0, **kw) -> dict:
@@ -82,7 +81,7 @@ def test_base_stock_order_arrives_after_exactly_lead_time(lead):
     S, d = 20.0, 3.0
     net = chain(lead, mean=d)
     engine = Engine(net, horizon=lead + 6, seed=0, invariants="error")
-    policy = BaseStock(np.array([[0.0], [S]]))
+    policy = OrderUpTo(np.array([[0.0], [S]]))
     states = []
     while not engine.done:
         states.append(engine.state())
@@ -476,7 +475,7 @@ def test_fill_rate_service_level_and_bullwhip_by_hand():
 def test_enough_stock_gives_full_service():
     net = chain(0, mean=4)
     engine = Engine(net, horizon=30, seed=0, invariants="error")
-    result = engine.run(BaseStock(np.array([[0.0], [4.0]])))
+    result = engine.run(OrderUpTo(np.array([[0.0], [4.0]])))
     store = result.kpis["nodes"]["store"]
     assert store["fill_rate"] == 1.0 and store["cycle_service_level"] == 1.0
     assert store["bullwhip_ratio"] is None  # constant demand: no variance to compare with

@@ -7,9 +7,9 @@ import copy
 import numpy as np
 import pytest
 
-from agents.baselines.policies import BaseStock
 from twin import Engine, network_from_dict
 from twin.testing import (
+    OrderUpTo,
     assert_identical,
     check_determinism,
     check_kpis,
@@ -31,7 +31,7 @@ def net():
 
 
 def policy():
-    return BaseStock(np.array([[0, 0], [30, 10], [10, 4], [10, 4]], dtype=float))
+    return OrderUpTo(np.array([[0, 0], [30, 10], [10, 4], [10, 4]], dtype=float))
 
 
 def test_run_with_invariants_passes_a_sound_run(net):
