@@ -1,1 +1,1 @@
-"""Everything that decides or predicts: baseline policies now; forecasters and RL agents later."""
+"""Everything that decides or predicts: the policy protocol, baseline policies, forecasters and RL envs and agents."""
