@@ -210,15 +210,15 @@ def panel_from_twin_frame(frame: pd.DataFrame, source: str = "twin") -> SeriesPa
     return _twin_panel(nodes, skus, cube("demand"), cube("expected_demand"), covariates, regions=None)
 
 
-def panel_from_twin(network, horizon: int, seed: int = 0, shocks=()) -> SeriesPanel:
-    """Run the twin for `horizon` days and return every store's demand per SKU, with the true mean.
+def panel_from_twin(network, days: int, seed: int = 0, shocks=()) -> SeriesPanel:
+    """Run the twin for `days` days and return every store's demand per SKU, with the true mean.
 
     Customer demand does not depend on stock, so the run places no orders: only
     the demand model and the shocks (which may multiply demand) are exercised.
     """
     from twin.engine import Engine  # the data layer works without the twin for user files
 
-    engine = Engine(network, horizon=horizon, seed=seed, shocks=shocks, per_sku_series=True, invariants="off")
+    engine = Engine(network, horizon=days, seed=seed, shocks=shocks, per_sku_series=True, invariants="off")
     zero = np.zeros((engine.n_nodes, engine.n_sku))
     while not engine.done:
         engine.step(zero)
@@ -228,7 +228,7 @@ def panel_from_twin(network, horizon: int, seed: int = 0, shocks=()) -> SeriesPa
     skus = list(network.skus.name)
 
     def series(data: np.ndarray) -> np.ndarray:  # (days, stores, SKUs) -> (stores * SKUs, days)
-        return np.moveaxis(data[:, stores, :], 0, -1).reshape(len(stores) * len(skus), horizon)
+        return np.moveaxis(data[:, stores, :], 0, -1).reshape(len(stores) * len(skus), days)
 
     region_of = {n.name: n.region for n in network.nodes}
     covariates = twin_covariates(engine.demand_model, network, names)
