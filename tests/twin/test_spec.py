@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from scenarios.reference import load_case
 from twin import DcClosure, DemandShock, Engine, LeadTimeSpec, NetworkSpec, NodeSpec, SpecError, network_from_dict
 from twin.shocks import CapacityCut, LeadTimeShock, SupplierOutage, shock_from_dict
 from twin.spec import SKU_LIMITS
@@ -453,13 +451,6 @@ def test_explicit_dcs_default_to_no_backorder_cost():
 
 def test_layout_and_explicit_dcs_agree_on_backorder_cost():
     assert {n.backorder_factor for n in network_from_dict(layout()).nodes_of_kind("dc")} == {0.0}
-
-
-def test_reference_serial_mapping_sets_backorder_factors_itself():
-    case = load_case(Path(__file__).resolve().parents[1] / "reference_cases" / "case_serial_3stage_example_6_1.json")
-    net = case.network()
-    assert [(n.kind, n.backorder_factor) for n in net.nodes] == [
-        ("supplier", 0.0), ("dc", 0.0), ("dc", 0.0), ("store", 1.0)]
 
 
 # ---------------------------------------------------------------------------
