@@ -144,10 +144,10 @@ class Engine:
         self.day_start = np.zeros((n, k))  # on-hand stock at the start of the day (for the ledger)
         self.bought = 0.0
         if initial_on_hand is not None:  # stock on hand at the start, counted as bought before day 0
-            start = self._check_quantities("initial_on_hand", initial_on_hand)
-            self.on_hand[:] = start
-            self.day_start[:] = start
-            self.bought = float(start.sum())
+            stock = self._check_quantities("initial_on_hand", initial_on_hand)
+            self.on_hand[:] = stock
+            self.day_start[:] = stock
+            self.bought = float(stock.sum())
         self.sold_total = 0.0
         # the cost of the last closed day per node, by kind (holding, backorder, lost_sale, ordering,
         # in_transit) and in all; and per (node, SKU) when `sku_costs` (RL rewards read them)
@@ -256,9 +256,11 @@ class Engine:
         self._recompute_effects()
 
     def snapshot(self) -> Snapshot:
-        """The network at today's decision point, from which `Engine(..., start=snapshot)` continues exactly."""
-        if self.done:
-            raise RuntimeError("snapshot: the run is over; allowed: at a decision point before the horizon")
+        """The network at today's decision point, from which `Engine(..., start=snapshot)` continues exactly.
+
+        After the last day (`done`), the network as the last day's books closed (day = horizon): it can be
+        observed, but no run starts from it.
+        """
         if self._network_hash is None:
             self._network_hash = network_hash(self.network)
         in_flight = sorted((sid, child, s) for child, by_id in enumerate(self.shipments) for sid, s in by_id.items())

@@ -259,9 +259,11 @@ def test_engine_refuses_start_with_initial_stock_or_past_the_horizon():
         Engine(net, horizon=35, seed=0, start=snapshot)
 
 
-def test_no_snapshot_after_the_end():
+def test_the_snapshot_after_the_end_is_observable_but_starts_no_run():
     net = network()
     engine = Engine(net, horizon=3, seed=0)
     engine.run(policy_for(net)())
-    with pytest.raises(RuntimeError, match="snapshot: the run is over"):
-        engine.snapshot()
+    snapshot = engine.snapshot()
+    assert snapshot.day == 3 and np.array_equal(snapshot.on_hand, engine.on_hand)
+    with pytest.raises(ValueError, match="start.day: 3 is not allowed"):
+        Engine(net, horizon=3, seed=0, start=snapshot)
