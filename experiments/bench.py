@@ -109,8 +109,8 @@ def measure(dcs: int, stores: int, skus: int, *, repeat: int, days: int, seed: i
     import tracemalloc
 
     from agents.baselines.policies import BaseStock
-    from agents.baselines.stats import DemandStats
     from twin.engine import Engine
+    from twin.stats import DemandStats
 
     network = bench_network(dcs, stores, skus, seed)
     started = time.perf_counter()

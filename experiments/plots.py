@@ -18,7 +18,7 @@ from matplotlib.patches import Patch
 
 from scenarios import Scenario
 from twin import NetworkSpec, RunResult
-from twin.kpi import COSTS
+from twin.costs import COST_KINDS
 
 ECHELONS = ("store", "dc")
 SHOCK_COLOURS = {"DemandShock": "tab:orange", "LeadTimeShock": "tab:purple", "SupplierOutage": "tab:red",
@@ -79,7 +79,7 @@ def plot_costs(path: Path, title: str, report: Mapping[str, Any]) -> Path:
     fig = Figure(figsize=(7, 5), layout="constrained")
     ax = fig.subplots()
     bottom = np.zeros(len(labels))
-    for cost in COSTS:
+    for cost in COST_KINDS:
         values = np.array([echelons[e][f"cost_{cost}"]["mean"] or 0.0 for e in labels])
         if values.any():
             ax.bar(labels, values, bottom=bottom, color=COST_COLOURS.get(cost), label=cost.replace("_", " "))

@@ -14,10 +14,10 @@ from typing import Any
 import numpy as np
 
 from agents.baselines.policies import SS, BaseStock, EchelonBaseStock, ReorderPointEOQ
-from agents.baselines.stats import DemandStats
 from agents.protocol import Policy
 from twin.config import ConfigReader
 from twin.spec import NetworkSpec
+from twin.stats import DemandStats
 
 ECHELONS = ("store", "dc")
 

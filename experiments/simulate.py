@@ -36,7 +36,6 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 import scenarios
-from agents.baselines.stats import DemandStats
 from agents.protocol import Policy
 from experiments.policies import PolicySpec
 from scenarios import Scenario
@@ -44,6 +43,7 @@ from twin import TWIN_VERSION, Engine, NetworkSpec, RunResult, SpecError, networ
 from twin.config import ConfigReader
 from twin.kpi import SERIES_FIELDS, SKU_SERIES_FIELDS
 from twin.spec import INVARIANT_MODES
+from twin.stats import DemandStats
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 SLOW_RUN_SECONDS = 2.0  # log progress within a replication once it has taken this long

@@ -23,7 +23,7 @@ from agents.baselines.policies import SS, BaseStock, EchelonBaseStock
 from agents.protocol import Policy
 from scenarios.reference import ReferenceCase, load_case
 from twin import Engine, SpecError
-from twin.kpi import COSTS
+from twin.costs import COST_KINDS
 
 RELATIVE_TOLERANCE = 0.01
 STANDARD_ERRORS = 3.0
@@ -80,7 +80,7 @@ def validate(case: ReferenceCase, periods: int, warmup: int, seed: int) -> Valid
     started = time.perf_counter()
     engine = Engine(case.network(), horizon=periods + warmup, seed=seed, warmup=warmup, invariants="warn")
     result = engine.run(optimal_policy(case, engine))
-    daily = sum(result.series[f"cost_{c}"] for c in COSTS).sum(axis=1)[warmup:]
+    daily = sum(result.series[f"cost_{c}"] for c in COST_KINDS).sum(axis=1)[warmup:]
     batches = np.array_split(daily, BATCHES)
     means = np.array([b.mean() for b in batches])
     se = float(means.std(ddof=1) / np.sqrt(BATCHES))

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from twin.spec import NetworkSpec
+from twin.spec import NetworkSpec, SkuCatalog
 from twin.streams import Streams
 
 
@@ -147,6 +147,28 @@ class StoreDemand:
         if self.truncate:
             draws = np.maximum(draws, 0.0)
         return np.rint(draws) if self.integer else draws
+
+
+def draw_variance(mean: np.ndarray, skus: SkuCatalog) -> np.ndarray:
+    """Variance of one store-day's demand draw whose expected value is `mean` (..., SKUs), per SKU's law.
+
+        poisson                 m
+        negative_binomial       m + m^2 / dispersion       (a gamma-Poisson mixture with shape `dispersion`)
+        zero_inflated_poisson   m (1 + m (1 - keep) / keep) (Poisson(m / keep) with probability keep = 1 - zero_prob)
+        normal                  (cv m)^2
+
+    Normal draws are taken as N(m, (cv m)^2): truncation at zero and rounding to whole units are ignored.
+    """
+    variance = np.array(mean, dtype=float)  # a copy; poisson: m
+    dist = np.asarray(skus.dist)
+    nb = dist == "negative_binomial"
+    variance[..., nb] = mean[..., nb] + mean[..., nb] ** 2 / skus.dispersion[nb]
+    zip_ = dist == "zero_inflated_poisson"
+    keep = 1 - skus.zero_prob[zip_]
+    variance[..., zip_] = mean[..., zip_] * (1 + mean[..., zip_] * (1 - keep) / keep)
+    normal = dist == "normal"
+    variance[..., normal] = (skus.cv[normal] * mean[..., normal]) ** 2
+    return variance
 
 
 @dataclass(frozen=True)

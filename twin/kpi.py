@@ -20,9 +20,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-COSTS = ("holding", "backorder", "lost_sale", "ordering", "in_transit")
+from twin.costs import COST_KINDS
+
 SERIES_FIELDS = ("on_hand", "backorders", "in_transit", "on_order", "demand", "filled", "outflow", "lost",
-                 "ordered", "received") + tuple(f"cost_{c}" for c in COSTS)
+                 "ordered", "received") + tuple(f"cost_{c}" for c in COST_KINDS)
 SKU_SERIES_FIELDS = ("on_hand", "backorders", "demand", "expected_demand", "ordered")  # expected: stores only
 STATE_FIELDS = ("on_hand", "backorders", "in_transit", "on_order")
 FLOW_FIELDS = ("demand", "filled", "outflow", "lost", "ordered", "received")
@@ -66,7 +67,7 @@ class KpiAccumulator:
         self.days = 0
         self.node = {key: np.zeros(n) for key in ("demand", "filled", "outflow", "lost", "ordered", "on_hand",
                                                    "backorders", "stockout_periods", "order_lines")}
-        self.cost = {c: np.zeros(n) for c in COSTS}
+        self.cost = {c: np.zeros(n) for c in COST_KINDS}
         # moments: [sum, sum of squares] of daily values; the count of days is self.days
         self.moments = {key: np.zeros((2, n, n_sku)) for key in ("orders", "demand")}
         self.echelon_moments = {e: {key: np.zeros((2, n_sku)) for key in ("orders", "demand")} for e in self.echelons}
@@ -83,7 +84,7 @@ class KpiAccumulator:
             node[key] += totals[key]
         node["stockout_periods"] += np.count_nonzero(flows.demand - flows.filled > 1e-9, axis=1)
         node["order_lines"] += np.count_nonzero(flows.ordered, axis=1)
-        for c in COSTS:
+        for c in COST_KINDS:
             self.cost[c] += flows.costs[c]
         _add_moments(self.moments["orders"], flows.ordered)
         _add_moments(self.moments["demand"], flows.demand)
@@ -124,7 +125,7 @@ class KpiAccumulator:
     def _block(self, rows, order_var, demand_var) -> dict:
         node = {k: float(v[rows].sum()) for k, v in self.node.items()}
         days = max(self.days, 1)
-        cost = {f"cost_{c}": float(self.cost[c][rows].sum()) for c in COSTS}
+        cost = {f"cost_{c}": float(self.cost[c][rows].sum()) for c in COST_KINDS}
         total = sum(cost.values())
         avg_on_hand = node["on_hand"] / days
         block = {
@@ -177,7 +178,7 @@ class SeriesRecorder:
         data = self.data
         for f in STATE_FIELDS + FLOW_FIELDS:
             data[f][day] = totals[f]
-        for c in COSTS:
+        for c in COST_KINDS:
             data[f"cost_{c}"][day] = flows.costs[c]
         if self.sku is not None:
             self.sku["on_hand"][day] = state["on_hand"]

@@ -77,6 +77,20 @@ class LeadTimeSpec:
             return float(round(self.mean))
         return float(self.mean)
 
+    @property
+    def variance(self) -> float:
+        """Variance of the lead time in days^2, by the same convention as `expected_days` (the law's, before its
+        draws are rounded to whole days): 0 deterministic, mean Poisson, (cv mean)^2 gamma and lognormal, and
+        the variance of the values under their probabilities for an empirical law."""
+        if self.dist == "deterministic":
+            return 0.0
+        if self.dist == "empirical":
+            values, probs = np.asarray(self.values, float), np.asarray(self.probs)
+            return float(probs @ values**2 - (probs @ values) ** 2)
+        if self.dist == "poisson":
+            return float(self.mean)
+        return float((self.cv * self.mean) ** 2)
+
     def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
         """`n` lead times in whole days (non-negative integers)."""
         if self.dist == "deterministic":

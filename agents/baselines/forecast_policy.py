@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from agents.baselines.safety import safety_factors
 from agents.forecasting.live import LiveForecaster
+from twin.coverage import protection_periods
 from twin.engine import Engine
 from twin.state import NetworkState
-
-
-def protection_periods(engine: Engine, review_period: int) -> np.ndarray:
-    """(nodes,) whole days an order placed today must cover: today's expected lead time + the review period."""
-    return np.rint(engine.expected_lead_times()).astype(np.int64) + review_period
 
 
 class ForecastBaseStock:
@@ -37,12 +34,11 @@ class ForecastBaseStock:
         """Decide for `engine` (a fresh run): attach the forecaster to it."""
         self._engine = engine
         self.forecaster.attach(engine)
-        topo = engine.topology
-        self._z = np.array([self.z.get(kind, 1.65) for kind in topo.kinds])[:, None]
+        self._z = safety_factors(engine.topology.kinds, self.z)
 
     def levels(self, day: int) -> np.ndarray:
         """The order-up-to levels (nodes, SKUs) at the decision point of `day`."""
-        periods = protection_periods(self._engine, self.review_period)
+        periods = protection_periods(self._engine.expected_lead_times(), self.review_period)
         mean = self.forecaster.over(day, periods)
         sd = self.forecaster.spread(day, periods)
         return mean + self._z * sd

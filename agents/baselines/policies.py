@@ -9,13 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from agents.baselines.stats import DemandStats
+from agents.baselines.safety import safety_factors
+from twin.coverage import protection_periods
 from twin.state import NetworkState
-
-
-def _by_kind(stats: DemandStats, values: dict[str, float], default: float) -> np.ndarray:
-    """A (nodes, 1) column with the value for each node's kind."""
-    return np.array([values.get(kind, default) for kind in stats.topology.kinds], dtype=float)[:, None]
+from twin.stats import DemandStats
 
 
 class BaseStock:
@@ -31,9 +28,10 @@ class BaseStock:
 
     @classmethod
     def from_stats(cls, stats: DemandStats, z: dict[str, float] | None = None) -> BaseStock:
-        """S = mean over L+1 days + z * sd over L+1 days (z per node kind, default 1.65)."""
-        mu, sd = stats.over(stats.lead_time_mean + 1)
-        return cls(mu + _by_kind(stats, z or {}, 1.65) * sd)
+        """S = mean over L+1 days + z * sd over L+1 days (the protection period, twin/coverage.py; z per node
+        kind, default SAFETY_FACTOR)."""
+        mu, sd = stats.over(protection_periods(stats.lead_time_mean, 1))
+        return cls(mu + safety_factors(stats.topology.kinds, z) * sd)
 
 
 class EchelonBaseStock:
@@ -49,9 +47,10 @@ class EchelonBaseStock:
 
     @classmethod
     def from_stats(cls, stats: DemandStats, z: dict[str, float] | None = None) -> EchelonBaseStock:
-        """S_e = demand over the lead times from the node down to a store, plus one day, with z safety."""
+        """S_e = demand over the lead times from the node down to a store, plus one day, with z safety (the
+        protection period of that echelon lead time, twin/coverage.py)."""
         topo = stats.topology
-        periods = np.ones(len(topo.names))
+        lead_times = np.zeros(len(topo.names))
         for i in range(len(topo.names)):
             below = np.flatnonzero(topo.descendants[i] & topo.is_store)
             if len(below):
@@ -63,9 +62,9 @@ class EchelonBaseStock:
                         total += topo.lead_time_mean[j]
                         j = topo.parent[j]
                     paths.append(total + topo.lead_time_mean[i])
-                periods[i] = max(paths) + 1
-        mu, sd = stats.over(periods)
-        return cls(mu + _by_kind(stats, z or {}, 1.65) * sd)
+                lead_times[i] = max(paths)
+        mu, sd = stats.over(protection_periods(lead_times, 1))
+        return cls(mu + safety_factors(stats.topology.kinds, z) * sd)
 
 
 class SS:
@@ -118,7 +117,7 @@ class ReorderPointEOQ:
     @classmethod
     def from_stats(cls, stats: DemandStats, fixed_cost: np.ndarray, holding_cost: np.ndarray,
                    z: dict[str, float] | None = None, include_review_period: bool = False) -> ReorderPointEOQ:
-        """ROP = mean over the protection period + z * sd over it (z per node kind, default 1.65); Q = EOQ.
+        """ROP = mean over the protection period + z * sd over it (z per node kind, default SAFETY_FACTOR); Q = EOQ.
 
         The protection period is the lead time L by default: the paper's static ROP, with which z is not a
         cycle-service target here, since an order placed today must cover L + 1 days of demand (see the class
@@ -126,9 +125,9 @@ class ReorderPointEOQ:
         period), as in BaseStock: z then aims at a cycle-service target (ordering EOQ rather than up to a level
         leaves the position above ROP, so the level reached tends to be higher).
         """
-        periods = stats.lead_time_mean + 1 if include_review_period else stats.lead_time_mean
+        periods = protection_periods(stats.lead_time_mean, 1 if include_review_period else 0)
         mu, sd = stats.over(periods)
-        rop = mu + _by_kind(stats, z or {}, 1.65) * sd
+        rop = mu + safety_factors(stats.topology.kinds, z) * sd
         return cls(rop, economic_order_quantity(stats.mean, fixed_cost, holding_cost))
 
 

@@ -8,7 +8,7 @@ the (node, SKU)'s own demand, so one policy can act on SKUs of any volume:
   constant action, so the optimum of a stationary single node is in reach.
 - SafetyFactor: level = forecast over lead time + review + grid[a] x the forecast's
   standard deviation over those days; order = max(0, level - inventory position).
-  The forecast-driven base-stock (agents.baselines.forecast_policy) is one
+  The forecast-driven base-stock (the baselines' ForecastBaseStock) is one
   constant action, and slow or intermittent SKUs get safety stock in proportion
   to their own spread, which a multiplier of the mean cannot give them.
 - OrderDaysOfDemand: order = grid[a] x mean daily demand.

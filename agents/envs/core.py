@@ -15,14 +15,17 @@ from typing import Any
 import numpy as np
 
 import scenarios
-from agents.baselines.stats import DemandStats
 from agents.envs.actions import ActionMap, action_from_dict
 from agents.envs.observation import ItemProfile, ObsSpec, read_engine
 from agents.forecasting import forecaster_from_name
 from agents.forecasting.registry import FORECASTERS
 from twin.config import ConfigReader, SpecError
+from twin.costs import cost_rates
+from twin.coverage import protection_periods, starting_stock
 from twin.engine import Engine
 from twin.spec import NetworkSpec
+from twin.state import Topology
+from twin.stats import DemandStats
 from twin.streams import Streams
 
 GRANULARITIES = ("node", "node_sku")
@@ -133,6 +136,22 @@ def _granularity(value: str, auto: str) -> str:
     return auto if value == "auto" else value
 
 
+def initial_on_hand(config: EnvConfig, topology: Topology | None = None,
+                    daily_mean: np.ndarray | None = None) -> np.ndarray:
+    """The stock (nodes, SKUs) an episode starts with: `config.initial_stock` x each node's mean daily demand
+    over its protection period (nominal lead time + review period), none at suppliers (twin/coverage.py).
+
+    `topology` and `daily_mean` (the demand model's mean over `episode_days`, seed 0) are computed when not given.
+    """
+    network = config.network
+    topology = topology if topology is not None else Topology.of(network)
+    if daily_mean is None:
+        daily_mean = DemandStats.of(network, config.episode_days, seed=0).mean
+    days = config.initial_stock * protection_periods(topology.lead_time_mean, config.review_period)
+    days[topology.is_supplier] = 0.0
+    return starting_stock(daily_mean, days, integer_units=network.demand.integer_units)
+
+
 class SupplyChainSim:
     """A twin run driven by action indices: reset(seed) -> obs; step(actions) -> obs, costs, done."""
 
@@ -142,8 +161,8 @@ class SupplyChainSim:
         self.network = network
         self.shocks = scenarios.build(config.scenario, network, config.episode_days,
                                       **dict(config.scenario_params)).shocks
-        probe = Engine(network, horizon=1, seed=0)  # the topology and cost rates, as every run has them
-        self.topology = probe.topology
+        self.topology = Topology.of(network)
+        rates = cost_rates(network)
         self.controlled = np.flatnonzero(~self.topology.is_supplier)
         self.node_names = tuple(self.topology.names[i] for i in self.controlled)
         # [c, i]: store i is below controlled node c (and is not c): whose shortage a DC's reward may count
@@ -155,18 +174,12 @@ class SupplyChainSim:
         self.n_sku = network.skus.n
         stats = DemandStats.of(network, config.episode_days, seed=0)
         self.scale = np.maximum(stats.mean, MIN_SCALE)
-        shortage = np.where(probe.backorders_allowed[:, None], probe.backorder_rate, probe.lost_rate)
-        total = shortage + probe.holding_rate
-        self.profile = ItemProfile(
-            scale=self.scale, demand_cv=np.sqrt(stats.variance) / self.scale,
-            critical_ratio=np.divide(shortage, total, out=np.zeros_like(total), where=total > 0))
+        self.profile = ItemProfile(scale=self.scale, demand_cv=np.sqrt(stats.variance) / self.scale,
+                                   critical_ratio=rates.critical_ratio)
         # what a day of demand costs to hold: the unit that rewards are measured in
-        self.cost_scale = np.maximum(probe.holding_rate * self.scale, 1e-6)[self.controlled]
+        self.cost_scale = np.maximum(rates.holding * self.scale, 1e-6)[self.controlled]
         self.integer = network.demand.integer_units
-        periods = np.rint(self.topology.lead_time_mean) + config.review_period
-        start = config.initial_stock * stats.mean * periods[:, None]
-        start[self.topology.is_supplier] = 0.0
-        self.initial_on_hand = np.rint(start) if self.integer else start
+        self.initial_on_hand = initial_on_hand(config, self.topology, stats.mean)
         self.engine: Engine | None = None
         self.forecaster = forecaster_from_name(config.forecaster)
         self._episode_seeds: np.random.Generator | None = None

@@ -26,8 +26,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from agents.baselines.forecast_policy import protection_periods
 from agents.forecasting import LiveForecaster
+from twin.coverage import protection_periods
 from twin.engine import Engine
 from twin.shocks import CapacityCut, DcClosure, DemandShock, LeadTimeShock, SupplierOutage
 
@@ -121,7 +121,7 @@ def read_engine(engine: Engine, spec: ObsSpec, forecaster: LiveForecaster, revie
     lead_time = engine.expected_lead_times()
     active = {type(s) for s in engine.active_shocks}
     flags = np.array([float(any(issubclass(a, cls) for a in active)) for cls in SHOCK_CLASSES])
-    periods = protection_periods(engine, review_period)
+    periods = protection_periods(engine.expected_lead_times(), review_period)
     forecast = forecaster.over(day, periods)
     spread = forecaster.spread(day, periods) if with_spread else None
     return ObsInputs(day=day, on_hand=engine.on_hand.copy(), backorders=engine.backorders.copy(),

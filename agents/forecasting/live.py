@@ -24,6 +24,7 @@ import pandas as pd
 from agents.forecasting.base import Forecaster, SeriesPanel
 from agents.forecasting.data import TWIN_START, panel_from_twin, twin_covariates
 from twin.config import SpecError
+from twin.demand import draw_variance
 from twin.engine import Engine
 
 log = logging.getLogger("agents.forecasting.live")
@@ -54,20 +55,6 @@ def _window_sums(cumulative: np.ndarray, day: int, periods: np.ndarray, per_day_
     known = cumulative[end, nodes] - cumulative[min(day, horizon), nodes]
     beyond = (day + periods - end)[:, None]
     return known + beyond * per_day_after
-
-
-def draw_variance(mean: np.ndarray, skus) -> np.ndarray:
-    """Variance of one day's demand draw with expected value `mean` (..., SKUs) under each SKU's law."""
-    variance = mean.copy()  # poisson
-    dist = np.asarray(skus.dist)
-    nb = dist == "negative_binomial"
-    variance[..., nb] = mean[..., nb] + mean[..., nb] ** 2 / skus.dispersion[nb]
-    zip_ = dist == "zero_inflated_poisson"
-    keep = 1 - skus.zero_prob[zip_]
-    variance[..., zip_] = mean[..., zip_] * (1 + mean[..., zip_] * (1 - keep) / keep)
-    normal = dist == "normal"
-    variance[..., normal] = (skus.cv[normal] * mean[..., normal]) ** 2
-    return variance
 
 
 class OracleForecaster:

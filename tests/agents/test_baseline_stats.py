@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from agents.baselines import BaseStock, DemandStats, ReorderPointEOQ
+from agents.baselines import BaseStock, ReorderPointEOQ
 from twin import Engine, network_from_dict
 from twin.demand import DemandModel
+from twin.stats import DemandStats
 from twin.streams import Streams
 
 HORIZON = 365

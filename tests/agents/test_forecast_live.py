@@ -11,8 +11,10 @@ import yaml
 
 from agents.baselines.forecast_policy import ForecastBaseStock
 from agents.forecasting.base import QUANTILE_LEVELS, Forecast, SeriesPanel
-from agents.forecasting.live import OracleForecaster, Refitting, draw_variance, forecaster_from_name
+from agents.forecasting.live import OracleForecaster, Refitting, forecaster_from_name
 from twin.config import SpecError
+from twin.coverage import protection_periods
+from twin.demand import draw_variance
 from twin.engine import Engine
 from twin.shocks import DemandShock
 from twin.spec import network_from_dict
@@ -137,7 +139,7 @@ def test_agents_observe_the_live_forecast_of_a_learned_forecaster(small):
         for _ in range(9):
             obs, _, _ = sim.step(np.full((len(sim.controlled), sim.n_sku), 5))
     assert isinstance(learned.forecaster, Refitting) and learned.forecaster.fit_days == [0, 7]
-    periods = np.rint(learned.engine.topology.lead_time_mean).astype(np.int64) + 1
+    periods = protection_periods(learned.engine.topology.lead_time_mean, 1)
     expected = learned.forecaster.over(9, periods)[learned.controlled] / learned.scale[learned.controlled]
     np.testing.assert_allclose(learned.observe()[:, :, feature], expected, rtol=1e-5)
     assert not np.allclose(learned.observe()[:, :, feature], oracle.observe()[:, :, feature])

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from agents.baselines.policies import SS, BaseStock, EchelonBaseStock, ReorderPointEOQ, economic_order_quantity
-from agents.baselines.stats import DemandStats
 from twin import DcClosure, DemandShock, Engine, LeadTimeShock, SupplierOutage, network_from_dict
+from twin.stats import DemandStats
 from twin.testing import (
     assert_identical,
     check_common_random_numbers,

@@ -17,8 +17,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from agents.baselines.policies import SS, BaseStock, EchelonBaseStock, ReorderPointEOQ
-from agents.baselines.stats import DemandStats
 from twin import CapacityCut, DcClosure, DemandShock, LeadTimeShock, SupplierOutage, network_from_dict
+from twin.stats import DemandStats
 from twin.testing import (
     check_common_random_numbers,
     check_determinism,

@@ -26,8 +26,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from twin.demand import DemandModel
-from twin.spec import NetworkSpec, SkuCatalog
+from twin.demand import DemandModel, draw_variance
+from twin.spec import NetworkSpec
 from twin.state import Topology
 from twin.streams import Streams
 
@@ -60,10 +60,10 @@ class DemandStats:
             if node.kind != "store":
                 continue
             expected = model.mean_matrix(node.name)
-            draw_variance = _draw_variance(network.skus, expected).mean(axis=0)
+            store_draw_variance = draw_variance(expected, network.skus).mean(axis=0)
             mean[i], variance_of_expected[i] = expected.mean(axis=0), expected.var(axis=0)
             for j in np.flatnonzero(topo.descendants[:, i]):  # the store itself and every node above it
-                mean_draw_variance[j] += draw_variance
+                mean_draw_variance[j] += store_draw_variance
                 if j == i:
                     continue
                 if j in summed:
@@ -74,7 +74,7 @@ class DemandStats:
             mean[j], variance_of_expected[j] = expected.mean(axis=0), expected.var(axis=0)
         variance = mean_draw_variance + variance_of_expected
 
-        lead_time_variance = np.array([_lead_time_variance(node.lead_time) for node in network.nodes])
+        lead_time_variance = np.array([node.lead_time.variance for node in network.nodes])
         return cls(topo, mean, variance, topo.lead_time_mean, lead_time_variance)
 
     def over(self, periods: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -91,33 +91,3 @@ class DemandStats:
         var = self.variance * p + self.mean**2 * self.lead_time_variance[:, None]
         return mu, np.sqrt(var)
 
-
-def _draw_variance(skus: SkuCatalog, expected: np.ndarray) -> np.ndarray:
-    """Variance (days, SKUs) of one store's daily draw around its expected demand `expected`, per demand law.
-
-    Normal draws are taken as N(m, (cv m)^2); truncation at zero and rounding to whole units are ignored.
-    """
-    m = expected
-    dist = np.asarray(skus.dist)
-    keep = 1 - skus.zero_prob  # zero-inflated Poisson: Poisson(m / keep) with probability keep, else 0
-    by_law = {
-        "poisson": m,
-        "negative_binomial": m + m**2 / skus.dispersion,
-        "normal": (skus.cv * m) ** 2,
-        "zero_inflated_poisson": m * (1 + m * (1 - keep) / keep),
-    }
-    variance = np.zeros_like(m)
-    for law, law_variance in by_law.items():
-        variance = np.where(dist == law, law_variance, variance)
-    return variance
-
-
-def _lead_time_variance(lt) -> float:
-    if lt.dist == "deterministic":
-        return 0.0
-    if lt.dist == "empirical":
-        values, probs = np.asarray(lt.values, float), np.asarray(lt.probs)
-        return float(probs @ values**2 - (probs @ values) ** 2)
-    if lt.dist == "poisson":
-        return float(lt.mean)
-    return float((lt.cv * lt.mean) ** 2)

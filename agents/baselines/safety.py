@@ -1,0 +1,24 @@
+"""The safety factor z of the baseline policies: a level is the mean demand over the protection period plus z
+standard deviations of it.
+
+One default and one allowed range for every policy that has a z (BaseStock, EchelonBaseStock, (s, S),
+ReorderPointEOQ, the forecast-driven base-stock), every config that sets one (conf/policy, evaluate's
+`forecast_z`) and the tuner's grid.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+SAFETY_FACTOR = 1.65  # the default z: the standard normal's 95% quantile (a 95% cycle-service target)
+# the z a config may set: down to 3 sd below the mean, up to 10 sd above it (a learned forecaster's spread can
+# be far too narrow, which a large z makes up for)
+SAFETY_FACTOR_BOUNDS = (-3.0, 10.0)
+
+
+def safety_factors(kinds: Sequence[str], z: Mapping[str, float] | None = None) -> np.ndarray:
+    """A (nodes, 1) column of z: `z[kind]` for each node's kind, SAFETY_FACTOR for kinds `z` leaves out."""
+    z = z or {}
+    return np.array([z.get(kind, SAFETY_FACTOR) for kind in kinds], dtype=float)[:, None]
