@@ -1,4 +1,7 @@
-"""The common-random-numbers tuner finds the analytic optimum of a single-stage base-stock problem."""
+"""The common-random-numbers tuner finds the analytic optimum of a single-stage base-stock problem.
+
+The tune command (experiments.tune) is tested in tests/experiments/test_tune.py.
+"""
 
 from __future__ import annotations
 
@@ -40,31 +43,3 @@ def test_tuner_rejects_an_empty_grid():
         tune(lambda p: None, network, grid={"z": []}, horizon=10, seeds=[0])
     with pytest.raises(ValueError, match="seeds"):
         tune(lambda p: None, network, grid={"z": [1.0]}, horizon=10, seeds=[])
-
-
-def test_tune_command_writes_a_usable_policy(tmp_path):
-    import subprocess
-    import sys
-
-    import yaml
-
-    out = tmp_path / "tune"
-    done = subprocess.run([sys.executable, "-m", "experiments.tune", "network=small", "horizon=60", "warmup=5",
-                           "tune.grid=[0.5,1.5]", "tune.seeds=1", f"hydra.run.dir={out}"],
-                          capture_output=True, text=True, cwd=Path(__file__).resolve().parents[2])
-    assert done.returncode == 0, done.stderr
-    tuned = yaml.safe_load((out / "tuned_policy.yaml").read_text())
-    assert tuned["name"] == "base_stock" and set(tuned["z"]) == {"store", "dc"}
-    assert tuned["z"]["store"] in (0.5, 1.5) and tuned["z"]["dc"] in (0.5, 1.5)
-    rows = (out / "tuning.csv").read_text().splitlines()
-    assert rows[0] == "store,dc,cost_per_day" and len(rows) >= 3
-
-
-def test_tune_command_rejects_an_empty_grid(tmp_path):
-    import subprocess
-    import sys
-
-    done = subprocess.run([sys.executable, "-m", "experiments.tune", "network=small", "tune.grid=[]",
-                           f"hydra.run.dir={tmp_path}"], capture_output=True, text=True,
-                          cwd=Path(__file__).resolve().parents[2])
-    assert done.returncode == 2 and "tune.grid" in done.stderr
