@@ -51,7 +51,10 @@ TWIN_VERSION = "0.1.0"
 
 
 class OrderPolicy(Protocol):
-    """Anything that decides orders: `act(state) -> (nodes, SKUs)` non-negative quantities."""
+    """Anything that decides orders: `act(state) -> (nodes, SKUs)` non-negative quantities.
+
+    `state` is a `NetworkState`, or a `Snapshot` for a policy whose class sets `needs_snapshot = True`.
+    """
 
     def act(self, state: NetworkState) -> np.ndarray: ...
 
@@ -285,6 +288,10 @@ class Engine:
                             backorders=self.backorders.copy(), in_transit=self.in_transit.copy(),
                             on_order=self.on_order.copy(), route=self.route.copy())
 
+    def state_for(self, policy: OrderPolicy) -> NetworkState | Snapshot:
+        """What `policy.act` is given: `snapshot()` if the policy sets `needs_snapshot`, else `state()`."""
+        return self.snapshot() if getattr(policy, "needs_snapshot", False) else self.state()
+
     def expected_lead_times(self) -> np.ndarray:
         """(nodes,) the expected lead time (days) of each node's inbound lane today, lead-time shocks included."""
         topo = self.topology
@@ -316,9 +323,10 @@ class Engine:
             self.done = True
 
     def run(self, policy: OrderPolicy) -> RunResult:
-        """Simulate to the end, asking `policy` for orders every day."""
+        """Simulate to the end, asking `policy` for orders every day (given `state()`, or `snapshot()` when the
+        policy sets `needs_snapshot`: a policy that builds an observation from the whole picture)."""
         while not self.done:
-            self.step(policy.act(self.state()))
+            self.step(policy.act(self.state_for(policy)))
         return self.result(policy=type(policy).__name__)
 
     def result(self, **meta) -> RunResult:

@@ -228,7 +228,7 @@ def run_with_invariants(network: NetworkSpec, policy: OrderPolicy | PolicyFactor
                     per_sku_series=True)
     while not engine.done:
         check_state(engine)
-        state = engine.state()
+        state = engine.state_for(policy)
         engine.step(policy.act(state))
     check_state(engine)
     result = engine.result(policy=type(policy).__name__)
@@ -312,7 +312,7 @@ def check_step_matches_run(network: NetworkSpec, policy_factory: PolicyFactory, 
     engine = Engine(network, horizon=horizon, seed=seed, shocks=shocks, warmup=warmup, invariants="error",
                     per_sku_series=True)
     while not engine.done:
-        engine.step(policy.act(engine.state()))
+        engine.step(policy.act(engine.state_for(policy)))
     stepped = engine.result(policy=type(policy).__name__)
     _all_identical("step() and run() disagree", (ran.kpis, stepped.kpis, "kpis"),
                    (ran.series, stepped.series, "series"), (ran.sku_series, stepped.sku_series, "sku_series"))
@@ -352,7 +352,7 @@ def check_continuation(network: NetworkSpec, policy_factory: PolicyFactory, hori
     engine = Engine(network, horizon=horizon, seed=seed, shocks=shocks, per_sku_series=True, invariants="error")
     policy = _policy(policy_factory)
     while engine.day < day:
-        engine.step(policy.act(engine.state()))
+        engine.step(policy.act(engine.state_for(policy)))
     snapshot = engine.snapshot()
     if through_json:
         snapshot = snapshot_from_dict(json.loads(json.dumps(snapshot.to_dict())), network)

@@ -16,13 +16,20 @@ import numpy as np
 
 import scenarios
 from agents.envs.actions import ActionMap, action_from_dict
-from agents.envs.observation import ItemProfile, ObsSpec, read_engine
+from agents.envs.observation import (
+    DemandForecast,
+    ItemProfile,
+    ObsSpec,
+    forecast_over_protection,
+    observation_inputs,
+)
 from agents.forecasting import forecaster_from_name
 from agents.forecasting.registry import FORECASTERS
 from twin.config import ConfigReader, SpecError
 from twin.costs import cost_rates
 from twin.coverage import protection_periods, starting_stock
 from twin.engine import Engine
+from twin.snapshot import Snapshot
 from twin.spec import NetworkSpec
 from twin.state import Topology
 from twin.stats import DemandStats
@@ -175,7 +182,8 @@ class SupplyChainSim:
         stats = DemandStats.of(network, config.episode_days, seed=0)
         self.scale = np.maximum(stats.mean, MIN_SCALE)
         self.profile = ItemProfile(scale=self.scale, demand_cv=np.sqrt(stats.variance) / self.scale,
-                                   critical_ratio=rates.critical_ratio)
+                                   critical_ratio=rates.critical_ratio,
+                                   nominal_lead_time=self.topology.lead_time_mean)
         # what a day of demand costs to hold: the unit that rewards are measured in
         self.cost_scale = np.maximum(rates.holding * self.scale, 1e-6)[self.controlled]
         self.integer = network.demand.integer_units
@@ -215,12 +223,24 @@ class SupplyChainSim:
 
     def observe(self) -> np.ndarray:
         """The observation (controlled nodes, SKUs, features) at the engine's decision point."""
-        engine = self.engine
-        inputs = read_engine(engine, self.config.obs_spec, self.forecaster, self.config.review_period, self.profile,
-                             with_spread=self.config.action.needs_spread)
-        self._forecast = inputs.forecast
-        self._spread = inputs.spread
-        self._position = engine.on_hand + engine.in_transit + engine.on_order - engine.backorders
+        snapshot = self.engine.snapshot()
+        return self.observe_snapshot(snapshot, self.forecast(snapshot))
+
+    def forecast(self, snapshot: Snapshot) -> DemandForecast:
+        """This env's forecaster's demand over each node's protection period from the snapshot's day."""
+        return forecast_over_protection(snapshot, self.forecaster, self.config.review_period,
+                                        with_spread=self.config.action.needs_spread)
+
+    def observe_snapshot(self, snapshot: Snapshot, forecast: DemandForecast) -> np.ndarray:
+        """The observation (controlled nodes, SKUs, features) of any snapshot of this network with `forecast`;
+        `orders(actions)` then decides for it."""
+        if snapshot.nodes != self.topology.names or len(snapshot.skus) != self.n_sku:
+            raise SpecError(f"snapshot: network {snapshot.network_name!r} does not have the nodes and SKUs of the "
+                            f"policy's {self.network.name!r}; allowed: a snapshot of the network it was trained on")
+        inputs = observation_inputs(snapshot, forecast, self.profile, self.config.obs_spec)
+        self._forecast = forecast.mean
+        self._spread = forecast.spread
+        self._position = snapshot.inventory_position
         return self.config.obs_spec.build(inputs)[self.controlled]
 
     def orders(self, actions: np.ndarray) -> np.ndarray:

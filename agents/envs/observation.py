@@ -1,4 +1,10 @@
-"""The observation: one versioned ObsSpec that the environments (and later the export and the service) build with.
+"""The observation: one versioned ObsSpec, built from a twin `Snapshot` plus demand forecasts.
+
+Everything that decides from an observation builds it here, from the same two inputs:
+the envs (from their engine's snapshot at each decision point), `TrainedPolicy`
+(from the snapshot it is given), and anything that starts from a state that did
+not come from the twin (a snapshot converted from another system). Nothing here
+reads a running engine.
 
 An observation is a (nodes, SKUs, features) float32 array. Every quantity is
 divided by the (node, SKU)'s mean daily demand (`scale`), so a value reads as
@@ -28,8 +34,8 @@ import numpy as np
 
 from agents.forecasting import LiveForecaster
 from twin.coverage import protection_periods
-from twin.engine import Engine
 from twin.shocks import CapacityCut, DcClosure, DemandShock, LeadTimeShock, SupplierOutage
+from twin.snapshot import Snapshot
 
 SHOCK_CLASSES = (DemandShock, LeadTimeShock, SupplierOutage, DcClosure, CapacityCut)
 OBS_CLIP = 100.0  # days of demand: beyond this an observation is clipped (keeps networks' inputs bounded)
@@ -54,11 +60,21 @@ class ObsInputs:
 
 @dataclass(frozen=True)
 class ItemProfile:
-    """What is known of each (node, SKU) before a run: demand level and variability, and its cost ratio."""
+    """What is known of each (node, SKU) before a run: demand level and variability, its cost ratio, and the
+    nominal lead time of each node's inbound lane."""
 
     scale: np.ndarray              # (nodes, SKUs) mean daily demand (floored above 0)
     demand_cv: np.ndarray          # (nodes, SKUs)
     critical_ratio: np.ndarray     # (nodes, SKUs) in [0, 1]
+    nominal_lead_time: np.ndarray  # (nodes,) days
+
+
+@dataclass(frozen=True)
+class DemandForecast:
+    """Forecast demand per (node, SKU) over each node's protection period (lead time + review), from one day."""
+
+    mean: np.ndarray                  # (nodes, SKUs)
+    spread: np.ndarray | None = None  # (nodes, SKUs) its standard deviation, where asked for
 
 
 @dataclass(frozen=True)
@@ -106,25 +122,24 @@ class ObsSpec:
         return out
 
 
-def read_engine(engine: Engine, spec: ObsSpec, forecaster: LiveForecaster, review_period: int,
-                profile: ItemProfile, with_spread: bool = False) -> ObsInputs:
-    """ObsInputs of `engine` at its current decision point, with `forecaster`'s demand over lead time + review.
+def forecast_over_protection(snapshot: Snapshot, forecaster: LiveForecaster, review_period: int,
+                             with_spread: bool = False) -> DemandForecast:
+    """`forecaster`'s demand from the snapshot's day over each node's protection period at today's lead time.
 
-    `with_spread` also reads the forecast's standard deviation over those days (for SafetyFactor actions).
+    `with_spread` also asks for its standard deviation over those days (for SafetyFactor actions).
     """
-    n, k, day = engine.n_nodes, engine.n_sku, engine.day
-    ages = np.zeros((n, spec.pipeline_ages, k))
-    for i, shipments in enumerate(engine.shipments):
-        for shipment in shipments.values():
-            ages[i, min(day - shipment.dispatched, spec.pipeline_ages - 1)] += shipment.quantity
-    topo = engine.topology
-    lead_time = engine.expected_lead_times()
-    active = {type(s) for s in engine.active_shocks}
+    periods = protection_periods(snapshot.expected_lead_time, review_period)
+    return DemandForecast(mean=forecaster.over(snapshot.day, periods),
+                          spread=forecaster.spread(snapshot.day, periods) if with_spread else None)
+
+
+def observation_inputs(snapshot: Snapshot, forecast: DemandForecast, profile: ItemProfile,
+                       spec: ObsSpec) -> ObsInputs:
+    """ObsInputs of the network in `snapshot`, with `forecast` over each node's protection period."""
+    active = {type(s) for s in snapshot.disruptions}
     flags = np.array([float(any(issubclass(a, cls) for a in active)) for cls in SHOCK_CLASSES])
-    periods = protection_periods(engine.expected_lead_times(), review_period)
-    forecast = forecaster.over(day, periods)
-    spread = forecaster.spread(day, periods) if with_spread else None
-    return ObsInputs(day=day, on_hand=engine.on_hand.copy(), backorders=engine.backorders.copy(),
-                     unshipped=engine.on_order.copy(), pipeline_by_age=ages, forecast=forecast,
-                     lead_time=lead_time, nominal_lead_time=topo.lead_time_mean, shock_flags=flags, profile=profile,
-                     spread=spread)
+    return ObsInputs(day=snapshot.day, on_hand=snapshot.on_hand, backorders=snapshot.backorders,
+                     unshipped=snapshot.on_order, pipeline_by_age=snapshot.pipeline_by_age(spec.pipeline_ages),
+                     forecast=forecast.mean, lead_time=snapshot.expected_lead_time,
+                     nominal_lead_time=profile.nominal_lead_time, shock_flags=flags, profile=profile,
+                     spread=forecast.spread)

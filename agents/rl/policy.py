@@ -19,10 +19,11 @@ import tree
 from ray.rllib.core.columns import Columns
 
 from agents.envs.core import SupplyChainSim
+from agents.envs.observation import DemandForecast
 from agents.rl.algorithms import RoleMapping, TrainingSetup
 from agents.rl.checkpoint import read_setup
 from twin.engine import Engine
-from twin.state import NetworkState
+from twin.snapshot import Snapshot
 
 
 def checkpoint_label(checkpoint: Path) -> str:
@@ -37,7 +38,9 @@ def module_dir(checkpoint: Path, policy_id: str) -> Path:
 
 
 class TrainedPolicy:
-    """Greedy decisions of trained RLModules (one per policy id) at each decision point of an attached engine."""
+    """Greedy decisions of trained RLModules (one per policy id) for a snapshot of the network and a forecast."""
+
+    needs_snapshot = True  # Engine.run hands act() a Snapshot, from which the observation is built
 
     def __init__(self, setup: TrainingSetup, modules: dict, name: str = "rl") -> None:
         self.setup = setup
@@ -80,10 +83,24 @@ class TrainedPolicy:
         self.sim.attach(engine)
         self.state = {}
 
-    def act(self, state: NetworkState) -> np.ndarray:
+    def act(self, state: Snapshot) -> np.ndarray:
+        """Greedy orders (nodes, SKUs) for the network in `state`, with the attached run's forecast.
+
+        `Engine.run` hands this policy `engine.snapshot()` (it sets `needs_snapshot`); the decision depends
+        only on the snapshot and the forecast, never on the attached engine's own state.
+        """
+        if not isinstance(state, Snapshot):
+            raise TypeError(f"TrainedPolicy.act: expected a twin Snapshot (engine.snapshot()), got "
+                            f"{type(state).__name__}; Engine.run passes one to a policy with needs_snapshot")
         if self.sim.engine is None:
-            raise RuntimeError("TrainedPolicy.act: call attach(engine) first")
-        obs = self.sim.observe()  # (nodes, SKUs, features)
+            raise RuntimeError("TrainedPolicy.act: call attach(engine) first (its forecaster forecasts), or "
+                               "decide(snapshot, forecast) with a forecast of your own")
+        return self.decide(state, self.sim.forecast(state))
+
+    def decide(self, snapshot: Snapshot, forecast: DemandForecast) -> np.ndarray:
+        """Greedy orders (nodes, SKUs) for any snapshot of the training network with `forecast` over each node's
+        protection period (mean, and spread for safety-factor actions)."""
+        obs = self.sim.observe_snapshot(snapshot, forecast)  # (controlled nodes, SKUs, features)
         flat = obs.reshape(-1, obs.shape[-1]) if self.by_sku else obs
         actions = np.zeros(flat.shape[:-1] if self.by_sku else flat.shape[:2], dtype=np.int64)
         with torch.no_grad():
