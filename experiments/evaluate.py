@@ -16,22 +16,21 @@ Writes evaluation.csv (per policy and seed), evaluation.md (tables) and evaluati
 from __future__ import annotations
 
 import logging
-import sys
 from pathlib import Path
 
 import hydra
 import yaml
-from hydra.core.hydra_config import HydraConfig
 from hydra.utils import to_absolute_path
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 import scenarios
+from agents.baselines.catalog import POLICIES, PolicySpec, optimal_policy
 from agents.envs.core import EnvConfig, SupplyChainSim
-from experiments.evaluation import EvalSetting, evaluate, format_report, plot_comparison
-from experiments.policies import POLICIES, PolicySpec
-from experiments.simulate import CONF_DIR, run_checked
+from experiments.comparison import EvalSetting, evaluate, format_report, plot_comparison
+from experiments.seeds import HELD_OUT_FIRST_SEED, SeedRange
+from experiments.startup import CONF_DIR, config_errors, plain, run_checked, run_dir
 from scenarios.reference import load_case
-from twin import Engine, SpecError
+from twin import SpecError
 from twin.config import ConfigReader
 from twin.spec import NetworkSpec, network_from_dict
 
@@ -47,7 +46,7 @@ def forecast_policy(name: str, key: str, z: dict[str, float] | None = None):
 
     if name not in FORECASTERS:
         raise SpecError(f"{key}: forecaster {name!r} is not allowed; allowed: forecast:NAME with NAME one of "
-                        f"{', '.join(FORECASTERS)}")
+                        f"{FORECASTERS.allowed()}")
     if name == "oracle":
         return ForecastBaseStock(OracleForecaster(), z=z)
     path = CONF_DIR / "forecaster" / f"{name}.yaml"
@@ -85,12 +84,11 @@ def load_policies(entries: list, network: NetworkSpec, horizon: int, seed: int, 
         elif entry == "optimal":
             if case is None:
                 raise SpecError(f"{key}: 'optimal' is only known on a reference case; allowed with case=PATH")
-            from experiments.validate import optimal_policy
-            label, policy = "optimal", optimal_policy(case, Engine(network, horizon=1, seed=0))
+            label, policy = "optimal", optimal_policy(case, network)
         elif entry in POLICIES:
             label, policy = entry, PolicySpec.from_dict({"name": entry}, key).build(network, horizon, seed)
         else:
-            raise SpecError(f"{key}: {entry!r} is not allowed; allowed: {', '.join(POLICIES)}, optimal (case), "
+            raise SpecError(f"{key}: {entry!r} is not allowed; allowed: {POLICIES.allowed()}, optimal (case), "
                             f"file:PATH.yaml, checkpoint:DIR, forecast:NAME")
         while label in policies:
             label += "'"
@@ -110,14 +108,14 @@ def starting_stock(policies: dict[str, object], network: NetworkSpec):
 @hydra.main(config_path="../conf", config_name="evaluate", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     """Validate, run every policy on the held-out seeds, report."""
-    data = OmegaConf.to_container(cfg, resolve=True)
-    try:
+    data = plain(cfg)
+    with config_errors():
         r = ConfigReader(data, "")
         horizon = r.integer("horizon", 365, low=2, high=10**6)
         warmup = r.integer("warmup", 28, low=0)
         if warmup >= horizon:
             raise SpecError(f"warmup: {warmup} is out of range; allowed: [0, horizon - 1]")
-        n_seeds, first = r.integer("seeds", 10, low=1, high=10000), r.integer("first_seed", 10**6, low=0)
+        held_out = SeedRange.read(r, count=10, first=HELD_OUT_FIRST_SEED)
         policy_seed = r.integer("policy_seed", 0, low=0)
         reference = r.text("reference", "rop")
         zr = r.child("forecast_z")
@@ -134,19 +132,15 @@ def main(cfg: DictConfig) -> None:
         policies = load_policies(entries, network, horizon, policy_seed, case, forecast_z)
         if reference not in policies:
             raise SpecError(f"reference: {reference!r} is not among the policies {list(policies)}")
-    except SpecError as error:
-        print(f"config error: {error}", file=sys.stderr)
-        sys.exit(2)
-    seeds = tuple(range(first, first + n_seeds))
+    seeds = held_out.seeds
     setting = EvalSetting(network, tuple(shocks), horizon, warmup, seeds, starting_stock(policies, network))
-    log.info("evaluating %s on %s / %s, seeds %d..%d", list(policies), network.name, scenario_name, seeds[0],
-             seeds[-1])
+    log.info("evaluating %s on %s / %s, seeds %s", list(policies), network.name, scenario_name, held_out)
     evaluation = evaluate(policies, setting, progress=lambda name, seed: log.info("%s: seed %d done", name, seed))
-    out = Path(HydraConfig.get().runtime.output_dir)
+    out = run_dir()
     out.mkdir(parents=True, exist_ok=True)
     evaluation.write_csv(out / "evaluation.csv")
     report = format_report(evaluation, reference)
-    (out / "evaluation.md").write_text(f"# {network.name} / {scenario_name}, seeds {seeds[0]}..{seeds[-1]}\n\n"
+    (out / "evaluation.md").write_text(f"# {network.name} / {scenario_name}, seeds {held_out}\n\n"
                                        + report + "\n")
     plot_comparison(evaluation, reference, out / "evaluation.png",
                     f"{network.name} / {scenario_name}: {len(seeds)} held-out seeds")

@@ -13,15 +13,12 @@ directory, prints the table, and returns the objective (for sweepers).
 from __future__ import annotations
 
 import logging
-import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import hydra
-from hydra.core.hydra_config import HydraConfig
 from hydra.utils import to_absolute_path
 from omegaconf import DictConfig, OmegaConf
 
@@ -31,7 +28,7 @@ from agents.forecasting.base import Forecaster, SeriesPanel
 from agents.forecasting.data import DataError, load_panel, panel_from_twin
 from agents.forecasting.registry import FORECASTERS, forecaster_factory
 from experiments.forecast_report import format_scores, plot_error_by_horizon, plot_forecasts, write_scores
-from experiments.simulate import run_checked
+from experiments.startup import config_errors, plain, run_checked, run_dir, stop
 from twin.config import ConfigReader, SpecError
 from twin.spec import network_from_dict
 
@@ -147,19 +144,19 @@ def _keywords(name: str) -> list[str]:
 @hydra.main(config_path="../conf", config_name="forecast", version_base="1.3")
 def main(cfg: DictConfig) -> float:
     """Check the config and data, backtest, write and print the scores; return the objective."""
-    resolved = OmegaConf.to_container(cfg, resolve=True)
-    try:
-        config = load_forecast_config(resolved)
-    except (SpecError, DataError) as error:
-        print(f"config error: {error}" if isinstance(error, SpecError) else f"data error: {error}", file=sys.stderr)
-        sys.exit(2)
+    resolved = plain(cfg)
+    with config_errors():
+        try:
+            config = load_forecast_config(resolved)
+        except DataError as error:
+            stop(str(error), "data")
     panel, plan = config.panel, config.plan
     log.info("%s: %d series x %d periods (%s), horizons %s, origins %s; forecasters %s", config.source, panel.n,
              panel.length, panel.freq.name, list(plan.horizons), [str(panel.dates[o].date()) for o in plan.origins],
              list(config.forecasters))
     started = time.perf_counter()
     result = backtest(panel, config.forecasters, plan)
-    out = Path(HydraConfig.get().runtime.output_dir)
+    out = run_dir()
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(resolved)))
     rows = result.scores()

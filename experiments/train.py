@@ -27,7 +27,6 @@ import csv
 import json
 import logging
 import shutil
-import sys
 import time
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -35,15 +34,15 @@ from typing import Any
 
 import hydra
 import numpy as np
-from hydra.core.hydra_config import HydraConfig
 from hydra.utils import to_absolute_path
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 import scenarios
+from agents.baselines.catalog import PolicySpec, optimal_policy
 from agents.rl.algorithms import AgentSpec, Resources, TrainingSetup, agent_from_dict
-from experiments.evaluation import EvalSetting, evaluate, format_report, plot_comparison
-from experiments.policies import PolicySpec
-from experiments.simulate import run_checked
+from experiments.comparison import EvalSetting, evaluate, format_report, plot_comparison
+from experiments.seeds import HELD_OUT_FIRST_SEED, VALIDATION_FIRST_SEED, SeedRange, check_apart
+from experiments.startup import config_errors, plain, run_checked, run_dir
 from scenarios.reference import ReferenceCase, case_from_dict, read_case_data
 from twin import SpecError
 from twin.config import ConfigReader
@@ -116,8 +115,7 @@ def load_train_config(data: dict) -> TrainConfig:
     checkpoint_every = r.integer("checkpoint_every", 10, low=1)
     keep = r.integer("keep_checkpoints", 3, low=1)
     ev = r.child("evaluation")
-    evaluation = {"seeds": ev.integer("seeds", 5, low=1, high=1000),
-                  "first_seed": ev.integer("first_seed", 10**6, low=0),
+    evaluation = {"held_out": SeedRange.read(ev, count=5, first=HELD_OUT_FIRST_SEED, high=1000),
                   "horizon": ev.integer("horizon", 365, low=2), "warmup": ev.integer("warmup", 28, low=0),
                   "case_horizon": ev.integer("case_horizon", 20000, low=2), "reference": ev.text("reference", "rop")}
     baselines = tuple(PolicySpec.from_dict({"name": name}, "evaluation.baselines") for name in
@@ -155,17 +153,13 @@ def load_train_config(data: dict) -> TrainConfig:
 
 def _validation_rule(r: ConfigReader, evaluation: dict[str, Any]) -> ValidationRule | None:
     enabled = r.flag("enabled", False)
-    n, first = r.integer("seeds", 2, low=1, high=1000), r.integer("first_seed", 900_000, low=0)
+    seeds = SeedRange.read(r, count=2, first=VALIDATION_FIRST_SEED, high=1000)
     horizon = r.integer("horizon", 365, low=2)
     r.done()
     if not enabled:
         return None
-    seeds = tuple(range(first, first + n))
-    held_out = range(evaluation["first_seed"], evaluation["first_seed"] + evaluation["seeds"])
-    if set(seeds) & set(held_out):
-        raise SpecError(f"validation.first_seed: seeds {seeds[0]}..{seeds[-1]} overlap the evaluation's "
-                        f"{held_out[0]}..{held_out[-1]}; allowed: validation seeds apart from the held-out ones")
-    return ValidationRule(seeds=seeds, horizon=horizon)
+    check_apart(seeds, evaluation["held_out"], "validation.first_seed")
+    return ValidationRule(seeds=seeds.seeds, horizon=horizon)
 
 
 # ---------------------------------------------------------------------------
@@ -449,14 +443,12 @@ def _fmt(value) -> str:
 def evaluate_case(config: TrainConfig, checkpoint: Path, out: Path) -> dict[str, float]:
     """Learned policy vs the case's optimum on held-out seeds: analytic gap and paired gap to the optimal policy."""
     from agents.rl.policy import TrainedPolicy
-    from experiments.validate import optimal_policy
-    from twin import Engine
 
     case, ev = config.case, config.evaluation
     network = case.network()
     learned = TrainedPolicy.from_checkpoint(checkpoint, name=config.agent.name)
-    optimal = optimal_policy(case, Engine(network, horizon=1, seed=0))
-    seeds = tuple(range(ev["first_seed"], ev["first_seed"] + ev["seeds"]))
+    optimal = optimal_policy(case, network)
+    seeds = ev["held_out"].seeds
     setting = eval_setting(config, learned.initial_on_hand, seeds, ev["case_horizon"])
     evaluation = evaluate({config.agent.name: learned, "optimal_policy": optimal}, setting)
     evaluation.write_csv(out / "evaluation.csv")
@@ -481,7 +473,7 @@ def evaluate_network(config: TrainConfig, checkpoint: Path, out: Path) -> None:
 
     env, ev = config.setup.env, config.evaluation
     learned = TrainedPolicy.from_checkpoint(checkpoint, name=config.agent.name)
-    seeds = tuple(range(ev["first_seed"], ev["first_seed"] + ev["seeds"]))
+    seeds = ev["held_out"].seeds
     policies = {config.agent.name: learned}
     for spec in config.baselines:
         policies[spec.name] = spec.build(env.network, ev["horizon"], config.seed)
@@ -499,19 +491,12 @@ def evaluate_network(config: TrainConfig, checkpoint: Path, out: Path) -> None:
 @hydra.main(config_path="../conf", config_name="train", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     """Validate, train (or resume), evaluate."""
-    resolved = OmegaConf.to_container(cfg, resolve=True)
-    try:
-        config = load_train_config(resolved)
-    except SpecError as error:
-        print(f"config error: {error}", file=sys.stderr)
-        sys.exit(2)
-    out = Path(HydraConfig.get().runtime.output_dir)
+    with config_errors():
+        config = load_train_config(plain(cfg))
+    out = run_dir()
     run = RunDirectory(out, config.keep_checkpoints)
-    try:
+    with config_errors():  # a run directory that holds another run's checkpoints
         checkpoint = train(config, run)
-    except SpecError as error:
-        print(f"config error: {error}", file=sys.stderr)
-        sys.exit(2)
     if config.case is not None:
         evaluate_case(config, checkpoint, out)
     else:

@@ -12,16 +12,15 @@ from __future__ import annotations
 
 import csv
 import logging
-import sys
-from pathlib import Path
 
 import hydra
-from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from agents.baselines import tune
-from experiments.policies import ECHELONS, PolicySpec
-from experiments.simulate import load_config, run_checked
+from agents.baselines.catalog import ECHELONS, PolicySpec
+from experiments.run_config import load_config
+from experiments.seeds import SeedRange
+from experiments.startup import config_errors, plain, run_checked, run_dir
 from twin import SpecError
 from twin.config import ConfigReader
 
@@ -43,15 +42,12 @@ def read_tune_options(data) -> tuple[tuple[float, ...], int, int]:
 @hydra.main(config_path="../conf", config_name="tune", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     """Validate, tune, and write the tuned policy."""
-    resolved = OmegaConf.to_container(cfg, resolve=True)
-    try:
+    resolved = plain(cfg)
+    with config_errors():
         grid, n_seeds, rounds = read_tune_options(resolved.pop("tune", None))
         config = load_config(resolved)
-    except SpecError as error:
-        print(f"config error: {error}", file=sys.stderr)
-        sys.exit(2)
     echelons = [e for e in ECHELONS if any(n.kind == e for n in config.network.nodes)]
-    seeds = list(range(config.seed, config.seed + n_seeds))
+    seeds = list(SeedRange(config.seed, n_seeds).seeds)  # the simulation's own seeds: tuning is not held out
     log.info("tuning %s z over %s on %s / %s, seeds %s", config.policy_spec.name, echelons, config.network.name,
              config.scenario.name, seeds)
 
@@ -65,7 +61,7 @@ def main(cfg: DictConfig) -> None:
     result = tune(make_policy, config.network, grid={e: grid for e in echelons}, horizon=config.horizon,
                   seeds=seeds, shocks=config.scenario.shocks, warmup=config.warmup, max_rounds=rounds,
                   progress=progress)
-    out = Path(HydraConfig.get().runtime.output_dir)
+    out = run_dir()
     out.mkdir(parents=True, exist_ok=True)
     tuned = {"name": config.policy_spec.name, "z": {**config.policy_spec.z, **result.best}}
     (out / "tuned_policy.yaml").write_text(

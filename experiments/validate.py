@@ -19,8 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from agents.baselines.policies import SS, BaseStock, EchelonBaseStock
-from agents.protocol import Policy
+from agents.baselines.catalog import optimal_policy
 from scenarios.reference import ReferenceCase, load_case
 from twin import Engine, SpecError
 from twin.costs import COST_KINDS
@@ -57,29 +56,12 @@ class Validation:
         return abs(self.relative) <= RELATIVE_TOLERANCE or abs(self.z) <= STANDARD_ERRORS
 
 
-def optimal_policy(case: ReferenceCase, engine: Engine) -> Policy:
-    """The case's stated optimal policy as a twin policy (levels per node, customer-facing stage last)."""
-    n = engine.n_nodes
-    node_of_stage = {j: engine.topology.names.index(f"stage_{j}") for j in range(1, case.stages + 1)}
-
-    def levels(values: tuple[float, ...]) -> np.ndarray:
-        out = np.zeros((n, 1))
-        for j, v in enumerate(values, start=1):
-            out[node_of_stage[j], 0] = v
-        return out
-
-    if case.kind == "serial":
-        return EchelonBaseStock(levels(case.levels["S"]))
-    if case.kind == "sS":
-        return SS(levels(case.levels["s"]), levels(case.levels["S"]))
-    return BaseStock(levels(case.levels["S"]))
-
-
 def validate(case: ReferenceCase, periods: int, warmup: int, seed: int) -> Validation:
     """Run the case's optimal policy on the twin and compare the cost per period with the optimum."""
     started = time.perf_counter()
-    engine = Engine(case.network(), horizon=periods + warmup, seed=seed, warmup=warmup, invariants="warn")
-    result = engine.run(optimal_policy(case, engine))
+    network = case.network()
+    engine = Engine(network, horizon=periods + warmup, seed=seed, warmup=warmup, invariants="warn")
+    result = engine.run(optimal_policy(case, network))
     daily = sum(result.series[f"cost_{c}"] for c in COST_KINDS).sum(axis=1)[warmup:]
     batches = np.array_split(daily, BATCHES)
     means = np.array([b.mean() for b in batches])

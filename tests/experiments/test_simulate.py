@@ -9,13 +9,17 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
+from scipy import stats
 
+from agents.baselines.catalog import POLICIES, CostArrays, PolicySpec
 from experiments import simulate as simulate_module
-from experiments.policies import POLICIES, CostArrays, PolicySpec
-from experiments.simulate import kpi_table, load_config, summarize, t_quantile_975, unknown_choice
+from experiments.run_config import load_config
+from experiments.startup import unknown_choice
+from experiments.summary import kpi_table, summarize, summarize_paired, t_quantile
 from twin import SpecError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -103,11 +107,22 @@ def test_unknown_group_options_are_caught_before_hydra():
 def test_summary_statistics():
     s = summarize([1.0, 2.0, 3.0, None])
     assert s["n"] == 3 and s["mean"] == pytest.approx(2.0) and s["std"] == pytest.approx(1.0)
-    assert s["ci95"] == pytest.approx(4.303 / 3**0.5)
+    assert s["ci95"] == pytest.approx(4.302653 / 3**0.5)
     assert summarize([5.0]) == {"mean": 5.0, "std": None, "ci95": None, "n": 1}
     assert summarize([None]) == {"mean": None, "std": None, "ci95": None, "n": 0}
-    assert t_quantile_975(20) == pytest.approx(2.086, abs=2e-3)
-    assert t_quantile_975(120) == pytest.approx(1.980, abs=1e-3)
+    # Student's t 97.5% quantiles (textbook tables)
+    for df, t in ((1, 12.706), (4, 2.776), (10, 2.228), (20, 2.086), (120, 1.980)):
+        assert t_quantile(df) == pytest.approx(t, abs=1e-3)
+
+
+def test_paired_differences_are_the_interval_of_the_per_seed_differences():
+    a, b = np.array([10.0, 12.0, 11.0, 13.0]), np.array([9.0, 11.5, 10.0, 12.5])
+    paired = summarize_paired(a, b)
+    assert paired["mean"] == pytest.approx(0.75) and paired["relative"] == pytest.approx(0.75 / 10.75)
+    low, high = stats.ttest_rel(a, b).confidence_interval(0.95)
+    assert paired["ci95"] == pytest.approx((high - low) / 2)
+    same = summarize_paired(a, a)  # identical policies: a zero difference with a zero-width interval
+    assert (same["mean"], same["ci95"], same["relative"]) == (0.0, 0.0, 0.0)
 
 
 def test_slow_replications_log_progress(monkeypatch, caplog):

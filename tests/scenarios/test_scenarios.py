@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 import scenarios
-from experiments.policies import PolicySpec
+from agents.baselines.catalog import PolicySpec
 from scenarios import SCENARIOS, Scenario
 from twin import DcClosure, DemandShock, Engine, LeadTimeShock, SpecError, network_from_dict
 

@@ -1,23 +1,30 @@
-"""The baseline policies by name (conf/policy/<name>.yaml), built from the network's demand statistics.
+"""The baseline policies by name (conf/policy/<name>.yaml), and a reference case's stated optimal policy.
 
 A policy config is `name` plus safety factors `z: {store: .., dc: ..}` per echelon.
 Levels are static: computed once from the true demand model over the run's horizon
 (`DemandStats.of(network, horizon, seed)`), never from the shocks of a scenario.
+`optimal_policy(case)` is the policy a reference case states as optimal, with the
+case's own levels (experiments.validate runs it; experiments.evaluate and
+experiments.train compare against it).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from agents.baselines.policies import SS, BaseStock, EchelonBaseStock, ReorderPointEOQ
 from agents.protocol import Policy
 from twin.config import ConfigReader
+from twin.registry import Registry
 from twin.spec import NetworkSpec
 from twin.stats import DemandStats
+
+if TYPE_CHECKING:
+    from scenarios.reference import ReferenceCase
 
 ECHELONS = ("store", "dc")
 
@@ -54,12 +61,12 @@ def _rop(stats: DemandStats, costs: CostArrays, z: dict[str, float]) -> Policy:
     return ReorderPointEOQ.from_stats(stats, costs.fixed_cost, costs.holding_cost, z)
 
 
-POLICIES: dict[str, Callable[[DemandStats, CostArrays, dict[str, float]], Policy]] = {
+POLICIES: Registry[Callable[[DemandStats, CostArrays, dict[str, float]], Policy]] = Registry("policy.name", {
     "base_stock": _base_stock,
     "echelon_base_stock": _echelon_base_stock,
     "ss": _ss,
     "rop": _rop,
-}
+})
 
 
 @dataclass(frozen=True)
@@ -73,7 +80,7 @@ class PolicySpec:
     def from_dict(cls, data: Mapping[str, Any] | None, path: str = "policy") -> PolicySpec:
         """Read `name` (one of POLICIES) and `z` (store, dc: numbers in [-3, 5], default 1.65)."""
         r = ConfigReader(data, path)
-        name = r.choice("name", tuple(POLICIES))
+        name = r.choice("name", POLICIES.names)
         zr = r.child("z")
         z = {e: zr.number(e, 1.65, low=-3, high=5) for e in ECHELONS}
         zr.done()
@@ -84,3 +91,22 @@ class PolicySpec:
         """The policy with static levels for `network` (demand statistics over `horizon` days of `seed`)."""
         stats = DemandStats.of(network, horizon, seed)
         return POLICIES[self.name](stats, CostArrays.of(network), self.z)
+
+
+def optimal_policy(case: ReferenceCase, network: NetworkSpec | None = None) -> Policy:
+    """The case's stated optimal policy on its twin network (`case.network()` unless given): the levels of
+    stage j on node `stage_j`, zero elsewhere."""
+    network = network if network is not None else case.network()
+    rows = {j: network.index(f"stage_{j}") for j in range(1, case.stages + 1)}
+
+    def levels(values: tuple[float, ...]) -> np.ndarray:
+        out = np.zeros((len(network.nodes), 1))
+        for j, v in enumerate(values, start=1):
+            out[rows[j], 0] = v
+        return out
+
+    if case.kind == "serial":
+        return EchelonBaseStock(levels(case.levels["S"]))
+    if case.kind == "sS":
+        return SS(levels(case.levels["s"]), levels(case.levels["S"]))
+    return BaseStock(levels(case.levels["S"]))

@@ -1,4 +1,4 @@
-"""Paired evaluation of policies on the twin: same network, shocks and seeds for every policy.
+"""Paired comparison of policies on the twin: same network, shocks and seeds for every policy.
 
 Every policy runs on the same seeds, so demand, lead times and shocks are the
 same for all (common random numbers) and their differences are paired: the 95%
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from experiments.simulate import summarize
+from experiments.summary import summarize, summarize_paired
 from twin.engine import Engine
 from twin.shocks import Shock
 from twin.spec import NetworkSpec
@@ -83,17 +83,8 @@ class Evaluation:
     def paired(self, reference: str) -> dict[str, dict[str, dict]]:
         """Per policy and metric: the mean paired difference to `reference`, its 95% CI, and the relative change."""
         ref = self.values[reference]
-        out = {}
-        for p, metrics in self.values.items():
-            if p == reference:
-                continue
-            out[p] = {}
-            for m, v in metrics.items():
-                diff = summarize(list(v - ref[m]))
-                base = float(ref[m].mean())
-                diff["relative"] = diff["mean"] / base if base else math.nan
-                out[p][m] = diff
-        return out
+        return {p: {m: summarize_paired(v, ref[m]) for m, v in metrics.items()}
+                for p, metrics in self.values.items() if p != reference}
 
     def paper_table(self, reference: str) -> dict[str, dict[str, float]]:
         """The paper's three figures per policy against `reference` (the static ROP in the paper)."""

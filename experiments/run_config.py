@@ -1,0 +1,93 @@
+"""A simulation run's config, validated: plain containers in (conf/config.yaml, composed), typed objects out.
+
+    config = load_config(plain(cfg))     # SpecError naming the key if anything is bad
+    config.network, config.scenario, config.policy, config.seeds, config.initial_on_hand
+
+experiments.simulate runs it; experiments.tune reads the same config to tune the
+policy's safety factors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+import scenarios
+from agents.baselines.catalog import PolicySpec
+from agents.protocol import Policy
+from experiments.seeds import SeedRange
+from scenarios import Scenario
+from twin import NetworkSpec, SpecError, network_from_dict
+from twin.config import ConfigReader
+from twin.spec import INVARIANT_MODES
+from twin.stats import DemandStats
+
+
+@dataclass(frozen=True)
+class OutputOptions:
+    """What to write besides kpis.json and timeseries.csv."""
+
+    per_sku: bool = False
+    plots: bool = True
+
+
+@dataclass(frozen=True)
+class SimulationConfig:
+    """Everything a simulation needs, validated."""
+
+    network: NetworkSpec
+    scenario: Scenario
+    policy_spec: PolicySpec
+    policy: Policy
+    horizon: int
+    warmup: int
+    seed: int
+    replications: int
+    invariants: str
+    output: OutputOptions
+    initial_on_hand: np.ndarray | None = None  # (nodes, SKUs) stock at the start; None: the network starts empty
+
+    @property
+    def seeds(self) -> list[int]:
+        """One seed per replication: seed, seed + 1, ..."""
+        return list(SeedRange(self.seed, self.replications).seeds)
+
+
+def load_config(data: Mapping[str, Any]) -> SimulationConfig:
+    """Validate a plain config mapping and build the network, scenario and policy (SpecError naming the key)."""
+    r = ConfigReader(data, "")
+    horizon = r.integer("horizon", 365, low=1, high=36500)
+    warmup = r.integer("warmup", 0, low=0)
+    if warmup >= horizon:
+        raise SpecError(f"warmup: {warmup} is out of range; allowed: [0, horizon - 1] = [0, {horizon - 1}]")
+    seed = r.integer("seed", 0, low=0)
+    replications = r.integer("replications", 1, low=1, high=10000)
+    invariants = r.choice("invariants", INVARIANT_MODES, "warn")
+    stock = r.child("initial_stock_days")
+    initial_days = {kind: stock.number(kind, 0.0, low=0, high=365) for kind in ("store", "dc")}
+    stock.done()
+    out = r.child("output")
+    output = OutputOptions(per_sku=out.flag("per_sku", False), plots=out.flag("plots", True))
+    out.done()
+    network = network_from_dict(r.raw("network"), "network")
+    scenario_params = dict(ConfigReader(r.raw("scenario"), "scenario").data)
+    scenario = scenarios.build(scenario_params.pop("name", None), network, horizon, **scenario_params)
+    policy_spec = PolicySpec.from_dict(r.raw("policy"), "policy")
+    r.done()
+    return SimulationConfig(network=network, scenario=scenario, policy_spec=policy_spec,
+                            policy=policy_spec.build(network, horizon, seed), horizon=horizon, warmup=warmup,
+                            seed=seed, replications=replications, invariants=invariants, output=output,
+                            initial_on_hand=initial_stock(network, horizon, seed, initial_days))
+
+
+def initial_stock(network: NetworkSpec, horizon: int, seed: int, days: Mapping[str, float]) -> np.ndarray | None:
+    """On-hand stock at the start: `days` of mean daily demand per node kind (None when all are 0: empty)."""
+    if not any(days.values()):
+        return None
+    stats = DemandStats.of(network, horizon, seed)
+    per_node = np.array([days.get(node.kind, 0.0) for node in network.nodes])[:, None]
+    stock = stats.mean * per_node
+    return np.rint(stock) if network.demand.integer_units else stock
