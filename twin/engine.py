@@ -269,15 +269,18 @@ class Engine:
         in_flight = sorted((sid, child, s) for child, by_id in enumerate(self.shipments) for sid, s in by_id.items())
         shipments = tuple(OpenShipment(node=child, source=s.source, dispatched=s.dispatched, due=s.arrival,
                                        quantity=s.quantity.copy()) for _, child, s in in_flight)
-        unshipped = tuple(UnshippedOrder(node=int(self.customers[p][row]), source=p, ordered=day,
-                                         quantity=cohort[row].copy())
-                          for p, cohorts in self.backlog.items() for day, cohort in cohorts
-                          for row in np.flatnonzero(cohort.any(axis=1)))
+        unshipped = []
+        for p, cohorts in self.backlog.items():
+            for day, cohort in cohorts:
+                kept = cohort.copy()  # one copy per cohort, read-only; its lines are views of it
+                kept.setflags(write=False)
+                unshipped.extend(UnshippedOrder(node=int(self.customers[p][row]), source=p, ordered=day,
+                                                quantity=kept[row]) for row in np.flatnonzero(kept.any(axis=1)))
         return Snapshot(network_name=self.network.name, network_hash=self._network_hash,
                         nodes=self.topology.names, skus=tuple(self.network.skus.name), day=self.day,
                         on_hand=self.on_hand, backorders=self.backorders, in_transit=self.in_transit,
                         on_order=self.on_order, expected_lead_time=self.expected_lead_times(),
-                        shipments=shipments, unshipped=unshipped, disruptions=tuple(self.active_shocks),
+                        shipments=shipments, unshipped=tuple(unshipped), disruptions=tuple(self.active_shocks),
                         received_today=self.flows_received, served_today=self.flows_outflow, seed=self.seed)
 
     # ------------------------------------------------------------------ stepping

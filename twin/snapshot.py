@@ -128,7 +128,8 @@ class Snapshot:
         lead.setflags(write=False)
         object.__setattr__(self, "expected_lead_time", lead)
         for item in (*self.shipments, *self.unshipped):
-            item.quantity.setflags(write=False)
+            if item.quantity.flags.writeable:
+                item.quantity.setflags(write=False)
 
     # ------------------------------------------------------------------ derived
 
