@@ -35,7 +35,7 @@ def twin_panel():
 def run_one(name: str, panel) -> dict:
     """Fit on all but the last HORIZON days, predict them; seconds and MAE."""
     from agents.forecasting import metrics
-    from agents.forecasting.registry import forecaster_factory
+    from agents.forecasting.factory import forecaster_factory
 
     params = {"name": name}
     if name == "lstm":

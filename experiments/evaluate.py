@@ -41,8 +41,8 @@ def forecast_policy(name: str, key: str, z: dict[str, float] | None = None):
     """The forecast-driven base-stock policy with live forecaster `name`: the oracle, or a forecaster refitted
     weekly with the settings of conf/forecaster/NAME.yaml (a null there: the class default)."""
     from agents.baselines.forecast_policy import ForecastBaseStock
+    from agents.forecasting.factory import FORECASTERS, forecaster_factory
     from agents.forecasting.live import OracleForecaster, Refitting
-    from agents.forecasting.registry import FORECASTERS, forecaster_factory
 
     if name not in FORECASTERS:
         raise SpecError(f"{key}: forecaster {name!r} is not allowed; allowed: forecast:NAME with NAME one of "

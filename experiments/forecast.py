@@ -26,7 +26,7 @@ import scenarios
 from agents.forecasting.backtest import METRICS, BacktestPlan, backtest
 from agents.forecasting.base import Forecaster, SeriesPanel
 from agents.forecasting.data import DataError, load_panel, panel_from_twin
-from agents.forecasting.registry import FORECASTERS, forecaster_factory
+from agents.forecasting.factory import FORECASTERS, forecaster_factory
 from experiments.forecast_report import format_scores, plot_error_by_horizon, plot_forecasts, write_scores
 from experiments.startup import config_errors, plain, run_checked, run_dir, stop
 from twin.config import ConfigReader, SpecError
@@ -137,7 +137,7 @@ def _with_horizon(spec: str | Mapping[str, Any], longest: int) -> str | dict:
 def _keywords(name: str) -> list[str]:
     import inspect
 
-    from agents.forecasting.registry import forecaster_class
+    from agents.forecasting.factory import forecaster_class
     return list(inspect.signature(forecaster_class(name)).parameters)
 
 

@@ -24,7 +24,7 @@ from agents.envs.observation import (
     observation_inputs,
 )
 from agents.forecasting import forecaster_from_name
-from agents.forecasting.registry import FORECASTERS
+from agents.forecasting.factory import FORECASTERS
 from twin.config import ConfigReader, SpecError
 from twin.costs import cost_rates
 from twin.coverage import protection_periods, starting_stock

@@ -209,7 +209,7 @@ class Refitting:
 def forecaster_from_name(name: str) -> LiveForecaster:
     """A fresh live forecaster by name: `oracle`, or any registered panel forecaster (refitted weekly with its
     default settings); SpecError naming `forecaster` if unknown."""
-    from agents.forecasting.registry import FORECASTERS, forecaster_factory
+    from agents.forecasting.factory import FORECASTERS, forecaster_factory
 
     if name == "oracle":
         return OracleForecaster()

@@ -9,7 +9,7 @@ import pytest
 
 from agents.forecasting.backtest import BacktestPlan, backtest
 from agents.forecasting.data import panel_from_arrays
-from agents.forecasting.registry import forecaster_factory
+from agents.forecasting.factory import forecaster_factory
 
 SPECS = {
     "seasonal_naive": {},

@@ -1,4 +1,4 @@
-"""Forecasters by name, built from config mappings (`{name: lstm, hidden: 64, ...}`) with checked keys.
+"""Forecasters by name (the FORECASTERS registry), built from config mappings (`{name: lstm, ...}`), keys checked.
 
 Classes are imported on first use, so choosing seasonal naive never loads torch
 or statsforecast.
