@@ -1,14 +1,19 @@
-"""Reproducibility: same seed => same run; common random numbers across policies; step() == run()."""
+"""Reproducibility: same seed => same run; common random numbers across policies; step() == run().
+
+The policy is the twin's own OrderUpTo at base-stock levels from the demand statistics; the same checks with
+the echelon base-stock and the reorder point of agents/baselines are in tests/agents/test_baselines_on_twin.py.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from agents.baselines.policies import SS, BaseStock, EchelonBaseStock, ReorderPointEOQ, economic_order_quantity
 from twin import DcClosure, DemandShock, Engine, LeadTimeShock, SupplierOutage, network_from_dict
+from twin.coverage import protection_periods
 from twin.stats import DemandStats
 from twin.testing import (
+    OrderUpTo,
     assert_identical,
     check_common_random_numbers,
     check_determinism,
@@ -58,14 +63,14 @@ SHOCKS = (DemandShock(start=10, end=30, multiplier=2.5, groups=("food",)),
           SupplierOutage(start=50, end=53, supplier="sup"))
 
 
+Z = 1.65  # the baselines' default safety factor (agents/baselines/safety.py)
+
+
 def base_stock(stats):
-    return BaseStock.from_stats(stats)
-
-
-def rop(stats, net):
-    holding = np.broadcast_to(net.skus.holding_cost, stats.mean.shape)
-    fixed = np.broadcast_to(net.skus.fixed_order_cost, stats.mean.shape)
-    return ReorderPointEOQ.from_stats(stats, fixed, holding)
+    """Order up to the mean demand over the protection period (lead time + 1 day) plus Z standard deviations of
+    it: the levels of agents' BaseStock.from_stats(stats), which tests/agents/test_baselines_on_twin.py checks."""
+    mu, sd = stats.over(protection_periods(stats.lead_time_mean, 1))
+    return OrderUpTo(mu + Z * sd)
 
 
 def run(net, policy, seed, shocks=SHOCKS, per_sku_series=True):
@@ -74,10 +79,9 @@ def run(net, policy, seed, shocks=SHOCKS, per_sku_series=True):
     return engine, engine.run(policy)
 
 
-@pytest.mark.parametrize("make", [base_stock, lambda s: EchelonBaseStock.from_stats(s)])
-def test_same_seed_gives_identical_kpis_and_series(net, stats, make):
-    result = check_determinism(net, lambda: make(stats), HORIZON, 11, SHOCKS)
-    _, again = run(net, make(stats), 11)
+def test_same_seed_gives_identical_kpis_and_series(net, stats):
+    result = check_determinism(net, lambda: base_stock(stats), HORIZON, 11, SHOCKS)
+    _, again = run(net, base_stock(stats), 11)
     assert result.kpis == again.kpis  # exact dict equality, floats included
     for key, series in result.series.items():
         assert np.array_equal(series, again.series[key]), key
@@ -94,8 +98,11 @@ def test_different_seeds_differ(net, stats):
     assert not np.array_equal(engine_a.lead_times, engine_b.lead_times)
 
 
-def test_base_stock_and_rop_see_the_same_demand_and_lead_times(net, stats):
-    a, b = check_common_random_numbers(net, base_stock(stats), rop(stats, net), HORIZON, 5, SHOCKS)
+def test_two_policies_see_the_same_demand_and_lead_times(net, stats):
+    """Common random numbers with the twin's own policy at two sets of levels (with agents' reorder point:
+    tests/agents/test_baselines_on_twin.py)."""
+    flat = OrderUpTo(np.full((len(net.nodes), net.skus.n), 5.0))
+    a, b = check_common_random_numbers(net, base_stock(stats), flat, HORIZON, 5, SHOCKS)
     stores = [i for i, n in enumerate(net.nodes) if n.kind == "store"]
     np.testing.assert_array_equal(a.sku_series["demand"][:, stores], b.sku_series["demand"][:, stores])
     # the policies really differ: different orders, different costs
@@ -106,8 +113,7 @@ def test_base_stock_and_rop_see_the_same_demand_and_lead_times(net, stats):
 
 def test_lead_time_draws_do_not_depend_on_the_policy(net, stats):
     engine_a, _ = run(net, base_stock(stats), 8)
-    s = np.full((len(net.nodes), net.skus.n), 5.0)
-    engine_b, _ = run(net, SS(s, s + economic_order_quantity(stats.mean, 5.0, 0.05)), 8)
+    engine_b, _ = run(net, OrderUpTo(np.full((len(net.nodes), net.skus.n), 5.0)), 8)
     np.testing.assert_array_equal(engine_a.lead_times, engine_b.lead_times)
     assert engine_a.lead_times.shape == (len(net.nodes), HORIZON)
     # one draw per lane per day, whether or not anything was shipped that day
@@ -118,8 +124,8 @@ def test_demand_of_a_store_does_not_depend_on_other_nodes(stats):
     """Streams are keyed by node name: adding a store changes no other store's draws."""
     small = network_from_dict(network_dict())
     large = network_from_dict(network_dict(extra_store=True))
-    _, a = run(small, BaseStock(np.zeros((len(small.nodes), 3))), 3, shocks=())
-    _, b = run(large, BaseStock(np.zeros((len(large.nodes), 3))), 3, shocks=())
+    _, a = run(small, OrderUpTo(np.zeros((len(small.nodes), 3))), 3, shocks=())
+    _, b = run(large, OrderUpTo(np.zeros((len(large.nodes), 3))), 3, shocks=())
     np.testing.assert_array_equal(a.sku_series["demand"][:, 3:7], b.sku_series["demand"][:, 3:7])
 
 
@@ -131,10 +137,9 @@ def test_the_twin_leaves_the_global_rng_alone(net, stats):
     np.testing.assert_array_equal(np.random.random(3), expected)
 
 
-@pytest.mark.parametrize("make", [base_stock, lambda s: EchelonBaseStock.from_stats(s)])
-def test_stepping_with_the_policy_orders_equals_run(net, stats, make):
-    ran = check_step_matches_run(net, lambda: make(stats), HORIZON, 21, SHOCKS)
-    policy = make(stats)
+def test_stepping_with_the_policy_orders_equals_run(net, stats):
+    ran = check_step_matches_run(net, lambda: base_stock(stats), HORIZON, 21, SHOCKS)
+    policy = base_stock(stats)
     engine = Engine(net, horizon=HORIZON, seed=21, shocks=SHOCKS, invariants="error", per_sku_series=True)
     days = 0
     while not engine.done:
@@ -158,7 +163,7 @@ def test_warmup_changes_kpis_not_draws(net, stats):
 
 def test_scenarios_keep_common_random_numbers_outside_their_shocks(net, stats):
     """A demand shock changes demand only while it lasts: the days after it see the baseline's draws."""
-    policy = BaseStock.from_stats(stats)
+    policy = base_stock(stats)
     surge = (DemandShock(start=10, end=20, multiplier=3.0),)
     runs = [Engine(net, horizon=HORIZON, seed=4, shocks=shocks, per_sku_series=True).run(policy)
             for shocks in ((), surge)]

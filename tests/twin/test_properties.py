@@ -6,6 +6,9 @@ of shocks, and runs it with `twin.testing.run_with_invariants`: invariants='erro
 (the ledger balances at every node every day), and at every decision point no
 state is negative, in-transit stock equals the pending shipments, and units bought
 == on hand + in transit + sold. KPIs must be sane.
+
+The policies are the twin's own order streams (OrderUpTo and small ones below), so the twin is tested without
+agents/; tests/agents/test_baselines_on_twin.py runs agents' baseline policies through the same checks.
 """
 
 from __future__ import annotations
@@ -16,10 +19,11 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agents.baselines.policies import SS, BaseStock, EchelonBaseStock, ReorderPointEOQ
 from twin import CapacityCut, DcClosure, DemandShock, LeadTimeShock, SupplierOutage, network_from_dict
+from twin.coverage import protection_periods
 from twin.stats import DemandStats
 from twin.testing import (
+    OrderUpTo,
     check_common_random_numbers,
     check_determinism,
     check_kpis,
@@ -204,25 +208,64 @@ class RandomOrders:
         return orders
 
 
+class EchelonOrderUpTo(OrderUpTo):
+    """Order up to fixed levels of the echelon inventory position (the node and everything below it)."""
+
+    def act(self, state) -> np.ndarray:
+        orders = np.maximum(self.levels - state.echelon_inventory_position, 0.0)
+        orders[state.topology.is_supplier] = 0.0
+        return orders
+
+
+class MinMax:
+    """When the inventory position is at or below s, order up to S: large orders now and then."""
+
+    def __init__(self, s: np.ndarray, S: np.ndarray) -> None:
+        self.s, self.S = s, S
+
+    def act(self, state) -> np.ndarray:
+        position = state.inventory_position
+        orders = np.maximum(np.where(position <= self.s, self.S - position, 0.0), 0.0)
+        orders[state.topology.is_supplier] = 0.0
+        return orders
+
+
+class Batches:
+    """When the inventory position is at or below a reorder point, order whole batches of q to lift it above."""
+
+    def __init__(self, reorder_point: np.ndarray, q: np.ndarray) -> None:
+        self.reorder_point, self.q = reorder_point, np.maximum(q, 1e-9)
+
+    def act(self, state) -> np.ndarray:
+        position = state.inventory_position
+        batches = np.floor((self.reorder_point - position) / self.q) + 1
+        orders = np.where(position <= self.reorder_point, batches * self.q, 0.0)
+        orders[state.topology.is_supplier] = 0.0
+        return orders
+
+
 @st.composite
 def policies(draw, network) -> object:
-    """A baseline policy with random levels, one built from demand statistics, or random orders."""
+    """Order-up-to (installation or echelon), (s, S) or batch orders with random levels, order-up-to levels from
+    the demand statistics, or random orders."""
     n, k = len(network.nodes), network.skus.n
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
     kind = draw(st.sampled_from(["base", "echelon", "ss", "rop", "stats", "random"]))
     high = draw(floats(1, 80))
     if kind == "base":
-        return BaseStock(rng.uniform(0, high, (n, k)))
+        return OrderUpTo(rng.uniform(0, high, (n, k)))
     if kind == "echelon":
-        return EchelonBaseStock(rng.uniform(0, 2 * high, (n, k)))
+        return EchelonOrderUpTo(rng.uniform(0, 2 * high, (n, k)))
     if kind == "ss":
         s = rng.uniform(-5, high, (n, k))
-        return SS(s, s + rng.uniform(0, high, (n, k)))
+        return MinMax(s, s + rng.uniform(0, high, (n, k)))
     if kind == "rop":
-        return ReorderPointEOQ(rng.uniform(-5, high, (n, k)), rng.uniform(0, high, (n, k)))
+        return Batches(rng.uniform(-5, high, (n, k)), rng.uniform(0, high, (n, k)))
     if kind == "stats":
         stats = DemandStats.of(network, horizon=60, seed=0)
-        return draw(st.sampled_from([BaseStock.from_stats(stats), EchelonBaseStock.from_stats(stats)]))
+        mu, sd = stats.over(protection_periods(stats.lead_time_mean, 1))
+        levels = mu + 1.65 * sd  # base-stock levels (lead time + 1 day, z = 1.65)
+        return draw(st.sampled_from([OrderUpTo(levels), EchelonOrderUpTo(levels)]))
     return RandomOrders(int(rng.integers(2**31)), high, draw(floats(0.1, 1)))
 
 

@@ -1,0 +1,186 @@
+"""agents' baseline policies on the twin: reproducible, common random numbers, step() == run(), invariants hold.
+
+The twin's own tests (tests/twin/test_determinism.py, test_properties.py) run the twin's OrderUpTo at the
+levels of BaseStock.from_stats; the first test here checks that those are the same levels and the same orders.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from agents.baselines.policies import SS, BaseStock, EchelonBaseStock, ReorderPointEOQ
+from twin import CapacityCut, DcClosure, DemandShock, Engine, LeadTimeShock, SupplierOutage, network_from_dict
+from twin.coverage import protection_periods
+from twin.stats import DemandStats
+from twin.testing import (
+    OrderUpTo,
+    assert_identical,
+    check_common_random_numbers,
+    check_determinism,
+    check_kpis,
+    check_step_matches_run,
+    run_with_invariants,
+)
+
+HORIZON = 60
+
+
+def network_dict(extra_store: bool = False) -> dict:
+    """Two DCs, four stores (one more by option), three SKUs of different laws, random lead times."""
+    stores = [{"name": f"s{i}", "kind": "store", "parent": f"dc{i % 2}", "backup_parent": f"dc{(i + 1) % 2}",
+               "region": ("north", "south")[i % 2], "lead_time": {"dist": "poisson", "mean": 1.5}}
+              for i in range(5 if extra_store else 4)]
+    return {
+        "name": "crn",
+        "skus": {"items": [
+            {"name": "milk", "group": "food", "dist": "poisson", "mean": 6, "fixed_order_cost": 2},
+            {"name": "lego", "group": "toys", "dist": "negative_binomial", "mean": 2, "dispersion": 2},
+            {"name": "rare", "group": "toys", "dist": "zero_inflated_poisson", "mean": 0.5, "zero_prob": 0.6},
+        ]},
+        "demand": {"weekly": [1, 1, 1, 1, 1.3, 1.6, 0.8], "promotion": {"weekly_probability": 0.2},
+                   "weather_sd": 0.3},
+        "nodes": [
+            {"name": "sup", "kind": "supplier"},
+            {"name": "dc0", "kind": "dc", "parent": "sup", "lead_time": {"dist": "gamma", "mean": 3, "cv": 0.4}},
+            {"name": "dc1", "kind": "dc", "parent": "sup",
+             "lead_time": {"dist": "empirical", "values": [2, 3, 6], "probs": [0.5, 0.3, 0.2]}},
+            *stores,
+        ],
+    }
+
+
+def lost_sales_chain() -> dict:
+    """supplier -> DC -> 2 stores with lost sales, capacities and a fixed order cost: EOQ batches meet caps."""
+    return {
+        "name": "capped",
+        "skus": {"items": [{"name": "a", "dist": "poisson", "mean": 8, "fixed_order_cost": 10},
+                           {"name": "b", "dist": "normal", "mean": 3, "cv": 0.5, "fixed_order_cost": 1}]},
+        "nodes": [{"name": "sup", "kind": "supplier", "supply_capacity": 40},
+                  {"name": "dc", "kind": "dc", "parent": "sup", "lead_time": {"mean": 2}, "storage_capacity": 120},
+                  {"name": "s0", "kind": "store", "parent": "dc", "unmet": "lost", "lane_capacity": 15,
+                   "lead_time": {"dist": "poisson", "mean": 1}},
+                  {"name": "s1", "kind": "store", "parent": "dc", "lead_time": {"mean": 0}}],
+    }
+
+
+@pytest.fixture(scope="module")
+def net():
+    return network_from_dict(network_dict())
+
+
+@pytest.fixture(scope="module")
+def stats(net):
+    return DemandStats.of(net, horizon=HORIZON, seed=0)
+
+
+SHOCKS = (DemandShock(start=10, end=30, multiplier=2.5, groups=("food",)),
+          LeadTimeShock(start=20, end=40, multiplier=2.0),
+          DcClosure(start=35, end=45, dc="dc0", reroute=True),
+          SupplierOutage(start=50, end=53, supplier="sup"))
+
+
+def base_stock(stats):
+    return BaseStock.from_stats(stats)
+
+
+def rop(stats, net):
+    holding = np.broadcast_to(net.skus.holding_cost, stats.mean.shape)
+    fixed = np.broadcast_to(net.skus.fixed_order_cost, stats.mean.shape)
+    return ReorderPointEOQ.from_stats(stats, fixed, holding)
+
+
+def run(net, policy, seed, shocks=SHOCKS, per_sku_series=True):
+    engine = Engine(net, horizon=HORIZON, seed=seed, shocks=shocks, invariants="error",
+                    per_sku_series=per_sku_series)
+    return engine, engine.run(policy)
+
+
+def test_base_stock_is_the_twin_tests_order_up_to(net, stats):
+    """BaseStock.from_stats has the levels the twin's tests give OrderUpTo, and both order alike."""
+    mu, sd = stats.over(protection_periods(stats.lead_time_mean, 1))
+    policy = base_stock(stats)
+    np.testing.assert_array_equal(policy.levels, mu + 1.65 * sd)
+    a = run(net, policy, 3)[1]
+    b = run(net, OrderUpTo(mu + 1.65 * sd), 3)[1]
+    assert a.kpis == b.kpis
+    assert_identical(a.sku_series, b.sku_series)
+
+
+def test_same_seed_gives_identical_kpis_and_series_with_the_echelon_base_stock(net, stats):
+    make = EchelonBaseStock.from_stats
+    result = check_determinism(net, lambda: make(stats), HORIZON, 11, SHOCKS)
+    _, again = run(net, make(stats), 11)
+    assert result.kpis == again.kpis  # exact dict equality, floats included
+    for key, series in result.series.items():
+        assert np.array_equal(series, again.series[key]), key
+    assert result.kpis["network"]["demand"] > 0
+
+
+def test_base_stock_and_rop_see_the_same_demand_and_lead_times(net, stats):
+    a, b = check_common_random_numbers(net, base_stock(stats), rop(stats, net), HORIZON, 5, SHOCKS)
+    stores = [i for i, n in enumerate(net.nodes) if n.kind == "store"]
+    np.testing.assert_array_equal(a.sku_series["demand"][:, stores], b.sku_series["demand"][:, stores])
+    # the policies really differ: different orders, different costs
+    assert not np.array_equal(a.sku_series["ordered"], b.sku_series["ordered"])
+    assert a.kpis["network"]["cost_total"] != b.kpis["network"]["cost_total"]
+    assert a.kpis["network"]["demand"] == b.kpis["network"]["demand"]
+
+
+def test_stepping_with_the_echelon_base_stock_orders_equals_run(net, stats):
+    make = EchelonBaseStock.from_stats
+    ran = check_step_matches_run(net, lambda: make(stats), HORIZON, 21, SHOCKS)
+    policy = make(stats)
+    engine = Engine(net, horizon=HORIZON, seed=21, shocks=SHOCKS, invariants="error", per_sku_series=True)
+    days = 0
+    while not engine.done:
+        engine.step(policy.act(engine.state()))
+        days += 1
+    stepped = engine.result(policy=type(policy).__name__)
+    assert days == HORIZON
+    assert stepped.kpis == ran.kpis
+    assert_identical(stepped.series, ran.series)
+    assert stepped.meta == ran.meta
+
+
+@st.composite
+def baseline_runs(draw):
+    """(network, baseline policy with random levels or built from demand statistics, seed, shocks, warmup)."""
+    data = draw(st.sampled_from([network_dict(), lost_sales_chain()]))
+    network = network_from_dict(data)
+    n, k = len(network.nodes), network.skus.n
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    high = draw(st.floats(1, 80, allow_subnormal=False))
+    kind = draw(st.sampled_from(["base", "echelon", "ss", "rop", "stats"]))
+    if kind == "base":
+        policy = BaseStock(rng.uniform(0, high, (n, k)))
+    elif kind == "echelon":
+        policy = EchelonBaseStock(rng.uniform(0, 2 * high, (n, k)))
+    elif kind == "ss":
+        s = rng.uniform(-5, high, (n, k))
+        policy = SS(s, s + rng.uniform(0, high, (n, k)))
+    elif kind == "rop":
+        policy = ReorderPointEOQ(rng.uniform(-5, high, (n, k)), rng.uniform(0, high, (n, k)))
+    else:
+        stats = DemandStats.of(network, horizon=HORIZON, seed=0)
+        fixed = np.broadcast_to(network.skus.fixed_order_cost, stats.mean.shape)
+        holding = np.broadcast_to(network.skus.holding_cost, stats.mean.shape)
+        policy = draw(st.sampled_from([BaseStock.from_stats(stats), EchelonBaseStock.from_stats(stats),
+                                       SS.from_stats(stats, fixed, holding),
+                                       ReorderPointEOQ.from_stats(stats, fixed, holding)]))
+    shocks = draw(st.sampled_from([(), SHOCKS if data["name"] == "crn" else (
+        DemandShock(start=5, end=25, multiplier=3.0), CapacityCut(start=10, end=40, node="dc", factor=0.3),
+        SupplierOutage(start=30, end=35, supplier="sup"))]))
+    return network, policy, draw(st.integers(0, 2**32 - 1)), shocks, draw(st.integers(0, HORIZON - 1))
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(baseline_runs())
+def test_baseline_policies_keep_the_twins_invariants(case):
+    """Every baseline, at any levels: the ledger balances every day, no state goes negative, KPIs are sane."""
+    network, policy, seed, shocks, warmup = case
+    result = run_with_invariants(network, policy, HORIZON, seed, shocks, warmup=warmup)
+    assert result.violations == []
+    check_kpis(result.kpis)
