@@ -1,16 +1,22 @@
 """agents' baseline policies on the twin: reproducible, common random numbers, step() == run(), invariants hold.
 
-The twin's own tests (tests/twin/test_determinism.py, test_properties.py) run the twin's OrderUpTo at the
-levels of BaseStock.from_stats; the first test here checks that those are the same levels and the same orders.
+The twin's and the scenarios' own tests (tests/twin/test_determinism.py, test_properties.py,
+tests/scenarios/test_scenarios.py) run the twin's OrderUpTo at the levels of BaseStock.from_stats; the first tests
+here check that those are the same levels and the same orders, and that the `base_stock` policy of the catalog
+(conf/policy/base_stock.yaml) builds them.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
+import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from agents.baselines.catalog import PolicySpec
 from agents.baselines.policies import SS, BaseStock, EchelonBaseStock, ReorderPointEOQ
 from twin import CapacityCut, DcClosure, DemandShock, Engine, LeadTimeShock, SupplierOutage, network_from_dict
 from twin.coverage import protection_periods
@@ -26,6 +32,7 @@ from twin.testing import (
 )
 
 HORIZON = 60
+CONF = Path(__file__).resolve().parents[2] / "conf"
 
 
 def network_dict(extra_store: bool = False) -> dict:
@@ -107,6 +114,16 @@ def test_base_stock_is_the_twin_tests_order_up_to(net, stats):
     b = run(net, OrderUpTo(mu + 1.65 * sd), 3)[1]
     assert a.kpis == b.kpis
     assert_identical(a.sku_series, b.sku_series)
+
+
+def test_the_catalog_base_stock_has_the_scenario_tests_levels():
+    network = network_from_dict(yaml.safe_load((CONF / "network" / "paper_5x20.yaml").read_text()))
+    policy = PolicySpec.from_dict(yaml.safe_load((CONF / "policy" / "base_stock.yaml").read_text())).build(
+        network, 100, seed=0)
+    stats = DemandStats.of(network, 100, seed=0)
+    mu, sd = stats.over(protection_periods(stats.lead_time_mean, 1))
+    assert isinstance(policy, BaseStock)
+    np.testing.assert_array_equal(policy.levels, mu + 1.65 * sd)
 
 
 def test_same_seed_gives_identical_kpis_and_series_with_the_echelon_base_stock(net, stats):

@@ -1,4 +1,8 @@
-"""Scenarios: every registered one builds and runs cleanly; bad names and parameters name the key."""
+"""Scenarios: every registered one builds and runs cleanly; bad names and parameters name the key.
+
+Runs use the twin's OrderUpTo at base-stock levels (the levels of conf/policy/base_stock.yaml), so the
+scenarios are tested without agents/.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +13,11 @@ import pytest
 import yaml
 
 import scenarios
-from agents.baselines.catalog import PolicySpec
 from scenarios import SCENARIOS, Scenario
 from twin import DcClosure, DemandShock, Engine, LeadTimeShock, SpecError, network_from_dict
+from twin.coverage import protection_periods
+from twin.stats import DemandStats
+from twin.testing import OrderUpTo
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
 HORIZON = 100
@@ -50,8 +56,16 @@ def small():
     return load_network("small")
 
 
+def base_stock(network, horizon: int) -> OrderUpTo:
+    """Order up to the mean demand over the protection period (lead time + 1 day) plus 1.65 standard deviations
+    of it, from the demand statistics of `horizon` days of seed 0 (the base-stock policy's default levels)."""
+    stats = DemandStats.of(network, horizon, seed=0)
+    mu, sd = stats.over(protection_periods(stats.lead_time_mean, 1))
+    return OrderUpTo(mu + 1.65 * sd)
+
+
 def run(network, scenario: Scenario, horizon: int, per_sku: bool = False):
-    policy = PolicySpec.from_dict({"name": "base_stock"}).build(network, horizon, seed=0)
+    policy = base_stock(network, horizon)
     engine = Engine(network, horizon=horizon, seed=0, shocks=scenario.shocks, warmup=10, invariants="error",
                     per_sku_series=per_sku)
     return engine.run(policy)
