@@ -1,5 +1,9 @@
 """Live forecasts in the twin: what a refitted forecaster sees, that no future demand reaches it, and the
-forecast-driven base-stock policy."""
+forecast-driven base-stock policy.
+
+The runs through experiments.simulate and experiments.evaluate are tested in tests/experiments (test_simulate.py,
+test_evaluate.py).
+"""
 
 from __future__ import annotations
 
@@ -143,39 +147,3 @@ def test_agents_observe_the_live_forecast_of_a_learned_forecaster(small):
     expected = learned.forecaster.over(9, periods)[learned.controlled] / learned.scale[learned.controlled]
     np.testing.assert_allclose(learned.observe()[:, :, feature], expected, rtol=1e-5)
     assert not np.allclose(learned.observe()[:, :, feature], oracle.observe()[:, :, feature])
-
-
-def test_the_twin_history_file_written_by_simulate_is_the_twins_demand(small, tmp_path):
-    """experiments.simulate's per-SKU file reads back as the same store demand as a direct twin run."""
-    import subprocess
-    import sys
-
-    from agents.forecasting.data import load_panel, panel_from_twin
-
-    done = subprocess.run([sys.executable, "-m", "experiments.simulate", "network=small", "horizon=60", "seed=3",
-                           "output.per_sku=true", "output.plots=false", f"hydra.run.dir={tmp_path}"], cwd=ROOT,
-                          capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
-    from_file = load_panel(tmp_path / "timeseries_sku.csv.gz")
-    direct = panel_from_twin(small, 60, seed=3)
-    assert from_file.ids == direct.ids and from_file.covariate_names == direct.covariate_names
-    np.testing.assert_array_equal(from_file.values, direct.values)  # demand does not depend on the policy
-    np.testing.assert_allclose(from_file.oracle_mean, direct.oracle_mean, rtol=1e-5)
-
-
-def test_evaluate_compares_forecast_driven_policies_with_paired_intervals(tmp_path):
-    import csv
-    import subprocess
-    import sys
-
-    args = [sys.executable, "-m", "experiments.evaluate", "network=small", "scenario=flash_sale", "seeds=2",
-            "horizon=60", "warmup=7", "reference=forecast:oracle"]
-    done = subprocess.run([*args, "policies=[forecast:oracle,forecast:seasonal_naive,base_stock]",
-                           f"hydra.run.dir={tmp_path}"], cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
-    rows = list(csv.DictReader((tmp_path / "evaluation.csv").open()))
-    assert {r["policy"] for r in rows} == {"forecast:oracle", "forecast:seasonal_naive", "base_stock"}
-    assert "Paired differences to forecast:oracle" in done.stdout and "| forecast:seasonal_naive |" in done.stdout
-    bad = subprocess.run([*args, "policies=[forecast:crystal_ball]"], cwd=ROOT, capture_output=True, text=True,
-                         timeout=300)
-    assert bad.returncode == 2 and "policies[0]: forecaster 'crystal_ball' is not allowed" in bad.stderr
