@@ -25,13 +25,14 @@ from omegaconf import DictConfig
 
 import scenarios
 from agents.baselines.catalog import POLICIES, PolicySpec, optimal_policy
-from agents.envs.core import EnvConfig, SupplyChainSim
+from agents.baselines.safety import read_safety_factors
+from agents.envs.core import EnvConfig, initial_on_hand
 from experiments.comparison import EvalSetting, evaluate, format_report, plot_comparison
 from experiments.seeds import HELD_OUT_FIRST_SEED, SeedRange
 from experiments.startup import CONF_DIR, config_errors, plain, run_checked, run_dir
 from scenarios.reference import load_case
 from twin import SpecError
-from twin.config import ConfigReader
+from twin.config import ConfigReader, check_warmup
 from twin.spec import NetworkSpec, network_from_dict
 
 log = logging.getLogger("experiments.evaluate")
@@ -102,7 +103,7 @@ def starting_stock(policies: dict[str, object], network: NetworkSpec):
     for policy in policies.values():
         if hasattr(policy, "initial_on_hand"):
             return policy.initial_on_hand
-    return SupplyChainSim(EnvConfig(network=network)).initial_on_hand
+    return initial_on_hand(EnvConfig(network=network))
 
 
 @hydra.main(config_path="../conf", config_name="evaluate", version_base="1.3")
@@ -112,15 +113,11 @@ def main(cfg: DictConfig) -> None:
     with config_errors():
         r = ConfigReader(data, "")
         horizon = r.integer("horizon", 365, low=2, high=10**6)
-        warmup = r.integer("warmup", 28, low=0)
-        if warmup >= horizon:
-            raise SpecError(f"warmup: {warmup} is out of range; allowed: [0, horizon - 1]")
+        warmup = check_warmup(r.integer("warmup", 28, low=0), horizon)
         held_out = SeedRange.read(r, count=10, first=HELD_OUT_FIRST_SEED)
         policy_seed = r.integer("policy_seed", 0, low=0)
         reference = r.text("reference", "rop")
-        zr = r.child("forecast_z")
-        forecast_z = {kind: zr.number(kind, 1.65, low=-3, high=10) for kind in ("store", "dc")}
-        zr.done()
+        forecast_z = read_safety_factors(r.child("forecast_z"))
         case_path = r.raw("case")
         entries = r.sequence("policies", ())
         network_data, scenario_data = r.raw("network"), dict(r.raw("scenario") or {})

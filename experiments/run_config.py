@@ -20,8 +20,9 @@ from agents.baselines.catalog import PolicySpec
 from agents.protocol import Policy
 from experiments.seeds import SeedRange
 from scenarios import Scenario
-from twin import NetworkSpec, SpecError, network_from_dict
-from twin.config import ConfigReader
+from twin import NetworkSpec, network_from_dict
+from twin.config import ConfigReader, check_warmup
+from twin.coverage import starting_stock
 from twin.spec import INVARIANT_MODES
 from twin.stats import DemandStats
 
@@ -60,9 +61,7 @@ def load_config(data: Mapping[str, Any]) -> SimulationConfig:
     """Validate a plain config mapping and build the network, scenario and policy (SpecError naming the key)."""
     r = ConfigReader(data, "")
     horizon = r.integer("horizon", 365, low=1, high=36500)
-    warmup = r.integer("warmup", 0, low=0)
-    if warmup >= horizon:
-        raise SpecError(f"warmup: {warmup} is out of range; allowed: [0, horizon - 1] = [0, {horizon - 1}]")
+    warmup = check_warmup(r.integer("warmup", 0, low=0), horizon)
     seed = r.integer("seed", 0, low=0)
     replications = r.integer("replications", 1, low=1, high=10000)
     invariants = r.choice("invariants", INVARIANT_MODES, "warn")
@@ -87,7 +86,6 @@ def initial_stock(network: NetworkSpec, horizon: int, seed: int, days: Mapping[s
     """On-hand stock at the start: `days` of mean daily demand per node kind (None when all are 0: empty)."""
     if not any(days.values()):
         return None
-    stats = DemandStats.of(network, horizon, seed)
-    per_node = np.array([days.get(node.kind, 0.0) for node in network.nodes])[:, None]
-    stock = stats.mean * per_node
-    return np.rint(stock) if network.demand.integer_units else stock
+    per_node = np.array([days.get(node.kind, 0.0) for node in network.nodes])
+    return starting_stock(DemandStats.of(network, horizon, seed).mean, per_node,
+                          integer_units=network.demand.integer_units)

@@ -45,7 +45,7 @@ from experiments.seeds import HELD_OUT_FIRST_SEED, VALIDATION_FIRST_SEED, SeedRa
 from experiments.startup import config_errors, plain, run_checked, run_dir
 from scenarios.reference import ReferenceCase, case_from_dict, read_case_data
 from twin import SpecError
-from twin.config import ConfigReader
+from twin.config import ConfigReader, check_warmup
 
 log = logging.getLogger("experiments.train")
 CURVE_FIELDS = ("iteration", "env_steps", "time_s", "episode_return_mean", "episode_return_min",
@@ -121,8 +121,8 @@ def load_train_config(data: dict) -> TrainConfig:
     baselines = tuple(PolicySpec.from_dict({"name": name}, "evaluation.baselines") for name in
                       ev.sequence("baselines", ("base_stock", "rop")))
     ev.done()
-    if evaluation["warmup"] >= evaluation["horizon"]:
-        raise SpecError("evaluation.warmup: must be less than evaluation.horizon")
+    check_warmup(evaluation["warmup"], evaluation["horizon"], warmup_key="evaluation.warmup",
+                 horizon_key="evaluation.horizon")
     validation = _validation_rule(r.child("validation"), evaluation)
     case_path = r.raw("case")
     shared = r.flag("shared_policy", False)
@@ -143,9 +143,9 @@ def load_train_config(data: dict) -> TrainConfig:
     if case is None and evaluation["reference"] not in [b.name for b in baselines]:
         raise SpecError(f"evaluation.reference: {evaluation['reference']!r} is not among evaluation.baselines "
                         f"{[b.name for b in baselines]}")
-    if validation is not None and case is None and validation.horizon <= evaluation["warmup"]:
-        raise SpecError(f"validation.horizon: {validation.horizon} is not allowed; allowed: more days than "
-                        f"evaluation.warmup ({evaluation['warmup']})")
+    if validation is not None and case is None:
+        check_warmup(evaluation["warmup"], validation.horizon, warmup_key="evaluation.warmup",
+                     horizon_key="validation.horizon")
     return TrainConfig(setup=setup, agent=agent, resources=resources, seed=seed, stop=stop,
                        checkpoint_every=checkpoint_every, keep_checkpoints=keep, case=case, evaluation=evaluation,
                        baselines=baselines, validation=validation)

@@ -8,6 +8,7 @@ key (``network.nodes[3].parent``) and what is allowed there.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -144,3 +145,14 @@ def bounds(key: str, value: float, low: float | None, high: float | None, low_op
         hi = "inf" if high is None else f"{high:g}"
         bracket = "(" if low_open else "["
         raise SpecError(f"{key}: {value:g} is out of range; allowed: {bracket}{lo}, {hi}]")
+
+
+def check_warmup(warmup: Any, horizon: int, *, warmup_key: str = "warmup", horizon_key: str = "horizon") -> int:
+    """The one rule for a warm-up: whole days in [0, horizon - 1], so at least one day of `horizon` is counted.
+
+    Returns `warmup`; a SpecError (a ValueError) names `warmup_key`, and `horizon_key` where the bound comes from.
+    """
+    if isinstance(warmup, bool) or not isinstance(warmup, numbers.Integral) or not 0 <= warmup < horizon:
+        raise SpecError(f"{warmup_key}: {warmup!r} is not allowed; allowed: whole days in [0, {horizon_key} - 1] = "
+                        f"[0, {horizon - 1}] (the days before it are not counted, and at least one day must be)")
+    return warmup

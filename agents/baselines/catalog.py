@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from agents.baselines.policies import SS, BaseStock, EchelonBaseStock, ReorderPointEOQ
+from agents.baselines.safety import read_safety_factors
 from agents.protocol import Policy
 from twin.config import ConfigReader
 from twin.registry import Registry
@@ -78,12 +79,10 @@ class PolicySpec:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None, path: str = "policy") -> PolicySpec:
-        """Read `name` (one of POLICIES) and `z` (store, dc: numbers in [-3, 5], default 1.65)."""
+        """Read `name` (one of POLICIES) and `z` (store, dc: within SAFETY_FACTOR_BOUNDS, default SAFETY_FACTOR)."""
         r = ConfigReader(data, path)
         name = r.choice("name", POLICIES.names)
-        zr = r.child("z")
-        z = {e: zr.number(e, 1.65, low=-3, high=5) for e in ECHELONS}
-        zr.done()
+        z = read_safety_factors(r.child("z"), ECHELONS)
         r.done()
         return cls(name=name, z=z)
 

@@ -12,6 +12,8 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from twin.config import ConfigReader
+
 SAFETY_FACTOR = 1.65  # the default z: the standard normal's 95% quantile (a 95% cycle-service target)
 # the z a config may set: down to 3 sd below the mean, up to 10 sd above it (a learned forecaster's spread can
 # be far too narrow, which a large z makes up for)
@@ -22,3 +24,12 @@ def safety_factors(kinds: Sequence[str], z: Mapping[str, float] | None = None) -
     """A (nodes, 1) column of z: `z[kind]` for each node's kind, SAFETY_FACTOR for kinds `z` leaves out."""
     z = z or {}
     return np.array([z.get(kind, SAFETY_FACTOR) for kind in kinds], dtype=float)[:, None]
+
+
+def read_safety_factors(r: ConfigReader, kinds: Sequence[str] = ("store", "dc")) -> dict[str, float]:
+    """z per node kind from a config section such as `{store: 1.65, dc: 1.0}` (SAFETY_FACTOR where left out);
+    a SpecError names the key of a z outside SAFETY_FACTOR_BOUNDS or of a kind not in `kinds`."""
+    low, high = SAFETY_FACTOR_BOUNDS
+    z = {kind: r.number(kind, SAFETY_FACTOR, low=low, high=high) for kind in kinds}
+    r.done()
+    return z

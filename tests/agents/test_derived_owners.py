@@ -9,9 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agents.baselines.safety import SAFETY_FACTOR, SAFETY_FACTOR_BOUNDS, safety_factors
+from agents.baselines.catalog import PolicySpec
+from agents.baselines.safety import SAFETY_FACTOR, SAFETY_FACTOR_BOUNDS, read_safety_factors, safety_factors
 from agents.envs.core import EnvConfig, SupplyChainSim, initial_on_hand
-from twin import network_from_dict
+from twin import SpecError, network_from_dict
+from twin.config import ConfigReader
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -37,6 +39,18 @@ def test_safety_factor_default_and_per_kind():
     column = safety_factors(("supplier", "dc", "store", "store"), {"store": 2.0})
     np.testing.assert_array_equal(column, [[1.65], [1.65], [2.0], [2.0]])
     assert column.dtype == float and safety_factors(("dc",)).tolist() == [[1.65]]
+
+
+def test_every_z_config_reads_with_the_same_default_and_bounds():
+    low, high = SAFETY_FACTOR_BOUNDS
+    assert read_safety_factors(ConfigReader({"dc": high}, "forecast_z")) == {"store": SAFETY_FACTOR, "dc": high}
+    assert PolicySpec.from_dict({"name": "rop", "z": {"store": low}}).z == {"store": low, "dc": SAFETY_FACTOR}
+    with pytest.raises(SpecError, match=r"forecast_z\.store: .* out of range"):
+        read_safety_factors(ConfigReader({"store": high + 0.5}, "forecast_z"))
+    with pytest.raises(SpecError, match=r"policy\.z\.dc: .* out of range"):
+        PolicySpec.from_dict({"name": "rop", "z": {"dc": low - 0.5}})
+    with pytest.raises(SpecError, match="unknown key 'supplier'"):
+        read_safety_factors(ConfigReader({"supplier": 1.0}, "forecast_z"))
 
 
 @pytest.mark.parametrize("integer_units", [True, False])

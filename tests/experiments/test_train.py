@@ -150,6 +150,10 @@ def test_ppo_with_an_lstm_policy_trains_and_evaluates(tmp_path):
     ([f"case={CASE}", "agent.minibatch_size=9000"], "agent.minibatch_size"),
     (["stop.iterations=null"], "stop: no limit set"),
     (["+agent.learning_rate=0.1"], "agent: unknown key 'learning_rate'"),
+    (["evaluation.warmup=400"], "evaluation.warmup: 400 is not allowed; allowed: whole days in "
+     "[0, evaluation.horizon - 1]"),
+    (["validation.enabled=true", "validation.horizon=20"], "evaluation.warmup: 28 is not allowed; allowed: whole "
+     "days in [0, validation.horizon - 1]"),
 ])
 def test_a_bad_config_gives_one_clear_error(args, message, tmp_path):
     done = run("experiments.train", *args, f"hydra.run.dir={tmp_path}", timeout=120)
