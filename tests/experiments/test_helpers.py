@@ -1,0 +1,52 @@
+"""The experiments/ helper layer: seed ranges kept apart, the one-line config error, the KPI summary."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from experiments.seeds import HELD_OUT_FIRST_SEED, VALIDATION_FIRST_SEED, SeedRange, check_apart
+from experiments.startup import config_errors, stop
+from twin.config import ConfigReader, SpecError
+
+
+def test_seed_ranges_read_from_config_and_kept_apart():
+    held_out = SeedRange.read(ConfigReader({"seeds": 3}, "evaluation"), count=5, first=HELD_OUT_FIRST_SEED)
+    assert held_out.seeds == (HELD_OUT_FIRST_SEED, HELD_OUT_FIRST_SEED + 1, HELD_OUT_FIRST_SEED + 2)
+    assert str(held_out) == f"{HELD_OUT_FIRST_SEED}..{HELD_OUT_FIRST_SEED + 2}"
+    check_apart(SeedRange(VALIDATION_FIRST_SEED, 2), held_out)  # the defaults never overlap
+    check_apart(SeedRange(HELD_OUT_FIRST_SEED - 2, 2), held_out)  # adjacent is apart
+    with pytest.raises(SpecError, match=r"^validation.first_seed: seeds 999999..1000000 overlap the evaluation's"):
+        check_apart(SeedRange(HELD_OUT_FIRST_SEED - 1, 2), held_out)
+    with pytest.raises(SpecError, match=r"^evaluation.seeds: 0 is out of range"):
+        SeedRange.read(ConfigReader({"seeds": 0}, "evaluation"), count=5, first=0)
+
+
+def test_a_config_error_is_one_line_and_exit_status_2(capsys):
+    with pytest.raises(SystemExit) as info, config_errors():
+        raise SpecError("horizon: 0 is out of range; allowed: [1, 36500]")
+    assert info.value.code == 2
+    assert capsys.readouterr().err == "config error: horizon: 0 is out of range; allowed: [1, 36500]\n"
+    with pytest.raises(SystemExit) as info:
+        stop("row 3: bad value", "data")
+    assert info.value.code == 2 and capsys.readouterr().err == "data error: row 3: bad value\n"
+    with config_errors():  # nothing raised: nothing printed
+        pass
+    assert capsys.readouterr().err == ""
+
+
+def test_other_errors_pass_through_config_errors():
+    with pytest.raises(ValueError, match="not a config error"), config_errors():
+        raise ValueError("not a config error")
+
+
+def test_the_summary_matches_scipy_and_numpy():
+    from scipy import stats
+
+    from experiments.summary import summarize
+
+    x = np.array([3.0, 5.0, 4.0, 8.0, 6.0])
+    s = summarize(list(x))
+    low, high = stats.t.interval(0.95, len(x) - 1, loc=x.mean(), scale=stats.sem(x))
+    assert (s["mean"], s["std"], s["n"]) == (x.mean(), x.std(ddof=1), 5)
+    assert s["ci95"] == pytest.approx((high - low) / 2, rel=1e-12)
