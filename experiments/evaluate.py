@@ -2,7 +2,7 @@
 
     python -m experiments.evaluate 'policies=[checkpoint:outputs/train/RUN/checkpoints/latest,base_stock,rop]'
     python -m experiments.evaluate scenario=covid_2020 'policies=[file:outputs/tune/RUN/tuned_policy.yaml,rop]'
-    python -m experiments.evaluate case=../shared/reference/case_base_stock_SS_example_4_4_L4.json \
+    python -m experiments.evaluate case=tests/reference_cases/case_base_stock_SS_example_4_4_L4.json \
         'policies=[checkpoint:RUN/checkpoints/latest,optimal]' reference=optimal horizon=20000
 
 Policies: conf/policy names (static levels from the demand model, default safety factors), policy files

@@ -1,7 +1,7 @@
 """Train an RL agent on the twin with RLlib (PPO or DQN), checkpoint, log learning curves, evaluate.
 
     python -m experiments.train agent=ppo network=paper_5x20 scenario=baseline seed=0
-    python -m experiments.train agent=dqn case=../shared/reference/case_base_stock_SS_example_4_4_L4.json
+    python -m experiments.train agent=dqn case=tests/reference_cases/case_base_stock_SS_example_4_4_L4.json
     python -m experiments.train -m agent=ppo,dqn seed=0,1,2
 
 The run directory (Hydra's, `hydra.run.dir=DIR`) holds checkpoints/iter_NNNNNN

@@ -1,6 +1,6 @@
 """Validate the twin against reference cases with known optimal costs.
 
-    python -m experiments.validate ../shared/reference/*.json [--periods 100000] [--warmup 1000] [--seed 0]
+    python -m experiments.validate tests/reference_cases/*.json [--periods 100000] [--warmup 1000] [--seed 0]
 
 Each case is mapped onto the twin (scenarios/reference.py documents the timing
 convention), its stated optimal policy is run for `--periods` days, and the
@@ -82,7 +82,7 @@ HEADER = (f"{'case':<36} {'kind':<10} {'analytic':>10} {'simulated':>10} {'+-SE'
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("cases", nargs="+", help="reference case JSON files (schema of ../shared/reference)")
+    parser.add_argument("cases", nargs="+", help="reference case JSON files (schema of tests/reference_cases)")
     parser.add_argument("--periods", type=int, default=100_000, help="simulated periods (days) after warm-up")
     parser.add_argument("--warmup", type=int, default=1_000, help="periods discarded at the start")
     parser.add_argument("--seed", type=int, default=0)

@@ -6,9 +6,9 @@ of the stores below it (DemandStats does the same for static levels).
 Two kinds answer: the oracle, which reads the twin's demand model, and
 `Refitting`, which wraps any panel forecaster (seasonal naive, ETS, the LSTM...)
 and refits it on a schedule from the demand observed so far. At the decision
-point of day d the twin has drawn demand for days before d only (DESIGN.md §3),
-and `Refitting` reads exactly those: tests/test_forecast_live.py proves that no
-later demand reaches it.
+point of day d the twin has drawn demand for days before d only (the day contract,
+docs/architecture.md), and `Refitting` reads exactly those: tests/agents/test_forecast_live.py
+proves that no later demand reaches it.
 """
 
 from __future__ import annotations
@@ -48,11 +48,11 @@ class LiveForecaster(Protocol):
 def _window_sums(cumulative: np.ndarray, day: int, periods: np.ndarray, per_day_after: np.ndarray) -> np.ndarray:
     """Sums over [day, day + periods[node]) from running sums (T + 1, nodes, SKUs); days past T count
     `per_day_after` (nodes, SKUs) each."""
-    horizon = cumulative.shape[0] - 1
+    days = cumulative.shape[0] - 1  # T, the days of the run
     periods = np.asarray(periods, dtype=np.int64)
-    end = np.minimum(day + periods, horizon)
+    end = np.minimum(day + periods, days)
     nodes = np.arange(cumulative.shape[1])
-    known = cumulative[end, nodes] - cumulative[min(day, horizon), nodes]
+    known = cumulative[end, nodes] - cumulative[min(day, days), nodes]
     beyond = (day + periods - end)[:, None]
     return known + beyond * per_day_after
 
@@ -73,8 +73,8 @@ class OracleForecaster:
 
     def attach(self, engine: Engine) -> None:
         model, topo = engine.demand_model, engine.topology
-        horizon, n_nodes, n_sku = engine.horizon, engine.n_nodes, engine.n_sku
-        daily = np.zeros((horizon, n_nodes, n_sku), dtype=np.float32)
+        days, n_nodes, n_sku = engine.horizon, engine.n_nodes, engine.n_sku
+        daily = np.zeros((days, n_nodes, n_sku), dtype=np.float32)
         variance = np.zeros_like(daily)
         for i, name in enumerate(topo.names):
             if topo.is_store[i]:
