@@ -1,4 +1,4 @@
-"""Reference cases with known optimal costs (../shared/reference/*.json), mapped onto the twin.
+"""Reference cases with known optimal costs (tests/reference_cases/*.json), mapped onto the twin.
 
 A case file states a textbook inventory problem, its optimal policy and its optimal
 expected cost per period. `load_case` reads any file of that schema (not only the
