@@ -30,7 +30,8 @@ from typing import Protocol
 import numpy as np
 import simpy
 
-from twin.costs import cost_rates
+from twin.config import check_warmup
+from twin.costs import cost_rates, day_costs
 from twin.demand import Covariates, DemandModel
 from twin.kpi import DayFlows, KpiAccumulator, SeriesRecorder, node_totals
 from twin.ledger import Ledger
@@ -95,8 +96,7 @@ class Engine:
                  start: Snapshot | None = None) -> None:
         if isinstance(horizon, bool) or not isinstance(horizon, int) or horizon < 1:
             raise ValueError(f"horizon: {horizon!r} is not allowed; allowed: an integer >= 1 (days)")
-        if not isinstance(warmup, int) or not (0 <= warmup < horizon):
-            raise ValueError(f"warmup: {warmup!r} is not allowed; allowed: an integer in [0, horizon)")
+        check_warmup(warmup, horizon)
         for i, shock in enumerate(shocks):
             shock.validate(network, f"shocks[{i}]")
         if start is not None:
@@ -543,24 +543,13 @@ class Engine:
             self.flows_outflow[child] += served
 
     def _close_day(self, day: int) -> None:
-        costs = {
-            "holding": np.einsum("nk,nk->n", self.holding_rate, self.on_hand),
-            "backorder": np.einsum("nk,nk->n", self.backorder_rate, self.backorders),
-            "lost_sale": np.einsum("nk,nk->n", self.lost_rate, self.flows_lost),
-            "ordering": np.einsum("nk,nk->n", self.fixed_order_cost, (self.flows_ordered > 0).astype(float))
-            + np.einsum("nk,nk->n", self.unit_cost, self.flows_shipped_in),
-            "in_transit": np.einsum("nk,nk->n", self.transit_rate, self.in_transit),
-        }
+        today = {"on_hand": self.on_hand, "backorders": self.backorders, "in_transit": self.in_transit,
+                 "lost": self.flows_lost, "ordered": self.flows_ordered, "shipped_in": self.flows_shipped_in}
+        costs = day_costs(self.rates, **today)
         self.day_cost = sum(costs.values())
         self.day_costs = costs
         if self._sku_costs:
-            self.day_sku_costs = {
-                "holding": self.holding_rate * self.on_hand,
-                "backorder": self.backorder_rate * self.backorders,
-                "lost_sale": self.lost_rate * self.flows_lost,
-                "ordering": self.fixed_order_cost * (self.flows_ordered > 0) + self.unit_cost * self.flows_shipped_in,
-                "in_transit": self.transit_rate * self.in_transit,
-            }
+            self.day_sku_costs = day_costs(self.rates, **today, by_sku=True)
             self.day_sku_cost = sum(self.day_sku_costs.values())
         flows = DayFlows(demand=self.flows_demand, filled=self.flows_filled, outflow=self.flows_outflow,
                          lost=self.flows_lost, ordered=self.flows_ordered, received=self.flows_received,
