@@ -122,10 +122,8 @@ class Engine:
         streams = Streams(seed)
 
         nodes = network.nodes
-        self.rates = rates = cost_rates(network)  # twin/costs.py: the rates and their zeroing rules
-        self.holding_rate, self.backorder_rate, self.lost_rate = rates.holding, rates.backorder, rates.lost_sale
-        self.transit_rate, self.fixed_order_cost, self.unit_cost = rates.transit, rates.fixed_order, rates.unit
-        self.backorders_allowed = rates.backorders_allowed
+        self.rates = cost_rates(network)  # twin/costs.py: the rates and their zeroing rules
+        self.backorders_allowed = self.rates.backorders_allowed
         self.serves_customer_backorders = self.backorders_allowed & topo.is_store
 
         # state

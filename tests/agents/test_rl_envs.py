@@ -117,7 +117,7 @@ def test_observation_features_read_the_engine(small):
                                atol=1e-5)
     assert obs[0, 0, names.index("lead_time_days")] == pytest.approx(0.5)  # the DC's lane: 5 days / 10
     # static profile: a store's critical ratio is b / (b + h) of the SKU; the DC's backorders cost nothing
-    b, h = engine.backorder_rate[2], engine.holding_rate[2]
+    b, h = engine.rates.backorder[2], engine.rates.holding[2]
     np.testing.assert_allclose(obs[1, :, names.index("critical_ratio")], b / (b + h), rtol=1e-5)
     assert (obs[0, :, names.index("critical_ratio")] == 0).all()
     assert (obs[:, :, names.index("demand_cv")] > 0).all()
