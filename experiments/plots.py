@@ -34,6 +34,11 @@ def echelon_series(network: NetworkSpec, results: Sequence[RunResult], field: st
     return {e: stacked[:, :, kinds == e].sum(axis=2).mean(axis=0) for e in ECHELONS if (kinds == e).any()}
 
 
+def first_day(results: Sequence[RunResult]) -> int:
+    """The day the results' series start on (0, or the day of the snapshot a run started from)."""
+    return int(results[0].meta.get("first_day", 0))
+
+
 def _shade(ax, scenario: Scenario, warmup: int) -> list[Patch]:
     """Shade shock windows and mark the warm-up; return legend handles for the shock types shown."""
     seen = {}
@@ -60,7 +65,7 @@ def plot_inventory(path: Path, title: str, network: NetworkSpec, results: Sequen
     for ax, field, label in ((axes[0], "on_hand", "On-hand inventory (units)"),
                              (axes[1], "backorders", "Backorders (units)")):
         for echelon, values in echelon_series(network, results, field).items():
-            ax.plot(np.arange(len(values)), values, lw=1.2, label=f"{echelon}s")
+            ax.plot(first_day(results) + np.arange(len(values)), values, lw=1.2, label=f"{echelon}s")
         handles = _shade(ax, scenario, warmup)
         ax.set_title(label, loc="left", fontsize=10)
         ax.grid(alpha=0.3)
@@ -101,7 +106,8 @@ def plot_fill_rate(path: Path, title: str, network: NetworkSpec, results: Sequen
     filled = echelon_series(network, results, "filled")["store"]
     kernel = np.ones(window)
     rolling = np.convolve(filled, kernel, "valid") / np.maximum(np.convolve(demand, kernel, "valid"), 1e-12)
-    ax_time.plot(np.arange(window - 1, len(demand)), rolling, color="tab:blue", lw=1.2, label=f"{window}-day fill rate")
+    ax_time.plot(first_day(results) + np.arange(window - 1, len(demand)), rolling, color="tab:blue", lw=1.2,
+                 label=f"{window}-day fill rate")
     handles = _shade(ax_time, scenario, warmup)
     ax_time.set_ylim(0, 1.02)
     ax_time.set_xlabel("day")

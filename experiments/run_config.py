@@ -1,7 +1,7 @@
 """A simulation run's config, validated: plain containers in (conf/config.yaml, composed), typed objects out.
 
     config = load_config(plain(cfg))     # SpecError naming the key if anything is bad
-    config.network, config.scenario, config.policy, config.seeds, config.initial_on_hand
+    config.network, config.scenario, config.policy, config.seeds, config.initial_on_hand, config.start
 
 experiments.simulate runs it; experiments.tune reads the same config to tune the
 policy's safety factors.
@@ -21,8 +21,9 @@ from agents.protocol import Policy
 from experiments.seeds import SeedRange
 from scenarios import Scenario
 from twin import NetworkSpec, network_from_dict
-from twin.config import ConfigReader, check_warmup
+from twin.config import ConfigReader, SpecError, check_warmup
 from twin.coverage import starting_stock
+from twin.snapshot import Snapshot
 from twin.spec import INVARIANT_MODES
 from twin.stats import DemandStats
 
@@ -33,6 +34,7 @@ class OutputOptions:
 
     per_sku: bool = False
     plots: bool = True
+    snapshot_days: tuple[int, ...] = ()  # write snapshot_day<D>.json at these decision points
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,7 @@ class SimulationConfig:
     invariants: str
     output: OutputOptions
     initial_on_hand: np.ndarray | None = None  # (nodes, SKUs) stock at the start; None: the network starts empty
+    start: Snapshot | None = None              # start from this snapshot instead of day 0
 
     @property
     def seeds(self) -> list[int]:
@@ -69,9 +72,17 @@ def load_config(data: Mapping[str, Any]) -> SimulationConfig:
     initial_days = {kind: stock.number(kind, 0.0, low=0, high=365) for kind in ("store", "dc")}
     stock.done()
     out = r.child("output")
-    output = OutputOptions(per_sku=out.flag("per_sku", False), plots=out.flag("plots", True))
+    days = out.sequence("snapshot_days", ())
+    for i, d in enumerate(days):
+        if isinstance(d, bool) or not isinstance(d, int) or not 0 <= d < horizon:
+            raise SpecError(f"output.snapshot_days[{i}]: {d!r} is not allowed; allowed: whole days in "
+                            f"[0, {horizon - 1}] (decision points before the horizon)")
+    snapshot_days = tuple(sorted(set(days)))
+    output = OutputOptions(per_sku=out.flag("per_sku", False), plots=out.flag("plots", True),
+                           snapshot_days=snapshot_days)
     out.done()
     network = network_from_dict(r.raw("network"), "network")
+    start = _start(r.text("start", optional=True), network, horizon, initial_days, snapshot_days)
     scenario_params = dict(ConfigReader(r.raw("scenario"), "scenario").data)
     scenario = scenarios.build(scenario_params.pop("name", None), network, horizon, **scenario_params)
     policy_spec = PolicySpec.from_dict(r.raw("policy"), "policy")
@@ -79,7 +90,27 @@ def load_config(data: Mapping[str, Any]) -> SimulationConfig:
     return SimulationConfig(network=network, scenario=scenario, policy_spec=policy_spec,
                             policy=policy_spec.build(network, horizon, seed), horizon=horizon, warmup=warmup,
                             seed=seed, replications=replications, invariants=invariants, output=output,
-                            initial_on_hand=initial_stock(network, horizon, seed, initial_days))
+                            initial_on_hand=None if start else initial_stock(network, horizon, seed, initial_days),
+                            start=start)
+
+
+def _start(path: str | None, network: NetworkSpec, horizon: int, initial_days: Mapping[str, float],
+           snapshot_days: tuple[int, ...]) -> Snapshot | None:
+    """The snapshot at `path` (checked against the network), or None; SpecError naming the key if it cannot be."""
+    if path is None:
+        return None
+    if any(initial_days.values()):
+        raise SpecError("start: a run from a snapshot starts with the snapshot's stock; allowed: "
+                        "initial_stock_days of 0 (the default), or no start")
+    snapshot = Snapshot.load(path, network, key="start")
+    if snapshot.day >= horizon:
+        raise SpecError(f"start: the snapshot is of day {snapshot.day}, not before the horizon ({horizon}); "
+                        f"allowed: horizon > {snapshot.day}")
+    early = [d for d in snapshot_days if d < snapshot.day]
+    if early:
+        raise SpecError(f"output.snapshot_days: day {early[0]} is before the start snapshot's day {snapshot.day}; "
+                        f"allowed: days in [{snapshot.day}, {horizon - 1}]")
+    return snapshot
 
 
 def initial_stock(network: NetworkSpec, horizon: int, seed: int, days: Mapping[str, float]) -> np.ndarray | None:

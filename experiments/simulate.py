@@ -12,7 +12,15 @@ Everything is read from the Hydra config (conf/config.yaml) into validated objec
 before anything is simulated; a bad value prints one line naming the key and what
 is allowed, and exits with status 2 without writing any file. Each run writes into
 its Hydra run directory: config.yaml (resolved), kpis.json, timeseries.csv,
-timeseries_sku.csv.gz (with output.per_sku) and PNG plots (with output.plots).
+timeseries_sku.csv.gz (with output.per_sku), PNG plots (with output.plots) and
+snapshot_day<D>.json (with output.snapshot_days=[D, ...]: the network at day D's
+decision point, twin/snapshot.py).
+
+    python -m experiments.simulate output.snapshot_days=[200]
+    python -m experiments.simulate start=outputs/simulate/.../snapshot_day200.json   # from day 200 on
+
+A run from a snapshot with the same seed reproduces the uninterrupted run's
+timeseries.csv rows from the snapshot's day on exactly; its KPIs count from that day.
 """
 
 from __future__ import annotations
@@ -59,16 +67,23 @@ class ProgressLog:
             log.info("%s: day %d/%d (%.1f s)", self.label, day, horizon, elapsed)
 
 
-def simulate(config: SimulationConfig) -> list[RunResult]:
-    """Run every replication (seeds seed, seed + 1, ...) and return their results."""
+def simulate(config: SimulationConfig, out: Path | None = None) -> list[RunResult]:
+    """Run every replication (seeds seed, seed + 1, ...) and return their results; snapshots of
+    `config.output.snapshot_days` are written into `out`."""
     results = []
+    policy = config.policy
     for rep, seed in enumerate(config.seeds, start=1):
         label = f"replication {rep}/{config.replications} (seed {seed})"
         progress = ProgressLog(label)
         engine = Engine(config.network, horizon=config.horizon, seed=seed, shocks=config.scenario.shocks,
                         warmup=config.warmup, invariants=config.invariants, per_sku_series=config.output.per_sku,
-                        initial_on_hand=config.initial_on_hand, progress=progress)
-        result = engine.run(config.policy)
+                        initial_on_hand=config.initial_on_hand, progress=progress, start=config.start)
+        while not engine.done:
+            if engine.day in config.output.snapshot_days and out is not None:
+                path = engine.snapshot().save(out / snapshot_name(engine.day, rep, config.replications))
+                log.info("%s: snapshot of day %d in %s", label, engine.day, path.name)
+            engine.step(policy.act(engine.state_for(policy)))
+        result = engine.result(policy=type(policy).__name__)
         network = result.kpis["network"]
         log.info("%s: %.1f s, fill rate %.3f, total cost %s", label, time.perf_counter() - progress.started,
                  network["fill_rate"] or 0.0, f"{network['cost_total']:,.0f}")
@@ -77,6 +92,11 @@ def simulate(config: SimulationConfig) -> list[RunResult]:
                         result.violations[0])
         results.append(result)
     return results
+
+
+def snapshot_name(day: int, replication: int, replications: int) -> str:
+    """snapshot_day<D>.json; with several replications, snapshot_day<D>_rep<R>.json (R from 1)."""
+    return f"snapshot_day{day}.json" if replications == 1 else f"snapshot_day{day}_rep{replication}.json"
 
 
 # ---------------------------------------------------------------------------
@@ -95,6 +115,7 @@ def kpi_report(config: SimulationConfig, results: Sequence[RunResult]) -> dict:
             "horizon": config.horizon,
             "warmup": config.warmup,
             "seeds": config.seeds,
+            **({"start_day": config.start.day} if config.start else {}),
             "twin_version": TWIN_VERSION,
             "shocks": [{"type": type(s).__name__, **dataclasses.asdict(s)} for s in config.scenario.shocks],
         },
@@ -119,7 +140,7 @@ def write_timeseries(path: Path, network: NetworkSpec, results: Sequence[RunResu
         for rep, result in enumerate(results):
             names = result.meta["nodes"]
             table = np.stack([result.series[k] for k in SERIES_FIELDS], axis=-1).tolist()  # (days, nodes, fields)
-            for day, by_node in enumerate(table):
+            for day, by_node in enumerate(table, start=result.meta.get("first_day", 0)):
                 for i, values in enumerate(by_node):
                     writer.writerow([rep, result.meta["seed"], day, names[i], kinds[i], *values])
 
@@ -137,12 +158,13 @@ def write_sku_timeseries(path: Path, network: NetworkSpec, results: Sequence[Run
             names = result.meta["nodes"]
             cov = result.covariates
             table = np.stack([result.sku_series[k] for k in SKU_SERIES_FIELDS], axis=-1)  # (days, nodes, SKUs, f)
-            for day in range(table.shape[0]):
+            first = result.meta.get("first_day", 0)
+            for row, day in enumerate(range(first, first + table.shape[0])):
                 promotion = cov.promotion[day].astype(int).tolist()
                 price = cov.price[day].round(4).tolist()
                 for i, name in enumerate(names):
                     weather = round(float(cov.weather[regions[i]][day]), 4)
-                    for k, values in enumerate(table[day, i].tolist()):
+                    for k, values in enumerate(table[row, i].tolist()):
                         writer.writerow([rep, result.meta["seed"], day, name, skus[k], *values, promotion[k],
                                          price[k], cov.holiday[day], weather])
 
@@ -181,7 +203,8 @@ def main(cfg: DictConfig) -> None:
              config.network.name, len(config.network.nodes), config.network.skus.n, config.scenario.name,
              len(config.scenario.shocks), config.policy_spec.name, config.horizon, config.replications)
     started = time.perf_counter()
-    results = simulate(config)
+    out.mkdir(parents=True, exist_ok=True)
+    results = simulate(config, out)
     report = write_outputs(out, config, resolved, HydraConfig.get().overrides.task, results)
     print(kpi_table(report))
     log.info("done in %.1f s; outputs in %s", time.perf_counter() - started, out)

@@ -1,6 +1,6 @@
 """The SimPy engine: one process per node, SKU-vectorised state, one decision point per day.
 
-The day contract (DESIGN.md section 3), as phases of simulated day t:
+The day contract (docs/architecture.md, "The engine"), as phases of simulated day t:
 
     t + 0.00  shipments due on day t arrive (SimPy timeout events) into on-hand, and a
               store serves its customer backorders first from every receipt (step 2);

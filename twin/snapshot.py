@@ -267,16 +267,17 @@ class Snapshot:
         return path
 
     @classmethod
-    def load(cls, path: str | Path, network: NetworkSpec) -> Snapshot:
-        """Read and check a snapshot file of `network` (SpecError naming the field if anything is wrong)."""
+    def load(cls, path: str | Path, network: NetworkSpec, key: str = "snapshot") -> Snapshot:
+        """Read and check a snapshot file of `network`; a SpecError names the field below `key` if anything is
+        wrong."""
         path = Path(path)
         try:
             data = json.loads(path.read_text())
         except FileNotFoundError:
-            raise SpecError(f"start: {str(path)!r} does not exist; allowed: a snapshot JSON file") from None
+            raise SpecError(f"{key}: {str(path)!r} does not exist; allowed: a snapshot JSON file") from None
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise SpecError(f"start: {str(path)!r} is not a readable JSON file ({e})") from None
-        return snapshot_from_dict(data, network)
+            raise SpecError(f"{key}: {str(path)!r} is not a readable JSON file ({e})") from None
+        return snapshot_from_dict(data, network, key)
 
 
 def snapshot_from_dict(data: Mapping[str, Any], network: NetworkSpec, key: str = "snapshot") -> Snapshot:
@@ -293,6 +294,10 @@ def snapshot_from_dict(data: Mapping[str, Any], network: NetworkSpec, key: str =
     net = r.child("network")
     name, digest = net.text("name"), net.text("hash")
     net.done()
+    if digest != network_hash(network):  # first: the one error that says what is wrong with all the rest
+        raise SpecError(f"{net.key('hash')}: {digest[:12]}... is the hash of another network than "
+                        f"{network.name!r} ({network_hash(network)[:12]}...; the snapshot names {name!r}); "
+                        f"allowed: a snapshot taken from this network spec")
     day = r.integer("day", low=0)
     date = r.text("date", optional=True)
     if date is not None and date != calendar_date(day).isoformat():

@@ -261,3 +261,57 @@ def test_the_twin_history_file_written_by_simulate_is_the_twins_demand(tmp_path)
     assert from_file.ids == direct.ids and from_file.covariate_names == direct.covariate_names
     np.testing.assert_array_equal(from_file.values, direct.values)  # demand does not depend on the policy
     np.testing.assert_allclose(from_file.oracle_mean, direct.oracle_mean, rtol=1e-5)
+
+
+# ---------------------------------------------------------------- snapshots: start from any day
+
+def _rows(path: Path, first_day: int = 0) -> list[dict]:
+    return [r for r in csv.DictReader(path.open()) if int(r["day"]) >= first_day]
+
+
+def test_a_run_from_a_written_snapshot_reproduces_the_uninterrupted_run(tmp_path):
+    common = ["network=small", "horizon=120", "warmup=10", "output.plots=false", "scenario=flash_sale",
+              "++scenario.start_day=66", "++scenario.days=10"]
+    full, cont, kpi_ref = tmp_path / "full", tmp_path / "cont", tmp_path / "ref"
+    done = simulate(*common, "output.snapshot_days=[70,30]", f"hydra.run.dir={full}")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert {p.name for p in full.glob("snapshot_day*.json")} == {"snapshot_day30.json", "snapshot_day70.json"}
+    snapshot = json.loads((full / "snapshot_day70.json").read_text())
+    assert snapshot["day"] == 70 and snapshot["disruptions"], "the flash sale is in force on day 70"
+    done = simulate(*common, f"start={full / 'snapshot_day70.json'}", f"hydra.run.dir={cont}")
+    assert done.returncode == 0, done.stderr[-2000:]
+    continued = _rows(cont / "timeseries.csv")
+    assert continued and int(continued[0]["day"]) == 70
+    assert continued == _rows(full / "timeseries.csv", first_day=70)  # every field, as written
+    # its KPIs count from the snapshot's day: those of the uninterrupted run with a warm-up to that day
+    done = simulate(*common[:2], "warmup=70", *common[3:], f"hydra.run.dir={kpi_ref}")
+    assert done.returncode == 0, done.stderr[-2000:]
+    ours, ref = (json.loads((d / "kpis.json").read_text()) for d in (cont, kpi_ref))
+    assert ours["replications"][0]["network"] == ref["replications"][0]["network"]
+    assert ours["meta"]["start_day"] == 70
+
+
+@pytest.mark.parametrize("args, message", [
+    (["start=no/such/snapshot.json"], "start: 'no/such/snapshot.json' does not exist"),
+    (["output.snapshot_days=[400]"], "output.snapshot_days[0]: 400 is not allowed; allowed: whole days in [0, 364]"),
+    (["output.snapshot_days=[1.5]"], "output.snapshot_days[0]: 1.5 is not allowed"),
+])
+def test_bad_snapshot_options_give_one_clear_error(args, message, tmp_path):
+    done = simulate(*args, f"hydra.run.dir={tmp_path / 'out'}")
+    assert done.returncode == 2 and message in done.stderr, done.stderr[-2000:]
+    assert not list((tmp_path / "out").rglob("*")), "nothing is written for a bad config"
+
+
+def test_a_snapshot_of_another_network_or_with_initial_stock_is_refused(tmp_path):
+    done = simulate("network=small", "horizon=40", "output.plots=false", "output.snapshot_days=[20]",
+                    f"hydra.run.dir={tmp_path / 'small'}")
+    assert done.returncode == 0, done.stderr[-2000:]
+    path = tmp_path / "small" / "snapshot_day20.json"
+    other = simulate("network=serial_3", f"start={path}", f"hydra.run.dir={tmp_path / 'x'}")
+    assert other.returncode == 2 and "start.network.hash:" in other.stderr, other.stderr[-2000:]
+    stocked = simulate("network=small", f"start={path}", "initial_stock_days.store=5",
+                       f"hydra.run.dir={tmp_path / 'y'}")
+    assert stocked.returncode == 2 and "start: a run from a snapshot starts with the snapshot's stock" in stocked.stderr
+    early = simulate("network=small", "horizon=40", f"start={path}", "output.snapshot_days=[10]",
+                     f"hydra.run.dir={tmp_path / 'z'}")
+    assert early.returncode == 2 and "output.snapshot_days: day 10 is before" in early.stderr
