@@ -16,8 +16,10 @@ def test_python_example_runs(tmp_path, monkeypatch, capsys):
     script.write_text(block)
     monkeypatch.chdir(ROOT)
     runpy.run_path(str(script))
-    fill_rate, dc_cost = map(float, capsys.readouterr().out.split())
+    kpis, snapshot = capsys.readouterr().out.splitlines()
+    fill_rate, dc_cost = map(float, kpis.split())
     assert 0 < fill_rate <= 1 and dc_cost > 0
+    assert snapshot.startswith("2020-04-10 ") and "shipments in transit" in snapshot  # day 100 of the calendar
 
 
 def test_documented_modules_exist():
