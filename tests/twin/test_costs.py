@@ -60,10 +60,8 @@ def test_rates_are_read_only():
 def test_the_engine_charges_with_these_rates():
     net = network()
     engine, rates = Engine(net, horizon=1, seed=0), cost_rates(net)
-    for attr, rate in (("holding_rate", rates.holding), ("backorder_rate", rates.backorder),
-                       ("lost_rate", rates.lost_sale), ("transit_rate", rates.transit),
-                       ("fixed_order_cost", rates.fixed_order), ("unit_cost", rates.unit)):
-        np.testing.assert_array_equal(getattr(engine, attr), rate)
+    for name in ("holding", "backorder", "lost_sale", "transit", "fixed_order", "unit", "backorders_allowed"):
+        np.testing.assert_array_equal(getattr(engine.rates, name), getattr(rates, name))
 
 
 def test_day_costs_by_kind_per_sku_and_per_node():
