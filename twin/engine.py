@@ -23,6 +23,7 @@ policy run and an outside caller, so there is one engine for both.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -30,7 +31,7 @@ from typing import Protocol
 import numpy as np
 import simpy
 
-from twin.config import check_warmup
+from twin.config import SpecError, check_warmup
 from twin.costs import cost_rates, day_costs
 from twin.demand import Covariates, DemandModel
 from twin.kpi import DayFlows, KpiAccumulator, SeriesRecorder, node_totals
@@ -108,8 +109,11 @@ class Engine:
                 raise ValueError(f"start.day: {start.day} is not allowed; allowed: a day before the horizon "
                                  f"({horizon})")
             # the snapshot owns what is in force now; `shocks` adds what begins later (a shock in both counts once)
-            shocks = tuple(shocks) + tuple(d for d in start.disruptions if d not in shocks)
+            self._in_force = in_force_at_start(start, shocks)
+            shocks = tuple(shocks) + tuple(d for d in self._in_force if d not in shocks)
         self.first_day = 0 if start is None else int(start.day)
+        # random numbers are drawn over the whole run: over the source run's days too, so a fork sees its draws
+        draw_days = horizon if start is None or start.horizon is None else max(horizon, start.horizon)
         self.network = network
         self.horizon = horizon
         self.warmup = warmup
@@ -197,9 +201,9 @@ class Engine:
                              for p, c in self.customers.items()}
 
         # randomness: demand per store, one lead-time draw per lane per day (used or not: common random numbers)
-        self.demand_model = DemandModel(network, horizon, streams)
-        self.lead_times = np.stack([nd.lead_time.sample(streams.generator(nd.name, "lead_time"), horizon)
-                                    if nd.kind != "supplier" else np.zeros(horizon, dtype=np.int64)
+        self.demand_model = DemandModel(network, draw_days, streams)
+        self.lead_times = np.stack([nd.lead_time.sample(streams.generator(nd.name, "lead_time"), draw_days)
+                                    if nd.kind != "supplier" else np.zeros(draw_days, dtype=np.int64)
                                     for nd in nodes])
 
         self.effects = ShockEffects.neutral(n, k)
@@ -252,8 +256,7 @@ class Engine:
             cohort[np.flatnonzero(rows == line.node)[0]] += line.quantity
         for p, by_day in cohorts.items():
             self.backlog[p] = list(by_day.items())  # oldest first
-        self.active_shocks = list(start.disruptions) + [
-            s for s in self.shocks if s.start <= start.day < s.end and s not in start.disruptions]
+        self.active_shocks = list(self._in_force)
         self._recompute_effects()
 
     def snapshot(self) -> Snapshot:
@@ -279,7 +282,8 @@ class Engine:
                         on_hand=self.on_hand, backorders=self.backorders, in_transit=self.in_transit,
                         on_order=self.on_order, expected_lead_time=self.expected_lead_times(),
                         shipments=shipments, unshipped=tuple(unshipped), disruptions=tuple(self.active_shocks),
-                        received_today=self.flows_received, served_today=self.flows_outflow, seed=self.seed)
+                        received_today=self.flows_received, served_today=self.flows_outflow, seed=self.seed,
+                        horizon=self.horizon)
 
     # ------------------------------------------------------------------ stepping
 
@@ -573,6 +577,33 @@ class Engine:
                      self.flows_received, self.flows_shipped_in):
             flow.fill(0.0)
         np.copyto(self.day_start, self.on_hand)
+
+
+def in_force_at_start(start: Snapshot, shocks: Sequence[Shock]) -> list[Shock]:
+    """The shocks in force when a run starts from `start`: its disruptions, in the order they began, and any of
+    `shocks` in force on its day that is not one of them.
+
+    A given shock that equals a disruption but for its end (a scenario clipped to another horizon) replaces it:
+    the caller knows when it ends. Two of either kind that are alike but for their end are refused (SpecError).
+    """
+    def same_but_end(a: Shock, b: Shock) -> bool:
+        return type(a) is type(b) and dataclasses.replace(a, end=b.end) == b
+
+    in_force = list(start.disruptions)
+    for i, shock in enumerate(shocks):
+        if not shock.start <= start.day < shock.end:
+            continue
+        matches = [j for j, d in enumerate(in_force) if same_but_end(shock, d)]
+        if len(matches) > 1 and shock not in in_force:
+            raise SpecError(f"shocks[{i}]: matches {len(matches)} disruptions of the start snapshot but for their "
+                            f"end; allowed: one, or the snapshot's own windows")
+        if shock in in_force:
+            continue
+        if matches:
+            in_force[matches[0]] = shock  # the same disruption with the window the caller gives
+        else:
+            in_force.append(shock)
+    return in_force
 
 
 def _cut(capacity, factor):

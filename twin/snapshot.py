@@ -12,10 +12,17 @@ lead time today; and the hash of the network it belongs to.
     snapshot.save("snapshot_day200.json")               # plain JSON, validated on load
     Engine(network, horizon=365, seed=0, shocks=scenario.shocks, start=Snapshot.load(path, network))
 
-With the same seed, horizon and shocks, the continued run is bit-identical to
-the uninterrupted one from the snapshot's day on: the random streams need no
-state of their own, because every draw is keyed by (node, purpose, day) (see
-twin/streams.py and the demand model), so the snapshot carries none.
+With the same seed and shocks, the continued run is bit-identical to the
+uninterrupted one from the snapshot's day on, at its horizon or a shorter one: the
+random streams need no state of their own. Demand is drawn from each day's own
+segment of a store's stream; lead times, promotions and the weather index are
+drawn from the seed for the whole run, so a snapshot records the horizon of the
+run it came from (`horizon`), and a run started from it draws over at least that
+many days (a shorter fork sees the same days as the source run).
+
+`expected_lead_time` is what decisions read (observations, forecasts over the
+protection period); the engine itself draws lead times from the network spec and
+the disruptions in force, as in any run.
 
 A snapshot is immutable (its arrays are read-only); the engine copies what it
 starts from, so one snapshot can seed any number of forked runs without a copy.
@@ -36,12 +43,12 @@ from typing import Any
 
 import numpy as np
 
+from twin.calendar import DAY_ZERO, calendar_date
 from twin.config import ConfigReader, SpecError
 from twin.shocks import SHOCK_TYPES, Shock, shock_from_dict
 from twin.spec import NetworkSpec
 
 SNAPSHOT_FORMAT = "twin.snapshot/1"
-DAY_ZERO = dt.date(2020, 1, 1)  # day 0 of the twin's calendar: yearly seasonality counts day-of-year from it
 NODE_FIELDS = ("on_hand", "backorders", "in_transit", "on_order", "received_today", "served_today")
 TOLERANCE = 1e-6  # relative: derived totals (in transit, on order, backorders owed downstream) vs their parts
 RESIDUE = 1e-9    # a quantity this far below zero is the float residue of a running sum, kept as it is (exactness)
@@ -70,11 +77,6 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def calendar_date(day: int) -> dt.date:
-    """The calendar date of twin day `day`."""
-    return DAY_ZERO + dt.timedelta(days=int(day))
-
-
 @dataclass(frozen=True)
 class OpenShipment:
     """Units dispatched from `source` to `node` on day `dispatched`, due to arrive on day `due`."""
@@ -96,7 +98,7 @@ class UnshippedOrder:
     quantity: np.ndarray  # (SKUs,)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # arrays inside: compare snapshots with to_dict()
 class Snapshot:
     """The network at the decision point of day `day`: enough to continue a run exactly (see the module doc)."""
 
@@ -116,6 +118,7 @@ class Snapshot:
     received_today: np.ndarray | None = None  # (nodes, SKUs) received since the start of the day
     served_today: np.ndarray | None = None    # (nodes, SKUs) customer backorders served from today's receipts
     seed: int | None = None                   # the seed of the run it was taken from, if any (provenance only)
+    horizon: int | None = None                # the horizon (days) of the run it was taken from, if any
 
     def __post_init__(self) -> None:
         shape = (len(self.nodes), len(self.skus))
@@ -128,8 +131,11 @@ class Snapshot:
         lead.setflags(write=False)
         object.__setattr__(self, "expected_lead_time", lead)
         for item in (*self.shipments, *self.unshipped):
-            if item.quantity.flags.writeable:
-                item.quantity.setflags(write=False)
+            q = item.quantity
+            if not isinstance(q, np.ndarray) or q.flags.writeable:  # a caller's array: keep a read-only copy
+                q = np.array(q, dtype=float)
+                q.setflags(write=False)
+                object.__setattr__(item, "quantity", q)
 
     # ------------------------------------------------------------------ derived
 
@@ -194,10 +200,44 @@ class Snapshot:
             if u.ordered > self.day:
                 raise SpecError(f"{where}.ordered: day {u.ordered} is after the snapshot's day {self.day}; "
                                 f"allowed: <= {self.day}")
-        for i, kind in enumerate(kinds):
-            if kind == "supplier" and (self.on_hand[i].any() or self.in_transit[i].any() or self.on_order[i].any()):
-                raise SpecError(f"{key}.nodes.{self.nodes[i]}: a supplier holds and orders nothing in the twin; "
-                                f"allowed: zero on_hand, in_transit and on_order")
+        for i, (kind, node) in enumerate(zip(kinds, network.nodes)):
+            where = f"{key}.nodes.{self.nodes[i]}"
+            if kind == "supplier" and any(getattr(self, f)[i].any() for f in NODE_FIELDS if f != "backorders"):
+                raise SpecError(f"{where}: a supplier holds and orders nothing in the twin; allowed: zero on_hand, "
+                                f"in_transit, on_order, received_today and served_today (backorders: what it owes)")
+            if kind != "store" and self.served_today[i].any():
+                raise SpecError(f"{where}.served_today: only a store serves customer backorders from its receipts; "
+                                f"allowed: zero at a {kind}")
+            if kind == "store" and node.unmet == "lost" and self.backorders[i].any():
+                raise SpecError(f"{where}.backorders: {self.nodes[i]!r} loses unmet demand (unmet: lost) and owes "
+                                f"its customers nothing; allowed: zero")
+            if kind == "store" and node.unmet == "backorder":
+                both = np.flatnonzero((self.on_hand[i] > RESIDUE) & (self.backorders[i] > RESIDUE))
+                if both.size:
+                    raise SpecError(f"{where}.backorders.{self.skus[both[0]]}: {float(self.backorders[i, both[0]])!r} "
+                                    f"owed while {float(self.on_hand[i, both[0]])!r} is on hand; a store serves its "
+                                    f"backorders from stock first; allowed: serve them (less on hand, fewer owed)")
+            start = self.on_hand[i] - self.received_today[i] + self.served_today[i]
+            if (start < -RESIDUE).any():
+                k = int(np.argmax(start < -RESIDUE))
+                raise SpecError(f"{where}.received_today.{self.skus[k]}: {float(self.received_today[i, k])!r} "
+                                f"received today is more than on hand {float(self.on_hand[i, k])!r} + served today "
+                                f"{float(self.served_today[i, k])!r}; allowed: at most that")
+        if network.demand.integer_units:
+            for name in NODE_FIELDS:
+                values = getattr(self, name)
+                frac = np.argwhere(np.abs(values - np.rint(values)) > RESIDUE)
+                if frac.size:
+                    i, k = frac[0]
+                    raise SpecError(f"{key}.nodes.{self.nodes[i]}.{name}.{self.skus[k]}: {float(values[i, k])!r} is "
+                                    f"not a whole number of units; allowed: whole units (network.demand.integer_units)")
+            for label, lines in (("shipments", self.shipments), ("unshipped", self.unshipped)):
+                for j, line in enumerate(lines):
+                    frac = np.flatnonzero(np.abs(line.quantity - np.rint(line.quantity)) > RESIDUE)
+                    if frac.size:
+                        raise SpecError(f"{key}.{label}[{j}].quantity.{self.skus[frac[0]]}: "
+                                        f"{float(line.quantity[frac[0]])!r} is not a whole number of units; "
+                                        f"allowed: whole units (network.demand.integer_units)")
         shipped = np.zeros_like(self.in_transit)
         for s in self.shipments:
             shipped[s.node] += s.quantity
@@ -248,6 +288,7 @@ class Snapshot:
             "day": int(self.day),
             "date": self.date.isoformat(),
             "seed": self.seed,
+            "horizon": self.horizon,
             "skus": list(sku),
             "nodes": {name: {"expected_lead_time": float(self.expected_lead_time[i]),
                              **{f: per_sku(getattr(self, f)[i]) for f in NODE_FIELDS}}
@@ -305,6 +346,7 @@ def snapshot_from_dict(data: Mapping[str, Any], network: NetworkSpec, key: str =
                         f"({calendar_date(day).isoformat()}, day 0 = {DAY_ZERO.isoformat()}); allowed: that date, "
                         f"or left out")
     seed = r.integer("seed", optional=True, low=0)
+    source_horizon = r.integer("horizon", optional=True, low=day + 1)
     skus = tuple(str(s) for s in r.sequence("skus"))
     if skus != tuple(network.skus.name):
         known = set(network.skus.name)
@@ -369,7 +411,7 @@ def snapshot_from_dict(data: Mapping[str, Any], network: NetworkSpec, key: str =
             arrays["backorders"][u.source] += u.quantity
     snapshot = Snapshot(network_name=name, network_hash=digest, nodes=names, skus=skus, day=day,
                         expected_lead_time=lead, shipments=tuple(shipments), unshipped=tuple(unshipped),
-                        disruptions=tuple(disruptions), seed=seed, **arrays)
+                        disruptions=tuple(disruptions), seed=seed, horizon=source_horizon, **arrays)
     snapshot.check(network, key)
     return snapshot
 

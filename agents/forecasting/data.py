@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from agents.forecasting.base import Frequency, SeriesPanel
+from twin.calendar import DAY_ZERO
 
 # pandas offset alias prefix -> (name, season length)
 _FREQUENCIES = {"h": ("hourly", 24), "D": ("daily", 7), "W": ("weekly", 52), "M": ("monthly", 12),
@@ -69,7 +70,7 @@ def panel_from_arrays(values: np.ndarray, start: str = "2020-01-01", freq: str =
 
 REQUIRED_COLUMNS = ("series_id", "date", "value")
 TWIN_COLUMNS = ("replication", "day", "node", "sku", "demand", "expected_demand")  # experiments.simulate's per-SKU file
-TWIN_START = "2021-01-01"  # day 0 of a twin run: a non-leap 1 January, so day-of-year matches the demand model's
+TWIN_START = DAY_ZERO.isoformat()  # day 0 of a twin run (twin/calendar.py)
 
 
 def read_table(path: str | Path) -> pd.DataFrame:

@@ -19,7 +19,7 @@ def test_python_example_runs(tmp_path, monkeypatch, capsys):
     kpis, snapshot = capsys.readouterr().out.splitlines()
     fill_rate, dc_cost = map(float, kpis.split())
     assert 0 < fill_rate <= 1 and dc_cost > 0
-    assert snapshot.startswith("2020-04-10 ") and "shipments in transit" in snapshot  # day 100 of the calendar
+    assert snapshot.startswith("2021-04-11 ") and "shipments in transit" in snapshot  # day 100 of the calendar
 
 
 def test_documented_modules_exist():

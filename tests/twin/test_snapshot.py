@@ -18,7 +18,8 @@ from twin import (
     SupplierOutage,
     network_from_dict,
 )
-from twin.snapshot import DAY_ZERO, SNAPSHOT_FORMAT, Snapshot, network_hash, snapshot_from_dict
+from twin.calendar import DAY_ZERO
+from twin.snapshot import SNAPSHOT_FORMAT, OpenShipment, Snapshot, network_hash, snapshot_from_dict
 from twin.testing import OrderUpTo, check_continuation, check_ledger, check_state
 
 HORIZON = 90
@@ -124,7 +125,7 @@ def test_json_round_trip_is_exact(tmp_path):
         [(s.node, s.source, s.dispatched, s.due) for s in snapshot.shipments]
     data = json.loads(path.read_text())
     assert data["format"] == SNAPSHOT_FORMAT and data["day"] == 41
-    assert data["date"] == "2020-02-11" and DAY_ZERO.isoformat() == "2020-01-01"
+    assert data["date"] == "2021-02-11" and DAY_ZERO.isoformat() == "2021-01-01"
     assert {d["type"] for d in data["disruptions"]} == {"demand", "lead_time", "supplier_outage", "dc_closure"}
     closure = next(d for d in data["disruptions"] if d["type"] == "dc_closure")
     assert closure["remaining_days"] == 50 - 41
@@ -267,3 +268,88 @@ def test_the_snapshot_after_the_end_is_observable_but_starts_no_run():
     assert snapshot.day == 3 and np.array_equal(snapshot.on_hand, engine.on_hand)
     with pytest.raises(ValueError, match="start.day: 3 is not allowed"):
         Engine(net, horizon=3, seed=0, start=snapshot)
+
+
+def weather_network():
+    """The test network with a regional weather index that moves demand (drawn over the whole run)."""
+    data = {"name": "weather", "skus": {"items": [
+        {"name": "ice", "group": "summer", "dist": "poisson", "mean": 6, "weather_sensitivity": 0.8,
+         "holding_cost": 0.1, "backorder_cost": 1.0}]},
+        "demand": {"weather_sd": 0.4, "promotion": {"weekly_probability": 0.2}},
+        "nodes": [{"name": "sup", "kind": "supplier"},
+                  {"name": "dc", "kind": "dc", "parent": "sup", "lead_time": {"dist": "gamma", "mean": 3, "cv": 0.5}},
+                  {"name": "s", "kind": "store", "parent": "dc", "region": "north"}]}
+    return network_from_dict(data)
+
+
+@pytest.mark.parametrize("fork_horizon", [55, 90])
+def test_a_fork_with_another_horizon_sees_the_source_runs_days(fork_horizon):
+    net = weather_network()
+    levels = np.array([[0.0], [40.0], [15.0]])
+    full = Engine(net, horizon=90, seed=8, per_sku_series=True).run(OrderUpTo(levels))
+    engine = Engine(net, horizon=90, seed=8)
+    while engine.day < 40:
+        engine.step(OrderUpTo(levels).act(engine.state()))
+    snapshot = snapshot_from_dict(json.loads(json.dumps(engine.snapshot().to_dict())), net)
+    assert snapshot.horizon == 90
+    fork = Engine(net, horizon=fork_horizon, seed=8, start=snapshot, per_sku_series=True).run(OrderUpTo(levels))
+    days = min(fork_horizon, 90) - 40
+    for name in ("on_hand", "demand", "received"):
+        np.testing.assert_array_equal(fork.series[name][:days], full.series[name][40:40 + days], err_msg=name)
+
+
+def test_a_shock_given_again_with_another_end_replaces_the_snapshots_clipped_one():
+    """A scenario clipped to a short run's horizon, continued with the longer one: the shock counts once."""
+    net = network()
+    clipped = LeadTimeShock(start=25, end=60, multiplier=2.0, sources=("sup",))
+    longer = LeadTimeShock(start=25, end=80, multiplier=2.0, sources=("sup",))
+    engine = Engine(net, horizon=60, seed=0, shocks=(clipped,))
+    policy = policy_for(net)()
+    while engine.day < 40:
+        engine.step(policy.act(engine.state()))
+    snapshot = engine.snapshot()
+    fork = Engine(net, horizon=120, seed=0, start=snapshot, shocks=(longer,))
+    assert fork.active_shocks == [longer] and fork.effects.lead_time[net.index("sup")] == 2.0
+    fork.run(policy_for(net)())
+    assert fork.active_shocks == [] and fork.effects.lead_time[net.index("sup")] == 1.0
+
+
+def test_a_snapshot_built_in_python_from_lists_is_copied_and_read_only():
+    net = network()
+    mine = [3.0, 0.0, 1.0]
+    line = OpenShipment(node=net.index("s0"), source=net.index("dc0"), dispatched=9, due=11, quantity=mine)
+    snapshot = Snapshot(network_name=net.name, network_hash=network_hash(net), nodes=net.node_names,
+                        skus=tuple(net.skus.name), day=10, on_hand=np.zeros((7, 3)), backorders=np.zeros((7, 3)),
+                        in_transit=np.zeros((7, 3)), on_order=np.zeros((7, 3)), expected_lead_time=np.ones(7),
+                        shipments=(line,))
+    assert isinstance(snapshot.shipments[0].quantity, np.ndarray)
+    assert not snapshot.shipments[0].quantity.flags.writeable
+    with pytest.raises(SpecError, match=r"snapshot.nodes.s0.in_transit.rice: 0.0 is not the sum of its open"):
+        snapshot.check(net)
+    assert snapshot in [snapshot]  # identity: arrays inside, so no field-wise ==
+    mine[0] = 99.0
+    assert snapshot.shipments[0].quantity[0] == 3.0  # the caller's list is copied
+
+
+@pytest.mark.parametrize("node, field, sku, value, message", [
+    ("s1", "backorders", "rice", 2.0, "snapshot.nodes.s1.backorders: 's1' loses unmet demand"),
+    ("dc0", "served_today", "rice", 3.0, "snapshot.nodes.dc0.served_today: only a store serves"),
+    ("sup", "received_today", "rice", 3.0, "snapshot.nodes.sup: a supplier holds and orders nothing"),
+    ("s1", "received_today", "milk", 1e6, "snapshot.nodes.s1.received_today.milk: 1000000.0 received today is more"),
+    ("s1", "on_hand", "milk", 2.5, "snapshot.nodes.s1.on_hand.milk: 2.5 is not a whole number of units"),
+])
+def test_states_the_twin_cannot_be_in_are_refused(node, field, sku, value, message):
+    net = network(unmet="lost")
+    data = {"format": SNAPSHOT_FORMAT, "network": {"name": net.name, "hash": network_hash(net)}, "day": 10,
+            "skus": list(net.skus.name), "nodes": {node: {field: {sku: value}}}}
+    with pytest.raises(SpecError) as info:
+        snapshot_from_dict(data, net)
+    assert message in str(info.value)
+
+
+def test_a_backordering_store_serves_its_backorders_from_stock_first():
+    net = network()
+    data = {"format": SNAPSHOT_FORMAT, "network": {"name": net.name, "hash": network_hash(net)}, "day": 10,
+            "skus": list(net.skus.name), "nodes": {"s2": {"on_hand": {"milk": 5}, "backorders": {"milk": 2}}}}
+    with pytest.raises(SpecError, match=r"snapshot.nodes.s2.backorders.milk: 2.0 owed while 5.0 is on hand"):
+        snapshot_from_dict(data, net)
