@@ -215,11 +215,23 @@ class SupplyChainSim:
 
     def attach(self, engine: Engine) -> None:
         """Drive an engine built elsewhere (an evaluation run) with this env's observations and actions."""
-        if engine.topology.names != self.topology.names or engine.n_sku != self.n_sku:
-            raise SpecError(f"network: the run's network {engine.network.name!r} does not have the nodes and SKUs "
-                            f"of the policy's {self.network.name!r}; allowed: the network it was trained on")
+        self.check_shape("network", engine.network.name, engine.topology.names, tuple(engine.network.skus.name))
         self.engine = engine
         self.forecaster.attach(engine)
+
+    def check_shape(self, key: str, name: str, nodes: tuple[str, ...], skus: tuple[str, ...]) -> None:
+        """Refuse a run or snapshot whose nodes or SKUs (names, in order) are not this env's network's.
+
+        Other parameters may differ (a policy tried on a network with longer lead times or dearer stock is a
+        stress test); its observation then still reads this network's demand profile.
+        """
+        ours_skus = tuple(self.network.skus.name)
+        for what, theirs, ours in (("nodes", nodes, self.topology.names), ("SKUs", skus, ours_skus)):
+            if theirs != ours:
+                differ = next((f"{a!r} where it has {b!r}" for a, b in zip(theirs, ours) if a != b),
+                              f"{len(theirs)} where it has {len(ours)}")
+                raise SpecError(f"{key}: network {name!r} does not have the {what} of the policy's network "
+                                f"{self.network.name!r} ({differ}); allowed: its {what}, in its order")
 
     def observe(self) -> np.ndarray:
         """The observation (controlled nodes, SKUs, features) at the engine's decision point."""
@@ -234,9 +246,7 @@ class SupplyChainSim:
     def observe_snapshot(self, snapshot: Snapshot, forecast: DemandForecast) -> np.ndarray:
         """The observation (controlled nodes, SKUs, features) of any snapshot of this network with `forecast`;
         `orders(actions)` then decides for it."""
-        if snapshot.nodes != self.topology.names or len(snapshot.skus) != self.n_sku:
-            raise SpecError(f"snapshot: network {snapshot.network_name!r} does not have the nodes and SKUs of the "
-                            f"policy's {self.network.name!r}; allowed: a snapshot of the network it was trained on")
+        self.check_shape("snapshot", snapshot.network_name, snapshot.nodes, snapshot.skus)
         inputs = observation_inputs(snapshot, forecast, self.profile, self.config.obs_spec)
         self._forecast = forecast.mean
         self._spread = forecast.spread

@@ -53,7 +53,7 @@ def _window_sums(cumulative: np.ndarray, day: int, periods: np.ndarray, per_day_
     end = np.minimum(day + periods, days)
     nodes = np.arange(cumulative.shape[1])
     known = cumulative[end, nodes] - cumulative[min(day, days), nodes]
-    beyond = (day + periods - end)[:, None]
+    beyond = (day + periods - np.maximum(end, day))[:, None]  # from `day` on when it is past T too
     return known + beyond * per_day_after
 
 
@@ -127,6 +127,10 @@ class Refitting:
         self.fit_days: list[int] = []  # the days a refit happened, and how many days of the run it saw (tests)
 
     def attach(self, engine: Engine) -> None:
+        if engine.first_day > 0:
+            raise SpecError(f"forecaster {self.name!r}: the run starts from a snapshot of day {engine.first_day}, "
+                            f"and a learned forecaster needs the demand observed before it, which a snapshot does "
+                            f"not hold; allowed: the oracle forecaster, or a run from day 0")
         self.engine = engine
         self.log = engine.record_demand()
         topo, model = engine.topology, engine.demand_model
@@ -190,6 +194,10 @@ class Refitting:
                      history.n, self.fit_seconds[-1])
 
     def _path(self, day: int) -> int:
+        if day != self.engine.day:
+            raise SpecError(f"forecaster {self.name!r}: asked for day {day}, but it forecasts from the demand its "
+                            f"run has seen, at that run's decision point (day {self.engine.day}); allowed: the "
+                            f"attached run's day")
         if self.fitted_day < 0 or day - self.fitted_day >= self.refit_every or day < self.fitted_day:
             self._refit(day)
         return day - self.fitted_day

@@ -15,6 +15,7 @@ import yaml
 
 from agents.baselines.forecast_policy import ForecastBaseStock
 from agents.forecasting.base import QUANTILE_LEVELS, Forecast, SeriesPanel
+from agents.forecasting.classical import SeasonalNaive
 from agents.forecasting.live import OracleForecaster, Refitting, forecaster_from_name
 from twin.config import SpecError
 from twin.coverage import protection_periods
@@ -147,3 +148,22 @@ def test_agents_observe_the_live_forecast_of_a_learned_forecaster(small):
     expected = learned.forecaster.over(9, periods)[learned.controlled] / learned.scale[learned.controlled]
     np.testing.assert_allclose(learned.observe()[:, :, feature], expected, rtol=1e-5)
     assert not np.allclose(learned.observe()[:, :, feature], oracle.observe()[:, :, feature])
+
+
+def test_window_sums_past_the_end_of_the_run_count_the_daily_level():
+    from agents.forecasting.live import _window_sums
+
+    cumulative = np.arange(6, dtype=float)[:, None, None] * np.ones((1, 1, 2))  # 5 days of 1 per day
+    after = np.full((1, 2), 3.0)
+    np.testing.assert_array_equal(_window_sums(cumulative, 3, np.array([4]), after), [[2 + 2 * 3.0] * 2])
+    np.testing.assert_array_equal(_window_sums(cumulative, 8, np.array([2]), after), [[2 * 3.0] * 2])
+
+
+def test_a_learned_forecaster_refuses_a_run_started_from_a_snapshot(small):
+    engine = Engine(small, horizon=60, seed=0)
+    for _ in range(20):
+        engine.step(np.zeros((engine.n_nodes, engine.n_sku)))
+    started = Engine(small, horizon=60, seed=0, start=engine.snapshot())
+    forecaster = Refitting(lambda: SeasonalNaive(), "seasonal_naive")
+    with pytest.raises(SpecError, match="starts from a snapshot of day 20, and a learned forecaster needs"):
+        forecaster.attach(started)

@@ -74,5 +74,19 @@ def test_a_snapshot_of_another_network_is_refused(tmp_path):
     other = SupplyChainSim(EnvConfig(network=small, episode_days=10))
     other.reset(seed=0)
     snapshot = other.engine.snapshot()
-    with pytest.raises(Exception, match="snapshot: network 'small' does not have the nodes and SKUs"):
+    with pytest.raises(Exception, match="snapshot: network .small. does not have the nodes of the policy.s network"):
+        sim.observe_snapshot(snapshot, other.forecast(snapshot))
+
+
+def test_a_snapshot_with_other_skus_is_refused_naming_them():
+    data = yaml.safe_load((ROOT / "conf/network/small.yaml").read_text())
+    small = network_from_dict(data)
+    data["skus"]["items"][0]["name"] = "bread"
+    renamed = network_from_dict(data)
+    sim, other = SupplyChainSim(EnvConfig(network=small, episode_days=10)), SupplyChainSim(
+        EnvConfig(network=renamed, episode_days=10))
+    other.reset(seed=0)
+    snapshot = other.engine.snapshot()
+    with pytest.raises(Exception, match="does not have the SKUs of the policy's network 'small' \\('bread' where "
+                                        "it has 'rice'\\)"):
         sim.observe_snapshot(snapshot, other.forecast(snapshot))
