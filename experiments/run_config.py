@@ -104,7 +104,7 @@ def _start(path: str | None, network: NetworkSpec, horizon: int, initial_days: M
                         "initial_stock_days of 0 (the default), or no start")
     snapshot = Snapshot.load(path, network, key="start")
     if snapshot.day >= horizon:
-        raise SpecError(f"start: the snapshot is of day {snapshot.day}, not before the horizon ({horizon}); "
+        raise SpecError(f"horizon: {horizon} is not after the start snapshot's day {snapshot.day}; "
                         f"allowed: horizon > {snapshot.day}")
     early = [d for d in snapshot_days if d < snapshot.day]
     if early:

@@ -69,7 +69,8 @@ def kpi_table(report: Mapping[str, Any]) -> str:
         cells.append([label, *("-" if v is None else fmt.format(v) for v, (_, _, fmt) in zip(mean, TABLE))])
     widths = [max(len(row[i]) for row in cells) for i in range(len(cells[0]))]
     lines = [f"KPIs: network {meta['network']}, scenario {meta['scenario']}, policy {meta['policy']}; "
-             f"days {meta['warmup']}-{meta['horizon'] - 1}, {len(meta['seeds'])} replication(s)"]
+             f"days {max(meta['warmup'], meta.get('start_day', 0))}-{meta['horizon'] - 1}, "
+             f"{len(meta['seeds'])} replication(s)"]
     lines += ["  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths)))
               for row in cells]
     total, fill = summary["network"]["cost_total"], summary["network"]["fill_rate"]

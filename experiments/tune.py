@@ -48,6 +48,9 @@ def main(cfg: DictConfig) -> None:
     with config_errors():
         grid, n_seeds, rounds = read_tune_options(resolved.pop("tune", None))
         config = load_config(resolved)
+        if config.output.snapshot_days:
+            raise SpecError("output.snapshot_days: experiments.tune writes no snapshots; allowed: [] (write them "
+                            "with experiments.simulate)")
     echelons = [e for e in ECHELONS if any(n.kind == e for n in config.network.nodes)]
     seeds = list(SeedRange(config.seed, n_seeds).seeds)  # the simulation's own seeds: tuning is not held out
     log.info("tuning %s z over %s on %s / %s, seeds %s", config.policy_spec.name, echelons, config.network.name,
@@ -62,7 +65,7 @@ def main(cfg: DictConfig) -> None:
 
     result = tune(make_policy, config.network, grid={e: grid for e in echelons}, horizon=config.horizon,
                   seeds=seeds, shocks=config.scenario.shocks, warmup=config.warmup, max_rounds=rounds,
-                  progress=progress)
+                  start=config.start, initial_on_hand=config.initial_on_hand, progress=progress)
     out = run_dir()
     out.mkdir(parents=True, exist_ok=True)
     tuned = {"name": config.policy_spec.name, "z": {**config.policy_spec.z, **result.best}}

@@ -18,6 +18,7 @@ import numpy as np
 from agents.protocol import Policy
 from twin.engine import Engine
 from twin.shocks import Shock
+from twin.snapshot import Snapshot
 from twin.spec import NetworkSpec
 
 
@@ -31,20 +32,25 @@ class TuningResult:
 
 
 def evaluate(policy: Policy, network: NetworkSpec, *, horizon: int, seeds: Sequence[int],
-             shocks: Sequence[Shock] = (), warmup: int = 0) -> float:
-    """Mean network cost per day of `policy` over `seeds` (same seeds => common random numbers)."""
+             shocks: Sequence[Shock] = (), warmup: int = 0, start: Snapshot | None = None,
+             initial_on_hand: np.ndarray | None = None) -> float:
+    """Mean network cost per day of `policy` over `seeds` (same seeds => common random numbers), each run from
+    `start` (a snapshot) or day 0 with `initial_on_hand`."""
     costs = []
     for seed in seeds:
-        engine = Engine(network, horizon=horizon, seed=seed, shocks=shocks, warmup=warmup, invariants="off")
+        engine = Engine(network, horizon=horizon, seed=seed, shocks=shocks, warmup=warmup, invariants="off",
+                        start=start, initial_on_hand=initial_on_hand)
         costs.append(engine.run(policy).kpis["network"]["cost_per_day"])
     return float(np.mean(costs))
 
 
 def tune(make_policy: Callable[[dict[str, float]], Policy], network: NetworkSpec, *,
          grid: Mapping[str, Sequence[float]], horizon: int, seeds: Sequence[int], shocks: Sequence[Shock] = (),
-         warmup: int = 0, max_rounds: int = 4,
+         warmup: int = 0, max_rounds: int = 4, start: Snapshot | None = None,
+         initial_on_hand: np.ndarray | None = None,
          progress: Callable[[dict[str, float], float], None] | None = None) -> TuningResult:
-    """Coordinate descent over `grid` (parameter name -> candidate values) minimising mean cost per day."""
+    """Coordinate descent over `grid` (parameter name -> candidate values) minimising mean cost per day, every
+    candidate run from `start` (a snapshot: tune from today's position) or from day 0 with `initial_on_hand`."""
     if not grid or any(len(values) == 0 for values in grid.values()):
         raise ValueError("grid: every parameter needs at least one candidate value")
     if not seeds:
@@ -55,7 +61,7 @@ def tune(make_policy: Callable[[dict[str, float]], Policy], network: NetworkSpec
         key = tuple(sorted(params.items()))
         if key not in cache:
             cache[key] = evaluate(make_policy(params), network, horizon=horizon, seeds=seeds, shocks=shocks,
-                                  warmup=warmup)
+                                  warmup=warmup, start=start, initial_on_hand=initial_on_hand)
             if progress is not None:
                 progress(dict(params), cache[key])
         return cache[key]

@@ -29,3 +29,25 @@ def test_tune_command_rejects_an_empty_grid(tmp_path):
                            f"hydra.run.dir={tmp_path}"], capture_output=True, text=True,
                           cwd=ROOT)
     assert done.returncode == 2 and "tune.grid" in done.stderr
+
+
+def tune(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "experiments.tune", *args], capture_output=True, text=True,
+                          cwd=ROOT)
+
+
+def test_tune_from_todays_position_tunes_on_the_days_after_the_snapshot(tmp_path):
+    common = ["network=small", "horizon=60", "warmup=5", "tune.grid=[0.5,1.5]", "tune.seeds=1"]
+    sim = subprocess.run([sys.executable, "-m", "experiments.simulate", "network=small", "horizon=60",
+                          "output.plots=false", "output.snapshot_days=[30]", f"hydra.run.dir={tmp_path / 'sim'}"],
+                         capture_output=True, text=True, cwd=ROOT)
+    assert sim.returncode == 0, sim.stderr
+    snapshot = tmp_path / "sim" / "snapshot_day30.json"
+    from_start, from_snapshot = tmp_path / "a", tmp_path / "b"
+    assert tune(*common, f"hydra.run.dir={from_start}").returncode == 0
+    done = tune(*common, f"start={snapshot}", f"hydra.run.dir={from_snapshot}")
+    assert done.returncode == 0, done.stderr
+    costs = [(d / "tuning.csv").read_text().splitlines()[1:] for d in (from_start, from_snapshot)]
+    assert len(costs[1]) >= 2 and costs[0] != costs[1]  # other days, other costs
+    bad = tune(*common, "output.snapshot_days=[10]", f"hydra.run.dir={tmp_path / 'c'}")
+    assert bad.returncode == 2 and "output.snapshot_days: experiments.tune writes no snapshots" in bad.stderr
