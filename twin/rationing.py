@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from twin.registry import Registry
+
 
 def split_proportional(available: np.ndarray, requests: np.ndarray, integer: bool) -> np.ndarray:
     """Share `available` (SKUs,) among rows of `requests` in proportion to each request."""
@@ -102,8 +104,8 @@ class FirstComeFirstServed(RationingRule):
         return split_priority(available, requests, integer)
 
 
-RULES: dict[str, type[RationingRule]] = {
+RULES: Registry[type[RationingRule]] = Registry("network.rationing", {
     "proportional": Proportional,
     "priority": Priority,
     "fcfs": FirstComeFirstServed,
-}
+})

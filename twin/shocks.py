@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from twin.config import ConfigReader, SpecError
+from twin.registry import Registry
 from twin.spec import NetworkSpec, NodeSpec
 
 
@@ -173,19 +174,19 @@ def _cuttable(node: NodeSpec) -> bool:
     return node.storage_capacity is not None or node.lane_capacity is not None
 
 
-SHOCK_TYPES: dict[str, type[Shock]] = {
+SHOCK_TYPES: Registry[type[Shock]] = Registry("type", {
     "demand": DemandShock,
     "lead_time": LeadTimeShock,
     "supplier_outage": SupplierOutage,
     "dc_closure": DcClosure,
     "capacity_cut": CapacityCut,
-}
+})
 
 
 def shock_from_dict(data: dict, network: NetworkSpec, key: str) -> Shock:
     """Build and validate one shock from a mapping with a `type` key (see SHOCK_TYPES)."""
     r = ConfigReader(data, key)
-    cls = SHOCK_TYPES[r.choice("type", tuple(SHOCK_TYPES))]
+    cls = SHOCK_TYPES.resolve(r.raw("type"), r.key("type"))
     kwargs = {"start": r.integer("start", low=0), "end": r.integer("end", low=1)}
     for name, f in cls.__dataclass_fields__.items():
         if name in ("start", "end"):

@@ -17,12 +17,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from twin.config import ConfigReader, SpecError, check_number
+from twin.rationing import RULES
 
 NODE_KINDS = ("supplier", "dc", "store")
 UNMET = ("backorder", "lost")
 LEAD_TIME_DISTS = ("deterministic", "gamma", "lognormal", "poisson", "empirical")
 DEMAND_DISTS = ("poisson", "negative_binomial", "normal", "zero_inflated_poisson")
-RATIONING_RULES = ("proportional", "priority", "fcfs")
+RATIONING_RULES = RULES.names  # twin/rationing.py owns the rules
 INVARIANT_MODES = ("off", "warn", "error")
 
 

@@ -20,6 +20,7 @@ from agents.baselines.policies import SS, BaseStock, EchelonBaseStock, ReorderPo
 from agents.baselines.safety import read_safety_factors
 from agents.protocol import Policy
 from twin.config import ConfigReader
+from twin.costs import CostRates, cost_rates
 from twin.registry import Registry
 from twin.spec import NetworkSpec
 from twin.stats import DemandStats
@@ -30,39 +31,23 @@ if TYPE_CHECKING:
 ECHELONS = ("store", "dc")
 
 
-@dataclass(frozen=True)
-class CostArrays:
-    """Per (node, SKU) costs the EOQ-based policies need."""
-
-    fixed_cost: np.ndarray      # per order line
-    holding_cost: np.ndarray    # per unit-day
-
-    @classmethod
-    def of(cls, network: NetworkSpec) -> CostArrays:
-        """Fixed order cost broadcast over nodes; holding = node.holding_factor * SKU holding cost."""
-        skus = network.skus
-        factors = np.array([n.holding_factor for n in network.nodes], dtype=float)[:, None]
-        return cls(fixed_cost=np.broadcast_to(skus.fixed_order_cost, (len(network.nodes), skus.n)).copy(),
-                   holding_cost=factors * skus.holding_cost[None, :])
-
-
-def _base_stock(stats: DemandStats, costs: CostArrays, z: dict[str, float]) -> Policy:
+def _base_stock(stats: DemandStats, rates: CostRates, z: dict[str, float]) -> Policy:
     return BaseStock.from_stats(stats, z)
 
 
-def _echelon_base_stock(stats: DemandStats, costs: CostArrays, z: dict[str, float]) -> Policy:
+def _echelon_base_stock(stats: DemandStats, rates: CostRates, z: dict[str, float]) -> Policy:
     return EchelonBaseStock.from_stats(stats, z)
 
 
-def _ss(stats: DemandStats, costs: CostArrays, z: dict[str, float]) -> Policy:
-    return SS.from_stats(stats, costs.fixed_cost, costs.holding_cost, z)
+def _ss(stats: DemandStats, rates: CostRates, z: dict[str, float]) -> Policy:
+    return SS.from_stats(stats, rates.fixed_order, rates.holding, z)
 
 
-def _rop(stats: DemandStats, costs: CostArrays, z: dict[str, float]) -> Policy:
-    return ReorderPointEOQ.from_stats(stats, costs.fixed_cost, costs.holding_cost, z)
+def _rop(stats: DemandStats, rates: CostRates, z: dict[str, float]) -> Policy:
+    return ReorderPointEOQ.from_stats(stats, rates.fixed_order, rates.holding, z)
 
 
-POLICIES: Registry[Callable[[DemandStats, CostArrays, dict[str, float]], Policy]] = Registry("policy.name", {
+POLICIES: Registry[Callable[[DemandStats, CostRates, dict[str, float]], Policy]] = Registry("policy.name", {
     "base_stock": _base_stock,
     "echelon_base_stock": _echelon_base_stock,
     "ss": _ss,
@@ -89,7 +74,7 @@ class PolicySpec:
     def build(self, network: NetworkSpec, horizon: int, seed: int) -> Policy:
         """The policy with static levels for `network` (demand statistics over `horizon` days of `seed`)."""
         stats = DemandStats.of(network, horizon, seed)
-        return POLICIES[self.name](stats, CostArrays.of(network), self.z)
+        return POLICIES[self.name](stats, cost_rates(network), self.z)
 
 
 def optimal_policy(case: ReferenceCase, network: NetworkSpec | None = None) -> Policy:

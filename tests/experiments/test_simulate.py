@@ -15,12 +15,13 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 from scipy import stats
 
-from agents.baselines.catalog import POLICIES, CostArrays, PolicySpec
+from agents.baselines.catalog import POLICIES, PolicySpec
 from experiments import simulate as simulate_module
 from experiments.run_config import load_config
 from experiments.startup import unknown_choice
 from experiments.summary import kpi_table, summarize, summarize_paired, t_quantile
 from twin import SpecError
+from twin.costs import cost_rates
 
 ROOT = Path(__file__).resolve().parents[2]
 CONF = ROOT / "conf"
@@ -64,10 +65,10 @@ def test_default_config_and_networks_have_the_documented_shape():
     assert all(n.unmet == "backorder" for n in net.nodes)
     assert (config.scenario.name, config.policy_spec.name, config.output.plots, config.output.per_sku) == \
         ("baseline", "base_stock", True, False)
-    costs = CostArrays.of(net)
+    rates = cost_rates(net)
     dc, store = net.index("dc_0"), net.index("store_00")
-    assert (costs.holding_cost[dc] < costs.holding_cost[store]).all()
-    assert (costs.fixed_cost > 0).all()
+    assert (rates.holding[dc] < rates.holding[store]).all()
+    assert (rates.fixed_order > 0).all()
     big = load_config(composed("network=paper_5x50")).network
     assert len(big.nodes_of_kind("store")) == 50 and big.nodes_of_kind("dc")[0].storage_capacity == 250000
     serial = load_config(composed("network=serial_3")).network

@@ -199,6 +199,9 @@ def test_a_trained_policy_decides_for_the_snapshot_it_is_given(ppo_run):
     policy.attach(a)  # another run, at day 0
     again = snapshot_from_dict(json.loads(json.dumps(snapshot.to_dict())), network)
     np.testing.assert_array_equal(policy.decide(again, forecast), expected)
+    c = Engine(network, horizon=60, seed=2, shocks=policy.sim.shocks, initial_on_hand=policy.initial_on_hand)
+    policy.attach(c)  # another run with b's demand model, still at day 0: act decides for the snapshot it is given
+    np.testing.assert_array_equal(policy.act(again), expected)
     assert not np.array_equal(policy.act(a.snapshot()), expected)  # its own state is another one
     with pytest.raises(TypeError, match="expected a twin Snapshot"):
         policy.act(a.state())
