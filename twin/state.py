@@ -83,3 +83,11 @@ class NetworkState:
         local = self.on_hand + self.in_transit
         customer_backorders = np.where(t.is_store[:, None], self.backorders, 0.0)
         return d @ local - d @ customer_backorders + self.on_order
+
+
+def orders_up_to(levels: np.ndarray, position: np.ndarray, is_supplier: np.ndarray) -> np.ndarray:
+    """Orders (nodes, SKUs) that raise `position` to `levels`: never negative, none at suppliers (they are outside
+    the network). The order rule of every order-up-to policy, installation or echelon."""
+    orders = np.maximum(levels - position, 0.0)
+    orders[is_supplier] = 0.0
+    return orders

@@ -18,6 +18,7 @@ and simpy are needed (no pytest).
 - `check_continuation(...)`: a run snapshotted at day d and continued from the snapshot (through its JSON)
   is bit-identical, from day d on, to the uninterrupted run.
 - `OrderUpTo(levels)`: a tiny installation base-stock policy, so the twin can be tested without agents/.
+- `two_dc_network()`: a small network mapping (two DCs, three demand laws, random lead times) for tests.
 
 These read a few of the engine's internals on purpose (`bought`, `sold_total`,
 `flows_outflow`, `shipments`, `lead_times`, `ledger`): they are the twin's own
@@ -36,11 +37,11 @@ from twin.engine import Engine, OrderPolicy, RunResult
 from twin.shocks import Shock
 from twin.snapshot import Snapshot, snapshot_from_dict
 from twin.spec import NetworkSpec
-from twin.state import NetworkState
+from twin.state import NetworkState, orders_up_to
 
 __all__ = [
     "OrderUpTo", "assert_identical", "check_common_random_numbers", "check_continuation", "check_determinism",
-    "check_kpis", "check_ledger", "check_state", "check_step_matches_run", "run_with_invariants",
+    "check_kpis", "check_ledger", "check_state", "check_step_matches_run", "run_with_invariants", "two_dc_network",
 ]
 
 TOLERANCE = 1e-6
@@ -335,9 +336,7 @@ class OrderUpTo:
         self.levels = np.asarray(levels, dtype=float)
 
     def act(self, state: NetworkState) -> np.ndarray:
-        orders = np.maximum(self.levels - state.inventory_position, 0.0)
-        orders[state.topology.is_supplier] = 0.0
-        return orders
+        return orders_up_to(self.levels, state.inventory_position, state.topology.is_supplier)
 
 
 def check_continuation(network: NetworkSpec, policy_factory: PolicyFactory, horizon: int, seed: int, day: int,
@@ -364,3 +363,28 @@ def check_continuation(network: NetworkSpec, policy_factory: PolicyFactory, hori
     assert_identical({k: v[day:] for k, v in full.sku_series.items()}, result.sku_series, "sku_series")
     check_ledger(continued)
     return snapshot
+
+
+def two_dc_network(extra_store: bool = False) -> dict:
+    """A network mapping for tests: a supplier, two DCs, four stores with backup DCs (one more by option), three
+    SKUs of different demand laws, random lead times, promotions and weather."""
+    stores = [{"name": f"s{i}", "kind": "store", "parent": f"dc{i % 2}", "backup_parent": f"dc{(i + 1) % 2}",
+               "region": ("north", "south")[i % 2], "lead_time": {"dist": "poisson", "mean": 1.5}}
+              for i in range(5 if extra_store else 4)]
+    return {
+        "name": "crn",
+        "skus": {"items": [
+            {"name": "milk", "group": "food", "dist": "poisson", "mean": 6, "fixed_order_cost": 2},
+            {"name": "lego", "group": "toys", "dist": "negative_binomial", "mean": 2, "dispersion": 2},
+            {"name": "rare", "group": "toys", "dist": "zero_inflated_poisson", "mean": 0.5, "zero_prob": 0.6},
+        ]},
+        "demand": {"weekly": [1, 1, 1, 1, 1.3, 1.6, 0.8], "promotion": {"weekly_probability": 0.2},
+                   "weather_sd": 0.3},
+        "nodes": [
+            {"name": "sup", "kind": "supplier"},
+            {"name": "dc0", "kind": "dc", "parent": "sup", "lead_time": {"dist": "gamma", "mean": 3, "cv": 0.4}},
+            {"name": "dc1", "kind": "dc", "parent": "sup",
+             "lead_time": {"dist": "empirical", "values": [2, 3, 6], "probs": [0.5, 0.3, 0.2]}},
+            *stores,
+        ],
+    }

@@ -11,7 +11,7 @@ import numpy as np
 
 from agents.baselines.safety import safety_factors
 from twin.coverage import protection_periods
-from twin.state import NetworkState
+from twin.state import NetworkState, orders_up_to
 from twin.stats import DemandStats
 
 
@@ -22,9 +22,7 @@ class BaseStock:
         self.levels = np.asarray(levels, dtype=float)
 
     def act(self, state: NetworkState) -> np.ndarray:
-        orders = np.maximum(self.levels - state.inventory_position, 0.0)
-        orders[state.topology.is_supplier] = 0.0
-        return orders
+        return orders_up_to(self.levels, state.inventory_position, state.topology.is_supplier)
 
     @classmethod
     def from_stats(cls, stats: DemandStats, z: dict[str, float] | None = None) -> BaseStock:
@@ -41,9 +39,7 @@ class EchelonBaseStock:
         self.levels = np.asarray(levels, dtype=float)
 
     def act(self, state: NetworkState) -> np.ndarray:
-        orders = np.maximum(self.levels - state.echelon_inventory_position, 0.0)
-        orders[state.topology.is_supplier] = 0.0
-        return orders
+        return orders_up_to(self.levels, state.echelon_inventory_position, state.topology.is_supplier)
 
     @classmethod
     def from_stats(cls, stats: DemandStats, z: dict[str, float] | None = None) -> EchelonBaseStock:

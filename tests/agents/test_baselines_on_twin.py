@@ -29,34 +29,11 @@ from twin.testing import (
     check_kpis,
     check_step_matches_run,
     run_with_invariants,
+    two_dc_network,
 )
 
 HORIZON = 60
 CONF = Path(__file__).resolve().parents[2] / "conf"
-
-
-def network_dict(extra_store: bool = False) -> dict:
-    """Two DCs, four stores (one more by option), three SKUs of different laws, random lead times."""
-    stores = [{"name": f"s{i}", "kind": "store", "parent": f"dc{i % 2}", "backup_parent": f"dc{(i + 1) % 2}",
-               "region": ("north", "south")[i % 2], "lead_time": {"dist": "poisson", "mean": 1.5}}
-              for i in range(5 if extra_store else 4)]
-    return {
-        "name": "crn",
-        "skus": {"items": [
-            {"name": "milk", "group": "food", "dist": "poisson", "mean": 6, "fixed_order_cost": 2},
-            {"name": "lego", "group": "toys", "dist": "negative_binomial", "mean": 2, "dispersion": 2},
-            {"name": "rare", "group": "toys", "dist": "zero_inflated_poisson", "mean": 0.5, "zero_prob": 0.6},
-        ]},
-        "demand": {"weekly": [1, 1, 1, 1, 1.3, 1.6, 0.8], "promotion": {"weekly_probability": 0.2},
-                   "weather_sd": 0.3},
-        "nodes": [
-            {"name": "sup", "kind": "supplier"},
-            {"name": "dc0", "kind": "dc", "parent": "sup", "lead_time": {"dist": "gamma", "mean": 3, "cv": 0.4}},
-            {"name": "dc1", "kind": "dc", "parent": "sup",
-             "lead_time": {"dist": "empirical", "values": [2, 3, 6], "probs": [0.5, 0.3, 0.2]}},
-            *stores,
-        ],
-    }
 
 
 def lost_sales_chain() -> dict:
@@ -75,7 +52,7 @@ def lost_sales_chain() -> dict:
 
 @pytest.fixture(scope="module")
 def net():
-    return network_from_dict(network_dict())
+    return network_from_dict(two_dc_network())
 
 
 @pytest.fixture(scope="module")
@@ -165,7 +142,7 @@ def test_stepping_with_the_echelon_base_stock_orders_equals_run(net, stats):
 @st.composite
 def baseline_runs(draw):
     """(network, baseline policy with random levels or built from demand statistics, seed, shocks, warmup)."""
-    data = draw(st.sampled_from([network_dict(), lost_sales_chain()]))
+    data = draw(st.sampled_from([two_dc_network(), lost_sales_chain()]))
     network = network_from_dict(data)
     n, k = len(network.nodes), network.skus.n
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))

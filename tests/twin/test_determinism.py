@@ -18,38 +18,15 @@ from twin.testing import (
     check_common_random_numbers,
     check_determinism,
     check_step_matches_run,
+    two_dc_network,
 )
 
 HORIZON = 60
 
 
-def network_dict(extra_store: bool = False) -> dict:
-    """Two DCs, four stores (one more by option), three SKUs of different laws, random lead times."""
-    stores = [{"name": f"s{i}", "kind": "store", "parent": f"dc{i % 2}", "backup_parent": f"dc{(i + 1) % 2}",
-               "region": ("north", "south")[i % 2], "lead_time": {"dist": "poisson", "mean": 1.5}}
-              for i in range(5 if extra_store else 4)]
-    return {
-        "name": "crn",
-        "skus": {"items": [
-            {"name": "milk", "group": "food", "dist": "poisson", "mean": 6, "fixed_order_cost": 2},
-            {"name": "lego", "group": "toys", "dist": "negative_binomial", "mean": 2, "dispersion": 2},
-            {"name": "rare", "group": "toys", "dist": "zero_inflated_poisson", "mean": 0.5, "zero_prob": 0.6},
-        ]},
-        "demand": {"weekly": [1, 1, 1, 1, 1.3, 1.6, 0.8], "promotion": {"weekly_probability": 0.2},
-                   "weather_sd": 0.3},
-        "nodes": [
-            {"name": "sup", "kind": "supplier"},
-            {"name": "dc0", "kind": "dc", "parent": "sup", "lead_time": {"dist": "gamma", "mean": 3, "cv": 0.4}},
-            {"name": "dc1", "kind": "dc", "parent": "sup",
-             "lead_time": {"dist": "empirical", "values": [2, 3, 6], "probs": [0.5, 0.3, 0.2]}},
-            *stores,
-        ],
-    }
-
-
 @pytest.fixture(scope="module")
 def net():
-    return network_from_dict(network_dict())
+    return network_from_dict(two_dc_network())
 
 
 @pytest.fixture(scope="module")
@@ -122,8 +99,8 @@ def test_lead_time_draws_do_not_depend_on_the_policy(net, stats):
 
 def test_demand_of_a_store_does_not_depend_on_other_nodes(stats):
     """Streams are keyed by node name: adding a store changes no other store's draws."""
-    small = network_from_dict(network_dict())
-    large = network_from_dict(network_dict(extra_store=True))
+    small = network_from_dict(two_dc_network())
+    large = network_from_dict(two_dc_network(extra_store=True))
     _, a = run(small, OrderUpTo(np.zeros((len(small.nodes), 3))), 3, shocks=())
     _, b = run(large, OrderUpTo(np.zeros((len(large.nodes), 3))), 3, shocks=())
     np.testing.assert_array_equal(a.sku_series["demand"][:, 3:7], b.sku_series["demand"][:, 3:7])

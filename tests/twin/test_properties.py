@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 
 from twin import CapacityCut, DcClosure, DemandShock, LeadTimeShock, SupplierOutage, network_from_dict
 from twin.coverage import protection_periods
+from twin.state import orders_up_to
 from twin.stats import DemandStats
 from twin.testing import (
     OrderUpTo,
@@ -212,9 +213,7 @@ class EchelonOrderUpTo(OrderUpTo):
     """Order up to fixed levels of the echelon inventory position (the node and everything below it)."""
 
     def act(self, state) -> np.ndarray:
-        orders = np.maximum(self.levels - state.echelon_inventory_position, 0.0)
-        orders[state.topology.is_supplier] = 0.0
-        return orders
+        return orders_up_to(self.levels, state.echelon_inventory_position, state.topology.is_supplier)
 
 
 class MinMax:
