@@ -1,10 +1,11 @@
 """Seed ranges: which seeds a run simulates, tunes, validates and evaluates on, and the rule that keeps them apart.
 
-A range is `count` consecutive seeds from `first`. The defaults keep the uses far
-apart: simulation replications, tuning and RL training start at the run's `seed`
-(small numbers; training episodes draw their seeds from that seed's stream),
-validation of checkpoints at 900,000 and held-out evaluation at 1,000,000, so a
-policy is never scored on the seeds it was selected on.
+A range is `count` consecutive seeds from `first`. Simulation replications and
+tuning start at the run's `seed`; RL training starts there too, but its episodes
+draw their seeds from that seed's stream (anywhere below 2**31). What is kept
+apart, and checked, is validation (checkpoints, from 900,000) and held-out
+evaluation (from 1,000,000), so a policy is never scored on the seeds it was
+selected on.
 """
 
 from __future__ import annotations

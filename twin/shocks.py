@@ -10,6 +10,7 @@ A scenario such as COVID-2020 is simply a tuple of shocks.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -204,3 +205,10 @@ def shock_from_dict(data: dict, network: NetworkSpec, key: str) -> Shock:
     shock = cls(**kwargs)
     shock.validate(network, key)
     return shock
+
+
+def shock_to_dict(shock: Shock) -> dict:
+    """A shock as the plain mapping `shock_from_dict` reads."""
+    kind = next(k for k, cls in SHOCK_TYPES.items() if type(shock) is cls)
+    return {"type": kind, **{f.name: list(v) if isinstance(v := getattr(shock, f.name), tuple) else v
+                             for f in dataclasses.fields(shock)}}

@@ -45,7 +45,7 @@ import numpy as np
 
 from twin.calendar import DAY_ZERO, calendar_date
 from twin.config import ConfigReader, SpecError
-from twin.shocks import SHOCK_TYPES, Shock, shock_from_dict
+from twin.shocks import Shock, shock_from_dict, shock_to_dict
 from twin.spec import NetworkSpec
 
 SNAPSHOT_FORMAT = "twin.snapshot/1"
@@ -414,13 +414,6 @@ def snapshot_from_dict(data: Mapping[str, Any], network: NetworkSpec, key: str =
                         disruptions=tuple(disruptions), seed=seed, horizon=source_horizon, **arrays)
     snapshot.check(network, key)
     return snapshot
-
-
-def shock_to_dict(shock: Shock) -> dict[str, Any]:
-    """A shock as the plain mapping `shock_from_dict` reads."""
-    kind = next(k for k, cls in SHOCK_TYPES.items() if type(shock) is cls)
-    return {"type": kind, **{f.name: list(v) if isinstance(v := getattr(shock, f.name), tuple) else v
-                             for f in dataclasses.fields(shock)}}
 
 
 def _node(r: ConfigReader, name: str, index: Mapping[str, int]) -> int:
