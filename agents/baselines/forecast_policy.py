@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 
 from agents.baselines.safety import safety_factors
-from agents.forecasting.live import LiveForecaster
-from twin.coverage import protection_periods
+from agents.forecasting.live import LiveForecaster, forecast_over_protection
 from twin.engine import Engine
-from twin.state import NetworkState
+from twin.snapshot import Snapshot
+from twin.state import orders_up_to
 
 
 class ForecastBaseStock:
@@ -19,8 +19,12 @@ class ForecastBaseStock:
     shock lasts, as the RL agents observe it) and R the review period (1 day).
     With the oracle forecaster the sd is the demand law's, with a learned one it
     comes from its 10-90% quantiles. Like a trained policy, it is attached to
-    the engine it decides for, so its forecaster sees that run's demand.
+    the engine it decides for, so its forecaster sees that run's demand, and it
+    decides from a snapshot (`needs_snapshot`): the forecast over each node's
+    protection period is the one the RL agents observe (forecast_over_protection).
     """
+
+    needs_snapshot = True
 
     def __init__(self, forecaster: LiveForecaster, z: dict[str, float] | None = None, review_period: int = 1,
                  name: str | None = None) -> None:
@@ -36,16 +40,15 @@ class ForecastBaseStock:
         self.forecaster.attach(engine)
         self._z = safety_factors(engine.topology.kinds, self.z)
 
-    def levels(self, day: int) -> np.ndarray:
-        """The order-up-to levels (nodes, SKUs) at the decision point of `day`."""
-        periods = protection_periods(self._engine.expected_lead_times(), self.review_period)
-        mean = self.forecaster.over(day, periods)
-        sd = self.forecaster.spread(day, periods)
-        return mean + self._z * sd
+    def levels(self, snapshot: Snapshot) -> np.ndarray:
+        """The order-up-to levels (nodes, SKUs) at the snapshot's decision point."""
+        forecast = forecast_over_protection(snapshot, self.forecaster, self.review_period, with_spread=True)
+        return forecast.mean + self._z * forecast.spread
 
-    def act(self, state: NetworkState) -> np.ndarray:
+    def act(self, state: Snapshot) -> np.ndarray:
         if self._engine is None:
             raise RuntimeError(f"{self.name}: call attach(engine) before act (evaluate/simulate do)")
-        orders = np.maximum(self.levels(state.day) - state.inventory_position, 0.0)
-        orders[state.topology.is_supplier] = 0.0
-        return orders
+        if not isinstance(state, Snapshot):
+            raise TypeError(f"{self.name}: expected a twin Snapshot (engine.snapshot()), got {type(state).__name__}; "
+                            f"Engine.run passes one to a policy with needs_snapshot")
+        return orders_up_to(self.levels(state), state.inventory_position, self._engine.topology.is_supplier)

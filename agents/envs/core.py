@@ -16,15 +16,10 @@ import numpy as np
 
 import scenarios
 from agents.envs.actions import ActionMap, action_from_dict
-from agents.envs.observation import (
-    DemandForecast,
-    ItemProfile,
-    ObsSpec,
-    forecast_over_protection,
-    observation_inputs,
-)
+from agents.envs.observation import ItemProfile, ObsSpec, observation_inputs
 from agents.forecasting import forecaster_from_name
 from agents.forecasting.factory import FORECASTERS
+from agents.forecasting.live import DemandForecast, forecast_over_protection
 from twin.config import ConfigReader, SpecError
 from twin.costs import cost_rates
 from twin.coverage import protection_periods, starting_stock

@@ -32,8 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from agents.forecasting import LiveForecaster
-from twin.coverage import protection_periods
+from agents.forecasting.live import DemandForecast
 from twin.shocks import CapacityCut, DcClosure, DemandShock, LeadTimeShock, SupplierOutage
 from twin.snapshot import Snapshot
 
@@ -67,14 +66,6 @@ class ItemProfile:
     demand_cv: np.ndarray          # (nodes, SKUs)
     critical_ratio: np.ndarray     # (nodes, SKUs) in [0, 1]
     nominal_lead_time: np.ndarray  # (nodes,) days
-
-
-@dataclass(frozen=True)
-class DemandForecast:
-    """Forecast demand per (node, SKU) over each node's protection period (lead time + review), from one day."""
-
-    mean: np.ndarray                  # (nodes, SKUs)
-    spread: np.ndarray | None = None  # (nodes, SKUs) its standard deviation, where asked for
 
 
 @dataclass(frozen=True)
@@ -120,17 +111,6 @@ class ObsSpec:
         out[:, :, j + 10:] = x.shock_flags
         np.clip(out, -OBS_CLIP, OBS_CLIP, out=out)
         return out
-
-
-def forecast_over_protection(snapshot: Snapshot, forecaster: LiveForecaster, review_period: int,
-                             with_spread: bool = False) -> DemandForecast:
-    """`forecaster`'s demand from the snapshot's day over each node's protection period at today's lead time.
-
-    `with_spread` also asks for its standard deviation over those days (for SafetyFactor actions).
-    """
-    periods = protection_periods(snapshot.expected_lead_time, review_period)
-    return DemandForecast(mean=forecaster.over(snapshot.day, periods),
-                          spread=forecaster.spread(snapshot.day, periods) if with_spread else None)
 
 
 def observation_inputs(snapshot: Snapshot, forecast: DemandForecast, profile: ItemProfile,

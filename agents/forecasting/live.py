@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
@@ -24,8 +25,10 @@ import pandas as pd
 from agents.forecasting.base import Forecaster, SeriesPanel
 from agents.forecasting.data import TWIN_START, panel_from_twin, twin_covariates
 from twin.config import SpecError
+from twin.coverage import protection_periods
 from twin.demand import draw_variance
 from twin.engine import Engine
+from twin.snapshot import Snapshot
 
 log = logging.getLogger("agents.forecasting.live")
 
@@ -43,6 +46,25 @@ class LiveForecaster(Protocol):
 
     def spread(self, day: int, periods: np.ndarray) -> np.ndarray:
         """Standard deviation (nodes, SKUs) of demand over the same days (days and stores independent)."""
+
+
+@dataclass(frozen=True)
+class DemandForecast:
+    """Forecast demand per (node, SKU) over each node's protection period (lead time + review), from one day."""
+
+    mean: np.ndarray                  # (nodes, SKUs)
+    spread: np.ndarray | None = None  # (nodes, SKUs) its standard deviation, where asked for
+
+
+def forecast_over_protection(snapshot: Snapshot, forecaster: LiveForecaster, review_period: int,
+                             with_spread: bool = False) -> DemandForecast:
+    """`forecaster`'s demand from the snapshot's day over each node's protection period at today's lead time.
+
+    `with_spread` also asks for its standard deviation over those days (for SafetyFactor actions).
+    """
+    periods = protection_periods(snapshot.expected_lead_time, review_period)
+    return DemandForecast(mean=forecaster.over(snapshot.day, periods),
+                          spread=forecaster.spread(snapshot.day, periods) if with_spread else None)
 
 
 def _window_sums(cumulative: np.ndarray, day: int, periods: np.ndarray, per_day_after: np.ndarray) -> np.ndarray:

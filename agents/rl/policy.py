@@ -19,7 +19,7 @@ import tree
 from ray.rllib.core.columns import Columns
 
 from agents.envs.core import SupplyChainSim
-from agents.envs.observation import DemandForecast
+from agents.forecasting.live import DemandForecast
 from agents.rl.algorithms import RoleMapping, TrainingSetup
 from agents.rl.checkpoint import read_setup
 from twin.engine import Engine

@@ -109,8 +109,8 @@ def test_forecast_base_stock_orders_up_to_forecast_plus_safety(small):
     engine = Engine(small, horizon=200, seed=2, warmup=30)
     policy = ForecastBaseStock(OracleForecaster(), z={"store": 1.65, "dc": 1.65})
     policy.attach(engine)
-    state = engine.state()
-    levels = policy.levels(0)
+    state = engine.state_for(policy)
+    levels = policy.levels(state)
     orders = policy.act(state)
     expected = np.maximum(levels - state.inventory_position, 0)
     expected[engine.topology.is_supplier] = 0
@@ -122,7 +122,7 @@ def test_forecast_base_stock_orders_up_to_forecast_plus_safety(small):
 def test_forecast_base_stock_must_be_attached(small):
     engine = Engine(small, horizon=5, seed=2)
     with pytest.raises(RuntimeError, match="attach"):
-        ForecastBaseStock(OracleForecaster()).act(engine.state())
+        ForecastBaseStock(OracleForecaster()).act(engine.snapshot())
 
 
 def test_live_forecaster_names_are_checked():
