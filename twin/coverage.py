@@ -33,9 +33,12 @@ def protection_periods(lead_times: np.ndarray, review_period: int | np.ndarray =
     `review_period` is whole days >= 0, a scalar or broadcastable to `lead_times`.
     """
     lead_times = np.asarray(lead_times, dtype=float)
-    review = np.asarray(review_period)
-    if np.any(~np.isfinite(lead_times)) or np.any(lead_times < 0):
+    # one pass each way (NaN fails both comparisons): the envs call this at every decision point
+    if lead_times.size and not (lead_times.min() >= 0 and lead_times.max() < np.inf):
         raise ValueError(f"lead_times: {lead_times!r} is not allowed; allowed: finite days >= 0")
+    if isinstance(review_period, (int, np.integer)) and not isinstance(review_period, bool) and review_period >= 0:
+        return np.rint(lead_times).astype(np.int64) + int(review_period)
+    review = np.asarray(review_period)
     whole = review.dtype.kind in "iu" or (review.dtype.kind == "f" and np.all(review == np.rint(review)))
     if not whole or np.any(review < 0):
         raise ValueError(f"review_period: {review_period!r} is not allowed; allowed: whole days >= 0")

@@ -29,6 +29,7 @@ Features of ObsSpec version 1, in order:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -75,7 +76,7 @@ class ObsSpec:
     pipeline_ages: int = 8
     version: int = 1
 
-    @property
+    @cached_property  # read at every decision point (n_features): built once per spec
     def feature_names(self) -> tuple[str, ...]:
         return (("on_hand", "backorders", "unshipped")
                 + tuple(f"pipeline_age_{a}" for a in range(self.pipeline_ages))
@@ -83,7 +84,7 @@ class ObsSpec:
                    "demand_cv", "critical_ratio", "dow_sin", "dow_cos", "doy_sin", "doy_cos")
                 + tuple(f"shock_{cls.__name__}" for cls in SHOCK_CLASSES))
 
-    @property
+    @cached_property
     def n_features(self) -> int:
         return len(self.feature_names)
 
