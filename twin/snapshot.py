@@ -77,7 +77,7 @@ def _plain(value: Any) -> Any:
     return value
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class OpenShipment:
     """Units dispatched from `source` to `node` on day `dispatched`, due to arrive on day `due`."""
 
@@ -88,7 +88,7 @@ class OpenShipment:
     quantity: np.ndarray  # (SKUs,)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class UnshippedOrder:
     """Units `node` ordered from `source` on day `ordered` that `source` has not dispatched yet (its backlog)."""
 
