@@ -9,12 +9,18 @@ simpy, pytest, hypothesis and yaml.
 Imports are read with `ast`, nothing is imported: every `import` and `from ... import` (inside functions too;
 relative imports stay inside their package), and every string that names a project module, such as
 `python -m experiments.tune` run as a subprocess or a lazy registry entry `"agents.forecasting.tree:Model"`.
+
+The serving side (agents/deploy) must run without torch and ray: neither it nor any project module it imports,
+followed through every `import` statement, imports them (or hydra, omegaconf, agents.rl, agents.envs.rllib);
+a subprocess that imports it confirms none of them is loaded. Lazy registry strings are not followed: they
+load a module only when that entry is asked for by name.
 """
 
 from __future__ import annotations
 
 import ast
 import re
+import subprocess
 import sys
 from collections.abc import Iterable
 from pathlib import Path
@@ -39,6 +45,9 @@ TESTS_ALLOWED = {
 }
 # the third-party libraries tests/twin may import besides the standard library
 TWIN_TEST_LIBRARIES = frozenset({"numpy", "simpy", "pytest", "hypothesis", "yaml"})
+# serving packages -> the modules (and their submodules) that they, and every project module they import, must not
+# import
+SERVING_FORBIDDEN = {"agents.deploy": HEAVY | {"agents.rl", "agents.envs.rllib"}}
 
 MODULE_STRING = re.compile(rf"(?:{'|'.join(LAYERS)})(?:\.[A-Za-z_]\w*)*(?::[A-Za-z_]\w*)?")
 
@@ -146,3 +155,94 @@ def test_the_checker_passes_imports_from_below():
     assert violations(source, "t.py", allowed_project={"twin"}, allowed_libraries=TWIN_TEST_LIBRARIES) == []
     assert violations("import scenarios\nfrom agents.envs import core\n", "t.py",
                       allowed_project={"twin", "scenarios", "agents"}) == []
+
+
+# ------------------------------------------------------------------ the serving side: no torch or ray, even indirectly
+
+def _module_file(dotted: str) -> Path | None:
+    path = ROOT.joinpath(*dotted.split("."))
+    for candidate in (path.with_suffix(".py"), path / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def import_statements(source: str) -> list[tuple[int, str]]:
+    """(line, dotted module) of every absolute import statement, anywhere in `source` (strings are not followed);
+    `from a import b` gives a.b too where that is a project module."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.append((node.lineno, node.module))
+            found += [(node.lineno, f"{node.module}.{alias.name}") for alias in node.names
+                      if _module_file(f"{node.module}.{alias.name}") is not None]
+    return found
+
+
+def _forbidden(module: str, forbidden: Iterable[str]) -> bool:
+    return any(module == f or module.startswith(f + ".") for f in forbidden)
+
+
+def transitive_violations(package: str, forbidden: Iterable[str]) -> list[str]:
+    """Imports of `forbidden` modules by the code of `package` or by any project module it reaches through import
+    statements (a package's `__init__` counts as imported with it), one message each with the chain."""
+    forbidden = set(forbidden)
+    folder = ROOT.joinpath(*package.split("."))
+    queue = [(str(p.relative_to(ROOT).with_suffix("")).replace("/", "."), p, package)
+             for p in sorted(folder.rglob("*.py"))]
+    seen = {name for name, _, _ in queue}
+    found = []
+    while queue:
+        name, path, chain = queue.pop()
+        for line, module in import_statements(path.read_text()):
+            if _forbidden(module, forbidden):
+                found.append(f"{path.relative_to(ROOT)}:{line}: imports {module} (reached from {chain})")
+                continue
+            parts = module.split(".")
+            if parts[0] not in LAYERS:
+                continue
+            for depth in range(1, len(parts) + 1):  # importing a.b.c runs a/__init__ and a/b/__init__ first
+                dotted = ".".join(parts[:depth])
+                target = _module_file(dotted)
+                if target is not None and dotted not in seen:
+                    seen.add(dotted)
+                    queue.append((dotted, target, f"{chain} -> {dotted}"))
+    return found
+
+
+@pytest.mark.parametrize("package", sorted(SERVING_FORBIDDEN))
+def test_the_serving_side_imports_no_heavy_library_even_indirectly(package):
+    found = transitive_violations(package, SERVING_FORBIDDEN[package])
+    assert not found, (f"{package} must run without {', '.join(sorted(SERVING_FORBIDDEN[package]))}, directly or "
+                       f"through what it imports:\n" + "\n".join(found))
+
+
+def test_importing_the_serving_side_loads_no_heavy_library():
+    modules = sorted(str(p.relative_to(ROOT).with_suffix("")).replace("/", ".")
+                     for package in SERVING_FORBIDDEN for p in ROOT.joinpath(*package.split(".")).rglob("*.py"))
+    forbidden = sorted(set().union(*SERVING_FORBIDDEN.values()))
+    code = (f"import importlib, sys\nfor m in {modules!r}: importlib.import_module(m.removesuffix('.__init__'))\n"
+            f"print(sorted(m for m in sys.modules if any(m == f or m.startswith(f + '.') for f in {forbidden!r})))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", f"importing {', '.join(SERVING_FORBIDDEN)} loaded: {out.stdout.strip()}"
+
+
+def test_the_erp_state_models_need_pydantic_only():
+    source = (ROOT / "agents/deploy/erp_state.py").read_text()
+    assert violations(source, "erp_state.py", allowed_project=(), allowed_libraries={"pydantic"}) == []
+
+
+def test_the_transitive_check_follows_project_imports(tmp_path, monkeypatch):
+    (tmp_path / "agents" / "serve").mkdir(parents=True)
+    (tmp_path / "agents" / "__init__.py").write_text("")
+    (tmp_path / "agents" / "serve" / "__init__.py").write_text("from agents import helper\n")
+    (tmp_path / "agents" / "helper.py").write_text("def f():\n    import agents.rl.policy\n")
+    (tmp_path / "agents" / "clean").mkdir()
+    (tmp_path / "agents" / "clean" / "__init__.py").write_text("NAME = 'agents.rl.policy:Policy'\nimport numpy\n")
+    monkeypatch.setitem(globals(), "ROOT", tmp_path)
+    found = transitive_violations("agents.serve", {"torch", "agents.rl"})
+    assert len(found) == 1 and found[0].startswith("agents/helper.py:2: imports agents.rl.policy"), found
+    assert "agents.serve -> agents.helper" in found[0]
+    assert transitive_violations("agents.clean", {"agents.rl"}) == []  # strings are lazy: not followed
