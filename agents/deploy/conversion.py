@@ -11,7 +11,9 @@ panels for a forecaster, the disruptions that begin later. Its rules:
   on hand): refused, or with `overdue="tomorrow"` taken as arriving the day after `as_of` (and listed).
 - A DC's or store's expected lead time is its `lead_time` (mean_days, or the mean of observed_days); left out,
   the network's nominal lead time times the supplier delays in force, as the engine computes it. It is what
-  decisions read: a twin run draws its lead times from the network spec and the disruptions in force.
+  decisions read: a twin run draws its lead times from the network spec and the disruptions in force. A derived
+  lead time above MAX_LEAD_TIME_DAYS (the models' cap) is refused naming the supplier delay that makes it, and
+  `snapshot_to_state` refuses a snapshot expecting one (naming the location): both sides keep to the cap.
 - Disruptions in force on `as_of` become the snapshot's (their window as given, a start before day 0 taken as
   day 0); later ones are returned as shocks (`later_shocks`) for a planner to add; ended ones are refused.
 - Received and served today are zero (today's receipts count as stock at the start of the day); totals follow
@@ -57,17 +59,12 @@ import pandas as pd
 from pydantic import ValidationError
 
 from agents.deploy.erp_state import (
+    MAX_LEAD_TIME_DAYS,
     CapacityCut,
-    ClientForecast,
-    Costs,
     DcClosure,
     DemandChange,
     DemandHistory,
     ErpState,
-    Item,
-    LeadTime,
-    Location,
-    OpenOrder,
     SupplierDelay,
     SupplierOutage,
     format_loc,
@@ -150,11 +147,13 @@ def _shock(disruption, network: NetworkSpec, loc: Loc) -> twin_shocks.Shock:
     return shock
 
 
-def _disruption(shock: twin_shocks.Shock):
+def _disruption(shock: twin_shocks.Shock) -> dict:
+    """The ERP disruption of a twin shock, as data for the models."""
     erp_cls, fields = next((k, v[1]) for k, v in _SHOCKS.items() if v[0] is type(shock))
     values = {erp: getattr(shock, twin) for erp, twin in fields.items()}
     values = {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
-    return erp_cls(start_date=calendar_date(shock.start), end_date=calendar_date(shock.end), **values)
+    return dict(type=erp_cls.model_fields["type"].default, start_date=calendar_date(shock.start),
+                end_date=calendar_date(shock.end), **values)
 
 
 # ------------------------------------------------------------------ ERP -> twin
@@ -187,10 +186,13 @@ def state_to_twin(state: ErpState, network: NetworkSpec, *, review_period: int =
         shock = _shock(disruption, network, loc)
         (in_force if disruption.start_date <= state.as_of else later).append((j, shock))
     delay = np.ones(n)
-    for _, shock in in_force:
+    delays: list[tuple[int, np.ndarray]] = []          # (disruption index, its lead-time factor per node)
+    for j, shock in in_force:
         effects = twin_shocks.ShockEffects.neutral(n, n_sku)
         shock.apply(effects, network)
         delay *= effects.lead_time
+        if np.any(effects.lead_time != 1.0):
+            delays.append((j, effects.lead_time.copy()))
 
     on_hand, backorders = np.zeros((n, n_sku)), np.zeros((n, n_sku))
     given_backorders = np.zeros((n, n_sku), dtype=bool)
@@ -262,6 +264,8 @@ def state_to_twin(state: ErpState, network: NetworkSpec, *, review_period: int =
                 vector[k] += line.quantity
                 line_loc.setdefault(key, {}).setdefault(k, oloc)
 
+    _check_lead(state, network, topo, lead, delays, where_node)
+
     # lines in the engine's order: shipments by dispatch day (DCs allocate before suppliers, customers in node
     # order), unshipped orders by supplier, order day and customer
     ship_keys = sorted(shipments, key=lambda s: (s[2], -topo.depth[s[1]], s[1], s[0], s[3]))
@@ -296,6 +300,29 @@ def state_to_twin(state: ErpState, network: NetworkSpec, *, review_period: int =
     return TwinInputs(snapshot=snapshot, forecast=forecast, periods=periods, review_period=review_period,
                       missing_forecast=missing, history=_history(state, network), later_shocks=tuple(
                           shock for _, shock in later), unlisted=unlisted, overdue=tuple(late))
+
+
+def _check_lead(state: ErpState, network: NetworkSpec, topo: Topology, lead: np.ndarray,
+                delays: Sequence[tuple[int, np.ndarray]], where_node: Mapping[int, int]) -> None:
+    """Refuse an expected lead time above MAX_LEAD_TIME_DAYS (the models' cap, so that every snapshot converts
+    back): a given one is capped by the models; a derived one names the supplier delay that makes it (the largest
+    on the node's lane), or the location (a network lane longer than the cap)."""
+    for i in np.flatnonzero(~topo.is_supplier & (lead > MAX_LEAD_TIME_DAYS)):
+        j = where_node.get(int(i))
+        if j is not None and state.locations[j].lead_time is not None:
+            continue  # given: within the cap already
+        name, parent = topo.names[i], topo.parent[i]
+        hits = [(float(factor[parent]), d) for d, factor in delays if parent >= 0 and factor[parent] != 1.0]
+        why = (f"{name!r} would expect a lead time of {lead[i]:g} days (the network's {topo.lead_time_mean[i]:g} "
+               f"days")
+        allowed = f"allowed: at most {MAX_LEAD_TIME_DAYS:g} days (MAX_LEAD_TIME_DAYS)"
+        if hits:
+            _, d = max(hits)
+            raise ErpStateError(("disruptions", d, "multiplier"), (
+                f"{why} times the delays in force); {allowed}: a smaller multiplier, or the location's own "
+                f"lead_time"))
+        loc: Loc = ("locations", j, "lead_time") if j is not None else ("locations",)
+        raise ErpStateError(loc, f"{why}); {allowed}: give the location's lead_time")
 
 
 def _listing(values: Sequence[str], limit: int = 20) -> str:
@@ -465,36 +492,46 @@ def snapshot_to_state(snapshot: Snapshot, network: NetworkSpec, forecast: Demand
     names, skus = snapshot.nodes, snapshot.skus
     rates = cost_rates(network)
     periods = protection_periods(snapshot.expected_lead_time, review_period)
-    lines: dict[int, dict[int, list[OpenOrder]]] = {}
+    lines: dict[int, dict[int, list[dict]]] = {}
     for s in snapshot.shipments:
         for k in np.flatnonzero(s.quantity > 0):
-            lines.setdefault(s.node, {}).setdefault(k, []).append(OpenOrder(
+            lines.setdefault(s.node, {}).setdefault(k, []).append(dict(
                 quantity=float(s.quantity[k]), source=names[s.source], ship_date=calendar_date(s.dispatched),
                 expected_arrival=calendar_date(s.due)))
     for u in snapshot.unshipped:
         for k in np.flatnonzero(u.quantity > 0):
-            lines.setdefault(u.node, {}).setdefault(k, []).append(OpenOrder(
+            lines.setdefault(u.node, {}).setdefault(k, []).append(dict(
                 quantity=float(u.quantity[k]), source=names[u.source], order_date=calendar_date(u.ordered)))
-    locations = []
+    locations: list[dict] = []
     for i, node in enumerate(network.nodes):
         if node.kind == "supplier":
             continue
         nominal, sd = node.lead_time.expected_days, math.sqrt(node.lead_time.variance)
         expected = float(snapshot.expected_lead_time[i])
+        if expected > MAX_LEAD_TIME_DAYS:
+            raise ErpStateError(("locations", len(locations), "lead_time", "mean_days"), (
+                f"{node.name!r} expects a lead time of {expected:g} days at the snapshot; allowed: at most "
+                f"{MAX_LEAD_TIME_DAYS:g} days (MAX_LEAD_TIME_DAYS): the ERP state cannot hold it"))
         scale = expected / nominal if nominal > 0 else 1.0
         items = []
         for k, sku in enumerate(skus):
-            costs = Costs(holding=float(rates.holding[i, k]), backorder=float(rates.backorder[i, k]),
-                          lost_sale=float(rates.lost_sale[i, k]), in_transit=float(rates.transit[i, k]),
-                          fixed_order=float(rates.fixed_order[i, k]), unit_cost=float(rates.unit[i, k]))
-            items.append(Item(sku=sku, on_hand=_clean(snapshot.on_hand[i, k]),
+            costs = dict(holding=float(rates.holding[i, k]), backorder=float(rates.backorder[i, k]),
+                         lost_sale=float(rates.lost_sale[i, k]), in_transit=float(rates.transit[i, k]),
+                         fixed_order=float(rates.fixed_order[i, k]), unit_cost=float(rates.unit[i, k]))
+            items.append(dict(sku=sku, on_hand=_clean(snapshot.on_hand[i, k]),
                               backorders=_clean(snapshot.backorders[i, k]),
                               open_orders=lines.get(i, {}).get(k, []), costs=costs,
                               forecast=_flat(forecast, i, k, int(periods[i]), snapshot.date)))
-        locations.append(Location(id=node.name, lead_time=LeadTime(mean_days=expected, sd_days=sd * scale),
-                                  items=items))
+        locations.append(dict(id=node.name, lead_time=dict(mean_days=expected, sd_days=sd * scale), items=items))
     disruptions = [_disruption(shock) for shock in (*snapshot.disruptions, *later)]
-    return ErpState(as_of=snapshot.date, locations=locations, disruptions=disruptions)
+    try:
+        return ErpState.model_validate(dict(as_of=snapshot.date, locations=locations, disruptions=disruptions))
+    except ValidationError as e:  # a value of the twin beyond the models' limits
+        first = e.errors()[0]
+        loc = tuple(first["loc"])
+        where = f"{locations[loc[1]]['id']!r}: " if loc[:1] == ("locations",) and len(loc) > 1 else ""
+        raise ErpStateError(loc, f"{where}{first['msg']} (the snapshot's value; the ERP state cannot hold it)"
+                            ) from None
 
 
 def _clean(value: float) -> float:
@@ -502,14 +539,14 @@ def _clean(value: float) -> float:
     return max(float(value), 0.0)
 
 
-def _flat(forecast: DemandForecast | None, i: int, k: int, days: int, start: dt.date) -> ClientForecast | None:
+def _flat(forecast: DemandForecast | None, i: int, k: int, days: int, start: dt.date) -> dict | None:
     if forecast is None or not np.isfinite(forecast.mean[i, k]):
         return None
     days = max(days, 1)  # a period of 0 days: one day (nothing of it is summed back)
     mean = [float(forecast.mean[i, k]) / days] * days
     spread = None if forecast.spread is None else float(forecast.spread[i, k])
     sd = [spread / math.sqrt(days)] * days if spread is not None and math.isfinite(spread) else None
-    return ClientForecast(start=start, mean=mean, sd=sd)
+    return dict(start=start, mean=mean, sd=sd)
 
 
 __all__ = ["ErpStateError", "TwinInputs", "error_fields", "snapshot_to_state", "state_to_twin"]

@@ -595,3 +595,29 @@ def test_a_twin_snapshot_through_the_erp_state_continues_as_the_original(paper):
                 for scope, rows in result.kpis.items()}
 
     assert json.dumps(kpis(a), sort_keys=True) == json.dumps(kpis(b), sort_keys=True)
+
+
+# ------------------------------------------------------------------ (g) limits shared with the twin, names, spreads
+
+
+def long_lane_network():
+    """The small network with a 10-day supplier -> DC lane: a x50 delay makes it 500 days."""
+    data = yaml.safe_load((ROOT / "conf/network/small.yaml").read_text())
+    data["layout"]["dc"]["lead_time"]["mean"] = 10.0
+    return network_from_dict(data)
+
+
+def test_a_lead_time_beyond_the_cap_is_refused_both_ways_naming_the_field():
+    network = long_lane_network()
+    engine = Engine(network, horizon=40, seed=0, shocks=(LeadTimeShock(start=5, end=30, multiplier=50.0),))
+    for _ in range(10):
+        engine.step(np.zeros((engine.n_nodes, engine.n_sku)))
+    with pytest.raises(ErpStateError) as caught:  # not a raw ValidationError
+        snapshot_to_state(engine.snapshot(), network)
+    assert field_of(caught.value) == "locations[0].lead_time.mean_days" and "'dc_0'" in caught.value.message
+    state = {"as_of": "2021-01-11", "locations": [{"id": "dc_0"}], "disruptions": [
+        {"type": "supplier_delay", "start_date": "2021-01-06", "end_date": "2021-04-10", "multiplier": 50}]}
+    where, message = refused(state, network)
+    assert where == "disruptions[0].multiplier" and "500 days" in message and "dc_0" in message
+    state["locations"][0]["lead_time"] = {"mean_days": 30.0}  # the client's own lead time is taken instead
+    assert state_to_twin(ErpState.model_validate(state), network).snapshot.expected_lead_time[1] == 30.0
