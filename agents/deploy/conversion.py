@@ -336,8 +336,17 @@ def _check_whole(network: NetworkSpec, value: float, loc: Loc) -> None:
                                  f"counts whole units)")
 
 
-_NODE_FIELD = re.compile(r"snapshot\.nodes\.([^.]+)(?:\.(\w+)(?:\.(.+))?)?$")
 _LINE_FIELD = re.compile(r"snapshot\.(shipments|unshipped|disruptions)\[(\d+)\](?:\.(\w+)(?:\.(.+))?)?$")
+
+
+def _one_of(values: Sequence[str]) -> str:
+    """A regex alternation matching exactly one of `values` (escaped, longest first: names may hold dots)."""
+    return "|".join(re.escape(v) for v in sorted(values, key=len, reverse=True))
+
+
+def _node_field(names: Sequence[str], skus: Sequence[str]) -> re.Pattern:
+    """snapshot.nodes.<node>[.<field>[.<sku>]], the node and SKU matched by their names (not by dots)."""
+    return re.compile(rf"snapshot\.nodes\.({_one_of(names)})(?:\.(\w+)(?:\.({_one_of(skus)}))?)?$")
 _ITEM_FIELD = {"on_hand": "on_hand", "backorders": "backorders", "in_transit": "open_orders",
                "on_order": "open_orders"}
 
@@ -348,7 +357,7 @@ def _translate(error: SpecError, names: Sequence[str], skus: Sequence[str],
                disruption_index: Sequence[int]) -> ErpStateError:
     """The twin's error about the converted snapshot as an error naming the ERP state's field."""
     path, _, message = str(error).partition(": ")
-    node = _NODE_FIELD.match(path)
+    node = _node_field(names, skus).match(path)
     if node:
         name, field, sku = node.groups()
         i = names.index(name) if name in names else -1

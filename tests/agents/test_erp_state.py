@@ -621,3 +621,32 @@ def test_a_lead_time_beyond_the_cap_is_refused_both_ways_naming_the_field():
     assert where == "disruptions[0].multiplier" and "500 days" in message and "dc_0" in message
     state["locations"][0]["lead_time"] = {"mean_days": 30.0}  # the client's own lead time is taken instead
     assert state_to_twin(ErpState.model_validate(state), network).snapshot.expected_lead_time[1] == 30.0
+
+
+def dotted_network():
+    """SAP-style node and SKU names holding dots: SUP.1 -> DC.1000 -> ST.2000, ST.2000.B; SKUs M.1 and M.1.2."""
+    data = yaml.safe_load((ROOT / "conf/network/small.yaml").read_text())
+    data.pop("layout")
+    data["skus"]["items"] = data["skus"]["items"][:2]
+    data["skus"]["items"][0]["name"], data["skus"]["items"][1]["name"] = "M.1", "M.1.2"
+    lane = {"dist": "deterministic", "mean": 1}
+    data["nodes"] = [{"name": "SUP.1", "kind": "supplier"},
+                     {"name": "DC.1000", "kind": "dc", "parent": "SUP.1", "lead_time": {**lane, "mean": 5}},
+                     {"name": "ST.2000", "kind": "store", "parent": "DC.1000", "lead_time": lane},
+                     {"name": "ST.2000.B", "kind": "store", "parent": "DC.1000", "lead_time": lane}]
+    return network_from_dict(data)
+
+
+def test_errors_name_the_field_for_names_holding_dots():
+    network = dotted_network()
+
+    def state(dc_backorders, store_on_hand):
+        line = {"quantity": 7, "source": "DC.1000", "order_date": d(-1)}
+        return {"as_of": d(0), "locations": [
+            {"id": "ST.2000", "items": [{"sku": "M.1", "on_hand": 0}]},
+            {"id": "DC.1000", "items": [{"sku": "M.1", "backorders": 0},
+                                        {"sku": "M.1.2", "backorders": dc_backorders}]},
+            {"id": "ST.2000.B", "items": [{"sku": "M.1"}, {"sku": "M.1.2", "on_hand": store_on_hand, "backorders": 1,
+                                                           "open_orders": [line]}]}]}
+    assert refused(state(7, 2), network)[0] == "locations[2].items[1].backorders"  # on hand while owing
+    assert refused(state(3, 0), network)[0] == "locations[1].items[1].backorders"  # 3 owed, lines say 7
