@@ -11,9 +11,13 @@ panels for a forecaster, the disruptions that begin later. Its rules:
   on hand): refused, or with `overdue="tomorrow"` taken as arriving the day after `as_of` (and listed).
 - A DC's or store's expected lead time is its `lead_time` (mean_days, or the mean of observed_days); left out,
   the network's nominal lead time times the supplier delays in force, as the engine computes it. It is what
-  decisions read: a twin run draws its lead times from the network spec and the disruptions in force. A derived
-  lead time above MAX_LEAD_TIME_DAYS (the models' cap) is refused naming the supplier delay that makes it, and
-  `snapshot_to_state` refuses a snapshot expecting one (naming the location): both sides keep to the cap.
+  decisions read: a twin run draws its lead times from the network spec and the disruptions in force.
+  `lead_time_sd` beside the snapshot holds its spread: sd_days (or the sd of observed_days, ddof 1) where the
+  location gives a lead time, NaN where it gives mean_days without sd_days; for a lead time left out (and for
+  suppliers and DCs or stores not listed), the sd of the network's lead-time law times the same supplier
+  delays. A derived lead time above MAX_LEAD_TIME_DAYS (the models' cap) is refused naming the supplier delay
+  that makes it, and `snapshot_to_state` refuses a snapshot expecting one (naming the location): both sides
+  keep to the cap.
 - Disruptions in force on `as_of` become the snapshot's (their window as given, a start before day 0 taken as
   day 0); later ones are returned as shocks (`later_shocks`) for a planner to add; ended ones are refused.
 - Received and served today are zero (today's receipts count as stock at the start of the day); totals follow
@@ -29,17 +33,18 @@ panels for a forecaster, the disruptions that begin later. Its rules:
 Pack sizes, minimum order quantities, units, costs and service levels are checked by the models and kept
 there: the snapshot has no place for them.
 
-`snapshot_to_state(snapshot, network, forecast)` is the inverse: every DC and store with every SKU, the
-snapshot's lines as open orders (one per SKU), lead times as mean_days (sd_days from the network's lead-time
-law, scaled as the mean is), the network's cost rates, the disruptions in force (and any `later` shocks), and a
-forecast, if given, spread evenly over the node's protection period (it converts back to the same forecast,
-within float rounding).
+`snapshot_to_state(snapshot, network, forecast, lead_time_sd=...)` is the inverse: every DC and store with every
+SKU, the snapshot's lines as open orders (one per SKU), lead times as mean_days with sd_days from `lead_time_sd`
+where given (NaN: none), else from the network's lead-time law scaled as the mean is, the network's cost
+rates, the disruptions in force (and any `later` shocks), and a forecast, if given, spread evenly over the
+node's protection period (it converts back to the same forecast, within float rounding). Passing a state's
+`TwinInputs.lead_time_sd` back keeps its sd_days.
 
 What does not survive a round trip: a snapshot's received_today, served_today, seed and horizon (the ERP state
 has no place for them; a float residue within 1e-9 below zero comes back as 0); a state's pack sizes, minimum
 order quantities, units, service levels, demand history, document references, order dates of shipped lines,
-planned dates of unshipped ones and observed lead times (their mean is kept), none of which the snapshot holds;
-costs come back as the network's.
+planned dates of unshipped ones and observed lead times (their mean and sd are kept, with `lead_time_sd`: they
+come back as mean_days and sd_days), none of which the snapshot holds; costs come back as the network's.
 
 Every error is an `ErpStateError` naming the field of the ERP state (`loc`, as pydantic's); the twin's own
 check of the snapshot is translated to the ERP field it comes from.
@@ -107,6 +112,7 @@ class TwinInputs:
     snapshot: Snapshot
     forecast: DemandForecast              # over each node's protection period; NaN where none is known
     periods: np.ndarray                   # (nodes,) the protection period of each node (days)
+    lead_time_sd: np.ndarray              # (nodes,) sd of each node's inbound lead time (days; module docstring)
     review_period: int
     missing_forecast: dict[str, tuple[str, ...]]  # DC or store -> the SKUs without a forecast
     history: dict[str, SeriesPanel]       # "daily" / "weekly" -> demand history as a panel (ids "location/sku")
@@ -198,6 +204,8 @@ def state_to_twin(state: ErpState, network: NetworkSpec, *, review_period: int =
     given_backorders = np.zeros((n, n_sku), dtype=bool)
     parent = np.maximum(topo.parent, 0)
     lead = topo.lead_time_mean * np.where(topo.parent >= 0, delay[parent], 1.0)
+    lead_sd = np.array([math.sqrt(nd.lead_time.variance) for nd in network.nodes]) * np.where(
+        topo.parent >= 0, delay[parent], 1.0)          # the network's law, scaled as the mean is
     where_node: dict[int, int] = {}                    # node -> position in state.locations
     where_item: dict[tuple[int, int], int] = {}        # (node, SKU) -> position in its location's items
     shipments: dict[tuple[int, int, int, int], np.ndarray] = {}
@@ -214,6 +222,8 @@ def state_to_twin(state: ErpState, network: NetworkSpec, *, review_period: int =
         where_node[i] = j
         if location.lead_time is not None:
             lead[i] = location.lead_time.mean
+            sd = location.lead_time.sd
+            lead_sd[i] = math.nan if sd is None else sd
         node = network.nodes[i]
         sources = {node.parent, node.backup_parent} - {None}
         for m, item in enumerate(location.items):
@@ -297,7 +307,8 @@ def state_to_twin(state: ErpState, network: NetworkSpec, *, review_period: int =
     forecast, missing = _forecast(state, network, topo, lead, periods, where_node, where_item)
     listed = set(where_node)
     unlisted = tuple(names[i] for i in range(n) if i not in listed and not topo.is_supplier[i])
-    return TwinInputs(snapshot=snapshot, forecast=forecast, periods=periods, review_period=review_period,
+    return TwinInputs(snapshot=snapshot, forecast=forecast, periods=periods, lead_time_sd=lead_sd,
+                      review_period=review_period,
                       missing_forecast=missing, history=_history(state, network), later_shocks=tuple(
                           shock for _, shock in later), unlisted=unlisted, overdue=tuple(late))
 
@@ -488,10 +499,12 @@ def _history(state: ErpState, network: NetworkSpec) -> dict[str, SeriesPanel]:
 
 
 def snapshot_to_state(snapshot: Snapshot, network: NetworkSpec, forecast: DemandForecast | None = None, *,
-                      review_period: int = 1, later: Sequence[twin_shocks.Shock] = ()) -> ErpState:
+                      review_period: int = 1, later: Sequence[twin_shocks.Shock] = (),
+                      lead_time_sd: np.ndarray | None = None) -> ErpState:
     """The ERP state of `snapshot` (module docstring); `forecast` over each node's protection period at
     `review_period` becomes a flat forecast per day over it; `later`: shocks that begin after the snapshot's
-    day, added as planned disruptions."""
+    day, added as planned disruptions; `lead_time_sd` (nodes,): each node's lead-time sd (NaN: unknown, no
+    sd_days), as `TwinInputs.lead_time_sd`; left out, the network's law scaled as the mean is."""
     snapshot.check(network)
     for j, shock in enumerate(later):
         if shock.start <= snapshot.day:
@@ -522,6 +535,7 @@ def snapshot_to_state(snapshot: Snapshot, network: NetworkSpec, forecast: Demand
                 f"{node.name!r} expects a lead time of {expected:g} days at the snapshot; allowed: at most "
                 f"{MAX_LEAD_TIME_DAYS:g} days (MAX_LEAD_TIME_DAYS): the ERP state cannot hold it"))
         scale = expected / nominal if nominal > 0 else 1.0
+        spread = sd * scale if lead_time_sd is None else float(lead_time_sd[i])
         items = []
         for k, sku in enumerate(skus):
             costs = dict(holding=float(rates.holding[i, k]), backorder=float(rates.backorder[i, k]),
@@ -531,7 +545,8 @@ def snapshot_to_state(snapshot: Snapshot, network: NetworkSpec, forecast: Demand
                               backorders=_clean(snapshot.backorders[i, k]),
                               open_orders=lines.get(i, {}).get(k, []), costs=costs,
                               forecast=_flat(forecast, i, k, int(periods[i]), snapshot.date)))
-        locations.append(dict(id=node.name, lead_time=dict(mean_days=expected, sd_days=sd * scale), items=items))
+        lead_time = dict(mean_days=expected, sd_days=spread if math.isfinite(spread) else None)
+        locations.append(dict(id=node.name, lead_time=lead_time, items=items))
     disruptions = [_disruption(shock) for shock in (*snapshot.disruptions, *later)]
     try:
         return ErpState.model_validate(dict(as_of=snapshot.date, locations=locations, disruptions=disruptions))

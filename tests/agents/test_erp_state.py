@@ -650,3 +650,23 @@ def test_errors_name_the_field_for_names_holding_dots():
                                                            "open_orders": [line]}]}]}
     assert refused(state(7, 2), network)[0] == "locations[2].items[1].backorders"  # on hand while owing
     assert refused(state(3, 0), network)[0] == "locations[1].items[1].backorders"  # 3 owed, lines say 7
+
+
+def test_the_lead_time_spread_is_kept_and_survives_the_round_trip(small):
+    data = hand_state(small)
+    data["locations"][0]["lead_time"] = {"mean_days": 10.0, "sd_days": 7.0}
+    inputs = state_to_twin(ErpState.model_validate(data), small)
+    dc, store_0, store_1 = (small.node_names.index(x) for x in ("dc_0", "store_0", "store_1"))
+    assert inputs.lead_time_sd[dc] == 7.0
+    back = snapshot_to_state(inputs.snapshot, small, inputs.forecast, later=inputs.later_shocks,
+                             lead_time_sd=inputs.lead_time_sd)
+    assert back.locations[0].lead_time.sd_days == 7.0
+    observed = [0.5, 1.0, 1.5]  # observed lead times: their sd (ddof 1) is kept
+    data["locations"][1]["lead_time"] = {"observed_days": observed}
+    data["locations"][2]["lead_time"] = {"mean_days": 1.0}  # no spread given: unknown
+    inputs = state_to_twin(ErpState.model_validate(data), small)
+    assert inputs.lead_time_sd[store_0] == pytest.approx(0.5) and math.isnan(inputs.lead_time_sd[store_1])
+    back = snapshot_to_state(inputs.snapshot, small, lead_time_sd=inputs.lead_time_sd)
+    assert back.locations[1].lead_time.sd_days == pytest.approx(0.5) and back.locations[2].lead_time.sd_days is None
+    data["locations"][0].pop("lead_time")  # left out: the network's law (gamma sd 1.5) times the x2 delay
+    assert state_to_twin(ErpState.model_validate(data), small).lead_time_sd[dc] == pytest.approx(3.0)
