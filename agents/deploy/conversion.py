@@ -75,6 +75,7 @@ from agents.deploy.erp_state import (
     format_loc,
 )
 from agents.forecasting.base import Frequency, SeriesPanel
+from agents.forecasting.data import store_sku_categories
 from agents.forecasting.live import DemandForecast
 from twin import shocks as twin_shocks
 from twin.calendar import DAY_ZERO, calendar_date
@@ -441,18 +442,26 @@ def _forecast(state: ErpState, network: NetworkSpec, topo: Topology, lead: np.nd
 
 
 def _history(state: ErpState, network: NetworkSpec) -> dict[str, SeriesPanel]:
-    """Demand history per frequency as a SeriesPanel: ids 'location/sku', values NaN before a series starts,
-    categories sku, location, category (SKU group) and region as codes in the network's order, no covariates."""
+    """Demand history per frequency as a SeriesPanel: ids 'store/sku', values NaN before a series starts, no
+    covariates, categories sku, store, category (SKU group) and region coded as the twin's own panels code them
+    (agents.forecasting.data.store_sku_categories over the network's stores and SKUs), so a forecaster fitted on
+    twin panels reads them. Demand history is store sales: one at a DC is refused."""
     found: dict[str, list[tuple[Loc, str, str, DemandHistory]]] = {"daily": [], "weekly": []}
+    index = {name: i for i, name in enumerate(network.node_names)}
     for j, location in enumerate(state.locations):
         for m, item in enumerate(location.items):
             if item.demand_history is not None:
+                if network.nodes[index[location.id]].kind != "store":
+                    raise ErpStateError(("locations", j, "items", m, "demand_history"), (
+                        f"{location.id!r} is a DC: demand history is customer demand at a store (a DC's forecast "
+                        f"is the sum of its stores'); allowed: at stores"))
                 found[item.demand_history.frequency].append(
                     (("locations", j, "items", m, "demand_history"), location.id, item.sku, item.demand_history))
     panels = {}
-    index = {name: i for i, name in enumerate(network.node_names)}
-    groups = {g: c for c, g in enumerate(dict.fromkeys(network.skus.group))}
-    regions = {r: c for c, r in enumerate(dict.fromkeys(nd.region for nd in network.nodes))}
+    stores = [nd for nd in network.nodes if nd.kind == "store"]
+    store_index = {nd.name: r for r, nd in enumerate(stores)}
+    n_sku = network.skus.n
+    codes = store_sku_categories(len(stores), n_sku, [nd.region for nd in stores], list(network.skus.group))
     sku_index = {s: k for k, s in enumerate(network.skus.name)}
     for frequency, series in found.items():
         if not series:
@@ -480,14 +489,8 @@ def _history(state: ErpState, network: NetworkSpec) -> dict[str, SeriesPanel]:
         freq = DAILY if frequency == "daily" else Frequency(alias=f"W-{WEEKDAYS[first.weekday()]}",
                                                               name="weekly", season_length=52)
         dates = pd.date_range(pd.Timestamp(first), periods=length, freq=freq.alias)
-        nodes = [network.nodes[index[loc_id]] for _, loc_id, _, _ in series]
-        categories = {
-            "sku": np.array([sku_index[s] for _, _, s, _ in series], dtype=np.int64),
-            "location": np.array([index[nd.name] for nd in nodes], dtype=np.int64),
-            "category": np.array([groups[network.skus.group[sku_index[s]]] for _, _, s, _ in series],
-                                 dtype=np.int64),
-            "region": np.array([regions[nd.region] for nd in nodes], dtype=np.int64),
-        }
+        rows = np.array([store_index[loc_id] * n_sku + sku_index[s] for _, loc_id, s, _ in series], dtype=np.int64)
+        categories = {key: code[rows] for key, code in codes.items()}
         panels[frequency] = SeriesPanel(ids=tuple(f"{loc_id}/{s}" for _, loc_id, s, _ in series), dates=dates,
                                         values=values, freq=freq,
                                         covariates=np.zeros((len(series), length, 0), np.float32),

@@ -251,16 +251,25 @@ def twin_covariates(model, network, stores: list[str]) -> dict[str, np.ndarray]:
     }
 
 
-def _twin_panel(stores: list[str], skus: list[str], demand: np.ndarray, expected: np.ndarray,
-                covariates: dict[str, np.ndarray], regions: list[str] | None,
-                groups: list[str] | None = None) -> SeriesPanel:
-    n_store, n_sku = len(stores), len(skus)
-    days = demand.shape[1]
+def store_sku_categories(n_store: int, n_sku: int, regions: list[str] | None = None,
+                         groups: list[str] | None = None) -> dict[str, np.ndarray]:
+    """The categories of a twin panel's series, rows store-major (every store x every SKU): sku and store as
+    their positions among the panel's SKUs and stores, category as the SKU's group and region as the store's,
+    each numbered in order of first appearance (over SKUs and over stores only); category and region only when
+    `groups` / `regions` are given. Any panel of store demand a twin forecaster reads uses these codes."""
     categories = {"sku": np.tile(np.arange(n_sku), n_store), "store": np.repeat(np.arange(n_store), n_sku)}
     if groups is not None:  # the SKU's category (product group)
         categories["category"] = np.tile(pd.factorize(pd.Series(groups))[0], n_store).astype(np.int64)
     if regions is not None:
         categories["region"] = np.repeat(pd.factorize(pd.Series(regions))[0], n_sku).astype(np.int64)
+    return categories
+
+
+def _twin_panel(stores: list[str], skus: list[str], demand: np.ndarray, expected: np.ndarray,
+                covariates: dict[str, np.ndarray], regions: list[str] | None,
+                groups: list[str] | None = None) -> SeriesPanel:
+    days = demand.shape[1]
+    categories = store_sku_categories(len(stores), len(skus), regions, groups)
     dates = pd.date_range(TWIN_START, periods=days, freq="D")
     return SeriesPanel(ids=tuple(f"{s}/{k}" for s in stores for k in skus), dates=dates, values=demand,
                        freq=frequency_of(dates), covariates=np.stack(list(covariates.values()), -1).astype(np.float32),

@@ -25,6 +25,7 @@ from agents.deploy.erp_state import (
     format_loc,
     write_erp_state_schema,
 )
+from agents.forecasting.data import panel_from_twin
 from agents.forecasting.live import OracleForecaster, forecast_over_protection
 from scenarios import build
 from twin.calendar import DAY_ZERO
@@ -404,12 +405,15 @@ def test_a_state_breaking_a_rule_of_the_models_is_refused_naming_the_field(small
      "after as_of"),
     (lambda s: s["locations"][0]["items"][0]["forecast"].update(mean=[1.0] * 10, sd=[1.0] * 10),
      f"{ITEM}.forecast.mean", "needs 11 days"),
-    (lambda s: s["locations"][0]["items"][0].update(demand_history={"frequency": "daily", "start": d(-5),
+    (lambda s: s["locations"][1]["items"][0].update(demand_history={"frequency": "daily", "start": d(-5),
                                                                     "values": [1, 2, 3]}),
-     f"{ITEM}.demand_history.values", "through the day before as_of"),
-    (lambda s: s["locations"][0]["items"][0].update(demand_history={"frequency": "weekly", "start": d(-21),
+     "locations[1].items[0].demand_history.values", "through the day before as_of"),
+    (lambda s: s["locations"][1]["items"][0].update(demand_history={"frequency": "weekly", "start": d(-21),
                                                                     "values": [1, 2]}),
-     f"{ITEM}.demand_history.values", "the last whole week"),
+     "locations[1].items[0].demand_history.values", "the last whole week"),
+    (lambda s: s["locations"][0]["items"][0].update(demand_history={"frequency": "daily", "start": d(-1),
+                                                                    "values": [1]}),
+     f"{ITEM}.demand_history", "is a DC"),
 ])
 def test_a_state_the_twin_cannot_take_is_refused_naming_the_field(small, change, field, says):
     where, message = refused(edit(small, change), small)
@@ -511,7 +515,7 @@ def test_demand_history_is_kept_as_panels_for_a_forecaster(small):
     assert daily.ids == ("store_0/rice", "store_0/milk") and daily.freq.name == "daily"
     np.testing.assert_array_equal(daily.values, [[15, 17, 16], [np.nan, 8, 9]])
     assert [x.date() for x in daily.dates] == [AS_OF - dt.timedelta(days=n) for n in (3, 2, 1)]
-    assert daily.categories["sku"].tolist() == [0, 1] and daily.categories["location"].tolist() == [2, 2]
+    assert daily.categories["sku"].tolist() == [0, 1] and daily.categories["store"].tolist() == [0, 0]
     assert weekly.ids == ("store_1/rice",) and weekly.freq.season_length == 52
     assert [x.date() for x in weekly.dates] == [AS_OF - dt.timedelta(days=16), AS_OF - dt.timedelta(days=9)]
     assert weekly.freq.alias == f"W-{(AS_OF - dt.timedelta(days=16)).strftime('%a').upper()}"
@@ -670,3 +674,18 @@ def test_the_lead_time_spread_is_kept_and_survives_the_round_trip(small):
     assert back.locations[1].lead_time.sd_days == pytest.approx(0.5) and back.locations[2].lead_time.sd_days is None
     data["locations"][0].pop("lead_time")  # left out: the network's law (gamma sd 1.5) times the x2 delay
     assert state_to_twin(ErpState.model_validate(data), small).lead_time_sd[dc] == pytest.approx(3.0)
+
+
+def test_history_panels_code_their_categories_as_the_twins_own_panels(paper):
+    """Store codes and regions numbered over stores only, as agents.forecasting.data codes a twin panel."""
+    twin = panel_from_twin(paper, 14)
+    stores = [nd.name for nd in paper.nodes if nd.kind == "store"]
+    picked = [(stores[-1], paper.skus.name[3]), (stores[0], paper.skus.name[0]), (stores[7], paper.skus.name[-1])]
+    state = {"as_of": "2021-01-15", "locations": [
+        {"id": store, "items": [{"sku": sku, "demand_history": {"frequency": "daily", "start": "2021-01-01",
+                                                                "values": [1.0] * 14}}]} for store, sku in picked]}
+    panel = state_to_twin(ErpState.model_validate(state), paper).history["daily"]
+    rows = [twin.ids.index(i) for i in panel.ids]
+    assert panel.categories.keys() == twin.categories.keys()
+    for key, codes in twin.categories.items():
+        assert panel.categories[key].tolist() == codes[rows].tolist(), key
