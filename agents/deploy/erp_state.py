@@ -11,10 +11,11 @@ sales are not yet known), per location (a DC or a store, by its node name in the
     demand_history or forecast        sales per day or week (for a forecaster), or the client's forecast per day
     disruptions (per state)           a DC closed, a supplier delayed or out, a demand change, a capacity cut
 
-Only what depends on nothing but the state itself is checked here (quantities finite and >= 0, dates in order,
-unique ids, the limits below); what needs the network or `as_of` (known names, lines that arrived already) is
-checked by `agents.deploy.conversion.state_to_twin`. Errors name the field by pydantic's `loc`
-(`format_loc` writes it as `locations[3].items[12].open_orders[0].expected_arrival`).
+Only what depends on nothing but the state itself is checked here (quantities finite and >= 0, dates in order
+and within MIN_DATE..MAX_DATE (the twin's day 0 +- 50 years), unique ids, the limits below); what needs the
+network or `as_of` (known names, lines that arrived already) is checked by
+`agents.deploy.conversion.state_to_twin`. Errors name the field by pydantic's `loc` (`format_loc` writes it as
+`locations[3].items[12].open_orders[0].expected_arrival`).
 
 This module needs pydantic only, so a service can publish the schema without loading the twin.
 """
@@ -45,6 +46,13 @@ MAX_ID_LENGTH = 128
 
 Z_80 = 1.2815515655446004  # the standard normal's 90% quantile (as agents/forecasting/live.py): q90 - q10 = 2 Z_80 sd
 
+# dates: within 50 years of the twin's day 0 (DAY_ZERO, 2021-01-01 in twin/calendar.py, not imported: this module
+# needs pydantic only), so every date the conversion derives from them stays within Python's and pandas' range
+MIN_DATE = dt.date(1971, 1, 1)
+MAX_DATE = dt.date(2071, 1, 1)
+
+Date = Annotated[dt.date, Field(ge=MIN_DATE, le=MAX_DATE, json_schema_extra={
+    "formatMinimum": MIN_DATE.isoformat(), "formatMaximum": MAX_DATE.isoformat()})]
 Quantity = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 Id = Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH)]
 Days = Annotated[float, Field(ge=0, le=MAX_LEAD_TIME_DAYS, allow_inf_nan=False)]
@@ -70,12 +78,12 @@ class OpenOrder(_Model):
 
     quantity: float = Field(gt=0, allow_inf_nan=False, description="units still open (not received)")
     source: Id = Field(description="the supplying location: a supplier or DC of the network")
-    ship_date: dt.date | None = Field(None, description="the date the line was dispatched; left out: not shipped")
-    expected_arrival: dt.date | None = Field(
+    ship_date: Date | None = Field(None, description="the date the line was dispatched; left out: not shipped")
+    expected_arrival: Date | None = Field(
         None, validate_default=True,
         description="expected arrival date; required when shipped (a line not shipped yet may carry a planned "
                     "date, which the twin does not use)")
-    order_date: dt.date | None = Field(
+    order_date: Date | None = Field(
         None, validate_default=True, description="the date the order was placed; required when not shipped")
     reference: str | None = Field(None, max_length=MAX_ID_LENGTH, description="the ERP document number, kept")
 
@@ -164,7 +172,7 @@ class DemandHistory(_Model):
     """
 
     frequency: Literal["daily", "weekly"]
-    start: dt.date = Field(description="the first day of the first period")
+    start: Date = Field(description="the first day of the first period")
     values: list[Quantity] = Field(min_length=1, max_length=MAX_HISTORY_PERIODS)
 
     @property
@@ -187,7 +195,7 @@ class ClientForecast(_Model):
     It must cover the location's protection period from `as_of` (lead time + review period, whole days).
     """
 
-    start: dt.date = Field(description="the date of the first value (on or before as_of)")
+    start: Date = Field(description="the date of the first value (on or before as_of)")
     mean: DailyValues | None = None
     sd: DailyValues | None = Field(None, description="standard deviation per day; left out: no spread known")
     q10: DailyValues | None = None
@@ -272,8 +280,8 @@ class Location(_Model):
 
 
 class _Disruption(_Model):
-    start_date: dt.date = Field(description="the first day in force")
-    end_date: dt.date = Field(description="the first day back to normal (exclusive; a DC's reopening date)")
+    start_date: Date = Field(description="the first day in force")
+    end_date: Date = Field(description="the first day back to normal (exclusive; a DC's reopening date)")
 
     @field_validator("end_date")
     @classmethod
@@ -335,7 +343,7 @@ class ErpState(_Model):
     """The network at the decision point of `as_of`, in ERP terms (see the module docstring)."""
 
     format: Literal["erp.state/1"] = FORMAT
-    as_of: dt.date = Field(description="the decision date: today's receipts are on hand, today's sales not known")
+    as_of: Date = Field(description="the decision date: today's receipts are on hand, today's sales not known")
     locations: list[Location] = Field(default_factory=list, max_length=MAX_LOCATIONS)
     disruptions: list[Disruption] = Field(
         default_factory=list, max_length=MAX_DISRUPTIONS,

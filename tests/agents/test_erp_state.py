@@ -18,8 +18,10 @@ from pydantic import ValidationError
 
 from agents.deploy.conversion import ErpStateError, error_fields, snapshot_to_state, state_to_twin
 from agents.deploy.erp_state import (
+    MAX_DATE,
     MAX_OPEN_ORDERS_PER_ITEM,
     MAX_SKUS_PER_LOCATION,
+    MIN_DATE,
     ErpState,
     erp_state_schema,
     format_loc,
@@ -689,3 +691,21 @@ def test_history_panels_code_their_categories_as_the_twins_own_panels(paper):
     assert panel.categories.keys() == twin.categories.keys()
     for key, codes in twin.categories.items():
         assert panel.categories[key].tolist() == codes[rows].tolist(), key
+
+
+def test_dates_are_bounded_around_the_twins_day_zero_naming_the_field(small):
+    years = (DAY_ZERO.replace(year=DAY_ZERO.year - 50), DAY_ZERO.replace(year=DAY_ZERO.year + 50))
+    assert (MIN_DATE, MAX_DATE) == years
+    history = {"frequency": "weekly", "start": "9999-12-01", "values": [1.0] * 10}  # was an OverflowError
+    state = {"as_of": "2021-03-01", "locations": [{"id": "store_0", "items": [{"sku": "rice",
+                                                                               "demand_history": history}]}]}
+    assert invalid(state) == "locations[0].items[0].demand_history.start"
+    assert invalid({"as_of": "2300-01-10"}) == "as_of"  # was pandas' OutOfBoundsDatetime
+    late = edit(small, lambda s: first_line(s).update(expected_arrival="2071-01-02"))
+    assert invalid(late) == f"{LINE}.expected_arrival"
+    early = edit(small, lambda s: s["disruptions"][0].update(start_date="1970-12-31"))
+    assert invalid(early) == "disruptions[0].supplier_delay.start_date"
+    start = (MAX_DATE - dt.timedelta(days=3)).isoformat()
+    far = {"as_of": MAX_DATE.isoformat(), "locations": [{"id": "store_0", "items": [{"sku": "rice", "demand_history": {
+        "frequency": "daily", "start": start, "values": [1.0] * 3}}]}]}
+    assert state_to_twin(ErpState.model_validate(far), small).history["daily"].values.shape == (1, 3)
