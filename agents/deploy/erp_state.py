@@ -11,11 +11,11 @@ sales are not yet known), per location (a DC or a store, by its node name in the
     demand_history or forecast        sales per day or week (for a forecaster), or the client's forecast per day
     disruptions (per state)           a DC closed, a supplier delayed or out, a demand change, a capacity cut
 
-Only what depends on nothing but the state itself is checked here (quantities finite and >= 0, dates in order
-and within MIN_DATE..MAX_DATE (the twin's day 0 +- 50 years), unique ids, the limits below); what needs the
-network or `as_of` (known names, lines that arrived already) is checked by
-`agents.deploy.conversion.state_to_twin`. Errors name the field by pydantic's `loc` (`format_loc` writes it as
-`locations[3].items[12].open_orders[0].expected_arrival`).
+Only what depends on nothing but the state itself is checked here (quantities finite, >= 0 and <= MAX_QUANTITY;
+numbers strict: a JSON true is no 1; dates in order and within MIN_DATE..MAX_DATE, the twin's day 0 +- 50 years;
+unique ids; the limits below); what needs the network or `as_of` (known names, lines that arrived already) is
+checked by `agents.deploy.conversion.state_to_twin`. Errors name the field by pydantic's `loc` (`format_loc`
+writes it as `locations[3].items[12].open_orders[0].expected_arrival`).
 
 This module needs pydantic only, so a service can publish the schema without loading the twin.
 """
@@ -43,6 +43,7 @@ MAX_FORECAST_DAYS = 366
 MAX_LEAD_TIME_DAYS = 365.0
 MAX_LEAD_TIME_OBSERVATIONS = 1_000
 MAX_ID_LENGTH = 128
+MAX_QUANTITY = 1e12              # units (and money per unit): beyond any real network, far below float overflow
 
 Z_80 = 1.2815515655446004  # the standard normal's 90% quantile (as agents/forecasting/live.py): q90 - q10 = 2 Z_80 sd
 
@@ -53,9 +54,10 @@ MAX_DATE = dt.date(2071, 1, 1)
 
 Date = Annotated[dt.date, Field(ge=MIN_DATE, le=MAX_DATE, json_schema_extra={
     "formatMinimum": MIN_DATE.isoformat(), "formatMaximum": MAX_DATE.isoformat()})]
-Quantity = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+# numbers are strict: a JSON boolean (or a numeric string) is refused, not read as 1.0; ints are taken
+Quantity = Annotated[float, Field(ge=0, le=MAX_QUANTITY, allow_inf_nan=False, strict=True)]
 Id = Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH)]
-Days = Annotated[float, Field(ge=0, le=MAX_LEAD_TIME_DAYS, allow_inf_nan=False)]
+Days = Annotated[float, Field(ge=0, le=MAX_LEAD_TIME_DAYS, allow_inf_nan=False, strict=True)]
 
 
 class _Model(BaseModel):
@@ -76,7 +78,8 @@ def format_loc(loc: Iterable[str | int]) -> str:
 class OpenOrder(_Model):
     """One open order line of the location for the item: shipped (a `ship_date`) or not shipped yet."""
 
-    quantity: float = Field(gt=0, allow_inf_nan=False, description="units still open (not received)")
+    quantity: float = Field(gt=0, le=MAX_QUANTITY, allow_inf_nan=False, strict=True,
+                            description="units still open (not received)")
     source: Id = Field(description="the supplying location: a supplier or DC of the network")
     ship_date: Date | None = Field(None, description="the date the line was dispatched; left out: not shipped")
     expected_arrival: Date | None = Field(
@@ -252,11 +255,13 @@ class Item(_Model):
         None, description="units owed: to customers at a store; to stores at a DC, the sum of their unshipped "
                           "orders from it. Left out: 0 at a store, that sum at a DC")
     open_orders: list[OpenOrder] = Field(default_factory=list, max_length=MAX_OPEN_ORDERS_PER_ITEM)
-    pack_size: float | None = Field(None, gt=0, allow_inf_nan=False, description="units per pack")
+    pack_size: float | None = Field(None, gt=0, le=MAX_QUANTITY, allow_inf_nan=False, strict=True,
+                                    description="units per pack")
     min_order_quantity: Quantity | None = None
     unit: str | None = Field(None, max_length=16, description="unit of measure, e.g. EA")
     costs: Costs | None = None
-    service_level: float | None = Field(None, gt=0, lt=1, description="target service level, in (0, 1)")
+    service_level: float | None = Field(None, gt=0, lt=1, allow_inf_nan=False, strict=True,
+                                        description="target service level, in (0, 1)")
     demand_history: DemandHistory | None = None
     forecast: ClientForecast | None = None
 
@@ -297,14 +302,14 @@ class DcClosure(_Disruption):
 
     type: Literal["dc_closure"] = "dc_closure"
     location: Id
-    reroute: bool = True
+    reroute: bool = Field(True, strict=True)
 
 
 class SupplierDelay(_Disruption):
     """Lead times of shipments from `sources` (suppliers or DCs; empty: every lane) times `multiplier`."""
 
     type: Literal["supplier_delay"] = "supplier_delay"
-    multiplier: float = Field(ge=0, le=50, allow_inf_nan=False)
+    multiplier: float = Field(ge=0, le=50, allow_inf_nan=False, strict=True)
     sources: list[Id] = Field(default_factory=list, max_length=MAX_LOCATIONS)
 
 
@@ -319,7 +324,7 @@ class DemandChange(_Disruption):
     """Store demand times `multiplier` for SKU groups and regions (empty: all)."""
 
     type: Literal["demand_change"] = "demand_change"
-    multiplier: float = Field(ge=0, le=100, allow_inf_nan=False)
+    multiplier: float = Field(ge=0, le=100, allow_inf_nan=False, strict=True)
     sku_groups: list[Id] = Field(default_factory=list, max_length=MAX_SKUS_PER_LOCATION)
     regions: list[Id] = Field(default_factory=list, max_length=MAX_LOCATIONS)
 
@@ -329,7 +334,7 @@ class CapacityCut(_Disruption):
 
     type: Literal["capacity_cut"] = "capacity_cut"
     location: Id
-    factor: float = Field(ge=0, le=1, allow_inf_nan=False)
+    factor: float = Field(ge=0, le=1, allow_inf_nan=False, strict=True)
 
 
 Disruption = Annotated[DcClosure | SupplierDelay | SupplierOutage | DemandChange | CapacityCut,

@@ -20,6 +20,7 @@ from agents.deploy.conversion import ErpStateError, error_fields, snapshot_to_st
 from agents.deploy.erp_state import (
     MAX_DATE,
     MAX_OPEN_ORDERS_PER_ITEM,
+    MAX_QUANTITY,
     MAX_SKUS_PER_LOCATION,
     MIN_DATE,
     ErpState,
@@ -709,3 +710,23 @@ def test_dates_are_bounded_around_the_twins_day_zero_naming_the_field(small):
     far = {"as_of": MAX_DATE.isoformat(), "locations": [{"id": "store_0", "items": [{"sku": "rice", "demand_history": {
         "frequency": "daily", "start": start, "values": [1.0] * 3}}]}]}
     assert state_to_twin(ErpState.model_validate(far), small).history["daily"].values.shape == (1, 3)
+
+
+@pytest.mark.parametrize(("change", "field"), [
+    (lambda s: s["locations"][1]["items"][0].update(on_hand=True), "locations[1].items[0].on_hand"),
+    (lambda s: first_line(s).update(quantity=True), f"{LINE}.quantity"),
+    (lambda s: s["locations"][1]["items"][0].update(on_hand="5"), "locations[1].items[0].on_hand"),
+    (lambda s: s["locations"][0].update(lead_time={"mean_days": True}), "locations[0].lead_time.mean_days"),
+    (lambda s: s["locations"][1]["items"][0].update(service_level=False), "locations[1].items[0].service_level"),
+    (lambda s: s["locations"][1]["items"][0].update(on_hand=MAX_QUANTITY * 10), "locations[1].items[0].on_hand"),
+    (lambda s: first_line(s).update(quantity=1e300), f"{LINE}.quantity"),
+    (lambda s: s["locations"][1]["items"][0].update(pack_size=1e300), "locations[1].items[0].pack_size"),
+])
+def test_numbers_are_strict_and_bounded_naming_the_field(small, change, field):
+    data = edit(small, change)
+    assert invalid(data) == field
+    with pytest.raises(ValidationError) as caught:  # a JSON request the same
+        ErpState.model_validate_json(json.dumps(data))
+    assert field_of(caught.value) == field
+    ok = edit(small, lambda s: s["locations"][1]["items"][0].update(on_hand=MAX_QUANTITY))  # ints and the bound
+    assert ErpState.model_validate_json(json.dumps(ok)).locations[1].items[0].on_hand == MAX_QUANTITY
