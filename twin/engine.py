@@ -40,7 +40,7 @@ from twin.rationing import RULES
 from twin.shocks import Shock, ShockEffects
 from twin.snapshot import OpenShipment, Snapshot, UnshippedOrder, network_hash
 from twin.spec import NetworkSpec
-from twin.state import NetworkState, Topology
+from twin.state import NetworkState, Topology, expected_lead_times
 from twin.streams import Streams
 
 PHASE_SHOCKS = 0.01
@@ -299,9 +299,7 @@ class Engine:
 
     def expected_lead_times(self) -> np.ndarray:
         """(nodes,) the expected lead time (days) of each node's inbound lane today, lead-time shocks included."""
-        topo = self.topology
-        parent = np.maximum(topo.parent, 0)
-        return topo.lead_time_mean * np.where(topo.parent >= 0, self.effects.lead_time[parent], 1.0)
+        return expected_lead_times(self.topology.lead_time_mean, self.topology.parent, self.effects.lead_time)
 
     def record_demand(self) -> np.ndarray:
         """Keep every store's customer demand per day from now on (live forecasters read the days before today).

@@ -51,6 +51,13 @@ def descendants(parent: np.ndarray) -> np.ndarray:
     return desc
 
 
+def expected_lead_times(lead_time_mean: np.ndarray, parent: np.ndarray, factor: np.ndarray) -> np.ndarray:
+    """(nodes,) the expected lead time (days) of each node's inbound lane: its mean times the lead-time factor of
+    the node's parent (the product of the lead-time shocks in force on lanes out of it); 1 for a node without a
+    parent. The engine's `expected_lead_times` and the ERP conversion both use it."""
+    return lead_time_mean * np.where(parent >= 0, factor[np.maximum(parent, 0)], 1.0)
+
+
 @dataclass(frozen=True)
 class NetworkState:
     """State of every node and SKU at the decision point of a day (after receipts and backorder service).

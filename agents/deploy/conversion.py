@@ -84,7 +84,7 @@ from twin.costs import cost_rates
 from twin.coverage import protection_periods
 from twin.snapshot import RESIDUE, OpenShipment, Snapshot, UnshippedOrder, network_hash
 from twin.spec import NetworkSpec
-from twin.state import Topology
+from twin.state import Topology, expected_lead_times
 
 Loc = tuple[str | int, ...]
 WEEKDAYS = ("MON", "TUE", "WED", "THU", "FRI", "SAT", "SUN")
@@ -203,10 +203,9 @@ def state_to_twin(state: ErpState, network: NetworkSpec, *, review_period: int =
 
     on_hand, backorders = np.zeros((n, n_sku)), np.zeros((n, n_sku))
     given_backorders = np.zeros((n, n_sku), dtype=bool)
-    parent = np.maximum(topo.parent, 0)
-    lead = topo.lead_time_mean * np.where(topo.parent >= 0, delay[parent], 1.0)
-    lead_sd = np.array([math.sqrt(nd.lead_time.variance) for nd in network.nodes]) * np.where(
-        topo.parent >= 0, delay[parent], 1.0)          # the network's law, scaled as the mean is
+    lead = expected_lead_times(topo.lead_time_mean, topo.parent, delay)  # as the engine computes it
+    lead_sd = expected_lead_times(np.array([math.sqrt(nd.lead_time.variance) for nd in network.nodes]),
+                                  topo.parent, delay)  # the network's law, scaled as the mean is
     where_node: dict[int, int] = {}                    # node -> position in state.locations
     where_item: dict[tuple[int, int], int] = {}        # (node, SKU) -> position in its location's items
     shipments: dict[tuple[int, int, int, int], np.ndarray] = {}
