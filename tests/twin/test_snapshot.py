@@ -77,6 +77,15 @@ SHOCKS = (
 )
 
 
+def engine_at(net, day: int, *, seed: int = 0, horizon: int = HORIZON, shocks=SHOCKS) -> Engine:
+    """A run of `net` under `policy_for(net)` stepped to the decision point of `day`."""
+    engine = Engine(net, horizon=horizon, seed=seed, shocks=shocks)
+    policy = policy_for(net)()
+    while engine.day < day:
+        engine.step(policy.act(engine.state()))
+    return engine
+
+
 @pytest.mark.parametrize("day", [1, 33, 47, 70])
 def test_exact_continuation_through_shocks(day):
     net = network()
@@ -110,10 +119,7 @@ def test_exact_continuation_with_fractional_units_and_a_capacity_cut():
 
 def test_json_round_trip_is_exact(tmp_path):
     net = network(integer=False)
-    engine = Engine(net, horizon=HORIZON, seed=3, shocks=SHOCKS)
-    policy = policy_for(net)()
-    while engine.day < 41:
-        engine.step(policy.act(engine.state()))
+    engine = engine_at(net, 41, seed=3)
     snapshot = engine.snapshot()
     path = snapshot.save(tmp_path / "snap.json")
     again = Snapshot.load(path, net)
@@ -134,10 +140,7 @@ def test_json_round_trip_is_exact(tmp_path):
 
 def test_snapshot_state_matches_the_engine():
     net = network()
-    engine = Engine(net, horizon=HORIZON, seed=0, shocks=SHOCKS)
-    policy = policy_for(net)()
-    while engine.day < 27:
-        engine.step(policy.act(engine.state()))
+    engine = engine_at(net, 27)
     snapshot = engine.snapshot()
     state = engine.state()
     assert np.array_equal(snapshot.inventory_position, state.inventory_position)
@@ -150,10 +153,7 @@ def test_snapshot_state_matches_the_engine():
 
 def test_forks_from_one_snapshot_are_identical_and_leave_it_untouched():
     net = network()
-    engine = Engine(net, horizon=HORIZON, seed=0, shocks=SHOCKS)
-    policy = policy_for(net)()
-    while engine.day < 30:
-        engine.step(policy.act(engine.state()))
+    engine = engine_at(net, 30)
     snapshot = engine.snapshot()
     before = copy.deepcopy(snapshot.to_dict())
     results = [Engine(net, horizon=HORIZON, seed=0, shocks=SHOCKS, start=snapshot).run(policy_for(net)())
@@ -201,10 +201,7 @@ def test_a_shock_in_force_at_the_start_but_not_in_the_snapshot_applies():
 
 def good_data():
     net = network()
-    engine = Engine(net, horizon=HORIZON, seed=0, shocks=SHOCKS)
-    policy = policy_for(net)()
-    while engine.day < 35:
-        engine.step(policy.act(engine.state()))
+    engine = engine_at(net, 35)
     return net, engine.snapshot().to_dict()
 
 
@@ -303,10 +300,7 @@ def test_a_shock_given_again_with_another_end_replaces_the_snapshots_clipped_one
     net = network()
     clipped = LeadTimeShock(start=25, end=60, multiplier=2.0, sources=("sup",))
     longer = LeadTimeShock(start=25, end=80, multiplier=2.0, sources=("sup",))
-    engine = Engine(net, horizon=60, seed=0, shocks=(clipped,))
-    policy = policy_for(net)()
-    while engine.day < 40:
-        engine.step(policy.act(engine.state()))
+    engine = engine_at(net, 40, horizon=60, shocks=(clipped,))
     snapshot = engine.snapshot()
     fork = Engine(net, horizon=120, seed=0, start=snapshot, shocks=(longer,))
     assert fork.active_shocks == [longer] and fork.effects.lead_time[net.index("sup")] == 2.0
