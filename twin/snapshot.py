@@ -209,8 +209,9 @@ class Snapshot:
                 raise SpecError(f"{where}.served_today: only a store serves customer backorders from its receipts; "
                                 f"allowed: zero at a {kind}")
             if kind == "store" and node.unmet == "lost" and self.backorders[i].any():
-                raise SpecError(f"{where}.backorders: {self.nodes[i]!r} loses unmet demand (unmet: lost) and owes "
-                                f"its customers nothing; allowed: zero")
+                k = int(np.argmax(self.backorders[i] != 0))
+                raise SpecError(f"{where}.backorders.{self.skus[k]}: {self.nodes[i]!r} loses unmet demand (unmet: "
+                                f"lost) and owes its customers nothing; allowed: zero")
             if kind == "store" and node.unmet == "backorder":
                 both = np.flatnonzero((self.on_hand[i] > RESIDUE) & (self.backorders[i] > RESIDUE))
                 if both.size:
@@ -238,13 +239,7 @@ class Snapshot:
                         raise SpecError(f"{key}.{label}[{j}].quantity.{self.skus[frac[0]]}: "
                                         f"{float(line.quantity[frac[0]])!r} is not a whole number of units; "
                                         f"allowed: whole units (network.demand.integer_units)")
-        shipped = np.zeros_like(self.in_transit)
-        for s in self.shipments:
-            shipped[s.node] += s.quantity
-        ordered, owed = np.zeros_like(self.on_order), np.zeros_like(self.backorders)
-        for u in self.unshipped:
-            ordered[u.node] += u.quantity
-            owed[u.source] += u.quantity
+        shipped, ordered, owed = line_totals(self.shipments, self.unshipped, len(self.nodes), len(self.skus))
         _check_sum(f"{key}.in_transit", self.in_transit, shipped, "the sum of its open shipments", self)
         _check_sum(f"{key}.on_order", self.on_order, ordered, "the sum of its unshipped orders", self)
         internal = np.array([kind != "store" for kind in kinds])
@@ -401,19 +396,28 @@ def snapshot_from_dict(data: Mapping[str, Any], network: NetworkSpec, key: str =
         disruptions.append(shock)
     r.done()
     # totals left out follow from the lines
-    for s in shipments:
-        if not given["in_transit"][s.node]:
-            arrays["in_transit"][s.node] += s.quantity
-    for u in unshipped:
-        if not given["on_order"][u.node]:
-            arrays["on_order"][u.node] += u.quantity
-        if not given["backorders"][u.source] and network.nodes[u.source].kind != "store":
-            arrays["backorders"][u.source] += u.quantity
+    shipped, ordered, owed = line_totals(shipments, unshipped, n, k)
+    internal = np.array([nd.kind != "store" for nd in network.nodes])[:, None]
+    for field, total, applies in (("in_transit", shipped, True), ("on_order", ordered, True),
+                                  ("backorders", owed, internal)):
+        arrays[field] = np.where(given[field][:, None] | ~np.asarray(applies), arrays[field], total)
     snapshot = Snapshot(network_name=name, network_hash=digest, nodes=names, skus=skus, day=day,
                         expected_lead_time=lead, shipments=tuple(shipments), unshipped=tuple(unshipped),
                         disruptions=tuple(disruptions), seed=seed, horizon=source_horizon, **arrays)
     snapshot.check(network, key)
     return snapshot
+
+
+def line_totals(shipments: Sequence[OpenShipment], unshipped: Sequence[UnshippedOrder], n_nodes: int,
+                n_sku: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(nodes, SKUs) sums of the lines: in transit to each node, on order by each node, owed by each source."""
+    shipped, ordered, owed = (np.zeros((n_nodes, n_sku)) for _ in range(3))
+    for s in shipments:
+        shipped[s.node] += s.quantity
+    for u in unshipped:
+        ordered[u.node] += u.quantity
+        owed[u.source] += u.quantity
+    return shipped, ordered, owed
 
 
 def _node(r: ConfigReader, name: str, index: Mapping[str, int]) -> int:

@@ -82,7 +82,7 @@ from twin.calendar import DAY_ZERO, calendar_date
 from twin.config import SpecError
 from twin.costs import cost_rates
 from twin.coverage import protection_periods
-from twin.snapshot import RESIDUE, OpenShipment, Snapshot, UnshippedOrder, network_hash
+from twin.snapshot import RESIDUE, OpenShipment, Snapshot, UnshippedOrder, line_totals, network_hash
 from twin.spec import NetworkSpec
 from twin.state import Topology, expected_lead_times
 
@@ -233,13 +233,8 @@ def state_to_twin(state: ErpState, network: NetworkSpec, *, review_period: int =
                 raise ErpStateError((*iloc, "sku"), f"{item.sku!r} is not a SKU of network {network.name!r}; "
                                                     f"allowed: {_listing(skus)}")
             where_item[i, k] = m
-            _check_whole(network, item.on_hand, (*iloc, "on_hand"))
-            on_hand[i, k] = item.on_hand
+            on_hand[i, k] = item.on_hand  # whole units, backorders at a lost-sales store: Snapshot.check
             if item.backorders is not None:
-                _check_whole(network, item.backorders, (*iloc, "backorders"))
-                if node.kind == "store" and node.unmet == "lost" and item.backorders > 0:
-                    raise ErpStateError((*iloc, "backorders"), f"{location.id!r} loses unmet demand (unmet: lost) "
-                                                               f"and owes its customers nothing; allowed: 0")
                 backorders[i, k] = item.backorders
                 given_backorders[i, k] = True
             for o, line in enumerate(item.open_orders):
@@ -284,13 +279,7 @@ def state_to_twin(state: ErpState, network: NetworkSpec, *, review_period: int =
                     for i, s, d, due in ship_keys)
     lines_u = tuple(UnshippedOrder(node=i, source=s, ordered=d, quantity=unshipped[i, s, d])
                     for i, s, d in order_keys)
-    in_transit, on_order = np.zeros((n, n_sku)), np.zeros((n, n_sku))
-    owed = np.zeros((n, n_sku))
-    for line in lines_s:
-        in_transit[line.node] += line.quantity
-    for line in lines_u:
-        on_order[line.node] += line.quantity
-        owed[line.source] += line.quantity
+    in_transit, on_order, owed = line_totals(lines_s, lines_u, n, n_sku)
     internal = ~topo.is_store
     backorders = np.where(internal[:, None] & ~given_backorders, owed, backorders)
     disruptions = tuple(shock for _, shock in in_force)

@@ -326,7 +326,7 @@ def test_a_snapshot_built_in_python_from_lists_is_copied_and_read_only():
 
 
 @pytest.mark.parametrize("node, field, sku, value, message", [
-    ("s1", "backorders", "rice", 2.0, "snapshot.nodes.s1.backorders: 's1' loses unmet demand"),
+    ("s1", "backorders", "rice", 2.0, "snapshot.nodes.s1.backorders.rice: 's1' loses unmet demand"),
     ("dc0", "served_today", "rice", 3.0, "snapshot.nodes.dc0.served_today: only a store serves"),
     ("sup", "received_today", "rice", 3.0, "snapshot.nodes.sup: a supplier holds and orders nothing"),
     ("s1", "received_today", "milk", 1e6, "snapshot.nodes.s1.received_today.milk: 1000000.0 received today is more"),
