@@ -36,7 +36,7 @@ def echelon_series(network: NetworkSpec, results: Sequence[RunResult], field: st
 
 def first_day(results: Sequence[RunResult]) -> int:
     """The day the results' series start on (0, or the day of the snapshot a run started from)."""
-    return int(results[0].meta.get("first_day", 0))
+    return results[0].meta["first_day"]
 
 
 def _shade(ax, scenario: Scenario, warmup: int) -> list[Patch]:

@@ -140,7 +140,7 @@ def write_timeseries(path: Path, network: NetworkSpec, results: Sequence[RunResu
         for rep, result in enumerate(results):
             names = result.meta["nodes"]
             table = np.stack([result.series[k] for k in SERIES_FIELDS], axis=-1).tolist()  # (days, nodes, fields)
-            for day, by_node in enumerate(table, start=result.meta.get("first_day", 0)):
+            for day, by_node in enumerate(table, start=result.meta["first_day"]):
                 for i, values in enumerate(by_node):
                     writer.writerow([rep, result.meta["seed"], day, names[i], kinds[i], *values])
 
@@ -158,7 +158,7 @@ def write_sku_timeseries(path: Path, network: NetworkSpec, results: Sequence[Run
             names = result.meta["nodes"]
             cov = result.covariates
             table = np.stack([result.sku_series[k] for k in SKU_SERIES_FIELDS], axis=-1)  # (days, nodes, SKUs, f)
-            first = result.meta.get("first_day", 0)
+            first = result.meta["first_day"]
             for row, day in enumerate(range(first, first + table.shape[0])):
                 promotion = cov.promotion[day].astype(int).tolist()
                 price = cov.price[day].round(4).tolist()

@@ -230,7 +230,6 @@ class Engine:
         self.env.process(self._close_process())
         self.day = self.first_day
         self.done = False
-        self._network_hash: str | None = None
         if start is None:
             self.env.run(until=PHASE_DECISION)
         else:
@@ -265,8 +264,6 @@ class Engine:
         After the last day (`done`), the network as the last day's books closed (day = horizon): it can be
         observed, but no run starts from it.
         """
-        if self._network_hash is None:
-            self._network_hash = network_hash(self.network)
         in_flight = sorted((sid, child, s) for child, by_id in enumerate(self.shipments) for sid, s in by_id.items())
         shipments = tuple(OpenShipment(node=child, source=s.source, dispatched=s.dispatched, due=s.arrival,
                                        quantity=s.quantity.copy()) for _, child, s in in_flight)
@@ -277,7 +274,7 @@ class Engine:
                 kept.setflags(write=False)
                 unshipped.extend(UnshippedOrder(node=int(self.customers[p][row]), source=p, ordered=day,
                                                 quantity=kept[row]) for row in np.flatnonzero(kept.any(axis=1)))
-        return Snapshot(network_name=self.network.name, network_hash=self._network_hash,
+        return Snapshot(network_name=self.network.name, network_hash=network_hash(self.network),
                         nodes=self.topology.names, skus=tuple(self.network.skus.name), day=self.day,
                         on_hand=self.on_hand, backorders=self.backorders, in_transit=self.in_transit,
                         on_order=self.on_order, expected_lead_time=self.expected_lead_times(),
@@ -341,7 +338,7 @@ class Engine:
                                                              for k, v in self.series.sku.items()},
             meta={"network": self.network.name, "nodes": list(self.topology.names), "n_sku": self.n_sku,
                   "horizon": self.horizon, "warmup": self.warmup, "seed": self.seed,
-                  **({"first_day": self.first_day} if self.first_day else {}),
+                  "first_day": self.first_day,
                   "shocks": [type(s).__name__ for s in self.shocks], "twin_version": TWIN_VERSION, **meta},
             violations=list(self.ledger.violations),
             covariates=None if self.series.sku is None else self.demand_model.covariates(),
