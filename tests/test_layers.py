@@ -53,8 +53,7 @@ MODULE_STRING = re.compile(rf"(?:{'|'.join(LAYERS)})(?:\.[A-Za-z_]\w*)*(?::[A-Za
 
 
 def _is_project_module(dotted: str) -> bool:
-    path = ROOT.joinpath(*dotted.split("."))
-    return path.with_suffix(".py").is_file() or (path / "__init__.py").is_file()
+    return _module_file(dotted) is not None
 
 
 def imported_modules(source: str) -> list[tuple[int, str]]:

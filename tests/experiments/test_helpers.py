@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 from experiments.seeds import HELD_OUT_FIRST_SEED, VALIDATION_FIRST_SEED, SeedRange, check_apart
@@ -38,15 +37,3 @@ def test_a_config_error_is_one_line_and_exit_status_2(capsys):
 def test_other_errors_pass_through_config_errors():
     with pytest.raises(ValueError, match="not a config error"), config_errors():
         raise ValueError("not a config error")
-
-
-def test_the_summary_matches_scipy_and_numpy():
-    from scipy import stats
-
-    from experiments.summary import summarize
-
-    x = np.array([3.0, 5.0, 4.0, 8.0, 6.0])
-    s = summarize(list(x))
-    low, high = stats.t.interval(0.95, len(x) - 1, loc=x.mean(), scale=stats.sem(x))
-    assert (s["mean"], s["std"], s["n"]) == (x.mean(), x.std(ddof=1), 5)
-    assert s["ci95"] == pytest.approx((high - low) / 2, rel=1e-12)
