@@ -6,7 +6,7 @@
         'policies=[checkpoint:RUN/checkpoints/latest,optimal]' reference=optimal horizon=20000
 
 Policies: conf/policy names (static levels from the demand model, default safety factors), policy files
-(`file:PATH.yaml`, e.g. a tuned policy), training checkpoints (`checkpoint:DIR`), the forecast-driven
+(`file:PATH.yaml`, e.g. a tuned policy), training checkpoints (`checkpoint:DIR`), bundles (`bundle:DIR`), the forecast-driven
 base-stock with a live forecaster (`forecast:lstm`, `forecast:oracle`, `forecast:seasonal_naive`...; safety
 factors `forecast_z`), and, on a reference case, `optimal` (the case's optimal policy).
 Every policy starts from the same stock and runs on the same seeds.
@@ -16,94 +16,23 @@ Writes evaluation.csv (per policy and seed), evaluation.md (tables) and evaluati
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import hydra
-import yaml
 from hydra.utils import to_absolute_path
 from omegaconf import DictConfig
 
 import scenarios
-from agents.baselines.catalog import POLICIES, PolicySpec, optimal_policy
 from agents.baselines.safety import read_safety_factors
-from agents.envs.core import EnvConfig, initial_on_hand
 from experiments.comparison import EvalSetting, evaluate, format_report, plot_comparison
+from experiments.policy_entries import load_policies, starting_stock
 from experiments.seeds import HELD_OUT_FIRST_SEED, SeedRange
-from experiments.startup import CONF_DIR, config_errors, plain, run_checked, run_dir
+from experiments.startup import config_errors, plain, run_checked, run_dir
 from scenarios.reference import load_case
 from twin import SpecError
 from twin.config import ConfigReader, check_warmup
-from twin.spec import NetworkSpec, network_from_dict
+from twin.spec import network_from_dict
 
 log = logging.getLogger("experiments.evaluate")
-
-
-def forecast_policy(name: str, key: str, z: dict[str, float] | None = None):
-    """The forecast-driven base-stock policy with live forecaster `name`: the oracle, or a forecaster refitted
-    weekly with the settings of conf/forecaster/NAME.yaml (a null there: the class default)."""
-    from agents.baselines.forecast_policy import ForecastBaseStock
-    from agents.forecasting.factory import FORECASTERS, forecaster_factory
-    from agents.forecasting.live import OracleForecaster, Refitting
-
-    if name not in FORECASTERS:
-        raise SpecError(f"{key}: forecaster {name!r} is not allowed; allowed: forecast:NAME with NAME one of "
-                        f"{FORECASTERS.allowed()}")
-    if name == "oracle":
-        return ForecastBaseStock(OracleForecaster(), z=z)
-    path = CONF_DIR / "forecaster" / f"{name}.yaml"
-    spec = yaml.safe_load(path.read_text()) if path.is_file() else {"name": name}
-    spec = {k: v for k, v in spec.items() if v is not None}
-    return ForecastBaseStock(Refitting(forecaster_factory(spec, key), name), z=z)
-
-
-def load_policies(entries: list, network: NetworkSpec, horizon: int, seed: int, case=None,
-                  forecast_z: dict[str, float] | None = None) -> dict[str, object]:
-    """Build each policy entry (see the module docstring); SpecError naming `policies[i]` if one is bad."""
-    if not entries:
-        raise SpecError("policies: empty; allowed: a list of at least one policy")
-    policies: dict[str, object] = {}
-    for i, entry in enumerate(entries):
-        key = f"policies[{i}]"
-        if not isinstance(entry, str):
-            raise SpecError(f"{key}: {entry!r} is not allowed; allowed: a policy name, file:PATH or checkpoint:DIR")
-        kind, sep, rest = entry.partition(":")
-        if sep and kind == "checkpoint":
-            path = Path(to_absolute_path(rest))
-            if not path.is_dir():
-                raise SpecError(f"{key}: checkpoint {rest!r} is not a directory")
-            from agents.rl.policy import TrainedPolicy  # ray and torch: loaded only for checkpoints
-            policy = TrainedPolicy.from_checkpoint(path)
-            label = policy.name
-        elif sep and kind == "file":
-            path = Path(to_absolute_path(rest))
-            if not path.is_file():
-                raise SpecError(f"{key}: policy file {rest!r} does not exist")
-            spec = PolicySpec.from_dict(yaml.safe_load(path.read_text()), key)
-            label, policy = f"{spec.name}:{path.stem}", spec.build(network, horizon, seed)
-        elif sep and kind == "forecast":
-            label, policy = f"forecast:{rest}", forecast_policy(rest, key, forecast_z)
-        elif entry == "optimal":
-            if case is None:
-                raise SpecError(f"{key}: 'optimal' is only known on a reference case; allowed with case=PATH")
-            label, policy = "optimal", optimal_policy(case, network)
-        elif entry in POLICIES:
-            label, policy = entry, PolicySpec.from_dict({"name": entry}, key).build(network, horizon, seed)
-        else:
-            raise SpecError(f"{key}: {entry!r} is not allowed; allowed: {POLICIES.allowed()}, optimal (case), "
-                            f"file:PATH.yaml, checkpoint:DIR, forecast:NAME")
-        while label in policies:
-            label += "'"
-        policies[label] = policy
-    return policies
-
-
-def starting_stock(policies: dict[str, object], network: NetworkSpec):
-    """Stock on hand at the start for every policy: a trained policy's own start (as in its training episodes),
-    else the env's default (forecast demand over lead time + review period)."""
-    for policy in policies.values():
-        if hasattr(policy, "initial_on_hand"):
-            return policy.initial_on_hand
-    return initial_on_hand(EnvConfig(network=network))
 
 
 @hydra.main(config_path="../conf", config_name="evaluate", version_base="1.3")

@@ -69,6 +69,10 @@ class ReferenceCase:
 
     def network(self) -> NetworkSpec:
         """The twin network equivalent to this case under the timing mapping above."""
+        return network_from_dict(self.network_data(), path=f"case[{self.case_id}]")
+
+    def network_data(self) -> dict:
+        """`network()` as plain data (twin.spec.network_from_dict's input), as a bundle stores it."""
         integer = self.demand_dist == "poisson"
         sku = {"name": "item", "dist": self.demand_dist, "mean": self.demand_mean,
                "holding_cost": 1.0, "backorder_cost": self.penalty, "lost_sale_cost": self.penalty,
@@ -91,10 +95,8 @@ class ReferenceCase:
                 "in_transit_holding": self.holding[j] if (self.kind == "serial" and j < self.stages) else 0.0,
             })
             parent = name
-        return network_from_dict({
-            "name": self.case_id, "nodes": nodes, "skus": {"items": [sku]},
-            "demand": {"truncate_normal": False, "integer_units": integer},
-        }, path=f"case[{self.case_id}]")
+        return {"name": self.case_id, "nodes": nodes, "skus": {"items": [sku]},
+                "demand": {"truncate_normal": False, "integer_units": integer}}
 
 
 def load_case(path: str | Path) -> ReferenceCase:

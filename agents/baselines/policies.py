@@ -22,7 +22,11 @@ class BaseStock:
         self.levels = np.asarray(levels, dtype=float)
 
     def act(self, state: NetworkState) -> np.ndarray:
-        return orders_up_to(self.levels, state.inventory_position, state.topology.is_supplier)
+        return self.orders_for(state.inventory_position, state.topology.is_supplier)
+
+    def orders_for(self, position: np.ndarray, is_supplier: np.ndarray) -> np.ndarray:
+        """Orders (nodes, SKUs) at inventory position `position` (a served bundle decides with this too)."""
+        return orders_up_to(self.levels, position, is_supplier)
 
     @classmethod
     def from_stats(cls, stats: DemandStats, z: dict[str, float] | None = None) -> BaseStock:
@@ -73,9 +77,12 @@ class SS:
             raise ValueError("(s, S): S must be >= s for every node and SKU")
 
     def act(self, state: NetworkState) -> np.ndarray:
-        position = state.inventory_position
+        return self.orders_for(state.inventory_position, state.topology.is_supplier)
+
+    def orders_for(self, position: np.ndarray, is_supplier: np.ndarray) -> np.ndarray:
+        """Orders (nodes, SKUs) at inventory position `position`: up to S where it is at or below s."""
         orders = np.where(position <= self.s, self.S - position, 0.0)
-        orders[state.topology.is_supplier] = 0.0
+        orders[is_supplier] = 0.0
         return np.maximum(orders, 0.0)
 
     @classmethod
@@ -103,11 +110,14 @@ class ReorderPointEOQ:
         self.quantity = np.maximum(np.asarray(quantity, dtype=float), 1e-9)
 
     def act(self, state: NetworkState) -> np.ndarray:
-        position = state.inventory_position
+        return self.orders_for(state.inventory_position, state.topology.is_supplier)
+
+    def orders_for(self, position: np.ndarray, is_supplier: np.ndarray) -> np.ndarray:
+        """Orders (nodes, SKUs) at inventory position `position`: whole EOQ batches where it is at or below ROP."""
         short = position <= self.reorder_point
         batches = np.floor((self.reorder_point - position) / self.quantity) + 1
         orders = np.where(short, batches * self.quantity, 0.0)
-        orders[state.topology.is_supplier] = 0.0
+        orders[is_supplier] = 0.0
         return orders
 
     @classmethod

@@ -57,22 +57,34 @@ class ActionMap:
     def values(self, actions: np.ndarray) -> np.ndarray:
         return np.asarray(self.grid)[actions]
 
+    def levels(self, actions: np.ndarray, position: np.ndarray, forecast: np.ndarray,
+               scale: np.ndarray, spread: np.ndarray | None = None) -> np.ndarray:
+        """The inventory position each order aims at: the order-up-to level of the level kinds, position +
+        order for the kinds that order a quantity (what a decision reports as its level)."""
+        return position + self.orders(actions, position, forecast, scale, spread)
+
 
 class OrderUpTo(ActionMap):
     kind = "order_up_to"
 
+    def levels(self, actions, position, forecast, scale, spread=None):
+        return self.values(actions) * forecast
+
     def orders(self, actions, position, forecast, scale, spread=None):
-        return np.maximum(self.values(actions) * forecast - position, 0.0)
+        return np.maximum(self.levels(actions, position, forecast, scale) - position, 0.0)
 
 
 class SafetyFactor(ActionMap):
     kind = "safety_factor"
     needs_spread = True
 
-    def orders(self, actions, position, forecast, scale, spread=None):
+    def levels(self, actions, position, forecast, scale, spread=None):
         if spread is None:
-            raise ValueError("SafetyFactor.orders: the forecast's spread is required")
-        return np.maximum(forecast + self.values(actions) * spread - position, 0.0)
+            raise ValueError("SafetyFactor: the forecast's spread is required")
+        return forecast + self.values(actions) * spread
+
+    def orders(self, actions, position, forecast, scale, spread=None):
+        return np.maximum(self.levels(actions, position, forecast, scale, spread) - position, 0.0)
 
 
 class OrderDaysOfDemand(ActionMap):

@@ -1,0 +1,359 @@
+"""A policy as a versioned bundle: one directory (and its zip) that loads and decides with numpy and onnxruntime.
+
+    bundle/
+        manifest.json      what the bundle is (Manifest below) and the sha256 of every other file
+        network.json       the network's plain data (twin.spec.network_from_dict): the ids the bundle serves
+        parameters.npz     a rule policy's arrays: levels / s, S / reorder_point, quantity / z (nodes, ...)
+        profile.npz        a learned policy's item profile (the observation's scaling, agents/envs/observation.py)
+        <policy id>.onnx   a learned policy's greedy head per policy id (agents/rl/export.py writes it)
+        <policy id>.samples.npz   observations and the checkpoint's scores on them: the bundle's self-check
+
+The bundle's hash is the sha256 of manifest.json, which holds the sha256 of every other file, so one hash names
+everything that decides. `load_bundle` refuses a bundle whose files do not match their hashes, of another format
+or ObsSpec version, or whose parameters do not fit its network, with one `BundleError` naming the file and field;
+`Bundle.self_check()` replays the saved sample observations through the ONNX heads (the hot-reload check).
+
+A bundle serves the ids of its network (`serves: network`): the nodes and SKUs of network.json, by role.
+Writing: the exporter puts the payload files into a directory, then `finish_bundle(directory, manifest)` hashes
+them, writes manifest.json and `bundle.zip` beside the directory.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import shutil
+import tempfile
+import zipfile
+from functools import cached_property
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from agents.deploy.erp_state import format_loc
+from agents.deploy.onnx_head import OnnxHead
+from agents.deploy.policies import RULES, Head, OnnxPolicy, RulePolicy, ServedPolicy
+from agents.envs.actions import ACTION_KINDS
+from agents.envs.observation import ItemProfile, ObsSpec
+from twin.config import SpecError
+from twin.snapshot import network_hash
+from twin.spec import NetworkSpec, network_from_dict
+from twin.state import Topology
+
+FORMAT = "twin.bundle/1"
+MANIFEST = "manifest.json"
+NETWORK_FILE = "network.json"
+PARAMETERS_FILE = "parameters.npz"
+PROFILE_FILE = "profile.npz"
+SAMPLE_TOLERANCE = 1e-4  # max |score difference| of the self-check, as at export
+RULE_ARRAYS = {"base_stock": ("levels",), "ss": ("s", "S"), "rop": ("reorder_point", "quantity"),
+               "forecast_base_stock": ("z",)}
+SERVING_PACKAGES = ("numpy", "onnxruntime", "pydantic", "supplychain-twin")
+
+
+class BundleError(SpecError):
+    """A bundle that cannot serve: the message names the file (and field) and what is allowed."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class HeadEntry(_Model):
+    """One policy id's ONNX head."""
+
+    policy_id: str
+    file: str
+    samples_file: str
+    layout: Literal["per_sku", "per_node"]
+    n_features: int
+    n_actions: int
+    score_kind: Literal["logits", "q_values"]
+    max_abs_score_diff: float = Field(description="ONNX against the RLModule on the samples, at export")
+    samples: int
+
+
+class ObsSpecEntry(_Model):
+    """The observation a learned policy reads (agents/envs/observation.py)."""
+
+    version: int
+    pipeline_ages: int
+    feature_names: list[str]
+
+
+class ActionEntry(_Model):
+    """The action map: an index into `grid`, turned into an order by `kind` (agents/envs/actions.py)."""
+
+    kind: str
+    grid: list[float]
+
+
+class Manifest(_Model):
+    """What a bundle is: written at export, checked at load, served at GET /v1/model."""
+
+    format: Literal["twin.bundle/1"] = FORMAT
+    name: str
+    kind: Literal["rule", "rl"]
+    rule: str | None = Field(None, description="the rule of a rule bundle: " + ", ".join(RULES))
+    created: str
+    network_name: str
+    network_hash: str
+    nodes: list[str]
+    skus: list[str]
+    serves: Literal["network"] = Field("network", description="the ids of network.json, by role")
+    roles: dict[str, str] = Field(description="node -> role (store, dc); suppliers are not served")
+    policy_of_role: dict[str, str] = Field(default_factory=dict, description="role -> policy id (learned)")
+    obs_spec: ObsSpecEntry | None = None
+    action: ActionEntry | None = None
+    scaling: str | None = None
+    heads: list[HeadEntry] = Field(default_factory=list)
+    review_period: int = 1
+    forecaster: str | None = Field(None, description="what forecast the policy inside the twin (None: it needs "
+                                                     "none); a served request brings its own forecast")
+    config: dict[str, Any] = Field(default_factory=dict, description="the training or policy config")
+    config_sha256: str
+    packages: dict[str, str]
+    kpis: dict[str, dict[str, float]] = Field(default_factory=dict, description="twin KPIs measured at export")
+    files: dict[str, str] = Field(default_factory=dict, description="file -> sha256")
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def config_sha256(config: Any) -> str:
+    """The sha256 of a plain config as canonical JSON (sorted keys)."""
+    return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def package_versions(names: tuple[str, ...] = SERVING_PACKAGES) -> dict[str, str]:
+    """Installed versions of `names` (those installed)."""
+    out = {}
+    for name in names:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def now_utc() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def finish_bundle(directory: Path, manifest: dict[str, Any]) -> Path:
+    """Hash every file in `directory`, write manifest.json (checked as a Manifest) and `bundle.zip` beside it.
+
+    Returns the directory. `manifest` holds every field but `files`.
+    """
+    directory = Path(directory)
+    files = {p.name: sha256_file(p) for p in sorted(directory.iterdir()) if p.is_file() and p.name != MANIFEST}
+    checked = Manifest(**{**manifest, "files": files})
+    (directory / MANIFEST).write_text(json.dumps(checked.model_dump(mode="json"), indent=1) + "\n")
+    archive = directory.parent / f"{directory.name}.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as z:
+        for p in sorted(directory.iterdir()):
+            z.write(p, arcname=f"{directory.name}/{p.name}")
+    return directory
+
+
+def write_network(directory: Path, network_data: dict[str, Any]) -> NetworkSpec:
+    """Write the network's plain data to network.json; returns the network it builds."""
+    network = network_from_dict(network_data)
+    (Path(directory) / NETWORK_FILE).write_text(json.dumps(network_data, indent=1, default=float) + "\n")
+    return network
+
+
+class Bundle:
+    """A loaded, verified bundle: its manifest, network and policy."""
+
+    def __init__(self, path: Path, manifest: Manifest, sha256: str, network: NetworkSpec,
+                 policy: RulePolicy | OnnxPolicy) -> None:
+        self.path, self.manifest, self.sha256, self.network, self.policy = path, manifest, sha256, network, policy
+
+    @property
+    def name(self) -> str:
+        return self.manifest.name
+
+    @cached_property
+    def topology(self) -> Topology:
+        return Topology.of(self.network)
+
+    def manifest_dict(self) -> dict[str, Any]:
+        """The manifest as JSON data, with the bundle's hash."""
+        return {**self.manifest.model_dump(mode="json"), "sha256": self.sha256}
+
+    def self_check(self) -> None:
+        """Replay each head's saved sample observations: greedy actions identical and scores within
+        SAMPLE_TOLERANCE of the checkpoint's (BundleError naming the file otherwise). Rule bundles: their
+        parameters were checked at load."""
+        if not isinstance(self.policy, OnnxPolicy):
+            return
+        for entry, head in zip(self.manifest.heads, self.policy.heads):
+            with np.load(self.path / entry.samples_file) as data:
+                obs, expected = data["obs"], data["scores"]
+            try:
+                scores = head.onnx.scores(obs)
+            except (SpecError, ValueError) as error:
+                raise BundleError(f"{entry.file}: does not run on its own samples ({error})") from error
+            diff = float(np.max(np.abs(scores - expected))) if len(obs) else 0.0
+            same = bool(np.array_equal(np.argmax(scores, axis=-1), np.argmax(expected, axis=-1)))
+            if not same or not diff <= SAMPLE_TOLERANCE:
+                raise BundleError(f"{entry.file}: on its {len(obs)} sample observations ({entry.samples_file}) "
+                                  f"the greedy actions {'agree' if same else 'differ'} and scores differ by up to "
+                                  f"{diff:.3g} from the checkpoint's; allowed: identical actions, within "
+                                  f"{SAMPLE_TOLERANCE}")
+
+    def twin_policy(self, forecaster=None) -> ServedPolicy:
+        """The bundle's policy for twin runs; `forecaster` defaults to the manifest's (refused: none for a
+        policy that needs one)."""
+        if forecaster is None and self.manifest.forecaster is not None:
+            from agents.forecasting.live import forecaster_from_name
+            forecaster = forecaster_from_name(self.manifest.forecaster)
+        return ServedPolicy(self.policy, forecaster, self.manifest.review_period, f"bundle:{self.name}")
+
+
+def load_bundle(path: str | Path) -> Bundle:
+    """Load and verify the bundle in `path` (its directory, or bundle.zip); BundleError naming what is wrong."""
+    path = Path(path)
+    if path.is_file() and zipfile.is_zipfile(path):
+        path = _unzip(path)
+    if not path.is_dir():
+        raise BundleError(f"bundle {str(path)!r}: no such directory; allowed: a bundle directory written by "
+                          f"`python -m experiments.export`, or its bundle.zip")
+    manifest_path = path / MANIFEST
+    if not manifest_path.is_file():
+        raise BundleError(f"bundle {str(path)!r}: no {MANIFEST}; allowed: a directory written by experiments.export")
+    raw = manifest_path.read_bytes()
+    try:
+        data = json.loads(raw)
+    except ValueError as error:
+        raise BundleError(f"{MANIFEST}: not valid JSON ({error})") from error
+    if isinstance(data, dict) and data.get("format") != FORMAT:
+        raise BundleError(f"{MANIFEST}: format {data.get('format')!r} is not allowed; allowed: {FORMAT!r}")
+    try:
+        manifest = Manifest.model_validate(data)
+    except ValidationError as error:
+        first = error.errors()[0]
+        raise BundleError(f"{MANIFEST}: {format_loc(first['loc'])}: {first['msg']}") from error
+    _check_files(path, manifest)
+    network = _network(path, manifest)
+    policy = _rule_policy(path, manifest, network) if manifest.kind == "rule" else _onnx_policy(path, manifest,
+                                                                                                 network)
+    return Bundle(path, manifest, hashlib.sha256(raw).hexdigest(), network, policy)
+
+
+def _unzip(archive: Path) -> Path:
+    target = Path(tempfile.mkdtemp(prefix="bundle-"))
+    with zipfile.ZipFile(archive) as z:
+        for member in z.namelist():  # no absolute paths or '..' out of the target
+            if Path(member).is_absolute() or ".." in Path(member).parts:
+                shutil.rmtree(target)
+                raise BundleError(f"bundle {str(archive)!r}: member {member!r} is not allowed; allowed: relative "
+                                  f"paths inside the archive")
+        z.extractall(target)
+    found = [p.parent for p in target.rglob(MANIFEST)]
+    return found[0] if len(found) == 1 else target
+
+
+def _check_files(path: Path, manifest: Manifest) -> None:
+    present = {p.name for p in path.iterdir() if p.is_file() and p.name != MANIFEST}
+    for name, digest in manifest.files.items():
+        if name not in present:
+            raise BundleError(f"{name}: listed in {MANIFEST}.files but missing from the bundle")
+        if sha256_file(path / name) != digest:
+            raise BundleError(f"{name}: its sha256 is not the one in {MANIFEST}.files (the file was changed); "
+                              f"allowed: the files as exported")
+    extra = sorted(present - set(manifest.files))
+    if extra:
+        raise BundleError(f"{extra[0]}: not listed in {MANIFEST}.files; allowed: only the exported files")
+    for name in (NETWORK_FILE,):
+        if name not in manifest.files:
+            raise BundleError(f"{MANIFEST}.files: no {name}; allowed: a bundle written by experiments.export")
+
+
+def _network(path: Path, manifest: Manifest) -> NetworkSpec:
+    try:
+        network = network_from_dict(json.loads((path / NETWORK_FILE).read_text()))
+    except (ValueError, SpecError) as error:
+        raise BundleError(f"{NETWORK_FILE}: {error}") from error
+    if network_hash(network) != manifest.network_hash:
+        raise BundleError(f"{NETWORK_FILE}: its network hash is not {MANIFEST}.network_hash")
+    topo = Topology.of(network)
+    if list(topo.names) != manifest.nodes or list(network.skus.name) != manifest.skus:
+        raise BundleError(f"{MANIFEST}.nodes / skus: not the nodes and SKUs of {NETWORK_FILE}")
+    return network
+
+
+def _rule_policy(path: Path, manifest: Manifest, network: NetworkSpec) -> RulePolicy:
+    if manifest.rule not in RULES:
+        raise BundleError(f"{MANIFEST}.rule: {manifest.rule!r} is not allowed; allowed: {', '.join(RULES)}")
+    if PARAMETERS_FILE not in manifest.files:
+        raise BundleError(f"{MANIFEST}.files: no {PARAMETERS_FILE}; a rule bundle needs its parameters")
+    topo = Topology.of(network)
+    shape = (len(topo.names), network.skus.n)
+    arrays = {}
+    with np.load(path / PARAMETERS_FILE) as data:
+        for name in RULE_ARRAYS[manifest.rule]:
+            if name not in data:
+                raise BundleError(f"{PARAMETERS_FILE}: no array {name!r}; rule {manifest.rule} needs "
+                                  f"{', '.join(RULE_ARRAYS[manifest.rule])}")
+            value = np.asarray(data[name], dtype=float)
+            want = (shape[0], 1) if name == "z" else shape
+            if value.shape != want or not np.all(np.isfinite(value)):
+                raise BundleError(f"{PARAMETERS_FILE}: {name} has shape {value.shape}; allowed: finite values "
+                                  f"of shape {want} (nodes, SKUs of {NETWORK_FILE})")
+            arrays[name] = value
+    try:
+        return RulePolicy(manifest.rule, arrays, topo.is_supplier)
+    except ValueError as error:
+        raise BundleError(f"{PARAMETERS_FILE}: {error}") from error
+
+
+def _onnx_policy(path: Path, manifest: Manifest, network: NetworkSpec) -> OnnxPolicy:
+    if manifest.obs_spec is None or manifest.action is None or not manifest.heads:
+        raise BundleError(f"{MANIFEST}: a learned bundle needs obs_spec, action and heads")
+    spec = ObsSpec(pipeline_ages=manifest.obs_spec.pipeline_ages)
+    if manifest.obs_spec.version != spec.version:
+        raise BundleError(f"{MANIFEST}.obs_spec.version: {manifest.obs_spec.version} is not allowed; allowed: "
+                          f"{spec.version} (this version of the project builds ObsSpec version {spec.version}; "
+                          f"re-export the policy with it)")
+    if list(spec.feature_names) != manifest.obs_spec.feature_names:
+        raise BundleError(f"{MANIFEST}.obs_spec.feature_names: not the features of ObsSpec version {spec.version}")
+    if manifest.action.kind not in ACTION_KINDS.names:
+        raise BundleError(f"{MANIFEST}.action.kind: {manifest.action.kind!r} is not allowed; allowed: "
+                          f"{', '.join(ACTION_KINDS.names)}")
+    try:
+        action = ACTION_KINDS[manifest.action.kind](grid=tuple(manifest.action.grid))
+    except SpecError as error:
+        raise BundleError(f"{MANIFEST}.action: {error}") from error
+    topo = Topology.of(network)
+    controlled = np.flatnonzero(~topo.is_supplier)
+    with np.load(path / PROFILE_FILE) as data:
+        profile = ItemProfile(scale=data["scale"], demand_cv=data["demand_cv"],
+                              critical_ratio=data["critical_ratio"], nominal_lead_time=data["nominal_lead_time"])
+    if profile.scale.shape != (len(topo.names), network.skus.n):
+        raise BundleError(f"{PROFILE_FILE}: scale has shape {profile.scale.shape}; allowed: (nodes, SKUs) of "
+                          f"{NETWORK_FILE}")
+    heads = []
+    for i, entry in enumerate(manifest.heads):
+        if entry.n_features != spec.n_features or entry.n_actions != action.n:
+            raise BundleError(f"{MANIFEST}.heads[{i}]: {entry.n_features} features and {entry.n_actions} actions; "
+                              f"allowed: {spec.n_features} and {action.n} (the obs_spec and action)")
+        roles = {role for role, pid in manifest.policy_of_role.items() if pid == entry.policy_id}
+        nodes = np.array([c for c, node in enumerate(controlled)
+                          if manifest.roles.get(topo.names[node]) in roles], dtype=np.int64)
+        try:
+            onnx = OnnxHead(path / entry.file, entry.score_kind)
+        except (SpecError, ValueError) as error:
+            raise BundleError(f"{entry.file}: {error}") from error
+        heads.append(Head(entry.policy_id, onnx, nodes, entry.layout))
+    return OnnxPolicy(heads, spec, profile, action, controlled, network.demand.integer_units)

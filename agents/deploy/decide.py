@@ -1,0 +1,294 @@
+"""Decisions for an ERP state: the bundle's orders as documents the ERP system takes, with reason codes.
+
+    response = decide(load_bundle("outputs/export/RUN/bundle"), ErpState.model_validate_json(body))
+    text = decisions_csv(response)
+
+For every (location, SKU) of the request, one `Decision`: the order quantity (the policy's, rounded up to the
+pack size and raised to the minimum order quantity), the inventory position the order aims at, the document it
+becomes (a purchase requisition when the location buys from a supplier, a stock transport order when a DC
+supplies it; none when nothing is ordered), the policy's confidence (a learned policy's probability of its
+action, or its Q-value margin) and reason codes with the numbers behind them:
+
+    BELOW_LEVEL / AT_OR_ABOVE_LEVEL  inventory position against the order-up-to level
+    BACKORDERS_OUTSTANDING           units owed at the location
+    LEAD_TIME_LONGER                 the expected lead time above the lane's nominal one (a supplier delay)
+    DISRUPTION_ACTIVE                a disruption in force on as_of (type, target, days left)
+    DEMAND_SPIKE                     the forecast's daily rate >= 1.5 x the recent (28-day) daily history
+    ROUNDED_TO_PACK / RAISED_TO_MOQ  the policy's quantity changed by the pack size or minimum order quantity
+
+Each decision has a recommendation id, a UUID derived from the bundle's hash, the request's content hash and the
+(location, SKU): the same request to the same bundle gives the same ids (an ERP idempotency key), another
+request or bundle other ids. Bad input is an `ErpStateError` naming the field, raised before any decision.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import hashlib
+import io
+import math
+import uuid
+from typing import Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from agents.deploy.bundle import Bundle
+from agents.deploy.conversion import ErpStateError, TwinInputs, state_to_twin
+from agents.deploy.erp_state import ErpState, Item
+from twin import shocks as twin_shocks
+
+FORMAT = "erp.decisions/1"
+SPIKE_RATIO = 1.5         # forecast daily rate / recent daily history at or above this: DEMAND_SPIKE
+SPIKE_HISTORY_DAYS = 28
+LONGER_LEAD_TIME = 1.05   # expected / nominal lead time above this: LEAD_TIME_LONGER
+DOCUMENT_TYPES = {"purchase_requisition": "NB", "stock_transport_order": "UB"}  # SAP's standard document types
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Reason(_Model):
+    """Why the decision is what it is, with the numbers behind it."""
+
+    code: str
+    message: str
+    values: dict[str, float | str] = Field(default_factory=dict)
+
+
+class Document(_Model):
+    """The ERP document a non-zero order becomes."""
+
+    document_type: Literal["purchase_requisition", "stock_transport_order"]
+    erp_document_type: str = Field(description="SAP document type: NB (purchase requisition), UB (stock transport)")
+    material: str
+    location: str
+    supplying_location: str
+    quantity: float
+    unit: str
+    need_by_date: dt.date = Field(description="as_of + the expected lead time (whole days, rounded up)")
+    recommendation_id: str
+    bundle_sha256: str
+
+
+class Decision(_Model):
+    """The decision for one (location, SKU)."""
+
+    recommendation_id: str = Field(description="UUID: the same request to the same bundle gives the same id")
+    location: str
+    sku: str
+    order_quantity: float
+    policy_quantity: float = Field(description="the policy's quantity before pack size and minimum order quantity")
+    order_up_to_level: float | None = Field(description="the inventory position the order aims at")
+    inventory_position: float
+    confidence: float | None = Field(description="a learned policy's probability of its action (PPO) or its "
+                                                 "Q-value margin (DQN); none for a rule")
+    document: Document | None
+    reasons: list[Reason]
+
+
+class BundleRef(_Model):
+    name: str
+    sha256: str
+
+
+class DecisionResponse(_Model):
+    """The decisions for one ERP state."""
+
+    format: Literal["erp.decisions/1"] = FORMAT
+    as_of: dt.date
+    request_sha256: str = Field(description="sha256 of the request's canonical JSON")
+    bundle: BundleRef
+    decisions: list[Decision]
+
+
+def request_sha256(state: ErpState) -> str:
+    """The sha256 of the state's canonical JSON (what a request is, whatever its whitespace or key order)."""
+    return hashlib.sha256(state.model_dump_json().encode()).hexdigest()
+
+
+def recommendation_id(bundle_sha: str, request_sha: str, location: str, sku: str) -> str:
+    digest = hashlib.sha256(f"{bundle_sha}|{request_sha}|{location}|{sku}".encode()).hexdigest()
+    return str(uuid.UUID(hex=digest[:32]))
+
+
+def decide(bundle: Bundle, state: ErpState) -> DecisionResponse:
+    """The bundle's decisions for every (location, SKU) of `state` (ErpStateError naming the field if the state
+    is one the bundle cannot decide for)."""
+    _check_served(bundle, state)
+    inputs = state_to_twin(state, bundle.network, review_period=bundle.manifest.review_period)
+    forecast = _checked_forecast(bundle, state, inputs)
+    out = bundle.policy.decide(inputs.snapshot, forecast)
+    request_sha = request_sha256(state)
+    decisions = []
+    for location in state.locations:
+        i = bundle.network.index(location.id)
+        for item in location.items:
+            k = bundle.network.skus.name.index(item.sku)
+            decisions.append(_decision(bundle, state, inputs, out, i, k, location.id, item, request_sha))
+    return DecisionResponse(as_of=state.as_of, request_sha256=request_sha,
+                            bundle=BundleRef(name=bundle.name, sha256=bundle.sha256), decisions=decisions)
+
+
+def _check_served(bundle: Bundle, state: ErpState) -> None:
+    roles = bundle.manifest.roles
+    for li, location in enumerate(state.locations):
+        if location.id in bundle.manifest.nodes and location.id not in roles:
+            raise ErpStateError(("locations", li, "id"), f"{location.id!r} is a supplier of the network; allowed: "
+                                                         f"a DC or store the bundle serves")
+
+
+def _checked_forecast(bundle: Bundle, state: ErpState, inputs: TwinInputs):
+    policy = bundle.policy
+    if not policy.needs_forecast:
+        return None
+    forecast = inputs.forecast
+    for li, location in enumerate(state.locations):
+        i = bundle.network.index(location.id)
+        for ii, item in enumerate(location.items):
+            k = bundle.network.skus.name.index(item.sku)
+            loc = ("locations", li, "items", ii, "forecast")
+            if not np.isfinite(forecast.mean[i, k]):
+                source = bundle.manifest.forecaster
+                raise ErpStateError(loc, (
+                    f"required: bundle {bundle.name!r} decides from a forecast over the location's lead time + "
+                    f"review period and has no forecaster of its own"
+                    + (" (inside the twin it used the oracle, which exists only there)" if source == "oracle"
+                       else "") + "; allowed: the item's forecast (mean and sd, or q10, q50, q90 per day), or, "
+                    "at a DC, forecasts for the SKU at every store below it"))
+            if policy.needs_spread and (forecast.spread is None or not np.isfinite(forecast.spread[i, k])):
+                raise ErpStateError(loc, f"required: a spread (sd, or q10 and q90) for every forecast: bundle "
+                                         f"{bundle.name!r} sets safety stock from it")
+    return forecast
+
+
+def _decision(bundle: Bundle, state: ErpState, inputs: TwinInputs, out, i: int, k: int, location: str, item: Item,
+              request_sha: str) -> Decision:
+    snapshot = inputs.snapshot
+    raw = float(out.orders[i, k])
+    level = float(out.levels[i, k])
+    position = float(snapshot.inventory_position[i, k])
+    quantity, reasons = _rounded(raw, item)
+    rec = recommendation_id(bundle.sha256, request_sha, location, item.sku)
+    if math.isfinite(level):
+        values = {"inventory_position": position, "order_up_to_level": level}
+        if raw > 0:
+            reasons.insert(0, Reason(code="BELOW_LEVEL", message=f"inventory position {position:g} is below the "
+                                     f"level {level:g}: order {raw:g}", values={**values, "gap": level - position}))
+        else:
+            reasons.insert(0, Reason(code="AT_OR_ABOVE_LEVEL", message=f"inventory position {position:g} reaches "
+                                     f"the level {level:g}: no order", values=values))
+    reasons += _context_reasons(bundle, state, inputs, i, k, item)
+    confidence = None
+    if out.confidence is not None and math.isfinite(out.confidence[i, k]):
+        confidence = float(out.confidence[i, k])
+    document = None
+    if quantity > 0:
+        document = _document(bundle, state, inputs, i, location, item, quantity, rec)
+    return Decision(recommendation_id=rec, location=location, sku=item.sku, order_quantity=quantity,
+                    policy_quantity=raw, order_up_to_level=level if math.isfinite(level) else None,
+                    inventory_position=position, confidence=confidence, document=document, reasons=reasons)
+
+
+def _rounded(raw: float, item: Item) -> tuple[float, list[Reason]]:
+    """The quantity ordered: the policy's, raised to the minimum order quantity, then up to whole packs."""
+    reasons: list[Reason] = []
+    quantity = raw
+    if quantity > 0 and item.min_order_quantity and quantity < item.min_order_quantity:
+        quantity = float(item.min_order_quantity)
+        reasons.append(Reason(code="RAISED_TO_MOQ", message=f"{raw:g} raised to the minimum order quantity "
+                              f"{quantity:g}", values={"policy_quantity": raw, "min_order_quantity": quantity}))
+    if quantity > 0 and item.pack_size:
+        packs = math.ceil(quantity / item.pack_size - 1e-9)
+        rounded = packs * item.pack_size
+        if not math.isclose(rounded, quantity):
+            reasons.append(Reason(code="ROUNDED_TO_PACK", message=f"{quantity:g} rounded up to {packs} packs of "
+                                  f"{item.pack_size:g}", values={"quantity": quantity, "pack_size": item.pack_size,
+                                                                  "packs": packs, "rounded": rounded}))
+        quantity = rounded
+    return quantity, reasons
+
+
+def _context_reasons(bundle: Bundle, state: ErpState, inputs: TwinInputs, i: int, k: int, item: Item) -> list[Reason]:
+    snapshot, topo = inputs.snapshot, bundle.topology
+    reasons = []
+    backorders = float(snapshot.backorders[i, k])
+    if backorders > 0:
+        reasons.append(Reason(code="BACKORDERS_OUTSTANDING", message=f"{backorders:g} units owed",
+                              values={"backorders": backorders}))
+    expected, nominal = float(snapshot.expected_lead_time[i]), float(topo.lead_time_mean[i])
+    if expected > LONGER_LEAD_TIME * nominal:
+        reasons.append(Reason(code="LEAD_TIME_LONGER", message=f"expected lead time {expected:g} days against "
+                              f"{nominal:g} nominal", values={"expected_days": expected, "nominal_days": nominal}))
+    for shock in snapshot.disruptions:
+        target = _target(shock)
+        reasons.append(Reason(code="DISRUPTION_ACTIVE", message=f"{type(shock).__name__} {target} in force for "
+                              f"{snapshot.remaining_days(shock)} more days",
+                              values={"type": type(shock).__name__, "target": target,
+                                      "days_left": float(snapshot.remaining_days(shock))}))
+    spike = _spike(inputs, i, k, item)
+    if spike is not None:
+        reasons.append(spike)
+    return reasons
+
+
+def _target(shock: twin_shocks.Shock) -> str:
+    for name in ("dc", "supplier", "node"):
+        if getattr(shock, name, None):
+            return str(getattr(shock, name))
+    sources = getattr(shock, "sources", None)
+    return ",".join(sources) if sources else "network"
+
+
+def _spike(inputs: TwinInputs, i: int, k: int, item: Item) -> Reason | None:
+    history = item.demand_history
+    if history is None or history.frequency != "daily" or not np.isfinite(inputs.forecast.mean[i, k]):
+        return None
+    recent = history.values[-SPIKE_HISTORY_DAYS:]
+    usual = math.fsum(recent) / len(recent)
+    rate = float(inputs.forecast.mean[i, k]) / max(int(inputs.periods[i]), 1)
+    if usual > 0 and rate >= SPIKE_RATIO * usual:
+        return Reason(code="DEMAND_SPIKE", message=f"forecast {rate:.3g}/day against {usual:.3g}/day over the last "
+                      f"{len(recent)} days", values={"forecast_per_day": rate, "recent_per_day": usual,
+                                                     "ratio": rate / usual})
+    return None
+
+
+def _document(bundle: Bundle, state: ErpState, inputs: TwinInputs, i: int, location: str, item: Item,
+              quantity: float, rec: str) -> Document:
+    network, topo = bundle.network, bundle.topology
+    node = network.nodes[i]
+    source = node.parent
+    for shock in inputs.snapshot.disruptions:  # a closed DC's stores buy from their backup while it is closed
+        if isinstance(shock, twin_shocks.DcClosure) and shock.dc == source and shock.reroute and node.backup_parent:
+            source = node.backup_parent
+    kind = "purchase_requisition" if topo.is_supplier[network.index(source)] else "stock_transport_order"
+    lead = math.ceil(float(inputs.snapshot.expected_lead_time[i]) - 1e-9)
+    return Document(document_type=kind, erp_document_type=DOCUMENT_TYPES[kind], material=item.sku,
+                    location=location, supplying_location=source, quantity=quantity, unit=item.unit or "EA",
+                    need_by_date=state.as_of + dt.timedelta(days=lead), recommendation_id=rec,
+                    bundle_sha256=bundle.sha256)
+
+
+CSV_COLUMNS = ("recommendation_id", "location", "sku", "order_quantity", "policy_quantity", "order_up_to_level",
+               "inventory_position", "confidence", "document_type", "erp_document_type", "supplying_location",
+               "unit", "need_by_date", "reason_codes", "bundle_sha256", "as_of")
+
+
+def decisions_csv(response: DecisionResponse) -> str:
+    """The decisions as CSV, one row per (location, SKU); reason codes joined by ';'."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for d in response.decisions:
+        doc = d.document
+        writer.writerow([d.recommendation_id, d.location, d.sku, f"{d.order_quantity:g}", f"{d.policy_quantity:g}",
+                         "" if d.order_up_to_level is None else f"{d.order_up_to_level:.6g}",
+                         f"{d.inventory_position:g}", "" if d.confidence is None else f"{d.confidence:.4f}",
+                         doc.document_type if doc else "", doc.erp_document_type if doc else "",
+                         doc.supplying_location if doc else "", doc.unit if doc else "",
+                         doc.need_by_date.isoformat() if doc else "", ";".join(r.code for r in d.reasons),
+                         response.bundle.sha256, response.as_of.isoformat()])
+    return buffer.getvalue()

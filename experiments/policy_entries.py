@@ -1,0 +1,95 @@
+"""Policies named on the command line: `policies=[...]` of experiments.evaluate, `policy=` of experiments.export.
+
+An entry is a conf/policy name (base_stock, echelon_base_stock, ss, rop: static levels from the demand model),
+`file:PATH.yaml` (a policy file, e.g. tuned_policy.yaml from experiments.tune), `checkpoint:DIR` (a checkpoint of
+experiments.train), `bundle:DIR` (a bundle of experiments.export, run in process), `forecast:NAME` (the
+forecast-driven base-stock with live forecaster NAME) or, on a reference case, `optimal`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from hydra.utils import to_absolute_path
+
+from agents.baselines.catalog import POLICIES, PolicySpec, optimal_policy
+from agents.envs.core import EnvConfig, initial_on_hand
+from experiments.startup import CONF_DIR
+from twin import SpecError
+from twin.spec import NetworkSpec
+
+
+def forecast_policy(name: str, key: str, z: dict[str, float] | None = None):
+    """The forecast-driven base-stock policy with live forecaster `name`: the oracle, or a forecaster refitted
+    weekly with the settings of conf/forecaster/NAME.yaml (a null there: the class default)."""
+    from agents.baselines.forecast_policy import ForecastBaseStock
+    from agents.forecasting.factory import FORECASTERS, forecaster_factory
+    from agents.forecasting.live import OracleForecaster, Refitting
+
+    if name not in FORECASTERS:
+        raise SpecError(f"{key}: forecaster {name!r} is not allowed; allowed: forecast:NAME with NAME one of "
+                        f"{FORECASTERS.allowed()}")
+    if name == "oracle":
+        return ForecastBaseStock(OracleForecaster(), z=z)
+    path = CONF_DIR / "forecaster" / f"{name}.yaml"
+    spec = yaml.safe_load(path.read_text()) if path.is_file() else {"name": name}
+    spec = {k: v for k, v in spec.items() if v is not None}
+    return ForecastBaseStock(Refitting(forecaster_factory(spec, key), name), z=z)
+
+
+def load_policies(entries: list, network: NetworkSpec, horizon: int, seed: int, case=None,
+                  forecast_z: dict[str, float] | None = None) -> dict[str, object]:
+    """Build each policy entry (see the module docstring); SpecError naming `policies[i]` if one is bad."""
+    if not entries:
+        raise SpecError("policies: empty; allowed: a list of at least one policy")
+    policies: dict[str, object] = {}
+    for i, entry in enumerate(entries):
+        key = f"policies[{i}]"
+        if not isinstance(entry, str):
+            raise SpecError(f"{key}: {entry!r} is not allowed; allowed: a policy name, file:PATH, checkpoint:DIR, "
+                            f"bundle:DIR")
+        kind, sep, rest = entry.partition(":")
+        if sep and kind == "checkpoint":
+            path = Path(to_absolute_path(rest))
+            if not path.is_dir():
+                raise SpecError(f"{key}: checkpoint {rest!r} is not a directory")
+            from agents.rl.policy import TrainedPolicy  # ray and torch: loaded only for checkpoints
+            policy = TrainedPolicy.from_checkpoint(path)
+            label = policy.name
+        elif sep and kind == "bundle":
+            from agents.deploy.bundle import load_bundle
+
+            path = Path(to_absolute_path(rest))
+            policy = load_bundle(path).twin_policy()
+            label = policy.name
+        elif sep and kind == "file":
+            path = Path(to_absolute_path(rest))
+            if not path.is_file():
+                raise SpecError(f"{key}: policy file {rest!r} does not exist")
+            spec = PolicySpec.from_dict(yaml.safe_load(path.read_text()), key)
+            label, policy = f"{spec.name}:{path.stem}", spec.build(network, horizon, seed)
+        elif sep and kind == "forecast":
+            label, policy = f"forecast:{rest}", forecast_policy(rest, key, forecast_z)
+        elif entry == "optimal":
+            if case is None:
+                raise SpecError(f"{key}: 'optimal' is only known on a reference case; allowed with case=PATH")
+            label, policy = "optimal", optimal_policy(case, network)
+        elif entry in POLICIES:
+            label, policy = entry, PolicySpec.from_dict({"name": entry}, key).build(network, horizon, seed)
+        else:
+            raise SpecError(f"{key}: {entry!r} is not allowed; allowed: {POLICIES.allowed()}, optimal (case), "
+                            f"file:PATH.yaml, checkpoint:DIR, bundle:DIR, forecast:NAME")
+        while label in policies:
+            label += "'"
+        policies[label] = policy
+    return policies
+
+
+def starting_stock(policies: dict[str, object], network: NetworkSpec):
+    """Stock on hand at the start for every policy: a trained policy's own start (as in its training episodes),
+    else the env's default (forecast demand over lead time + review period)."""
+    for policy in policies.values():
+        if hasattr(policy, "initial_on_hand"):
+            return policy.initial_on_hand
+    return initial_on_hand(EnvConfig(network=network))
