@@ -1,0 +1,96 @@
+"""Decide offline: the service's decisions for ERP state files, without a server (batch runs from ERP exports).
+
+    python -m experiments.decide bundle=outputs/export/RUN/bundle state=erp_state.json
+    python -m experiments.decide bundle=outputs/export/RUN/bundle.zip state=exports/     # every *.json in it
+
+Per state file, <name>.decisions.json and <name>.decisions.csv go into the run directory: the same decisions,
+recommendation ids included, that `POST /v1/decisions` answers for the same state and bundle. Every state is
+read and checked before any decision is written: a bad one stops the run with one line naming the file and
+field (exit status 2), and nothing is written.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import hydra
+from hydra.utils import to_absolute_path
+from omegaconf import DictConfig
+
+from agents.deploy.bundle import load_bundle
+from agents.deploy.conversion import ErpStateError, error_fields
+from agents.deploy.decide import DecisionResponse, decide, decisions_csv
+from agents.deploy.erp_state import ErpState
+from experiments.startup import config_errors, plain, run_checked, run_dir
+from twin import SpecError
+from twin.config import ConfigReader
+
+
+def state_files(path: Path) -> list[Path]:
+    """The state file, or the *.json files of a folder (sorted); SpecError naming `state` if there are none."""
+    if path.is_file():
+        return [path]
+    if path.is_dir():
+        files = sorted(p for p in path.glob("*.json") if p.is_file())
+        if files:
+            return files
+        raise SpecError(f"state: folder {str(path)!r} holds no *.json state file")
+    raise SpecError(f"state: {str(path)!r} does not exist; allowed: an ERP state JSON file or a folder of them")
+
+
+def read_state(path: Path) -> ErpState:
+    """An ERP state file, validated; SpecError naming the file and the first bad field."""
+    from pydantic import ValidationError
+
+    try:
+        return ErpState.model_validate_json(path.read_bytes())
+    except ValidationError as error:
+        field, message = error_fields(error)[0]
+        more = len(error.errors()) - 1
+        raise SpecError(f"state {path.name}: {field or 'state'}: {message}"
+                        + (f" (and {more} more)" if more else "")) from error
+
+
+def decide_files(bundle, files: list[Path]) -> list[tuple[Path, DecisionResponse]]:
+    """Decisions for every file, all decided before any is returned (SpecError naming file and field)."""
+    out = []
+    for path in files:
+        state = read_state(path)
+        try:
+            out.append((path, decide(bundle, state)))
+        except ErpStateError as error:
+            raise SpecError(f"state {path.name}: {error}") from error
+    return out
+
+
+def write_decisions(response: DecisionResponse, directory: Path, stem: str) -> tuple[Path, Path]:
+    """Write <stem>.decisions.json and .csv into `directory`; returns both paths."""
+    directory.mkdir(parents=True, exist_ok=True)
+    as_json = directory / f"{stem}.decisions.json"
+    as_csv = directory / f"{stem}.decisions.csv"
+    as_json.write_text(json.dumps(response.model_dump(mode="json"), indent=1) + "\n")
+    as_csv.write_text(decisions_csv(response))
+    return as_json, as_csv
+
+
+@hydra.main(config_path="../conf", config_name="decide", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    """Load the bundle, check every state, decide, write."""
+    data = plain(cfg)
+    with config_errors():
+        r = ConfigReader(data, "")
+        bundle_path, state_path = r.text("bundle"), r.text("state")
+        r.done()
+        bundle = load_bundle(Path(to_absolute_path(bundle_path)))
+        results = decide_files(bundle, state_files(Path(to_absolute_path(state_path))))
+    out = run_dir()
+    for path, response in results:
+        write_decisions(response, out, path.stem)
+        orders = sum(1 for d in response.decisions if d.document is not None)
+        print(f"{path.name}: {len(response.decisions)} decisions, {orders} orders")
+    print(f"bundle {bundle.name} ({bundle.sha256[:12]}); written to {out}")
+
+
+if __name__ == "__main__":
+    run_checked(main)
