@@ -1,0 +1,205 @@
+"""Bundles (experiments.export, agents/deploy/bundle.py) and decisions (agents/deploy/decide.py, experiments.decide).
+
+Rule bundles of every kind are exported on the small network; each is loaded as a server loads it and must order,
+for an ERP state converted from a twin snapshot, exactly what its source policy orders in the twin. Tampered
+bundles are refused naming the file; decisions carry documents, reason codes and stable recommendation ids.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from agents.deploy.bundle import BundleError, load_bundle
+from agents.deploy.conversion import ErpStateError, snapshot_to_state
+from agents.deploy.decide import decide, decisions_csv
+from agents.deploy.erp_state import ErpState
+from agents.forecasting.live import OracleForecaster, forecast_over_protection
+from twin.engine import Engine
+from twin.shocks import LeadTimeShock
+
+ROOT = Path(__file__).resolve().parents[2]
+QUICK = ["network=small", "kpi.seeds=2", "kpi.horizon=50", "kpi.warmup=5"]
+
+
+def run(module: str, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def export(tmp: Path, *args: str) -> Path:
+    done = run("experiments.export", *args, *QUICK, f"hydra.run.dir={tmp}")
+    assert done.returncode == 0, done.stderr[-3000:]
+    return tmp / "bundle"
+
+
+@pytest.fixture(scope="module")
+def bundles(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("bundles")
+    tuned = root / "tuned.yaml"
+    tuned.write_text("name: ss\nz: {store: 2.0, dc: 0.5}\n")
+    return {"base_stock": export(root / "bs", "policy=base_stock"),
+            "ss": export(root / "ss", "policy=ss", "policy.z.store=1.0"),
+            "rop": export(root / "rop", "policy=rop"),
+            "forecast": export(root / "fc", "rule=forecast:oracle"),
+            "tuned": export(root / "tuned", f"rule=file:{tuned}")}
+
+
+def state_of_day(bundle, day: int = 30, seed: int = 3, shocks=()):
+    """An ERP state converted from a twin run of the bundle's own policy at `day`, and the orders that policy
+    places in the twin that day."""
+    policy = bundle.twin_policy()
+    engine = Engine(bundle.network, horizon=60, seed=seed, shocks=shocks)
+    policy.attach(engine)
+    for _ in range(day):
+        engine.step(policy.act(engine.snapshot()))
+    snapshot = engine.snapshot()
+    oracle = OracleForecaster()
+    oracle.attach(engine)
+    forecast = forecast_over_protection(snapshot, oracle, 1, with_spread=True)
+    return snapshot_to_state(snapshot, bundle.network, forecast), policy.act(snapshot)
+
+
+@pytest.mark.parametrize("name", ["base_stock", "ss", "rop", "forecast", "tuned"])
+def test_a_rule_bundle_decides_as_its_policy_in_the_twin(bundles, name):
+    bundle = load_bundle(bundles[name])
+    manifest = json.loads((bundles[name] / "manifest.json").read_text())
+    assert manifest["format"] == "twin.bundle/1" and manifest["kind"] == "rule"
+    assert set(manifest["files"]) == {"network.json", "parameters.npz"}
+    assert manifest["kpis"]["bundle"] == manifest["kpis"]["source"]  # measured on the same seeds at export
+    assert (bundles[name].parent / "bundle.zip").is_file()
+    state, twin_orders = state_of_day(bundle)
+    response = decide(bundle, state)
+    served = {(d.location, d.sku): d.order_quantity for d in response.decisions}
+    net = bundle.network
+    assert len(served) == sum(1 for n in net.nodes if n.kind != "supplier") * net.skus.n
+    for (location, sku), quantity in served.items():
+        assert quantity == pytest.approx(twin_orders[net.index(location), net.skus.name.index(sku)], abs=1e-9)
+
+
+def test_the_zip_loads_like_the_directory(bundles):
+    directory = load_bundle(bundles["base_stock"])
+    zipped = load_bundle(bundles["base_stock"].parent / "bundle.zip")
+    assert zipped.sha256 == directory.sha256
+    np.testing.assert_array_equal(zipped.policy.arrays["levels"], directory.policy.arrays["levels"])
+
+
+def test_a_tampered_missing_or_extra_file_is_refused_naming_it(bundles, tmp_path):
+    for change, message in [("levels", "parameters.npz: its sha256"), ("drop", "network.json: listed"),
+                            ("extra", "notes.txt: not listed")]:
+        copy = tmp_path / change
+        shutil.copytree(bundles["base_stock"], copy)
+        if change == "levels":
+            with np.load(copy / "parameters.npz") as data:
+                levels = data["levels"] * 2
+            np.savez(copy / "parameters.npz", levels=levels)
+        elif change == "drop":
+            (copy / "network.json").unlink()
+        else:
+            (copy / "notes.txt").write_text("hello")
+        with pytest.raises(BundleError, match=message):
+            load_bundle(copy)
+
+
+def test_a_bundle_of_another_format_is_refused(bundles, tmp_path):
+    copy = tmp_path / "b"
+    shutil.copytree(bundles["base_stock"], copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    (copy / "manifest.json").write_text(json.dumps({**manifest, "format": "twin.bundle/2"}))
+    with pytest.raises(BundleError, match="format 'twin.bundle/2' is not allowed"):
+        load_bundle(copy)
+
+
+def test_decisions_carry_documents_reasons_and_stable_ids(bundles):
+    bundle = load_bundle(bundles["base_stock"])
+    shock = LeadTimeShock(start=20, end=50, multiplier=2.0)
+    state, _ = state_of_day(bundle, shocks=(shock,))
+    data = state.model_dump(mode="json")
+    store = next(loc for loc in data["locations"] if loc["id"].startswith("store"))
+    store["items"][0].update(pack_size=12.0, min_order_quantity=30.0, unit="CS")
+    store["items"][0]["on_hand"] = 0.0  # far below its level: it orders
+    state = ErpState.model_validate(data)
+    response = decide(bundle, state)
+    first = next(d for d in response.decisions if d.location == store["id"] and d.sku == store["items"][0]["sku"])
+    codes = [r.code for r in first.reasons]
+    assert codes[0] == "BELOW_LEVEL" and "LEAD_TIME_LONGER" in codes and "DISRUPTION_ACTIVE" in codes
+    assert first.order_quantity % 12 == 0 and first.order_quantity >= max(30.0, first.policy_quantity)
+    assert first.document.document_type == "stock_transport_order" and first.document.erp_document_type == "UB"
+    assert first.document.supplying_location == "dc_0" and first.document.unit == "CS"
+    dc = next(d for d in response.decisions if d.location == "dc_0" and d.document is not None)
+    assert dc.document.document_type == "purchase_requisition" and dc.document.supplying_location == "supplier_0"
+    lead = next(r for r in first.reasons if r.code == "LEAD_TIME_LONGER")
+    assert lead.values["expected_days"] > lead.values["nominal_days"]
+    # the same request gives the same ids; another request other ids; every id is unique
+    again = decide(bundle, ErpState.model_validate_json(state.model_dump_json()))
+    assert [d.recommendation_id for d in again.decisions] == [d.recommendation_id for d in response.decisions]
+    data["locations"][0]["items"][0]["on_hand"] += 1
+    other = decide(bundle, ErpState.model_validate(data))
+    assert not {d.recommendation_id for d in other.decisions} & {d.recommendation_id for d in response.decisions}
+    assert len({d.recommendation_id for d in response.decisions}) == len(response.decisions)
+    rows = list(csv.DictReader(io.StringIO(decisions_csv(response))))
+    assert [r["recommendation_id"] for r in rows] == [d.recommendation_id for d in response.decisions]
+    assert rows[0]["reason_codes"].split(";")[0] in {"BELOW_LEVEL", "AT_OR_ABOVE_LEVEL"}
+
+
+def test_a_request_without_the_forecast_a_bundle_needs_names_the_field(bundles):
+    bundle = load_bundle(bundles["forecast"])
+    state, _ = state_of_day(bundle)
+    data = state.model_dump(mode="json")
+    data["locations"][1]["items"][2]["forecast"] = None
+    with pytest.raises(ErpStateError, match=r"locations\[1\]\.items\[2\]\.forecast: required.*oracle"):
+        decide(bundle, ErpState.model_validate(data))
+    # a static rule needs no forecast
+    static = load_bundle(bundles["base_stock"])
+    for location in data["locations"]:
+        for item in location["items"]:
+            item["forecast"] = None
+    assert decide(static, ErpState.model_validate(data)).decisions
+
+
+def test_a_supplier_is_no_location_to_decide_for(bundles):
+    bundle = load_bundle(bundles["base_stock"])
+    state = ErpState.model_validate({"as_of": "2021-02-01", "locations": [{"id": "supplier_0", "items": []}]})
+    with pytest.raises(ErpStateError, match=r"locations\[0\]\.id: 'supplier_0' is a supplier"):
+        decide(bundle, state)
+
+
+def test_offline_decide_writes_json_and_csv_and_refuses_a_bad_state_before_writing(bundles, tmp_path):
+    bundle = load_bundle(bundles["ss"])
+    state, _ = state_of_day(bundle)
+    states = tmp_path / "states"
+    states.mkdir()
+    (states / "a.json").write_text(state.model_dump_json())
+    done = run("experiments.decide", f"bundle={bundles['ss']}", f"state={states}", f"hydra.run.dir={tmp_path / 'o'}")
+    assert done.returncode == 0, done.stderr[-2000:]
+    written = json.loads((tmp_path / "o" / "a.decisions.json").read_text())
+    assert written == decide(bundle, state).model_dump(mode="json")
+    assert (tmp_path / "o" / "a.decisions.csv").read_text() == decisions_csv(decide(bundle, state))
+    bad = state.model_dump(mode="json")
+    bad["locations"][0]["items"][1]["on_hand"] = -3
+    (states / "b.json").write_text(json.dumps(bad))
+    done = run("experiments.decide", f"bundle={bundles['ss']}", f"state={states}", f"hydra.run.dir={tmp_path / 'p'}")
+    assert done.returncode == 2
+    assert "state b.json: locations[0].items[1].on_hand" in done.stderr
+    assert not (tmp_path / "p").exists() or not any((tmp_path / "p").glob("*.decisions.*"))
+
+
+@pytest.mark.parametrize("args, message", [
+    ([], "checkpoint / policy / rule: give one of them"),
+    (["policy=base_stock", "rule=forecast:oracle"], "policy / rule: give one of them"),
+    (["rule=forecast:nope"], "rule: forecaster 'nope' is not allowed"),
+    (["rule=base_stock"], "rule: 'base_stock' is not allowed"),
+    (["checkpoint=/no/such/dir"], "checkpoint: '/no/such/dir' is not a directory"),
+])
+def test_a_bad_export_config_gives_one_clear_error(args, message, tmp_path):
+    done = run("experiments.export", *args, "network=small", f"hydra.run.dir={tmp_path}")
+    assert done.returncode == 2
+    assert message in done.stderr and "Traceback" not in done.stderr
