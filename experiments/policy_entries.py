@@ -1,9 +1,10 @@
-"""Policies named on the command line: `policies=[...]` of experiments.evaluate, `policy=` of experiments.export.
+"""Policies named on the command line: `policies=[...]` of experiments.evaluate, `rule=` of experiments.export.
 
 An entry is a conf/policy name (base_stock, echelon_base_stock, ss, rop: static levels from the demand model),
 `file:PATH.yaml` (a policy file, e.g. tuned_policy.yaml from experiments.tune), `checkpoint:DIR` (a checkpoint of
-experiments.train), `bundle:DIR` (a bundle of experiments.export, run in process), `forecast:NAME` (the
-forecast-driven base-stock with live forecaster NAME) or, on a reference case, `optimal`.
+experiments.train), `bundle:DIR` (a bundle of experiments.export, run in process), `service:URL` (every decision
+answered by the decision service at URL; credentials from SUPPLYCHAIN_TWIN_CLIENT_ID and _SECRET),
+`forecast:NAME` (the forecast-driven base-stock with live forecaster NAME) or, on a reference case, `optimal`.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ def load_policies(entries: list, network: NetworkSpec, horizon: int, seed: int, 
         key = f"policies[{i}]"
         if not isinstance(entry, str):
             raise SpecError(f"{key}: {entry!r} is not allowed; allowed: a policy name, file:PATH, checkpoint:DIR, "
-                            f"bundle:DIR")
+                            f"bundle:DIR, service:URL")
         kind, sep, rest = entry.partition(":")
         if sep and kind == "checkpoint":
             path = Path(to_absolute_path(rest))
@@ -62,6 +63,11 @@ def load_policies(entries: list, network: NetworkSpec, horizon: int, seed: int, 
 
             path = Path(to_absolute_path(rest))
             policy = load_bundle(path).twin_policy()
+            label = policy.name
+        elif sep and kind == "service":
+            from agents.deploy.client import ServiceClient, ServicePolicy
+
+            policy = ServicePolicy(ServiceClient.from_env(rest, key), network)
             label = policy.name
         elif sep and kind == "file":
             path = Path(to_absolute_path(rest))
@@ -79,7 +85,7 @@ def load_policies(entries: list, network: NetworkSpec, horizon: int, seed: int, 
             label, policy = entry, PolicySpec.from_dict({"name": entry}, key).build(network, horizon, seed)
         else:
             raise SpecError(f"{key}: {entry!r} is not allowed; allowed: {POLICIES.allowed()}, optimal (case), "
-                            f"file:PATH.yaml, checkpoint:DIR, bundle:DIR, forecast:NAME")
+                            f"file:PATH.yaml, checkpoint:DIR, bundle:DIR, service:URL, forecast:NAME")
         while label in policies:
             label += "'"
         policies[label] = policy
@@ -90,6 +96,6 @@ def starting_stock(policies: dict[str, object], network: NetworkSpec):
     """Stock on hand at the start for every policy: a trained policy's own start (as in its training episodes),
     else the env's default (forecast demand over lead time + review period)."""
     for policy in policies.values():
-        if hasattr(policy, "initial_on_hand"):
+        if getattr(policy, "initial_on_hand", None) is not None:
             return policy.initial_on_hand
     return initial_on_hand(EnvConfig(network=network))

@@ -23,6 +23,10 @@ panels for a forecaster, the disruptions that begin later. Its rules:
 - Received and served today are zero (today's receipts count as stock at the start of the day); totals follow
   from the lines. A DC or store left out of the state is empty (listed in `unlisted`), and so is a SKU left out
   of a location.
+  A DC's `backorders` beyond what the unshipped lines of its listed stores owe are owed to stores the state
+  leaves out (a request for the DC alone): they become one unshipped line of the first such store, ordered on
+  `as_of` (listed in `owed_to_unlisted`), so the DC's position counts them; with every store listed the totals
+  must add up.
 - Forecasts: a given forecast's mean and variance per day are summed over the node's protection period,
   rint(lead time) + review period days from `as_of` (twin.coverage.protection_periods), as
   agents/forecasting/live.py does. A DC without one (and a supplier, which is no ERP location) gets the sum
@@ -118,6 +122,7 @@ class TwinInputs:
     missing_forecast: dict[str, tuple[str, ...]]  # DC or store -> the SKUs without a forecast
     history: dict[str, SeriesPanel]       # "daily" / "weekly" -> demand history as a panel (ids "location/sku")
     later_shocks: tuple[twin_shocks.Shock, ...]   # disruptions that begin after as_of
+    owed_to_unlisted: tuple[str, ...]     # backorders fields of a DC partly owed to stores the state does not list
     unlisted: tuple[str, ...]             # DCs and stores of the network the state does not list (empty)
     overdue: tuple[str, ...]              # fields of shipments taken as arriving tomorrow (overdue="tomorrow")
 
@@ -270,6 +275,8 @@ def state_to_twin(state: ErpState, network: NetworkSpec, *, review_period: int =
                 line_loc.setdefault(key, {}).setdefault(k, oloc)
 
     _check_lead(state, network, topo, lead, delays, where_node)
+    owed_to_unlisted = _owed_to_unlisted(network, topo, day, backorders, given_backorders, unshipped, where_node,
+                                         where_item, state)
 
     # lines in the engine's order: shipments by dispatch day (DCs allocate before suppliers, customers in node
     # order), unshipped orders by supplier, order day and customer
@@ -298,8 +305,33 @@ def state_to_twin(state: ErpState, network: NetworkSpec, *, review_period: int =
     unlisted = tuple(names[i] for i in range(n) if i not in listed and not topo.is_supplier[i])
     return TwinInputs(snapshot=snapshot, forecast=forecast, periods=periods, lead_time_sd=lead_sd,
                       review_period=review_period,
-                      missing_forecast=missing, history=_history(state, network), later_shocks=tuple(
-                          shock for _, shock in later), unlisted=unlisted, overdue=tuple(late))
+                      missing_forecast=missing, history=_history(state, network), owed_to_unlisted=owed_to_unlisted,
+                      later_shocks=tuple(shock for _, shock in later), unlisted=unlisted, overdue=tuple(late))
+
+
+def _owed_to_unlisted(network: NetworkSpec, topo: Topology, day: int, backorders: np.ndarray,
+                      given: np.ndarray, unshipped: dict, where_node: Mapping[int, int],
+                      where_item: Mapping[tuple[int, int], int], state: ErpState) -> tuple[str, ...]:
+    """A DC's given backorders beyond what its listed stores' unshipped lines owe are owed to stores the state
+    does not list (a request for the DC alone): they become one unshipped line of the first such store, ordered
+    on as_of, so the DC's position counts them. Adds to `unshipped`; returns the backorders fields concerned."""
+    owed = np.zeros_like(backorders)
+    for (_, source, _), vector in unshipped.items():
+        owed[source] += vector
+    fields = []
+    for i in np.flatnonzero(~topo.is_store & ~topo.is_supplier):
+        extra = np.where(given[i], backorders[i] - owed[i], 0.0)
+        if not np.any(extra > 0):
+            continue
+        name = network.node_names[i]
+        customers = [c for c, nd in enumerate(network.nodes) if nd.parent == name and c not in where_node]
+        if not customers:
+            continue  # every customer is listed: the totals must add up (Snapshot.check names the field)
+        key = (customers[0], int(i), day)
+        unshipped[key] = unshipped.get(key, np.zeros(backorders.shape[1])) + np.maximum(extra, 0.0)
+        fields += [format_loc(("locations", where_node[i], "items", where_item[i, k], "backorders"))
+                   for k in np.flatnonzero(extra > 0)]
+    return tuple(fields)
 
 
 def _check_lead(state: ErpState, network: NetworkSpec, topo: Topology, lead: np.ndarray,

@@ -730,3 +730,20 @@ def test_numbers_are_strict_and_bounded_naming_the_field(small, change, field):
     assert field_of(caught.value) == field
     ok = edit(small, lambda s: s["locations"][1]["items"][0].update(on_hand=MAX_QUANTITY))  # ints and the bound
     assert ErpState.model_validate_json(json.dumps(ok)).locations[1].items[0].on_hand == MAX_QUANTITY
+
+
+def test_a_dc_alone_carries_the_backorders_it_owes_to_stores_the_state_leaves_out(small):
+    data = hand_state(small)
+    del data["locations"][1:]  # dc_0 alone: it owes 7 rice to store_0 (its unshipped line is left out with it)
+    data["locations"][0]["items"][0]["backorders"] = 12.0
+    inputs = state_to_twin(ErpState.model_validate(data), small)
+    snap, dc, s0 = inputs.snapshot, small.index("dc_0"), small.index("store_0")
+    assert snap.backorders[dc, 0] == 12.0  # the DC's position counts all of it
+    assert inputs.owed_to_unlisted == ("locations[0].items[0].backorders",)
+    owed = [u for u in snap.unshipped if u.source == dc]
+    assert len(owed) == 1 and owed[0].node == s0 and owed[0].ordered == DAY and owed[0].quantity[0] == 12.0
+    # with every store listed, the DC's total must still be the sum of what they are owed
+    full = hand_state(small)
+    full["locations"][0]["items"][0]["backorders"] = 12.0
+    where, message = refused(full, small)
+    assert where == "locations[0].items[0].backorders" and "is not the sum" in message
