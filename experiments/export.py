@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import logging
 import math
+import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import hydra
@@ -112,9 +114,13 @@ def export_rule(entry: str | dict, z: dict[str, float], network_data: dict, hori
     return source, manifest
 
 
-def export_checkpoint(checkpoint: Path, samples: int, out: Path):
-    """Write a learned bundle for `checkpoint`; returns (the TrainedPolicy, the manifest data)."""
+def export_checkpoint(checkpoint: Path, samples: int, out: Path, serve_network: dict | None = None):
+    """Write a learned bundle for `checkpoint`; returns (the TrainedPolicy, the manifest data, the scenario, the
+    starting stock). With `serve_network` (plain network data) the bundle serves that network instead of the
+    training one: the policy observes days of demand and is shared by role, so it decides for any network whose
+    DCs and stores have the roles it was trained for; the parity source is then the checkpoint's modules on it."""
     from agents.envs.core import SupplyChainSim
+    from agents.rl.algorithms import TrainingSetup
     from agents.rl.checkpoint import read_setup
     from agents.rl.export import export_rl_heads
     from agents.rl.policy import TrainedPolicy
@@ -123,18 +129,37 @@ def export_checkpoint(checkpoint: Path, samples: int, out: Path):
     if setup.single_node:
         raise SpecError(f"checkpoint: {str(checkpoint)!r} was trained on a single-node case; allowed: a checkpoint "
                         f"of the network env (a bundle serves a network's DCs and stores)")
+    trained = network_from_dict(dict(setup.plain["network"]), "network")
+    policy = TrainedPolicy.from_checkpoint(checkpoint)
+    network_data = dict(setup.plain["network"])
+    if serve_network is not None:
+        target = network_from_dict(serve_network, "network")
+        setup = TrainingSetup.network(replace(setup.env, network=target), shared_policy=setup.shared_policy)
+        missing = sorted(set(setup.policy_ids) - set(policy.modules))
+        if missing:
+            raise SpecError(f"retarget: network {target.name!r} has the role(s) {', '.join(missing)}, for which the "
+                            f"checkpoint has no policy; allowed: a network of the roles {', '.join(policy.modules)}")
+        policy = TrainedPolicy(setup, policy.modules, policy.name)
+        network_data = serve_network
     out.mkdir(parents=True, exist_ok=True)
     heads = export_rl_heads(checkpoint, out, samples=samples, seed=0)
-    network = write_network(out, dict(setup.plain["network"]))
+    if serve_network is not None and trained.skus.n != setup.env.network.skus.n and any(
+            h.obs_layout == "per_node" for h in heads):
+        shutil.rmtree(out)
+        raise SpecError(f"retarget: the checkpoint's policy reads a node's {trained.skus.n} SKUs at once (one agent "
+                        f"per node), so it serves networks of {trained.skus.n} SKUs only, not "
+                        f"{setup.env.network.skus.n}; allowed: a network with {trained.skus.n} SKUs, or a policy of "
+                        f"one agent per (node, SKU) (env.granularity=node_sku)")
+    network = write_network(out, network_data)
     sim = SupplyChainSim(setup.env)
     p = sim.profile
     np.savez(out / PROFILE_FILE, scale=p.scale, demand_cv=p.demand_cv, critical_ratio=p.critical_ratio,
              nominal_lead_time=p.nominal_lead_time)
     roles = {agent.split("/")[0]: role for agent, role in setup.roles.items()}
     env = setup.env
-    policy = TrainedPolicy.from_checkpoint(checkpoint)
     manifest = {
-        **_base_manifest(policy.name, "rl", network, dict(setup.plain)),
+        **_base_manifest(policy.name, "rl", network, dict(read_setup(checkpoint).plain)),
+        "trained_network": f"{trained.name} ({network_hash(trained)[:12]})",
         "roles": roles,
         "policy_of_role": {role: ("shared" if setup.shared_policy else role) for role in set(roles.values())},
         "obs_spec": {"version": env.obs_spec.version, "pipeline_ages": env.obs_spec.pipeline_ages,
@@ -182,6 +207,7 @@ def main(cfg: DictConfig) -> None:
         seed = r.integer("policy_seed", 0, low=0)
         horizon = r.integer("level_horizon", 365, low=2, high=10**5)
         samples = r.integer("samples", 10_000, low=1, high=10**6)
+        retarget = r.flag("retarget", False)
         k = r.child("kpi")
         kpi = {"seeds": SeedRange.read(k, count=3, first=HELD_OUT_FIRST_SEED, high=100),
                "horizon": k.integer("horizon", 120, low=2, high=10**5)}
@@ -200,9 +226,13 @@ def main(cfg: DictConfig) -> None:
             path = Path(to_absolute_path(str(checkpoint)))
             if not path.is_dir():
                 raise SpecError(f"checkpoint: {str(checkpoint)!r} is not a directory")
-            source, manifest, scenario_data, initial = export_checkpoint(path, samples, out)
+            source, manifest, scenario_data, initial = export_checkpoint(path, samples, out,
+                                                                         network_data if retarget else None)
         else:
             entry = policy if policy is not None else rule
+            if retarget:
+                raise SpecError("retarget: only with checkpoint=DIR (a rule bundle serves the network it is "
+                                "exported on)")
             config = {"policy": entry, "forecast_z": z, "policy_seed": seed, "level_horizon": horizon,
                       "network": network_data}
             source, manifest = export_rule(entry, z, network_data, horizon, seed, out, config)

@@ -105,6 +105,8 @@ class Manifest(_Model):
     nodes: list[str]
     skus: list[str]
     serves: Literal["network"] = Field("network", description="the ids of network.json, by role")
+    trained_network: str | None = Field(None, description="a learned policy's training network (name, hash): "
+                                                          "another one where it was retargeted")
     roles: dict[str, str] = Field(description="node -> role (store, dc); suppliers are not served")
     policy_of_role: dict[str, str] = Field(default_factory=dict, description="role -> policy id (learned)")
     obs_spec: ObsSpecEntry | None = None
