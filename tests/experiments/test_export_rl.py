@@ -1,0 +1,126 @@
+"""Learned bundles: a PPO checkpoint exported as ONNX heads decides, from an ERP state, as the checkpoint does in the
+twin; retargeted to a bigger network of the same roles; refused when built for another ObsSpec version or when its
+heads no longer reproduce their own samples. (The ONNX parity on 10,000 observations per algorithm is tested in
+test_onnx_export.py.)"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from agents.deploy.bundle import BundleError, load_bundle
+from agents.deploy.conversion import ErpStateError, snapshot_to_state
+from agents.deploy.decide import decide
+from agents.deploy.erp_state import ErpState
+from agents.forecasting.live import OracleForecaster, forecast_over_protection
+from twin.engine import Engine
+
+ROOT = Path(__file__).resolve().parents[2]
+TINY = ["agent=ppo", "env.granularity=node_sku", "network=small", "env.episode_days=30", "evaluation.seeds=1",
+        "evaluation.horizon=30", "evaluation.warmup=5", "trainer.num_envs_per_env_runner=1",
+        "agent.train_batch_size=200", "agent.minibatch_size=100", "agent.num_epochs=1", "agent.hidden=[8]",
+        "stop.iterations=1", "checkpoint_every=1"]
+KPI = ["kpi.seeds=2", "kpi.horizon=40", "kpi.warmup=5", "samples=500"]
+
+pytestmark = pytest.mark.slow
+
+
+def run(module: str, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    run_dir = tmp_path_factory.mktemp("ppo")
+    done = run("experiments.train", *TINY, f"hydra.run.dir={run_dir}")
+    assert done.returncode == 0, done.stderr[-3000:]
+    return run_dir / "checkpoints" / "latest"
+
+
+@pytest.fixture(scope="module")
+def bundle_dir(checkpoint, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("export")
+    done = run("experiments.export", f"checkpoint={checkpoint}", *KPI, f"hydra.run.dir={out}")
+    assert done.returncode == 0, done.stderr[-3000:]
+    return out / "bundle"
+
+
+def test_a_learned_bundle_decides_as_its_checkpoint(checkpoint, bundle_dir):
+    from agents.rl.policy import TrainedPolicy
+
+    manifest = json.loads((bundle_dir / "manifest.json").read_text())
+    assert manifest["kind"] == "rl" and {h["policy_id"] for h in manifest["heads"]} == {"dc", "store"}
+    assert manifest["kpis"]["bundle"] == manifest["kpis"]["source"]  # twin runs on the same seeds at export
+    assert manifest["forecaster"] == "oracle" and manifest["action"]["kind"] == "order_up_to"
+    bundle = load_bundle(bundle_dir)
+    bundle.self_check()
+    trained = TrainedPolicy.from_checkpoint(checkpoint)
+    engine = Engine(bundle.network, horizon=60, seed=5, initial_on_hand=trained.initial_on_hand)
+    trained.attach(engine)
+    for _ in range(25):
+        engine.step(trained.act(engine.snapshot()))
+    snapshot = engine.snapshot()
+    oracle = OracleForecaster()
+    oracle.attach(engine)
+    forecast = forecast_over_protection(snapshot, oracle, 1)
+    expected = trained.decide(snapshot, forecast)
+    response = decide(bundle, snapshot_to_state(snapshot, bundle.network, forecast))
+    net = bundle.network
+    for d in response.decisions:
+        assert d.policy_quantity == expected[net.index(d.location), net.skus.name.index(d.sku)]
+        assert 0 < d.confidence <= 1
+    # the oracle exists only in the twin: a request without the forecast is refused, naming the field
+    data = snapshot_to_state(snapshot, net, forecast).model_dump(mode="json")
+    data["locations"][2]["items"][0]["forecast"] = None
+    with pytest.raises(ErpStateError, match=r"locations\[2\]\.items\[0\]\.forecast: required.*oracle"):
+        decide(bundle, ErpState.model_validate(data))
+
+
+def test_a_per_sku_policy_retargets_to_a_bigger_network_of_the_same_roles(checkpoint, tmp_path):
+    done = run("experiments.export", f"checkpoint={checkpoint}", "retarget=true", "network=small",
+               "network.layout.stores=5", *KPI, f"hydra.run.dir={tmp_path}")
+    assert done.returncode == 0, done.stderr[-3000:]
+    bundle = load_bundle(tmp_path / "bundle")
+    assert "store_4" in bundle.manifest.nodes and bundle.manifest.trained_network.startswith("small (")
+    assert bundle.manifest.kpis["bundle"] == bundle.manifest.kpis["source"]
+    policy = bundle.twin_policy()
+    engine = Engine(bundle.network, horizon=30, seed=1)
+    policy.attach(engine)
+    result = engine.run(policy)
+    assert result.kpis["network"]["fill_rate"] > 0
+
+
+def _rewrite_manifest(directory: Path, change) -> None:
+    manifest = json.loads((directory / "manifest.json").read_text())
+    change(manifest)
+    manifest["files"] = {name: hashlib.sha256((directory / name).read_bytes()).hexdigest()
+                         for name in manifest["files"]}
+    (directory / "manifest.json").write_text(json.dumps(manifest))
+
+
+def test_a_bundle_for_another_obs_spec_version_is_refused(bundle_dir, tmp_path):
+    copy = tmp_path / "b"
+    shutil.copytree(bundle_dir, copy)
+    _rewrite_manifest(copy, lambda m: m["obs_spec"].update(version=2))
+    with pytest.raises(BundleError, match="obs_spec.version: 2 is not allowed; allowed: 1"):
+        load_bundle(copy)
+
+
+def test_the_self_check_refuses_heads_that_no_longer_reproduce_their_samples(bundle_dir, tmp_path):
+    copy = tmp_path / "b"
+    shutil.copytree(bundle_dir, copy)
+    with np.load(copy / "store.samples.npz") as data:
+        obs, scores = data["obs"], data["scores"]
+    np.savez(copy / "store.samples.npz", obs=obs, scores=scores + 0.01)  # as if another model made them
+    _rewrite_manifest(copy, lambda m: None)
+    bundle = load_bundle(copy)  # every hash matches its file ...
+    with pytest.raises(BundleError, match="store.onnx: on its .* sample observations"):
+        bundle.self_check()  # ... but the heads do not decide as the checkpoint did
