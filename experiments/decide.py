@@ -7,22 +7,29 @@ Per state file, <name>.decisions.json and <name>.decisions.csv go into the run d
 recommendation ids included, that `POST /v1/decisions` answers for the same state and bundle. Every state is
 read and checked before any decision is written: a bad one stops the run with one line naming the file and
 field (exit status 2), and nothing is written.
+
+With `webhook.url=...` (conf/webhook/default.yaml) each written response is also pushed there
+(agents.deploy.adapters.WebhookPusher: retries, an Idempotency-Key per response, so running again pushes nothing
+twice to a receiver that keeps keys); a push that fails is one `webhook error:` line and exit status 2 after the
+others were pushed.
 """
 
 from __future__ import annotations
 
-import json
+import logging
 from pathlib import Path
 
 import hydra
 from hydra.utils import to_absolute_path
 from omegaconf import DictConfig
 
+from agents.deploy.adapters import WebhookConfig, WebhookError, WebhookPusher
+from agents.deploy.adapters import write_decisions as write_decision_files
 from agents.deploy.bundle import load_bundle
 from agents.deploy.conversion import ErpStateError, error_fields
-from agents.deploy.decide import DecisionResponse, decide, decisions_csv
+from agents.deploy.decide import DecisionResponse, decide
 from agents.deploy.erp_state import ErpState
-from experiments.startup import config_errors, plain, run_checked, run_dir
+from experiments.startup import config_errors, plain, run_checked, run_dir, stop
 from twin import SpecError
 from twin.config import ConfigReader
 
@@ -66,12 +73,7 @@ def decide_files(bundle, files: list[Path]) -> list[tuple[Path, DecisionResponse
 
 def write_decisions(response: DecisionResponse, directory: Path, stem: str) -> tuple[Path, Path]:
     """Write <stem>.decisions.json and .csv into `directory`; returns both paths."""
-    directory.mkdir(parents=True, exist_ok=True)
-    as_json = directory / f"{stem}.decisions.json"
-    as_csv = directory / f"{stem}.decisions.csv"
-    as_json.write_text(json.dumps(response.model_dump(mode="json"), indent=1) + "\n")
-    as_csv.write_text(decisions_csv(response))
-    return as_json, as_csv
+    return write_decision_files(response, directory, stem)
 
 
 @hydra.main(config_path="../conf", config_name="decide", version_base="1.3")
@@ -81,6 +83,7 @@ def main(cfg: DictConfig) -> None:
     with config_errors():
         r = ConfigReader(data, "")
         bundle_path, state_path = r.text("bundle"), r.text("state")
+        webhook = WebhookConfig.from_dict(r.raw("webhook"), "webhook")
         r.done()
         bundle = load_bundle(Path(to_absolute_path(bundle_path)))
         results = decide_files(bundle, state_files(Path(to_absolute_path(state_path))))
@@ -90,6 +93,23 @@ def main(cfg: DictConfig) -> None:
         orders = sum(1 for d in response.decisions if d.document is not None)
         print(f"{path.name}: {len(response.decisions)} decisions, {orders} orders")
     print(f"bundle {bundle.name} ({bundle.sha256[:12]}); written to {out}")
+    if webhook is not None:
+        push(webhook, results)
+
+
+def push(webhook: WebhookConfig, results: list[tuple[Path, DecisionResponse]]) -> None:
+    """Push every response to the webhook; after trying them all, one `webhook error:` line if any failed."""
+    failed = []
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # its INFO line shows the URL's query (a secret, maybe)
+    with WebhookPusher(webhook) as pusher:
+        for path, response in results:
+            try:
+                done = pusher.push(response)
+                print(f"{path.name}: pushed to {webhook.safe_url} (HTTP {done.status}, {done.attempts} tries)")
+            except WebhookError as error:
+                failed.append(f"{path.name}: {error}")
+    if failed:
+        stop(f"{len(failed)} of {len(results)} responses not pushed; first: {failed[0]}", kind="webhook")
 
 
 if __name__ == "__main__":
