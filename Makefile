@@ -5,6 +5,9 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+# the serving side alone (pip install .[serve]): its own venv, where tests check a bundle decides without torch/ray
+SERVE_VENV  ?= .venv-serve
+SERVE_STAMP := $(SERVE_VENV)/.installed
 
 .PHONY: run test install lint bench clean
 
@@ -20,7 +23,13 @@ $(STAMP): $(PY) pyproject.toml
 	$(PY) -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
-install: $(STAMP)
+$(SERVE_STAMP): pyproject.toml
+	$(PYTHON) -m venv $(SERVE_VENV)
+	$(SERVE_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(SERVE_VENV)/bin/python -m pip install --quiet -e ".[serve]"
+	touch $(SERVE_STAMP)
+
+install: $(STAMP) $(SERVE_STAMP)
 
 run: install
 	$(PY) -m experiments.simulate
@@ -36,4 +45,4 @@ lint: install
 	$(PY) -m ruff check .
 
 clean:
-	rm -rf $(VENV) outputs multirun .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(SERVE_VENV) outputs multirun .pytest_cache .ruff_cache .hypothesis

@@ -124,3 +124,32 @@ def test_the_self_check_refuses_heads_that_no_longer_reproduce_their_samples(bun
     bundle = load_bundle(copy)  # every hash matches its file ...
     with pytest.raises(BundleError, match="store.onnx: on its .* sample observations"):
         bundle.self_check()  # ... but the heads do not decide as the checkpoint did
+
+
+SERVE_PYTHON = ROOT / ".venv-serve" / "bin" / "python"
+
+
+def test_the_serving_install_alone_decides_from_a_learned_bundle(bundle_dir, tmp_path):
+    """`pip install .[serve]` (the Makefile's .venv-serve): no torch, no ray, and the same decisions."""
+    assert SERVE_PYTHON.exists(), "make install builds .venv-serve (pip install -e .[serve]); run it first"
+    probe = subprocess.run([str(SERVE_PYTHON), "-c", "import importlib.util as u; print([m for m in ('torch', "
+                            "'ray', 'statsforecast', 'sklearn', 'matplotlib') if u.find_spec(m)])"],
+                           capture_output=True, text=True, timeout=60)
+    assert probe.stdout.strip() == "[]", probe.stdout + probe.stderr
+    bundle = load_bundle(bundle_dir)
+    engine = Engine(bundle.network, horizon=40, seed=2)
+    policy = bundle.twin_policy()
+    policy.attach(engine)
+    for _ in range(10):
+        engine.step(policy.act(engine.snapshot()))
+    oracle = OracleForecaster()
+    oracle.attach(engine)
+    snapshot = engine.snapshot()
+    state = snapshot_to_state(snapshot, bundle.network, forecast_over_protection(snapshot, oracle, 1))
+    (tmp_path / "state.json").write_text(state.model_dump_json())
+    done = subprocess.run([str(SERVE_PYTHON), "-m", "experiments.decide", f"bundle={bundle_dir}",
+                           f"state={tmp_path / 'state.json'}", f"hydra.run.dir={tmp_path / 'out'}"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    written = json.loads((tmp_path / "out" / "state.decisions.json").read_text())
+    assert written == decide(bundle, state).model_dump(mode="json")
