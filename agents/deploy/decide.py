@@ -80,7 +80,8 @@ class Decision(_Model):
     location: str
     sku: str
     order_quantity: float
-    policy_quantity: float = Field(description="the policy's quantity before pack size and minimum order quantity")
+    policy_quantity: float = Field(description="the policy's quantity (whole units where the network counts them, as "
+                                               "the twin orders it) before pack size and minimum order quantity")
     order_up_to_level: float | None = Field(description="the inventory position the order aims at")
     inventory_position: float
     confidence: float | None = Field(description="a learned policy's probability of its action (PPO) or its "
@@ -168,6 +169,8 @@ def _decision(bundle: Bundle, state: ErpState, inputs: TwinInputs, out, i: int, 
               request_sha: str) -> Decision:
     snapshot = inputs.snapshot
     raw = float(out.orders[i, k])
+    if bundle.network.demand.integer_units:  # whole units, as the twin's engine rounds every order it takes
+        raw = float(np.rint(raw))
     level = float(out.levels[i, k])
     position = float(snapshot.inventory_position[i, k])
     quantity, reasons = _rounded(raw, item)
