@@ -1,0 +1,509 @@
+"""The decision service: a bundle's replenishment decisions for ERP state, over authenticated HTTP (FastAPI).
+
+    POST /v1/token              OAuth2 client credentials (form fields or HTTP Basic) -> a bearer token
+    POST /v1/decisions          ErpState JSON -> decisions (JSON; CSV with ?format=csv or Accept: text/csv)  decide
+    GET  /v1/model              the served bundle's manifest                                     decide or admin
+    GET  /v1/schema/erp-state   the JSON Schema of the request body                              decide or admin
+    GET  /metrics               Prometheus metrics                                               decide or admin
+    POST /v1/admin/bundle       {"path": DIR}: check a bundle and serve it, in every worker      admin
+    GET  /v1/health             liveness and the audit database's readiness                     no token
+    GET  /docs, /openapi.json   the API's documentation
+
+Every decision is appended to the audit database; the same request sent again gets the stored answer and
+writes nothing (agents/deploy/audit.py). Errors a client causes are 4xx with a message naming the field or
+the limit: 401 (no valid token), 403 (scope), 413 (body size), 422 (validation, `{"detail": [{"loc": ...,
+"msg": ...}]}`), 429 (rate, with Retry-After). A 500 is a bug: it is logged with its traceback.
+
+`create_app(settings)` builds one app (one worker). `serve(settings, host, port, workers)` checks everything
+first, then runs uvicorn with `workers` processes behind one port; each builds its app with `app_from_env`
+from the settings in an environment variable. The app keeps no state but the audit database (tokens are
+signed, not stored; rate limits are per worker), which is also how a bundle reload reaches every worker.
+"""
+
+# no `from __future__ import annotations` here: FastAPI reads the endpoints' annotations at runtime, and the
+# endpoints (defined inside create_app) name objects that only exist there
+
+import base64
+import binascii
+import json
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import unquote_plus
+
+from fastapi import Depends, FastAPI, Form, Query, Request, Security
+from fastapi.exception_handlers import http_exception_handler
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.models import OAuthFlowClientCredentials, OAuthFlows
+from fastapi.responses import JSONResponse, Response
+from fastapi.security import OAuth2
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException
+
+from agents.deploy.audit import AuditLog, AuditRow
+from agents.deploy.auth import CLIENT_ID, AuthError, ClientStore, Principal, TokenIssuer, grant, require, signing_key
+from agents.deploy.bodylimit import BodyLimitMiddleware
+from agents.deploy.bundle import BundleError
+from agents.deploy.conversion import ErpStateError, error_fields
+from agents.deploy.decide import DecisionResponse, decide, decisions_csv
+from agents.deploy.erp_state import ErpState, erp_state_schema, format_loc
+from agents.deploy.metrics import MetricsMiddleware, ServiceMetrics
+from agents.deploy.ratelimit import RateLimiter, retry_after
+from agents.deploy.reload import BundleSlot, Served, checked_bundle
+from agents.deploy.settings import ServiceSettings, settings_from_env, settings_to_env
+from twin.config import SpecError
+
+log = logging.getLogger("agents.deploy.service")
+
+API_VERSION = "1"
+MAX_SECRET_CHARS = 256  # longer client secrets are refused before hashing (ours are 43)
+LAUNCHER = "service start"
+
+
+# ------------------------------------------------------------------ models at the HTTP boundary
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class FieldProblem(_Model):
+    """One problem of a request: the field (`locations[0].items[3].on_hand`) and what is wrong with it."""
+
+    loc: str
+    msg: str
+    type: str | None = None
+
+
+class Unprocessable(_Model):
+    """422: the request is well-formed HTTP but its content is refused."""
+
+    detail: list[FieldProblem]
+
+
+class Problem(_Model):
+    """An error answer with one message (401, 403, 413, 429, 500)."""
+
+    detail: str
+
+
+class TokenResponse(_Model):
+    """A bearer token (RFC 6749, section 5.1)."""
+
+    access_token: str
+    token_type: Literal["Bearer"] = "Bearer"
+    expires_in: int = Field(description="seconds the token stays valid")
+    scope: str = Field(description="the scopes granted, space-separated")
+
+
+class OAuthProblem(_Model):
+    """A token request refused (RFC 6749, section 5.2)."""
+
+    error: Literal["invalid_request", "invalid_client", "unsupported_grant_type", "invalid_scope"]
+    error_description: str
+
+
+class BundleReload(_Model):
+    """An admin's request to serve another bundle."""
+
+    path: str = Field(min_length=1, max_length=4096, description="the bundle directory (or bundle.zip) on the server")
+
+
+class BundleSwap(_Model):
+    """The bundle served now, and the one it replaced."""
+
+    name: str
+    sha256: str
+    previous_name: str
+    previous_sha256: str
+
+
+class ModelInfo(_Model):
+    """The bundle served."""
+
+    name: str
+    sha256: str
+    manifest: dict[str, Any]
+
+
+class Health(_Model):
+    """Liveness: this worker is up and (status "ok") its audit database answers."""
+
+    status: Literal["ok", "unavailable"]
+    worker: int = Field(description="the process id of the worker that answered")
+
+
+class RateLimited(Exception):
+    """Over the rate limit; `seconds` until the next request is allowed."""
+
+    def __init__(self, seconds: float, what: str) -> None:
+        super().__init__(what)
+        self.seconds, self.what = seconds, what
+
+
+def _responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    described = {401: (Problem, "no valid bearer token"), 403: (Problem, "the token lacks the scope"),
+                 413: (Problem, "body over max_body_bytes"), 422: (Unprocessable, "a field refused, named in loc"),
+                 429: (Problem, "over the client's rate limit; see Retry-After")}
+    return {code: {"model": described[code][0], "description": described[code][1]} for code in codes}
+
+
+# ------------------------------------------------------------------ the app
+
+
+def _initial_bundle(settings: ServiceSettings, audit: AuditLog) -> Served:
+    """The bundle a new worker starts with: the published one (a launcher or an admin set it), else the
+    settings' (then published)."""
+    active = audit.active()
+    if active is not None:
+        try:
+            bundle = checked_bundle(active.path)
+            if bundle.sha256 == active.sha256:
+                return Served(bundle, active.path)
+            log.error("published bundle %s hashes to %s, not %s; starting with %s", active.path, bundle.sha256,
+                      active.sha256, settings.bundle)
+        except BundleError as error:
+            log.error("published bundle refused (%s); starting with %s", error, settings.bundle)
+    bundle = checked_bundle(settings.bundle)
+    if active is None:
+        audit.publish_bundle(settings.bundle, bundle.sha256, LAUNCHER)
+    return Served(bundle, settings.bundle)
+
+
+def _problem(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"detail": message}, status_code=status, headers=headers)
+
+
+def _unprocessable(problems: list[tuple[str, str]] | list[dict[str, Any]]) -> JSONResponse:
+    detail = [p if isinstance(p, dict) else {"loc": p[0] or "body", "msg": p[1]} for p in problems]
+    return JSONResponse({"detail": detail}, status_code=422)
+
+
+def _validation_problems(error: RequestValidationError) -> list[dict[str, Any]]:
+    """FastAPI's validation errors with the field path as text; a body field's path without the `body.`."""
+    out = []
+    for e in error.errors():
+        loc, kind = tuple(e.get("loc", ())), e.get("type")
+        if kind == "json_invalid":
+            where = f" at character {loc[1]}" if len(loc) > 1 else ""
+            out.append({"loc": "body", "msg": f"malformed JSON: {e.get('ctx', {}).get('error', e['msg'])}{where}",
+                        "type": kind})
+            continue
+        if loc and loc[0] == "body":
+            loc = loc[1:]
+        out.append({"loc": format_loc(loc) or "body", "msg": e["msg"], "type": kind})
+    return out
+
+
+def _wants_csv(output: str | None, accept: str) -> bool:
+    """CSV if asked by ?format=csv, or by an Accept header that ranks text/csv above JSON."""
+    if output is not None:
+        return output == "csv"
+    weights = {}
+    for part in accept.split(","):
+        media, *params = (p.strip() for p in part.split(";"))
+        q = 1.0
+        for param in params:
+            if param.startswith("q="):
+                try:
+                    q = float(param[2:])
+                except ValueError:
+                    q = 0.0
+        weights[media.lower()] = max(q, weights.get(media.lower(), 0.0))
+    csv_q = weights.get("text/csv", 0.0)
+    json_q = max(weights.get("application/json", 0.0), weights.get("application/*", 0.0), weights.get("*/*", 0.0))
+    return csv_q > json_q
+
+
+def _basic_credentials(authorization: str) -> tuple[str, str] | None:
+    """(client id, secret) of an HTTP Basic header (each form-urlencoded, RFC 6749 section 2.3.1), else None."""
+    scheme, _, value = authorization.partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        decoded = base64.b64decode(value.strip(), validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        raise ValueError("the Basic credentials are not base64 of client_id:client_secret") from None
+    client_id, sep, secret = decoded.partition(":")
+    if not sep:
+        raise ValueError("the Basic credentials are not client_id:client_secret")
+    return unquote_plus(client_id), unquote_plus(secret)
+
+
+def _oauth_error(status: int, error: str, description: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": error, "error_description": description}, status_code=status,
+                        headers={"Cache-Control": "no-store", **(headers or {})})
+
+
+def create_app(settings: ServiceSettings) -> FastAPI:
+    """The decision service for `settings` (one worker). Raises SpecError or BundleError on a bad setting or
+    bundle."""
+    clients = ClientStore(settings.clients_file)
+    issuer = TokenIssuer(signing_key(settings.key_env, settings.key_file), round(settings.token_minutes * 60))
+    audit = AuditLog(settings.audit_url)
+    slot = BundleSlot(_initial_bundle(settings, audit), audit, settings.reload_check_seconds)
+    limiter = RateLimiter(settings.rate_limit, settings.burst)
+    token_limiter = RateLimiter(settings.token_requests_per_minute / 60.0, max(1.0, settings.token_requests_per_minute))
+    metrics = ServiceMetrics()
+    metrics.serving(slot.current.bundle.name, slot.current.bundle.sha256)
+    log.info("worker %d serves bundle %s (sha256 %s)", os.getpid(), slot.current.bundle.name,
+             slot.current.bundle.sha256)
+    slot.on_swap = lambda new, old: metrics.serving(new.bundle.name, new.bundle.sha256,
+                                                    (old.bundle.name, old.bundle.sha256))
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        slot.start()
+        try:
+            yield
+        finally:
+            slot.stop()
+            audit.close()
+
+    app = FastAPI(title="Replenishment decision service", version=API_VERSION, lifespan=lifespan,
+                  description=__doc__.split("\n\n")[0])
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)  # added last: outermost, so it sees 413s too
+    app.state.settings, app.state.audit, app.state.slot = settings, audit, slot
+
+    oauth2 = OAuth2(flows=OAuthFlows(clientCredentials=OAuthFlowClientCredentials(
+        tokenUrl="/v1/token", scopes={"decide": "ask for decisions", "admin": "reload the bundle"})),
+        auto_error=False, description="OAuth2 client credentials: POST /v1/token, then `Authorization: Bearer`")
+
+    def caller(*scopes: str):
+        """A dependency: the caller's token checked (401), then its rate (429), then its scope (403)."""
+        def dependency(request: Request,
+                       authorization: Annotated[str | None, Security(oauth2, scopes=list(scopes))]) -> Principal:
+            scheme, _, token = (authorization or "").partition(" ")
+            if scheme.lower() != "bearer" or not token.strip():
+                raise AuthError(401, "a bearer token is required: POST /v1/token, then send "
+                                     "`Authorization: Bearer TOKEN`")
+            principal = issuer.verify(token.strip(), clients)
+            wait = limiter.acquire(principal.client_id)
+            if wait is not None:
+                raise RateLimited(wait, f"client {principal.client_id!r} is over {settings.rate_limit:g} "
+                                        f"requests per second (burst {settings.burst})")
+            require(principal, *scopes)
+            request.state.client_id = principal.client_id
+            return principal
+        return dependency
+
+    # -------------------------------------------------------------- errors
+
+    @app.exception_handler(AuthError)
+    async def _auth_error(_request: Request, error: AuthError) -> JSONResponse:
+        challenge = 'Bearer realm="decisions"'  # RFC 6750, section 3
+        if error.code:
+            challenge += f', error="{error.code}"' + (f', scope="{error.scope}"' if error.scope else "")
+        return _problem(error.status, error.message, {"WWW-Authenticate": challenge})
+
+    @app.exception_handler(RateLimited)
+    async def _rate_limited(_request: Request, error: RateLimited) -> JSONResponse:
+        after = retry_after(error.seconds)
+        return _problem(429, f"{error.what}; retry after {after} s", {"Retry-After": after})
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_request: Request, error: RequestValidationError) -> JSONResponse:
+        return _unprocessable(_validation_problems(error))
+
+    @app.exception_handler(HTTPException)
+    async def _http_error(request: Request, error: HTTPException) -> Response:
+        # FastAPI answers 400 for a JSON body it cannot decode (not UTF-8): malformed JSON, so 422 like the rest
+        if error.status_code == 400 and isinstance(error.__cause__, ValueError):
+            return _unprocessable([("body", f"malformed JSON: the body is not UTF-8 text ({error.__cause__})")])
+        return await http_exception_handler(request, error)
+
+    @app.exception_handler(Exception)
+    async def _bug(request: Request, error: Exception) -> JSONResponse:
+        log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=error)
+        return _problem(500, "internal error (logged); the request may be retried")
+
+    # -------------------------------------------------------------- endpoints
+
+    @app.post("/v1/token", response_model=TokenResponse, tags=["auth"],
+              responses={400: {"model": OAuthProblem}, 401: {"model": OAuthProblem}, 429: {"model": Problem}})
+    def token(request: Request,
+              grant_type: Annotated[str | None, Form(description="client_credentials")] = None,
+              client_id: Annotated[str | None, Form()] = None,
+              client_secret: Annotated[str | None, Form()] = None,
+              scope: Annotated[str | None, Form(description="space-separated; default: all the client's")] = None,
+              ) -> JSONResponse:
+        """OAuth2 client credentials grant: a signed bearer token valid for `token_minutes`.
+        Authenticate with form fields client_id and client_secret, or with HTTP Basic (not both)."""
+        basic_challenge = {"WWW-Authenticate": 'Basic realm="token"'}
+        try:
+            basic = _basic_credentials(request.headers.get("authorization", ""))
+        except ValueError as error:
+            return _oauth_error(401, "invalid_client", str(error), basic_challenge)
+        if basic is not None and (client_id is not None or client_secret is not None):
+            if client_id != basic[0] or client_secret is not None:
+                return _oauth_error(400, "invalid_request", "authenticate with HTTP Basic or with the form fields "
+                                                            "client_id and client_secret, not both")
+        if grant_type != "client_credentials":
+            return (_oauth_error(400, "invalid_request", "grant_type is required; allowed: client_credentials")
+                    if grant_type is None else
+                    _oauth_error(400, "unsupported_grant_type", f"grant_type {grant_type[:40]!r} is not supported; "
+                                                                f"allowed: client_credentials"))
+        cid, secret = basic if basic is not None else (client_id, client_secret)
+        if not cid or not secret:
+            return _oauth_error(401, "invalid_client", "client authentication is required: client_id and "
+                                                       "client_secret (form fields or HTTP Basic)", basic_challenge)
+        if not CLIENT_ID.fullmatch(cid) or len(secret) > MAX_SECRET_CHARS:
+            return _oauth_error(401, "invalid_client", "unknown client or wrong secret", basic_challenge)
+        wait = token_limiter.acquire(cid)
+        if wait is not None:
+            after = retry_after(wait)
+            return _problem(429, f"too many token requests for client {cid!r}; allowed: "
+                                 f"{settings.token_requests_per_minute:g} per minute; retry after {after} s",
+                            {"Retry-After": after})
+        client = clients.authenticate(cid, secret)
+        if client is None:
+            log.warning("token refused for client id %r (unknown or wrong secret)", cid)
+            return _oauth_error(401, "invalid_client", "unknown client or wrong secret", basic_challenge)
+        try:
+            scopes = grant(client, scope)
+        except ValueError as error:
+            return _oauth_error(400, "invalid_scope", str(error))
+        body = TokenResponse(access_token=issuer.issue(client.id, scopes), expires_in=issuer.lifetime,
+                             scope=" ".join(scopes))
+        return JSONResponse(body.model_dump(), headers={"Cache-Control": "no-store", "Pragma": "no-cache"})
+
+    @app.post("/v1/decisions", tags=["decisions"], response_model=None,
+              responses={200: {"model": DecisionResponse, "description": "the decisions (JSON, or CSV)",
+                               "content": {"text/csv": {"schema": {"type": "string"}}}},
+                         **_responses(401, 403, 413, 422, 429)})
+    def decisions(state: ErpState, request: Request,
+                  principal: Annotated[Principal, Depends(caller("decide"))],
+                  output: Annotated[Literal["json", "csv"] | None, Query(
+                      alias="format", description="csv or json; default: by the Accept header, else json")] = None,
+                  ) -> Response:
+        """Decisions for every (location, SKU) of the ERP state (up to 500 SKUs per location). Each is recorded
+        in the audit database; the same request again returns the stored decisions and records nothing."""
+        served = slot.current  # this request decides with this bundle, whatever a reload does meanwhile
+        try:
+            response = decide(served.bundle, state)
+        except ErpStateError as error:
+            return _unprocessable(error_fields(error))
+        except SpecError as error:  # any other refusal of this state by the bundle
+            return _unprocessable([("state", str(error))])
+        fresh = {d.recommendation_id: d.model_dump(mode="json") for d in response.decisions}
+        rows = [AuditRow(rid, response.request_sha256, principal.client_id, served.bundle.sha256, decision)
+                for rid, decision in fresh.items()]
+        stored, written = app.state.audit.append(rows)
+        replayed = len(rows) - written
+        metrics.decisions.labels("new").inc(written)
+        metrics.decisions.labels("replayed").inc(replayed)
+        if any(stored[rid] != fresh[rid] for rid in fresh):  # answered before (e.g. by an earlier release)
+            response = DecisionResponse.model_validate(
+                {**response.model_dump(mode="json"), "decisions": [stored[rid] for rid in fresh]})
+        headers = {"X-Decisions-Replayed": str(replayed)}
+        if _wants_csv(output, request.headers.get("accept", "")):
+            return Response(decisions_csv(response), media_type="text/csv; charset=utf-8", headers=headers)
+        return Response(response.model_dump_json(), media_type="application/json", headers=headers)
+
+    @app.get("/v1/model", response_model=ModelInfo, tags=["model"], responses=_responses(401, 403, 429))
+    def model(_principal: Annotated[Principal, Depends(caller("decide", "admin"))]) -> ModelInfo:
+        """The served bundle: name, hash and manifest."""
+        bundle = slot.current.bundle
+        return ModelInfo(name=bundle.name, sha256=bundle.sha256, manifest=bundle.manifest_dict())
+
+    @app.get("/v1/schema/erp-state", tags=["model"], responses=_responses(401, 403, 429))
+    def schema(_principal: Annotated[Principal, Depends(caller("decide", "admin"))]) -> dict[str, Any]:
+        """The JSON Schema of the body of POST /v1/decisions."""
+        return erp_state_schema()
+
+    @app.get("/metrics", tags=["operations"], response_class=Response,
+             responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}, **_responses(401, 403, 429)})
+    def prometheus(_principal: Annotated[Principal, Depends(caller("decide", "admin"))]) -> Response:
+        """Prometheus metrics: requests by endpoint and status, latency, decisions, the bundle served."""
+        return Response(metrics.exposition(), media_type=metrics.content_type)
+
+    @app.post("/v1/admin/bundle", response_model=BundleSwap, tags=["operations"],
+              responses=_responses(401, 403, 413, 422, 429))
+    def reload_bundle(body: BundleReload,
+                      principal: Annotated[Principal, Depends(caller("admin"))]) -> BundleSwap | JSONResponse:
+        """Check the bundle at `path` (manifest, file hashes, parity on its own samples) and serve it in every
+        worker (each picks it up within a second). A bundle that fails is refused (422) and the old one keeps
+        serving; requests in flight finish with the bundle they started with."""
+        path = str(Path(body.path).expanduser().resolve())
+        try:
+            new, previous = slot.reload(path, principal.client_id)
+        except BundleError as error:
+            log.warning("bundle reload by %s refused: %s", principal.client_id, error)
+            return _unprocessable([("path", str(error))])
+        log.info("bundle reloaded by %s: %s (sha256 %s) replaces %s", principal.client_id, new.bundle.name,
+                 new.bundle.sha256, previous.bundle.sha256)
+        return BundleSwap(name=new.bundle.name, sha256=new.bundle.sha256, previous_name=previous.bundle.name,
+                          previous_sha256=previous.bundle.sha256)
+
+    @app.get("/v1/health", response_model=Health, tags=["operations"],
+             responses={503: {"model": Health, "description": "the audit database does not answer"}})
+    def health() -> Health | JSONResponse:
+        """Liveness and readiness, no token needed: 200 when the audit database answers, else 503."""
+        try:
+            audit.active()
+        except Exception as error:  # any database failure: not ready
+            log.warning("health: audit database unavailable: %s", error)
+            return JSONResponse(Health(status="unavailable", worker=os.getpid()).model_dump(), status_code=503)
+        return Health(status="ok", worker=os.getpid())
+
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """The app of one uvicorn worker, from the settings a launcher put in the environment (`serve`)."""
+    return create_app(settings_from_env())
+
+
+# ------------------------------------------------------------------ launching
+
+
+def check(settings: ServiceSettings) -> Served:
+    """Check what a launch needs before any worker starts: the clients file, the signing key, the bundle (loaded
+    and self-checked) and the audit database; publish the bundle as the one to serve. SpecError (BundleError is
+    one) naming what is wrong."""
+    ClientStore(settings.clients_file)
+    signing_key(settings.key_env, settings.key_file)
+    served = Served(checked_bundle(settings.bundle), settings.bundle)
+    audit = AuditLog(settings.audit_url)
+    try:
+        audit.publish_bundle(settings.bundle, served.bundle.sha256, LAUNCHER)
+    finally:
+        audit.close()
+    return served
+
+
+def log_config(level: str = "info") -> dict[str, Any]:
+    """uvicorn's logging config plus this package's loggers (workers are new processes: they log through it)."""
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = json.loads(json.dumps(LOGGING_CONFIG))
+    config["loggers"]["agents.deploy"] = {"handlers": ["default"], "level": level.upper(), "propagate": False}
+    return config
+
+
+def serve(settings: ServiceSettings, host: str = "127.0.0.1", port: int = 8000, workers: int = 1, *,
+          access_log: bool = False, log_level: str = "info") -> None:
+    """Run the service with uvicorn: `workers` processes behind `host:port`, until interrupted. Call `check`
+    first (a bad setting then fails before anything listens)."""
+    import uvicorn
+
+    settings_to_env(settings)
+    metrics_dir = None
+    if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # workers count into shared files, so /metrics answers for all of them whichever one it reaches
+        metrics_dir = tempfile.mkdtemp(prefix="decision-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    try:
+        uvicorn.run("agents.deploy.service:app_from_env", factory=True, host=host, port=port, workers=workers,
+                    access_log=access_log, log_level=log_level, log_config=log_config(log_level),
+                    timeout_graceful_shutdown=10)
+    finally:
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+

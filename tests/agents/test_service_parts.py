@@ -1,0 +1,204 @@
+"""The decision service's parts without a server: rate limiter, clients file and its CLI, signing key, tokens,
+and the audit log's idempotent appends under concurrency (tests/experiments/test_service.py tests them over
+HTTP)."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import threading
+import time
+
+import pytest
+
+from agents.deploy import auth
+from agents.deploy.audit import AuditLog, AuditRow
+from agents.deploy.auth import AuthError, ClientStore, TokenIssuer, add_client, grant, read_clients, require
+from agents.deploy.ratelimit import RateLimiter, retry_after
+from twin.config import SpecError
+
+KEY = b"k" * 32
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_token_bucket_allows_the_burst_then_the_rate():
+    clock = Clock()
+    limiter = RateLimiter(rate=2.0, burst=3, clock=clock)
+    assert [limiter.acquire("a") for _ in range(3)] == [None, None, None]
+    wait = limiter.acquire("a")
+    assert wait == pytest.approx(0.5)
+    assert limiter.acquire("b") is None  # buckets are per key
+    clock.now = 0.5
+    assert limiter.acquire("a") is None and limiter.acquire("a") is not None
+    clock.now = 100.0
+    assert [limiter.acquire("a") for _ in range(4)].count(None) == 3  # refilled to the burst, not beyond
+    assert retry_after(0.01) == "1" and retry_after(1.2) == "2"
+
+
+def test_rate_limiter_keeps_a_bounded_number_of_keys():
+    limiter = RateLimiter(rate=1.0, burst=1, max_keys=100, clock=Clock())
+    for i in range(1000):
+        limiter.acquire(f"made-up-{i}")
+    assert len(limiter._buckets) == 100
+
+
+def test_add_client_cli_prints_the_secret_once_and_stores_its_hash(tmp_path, capsys):
+    path = tmp_path / "clients.json"
+    assert auth.main(["add-client", "--clients", str(path), "--id", "erp-1", "--scopes", "decide"]) == 0
+    secret = capsys.readouterr().out.split("client_secret: ")[1].split()[0]
+    text = path.read_text()
+    assert secret not in text and "$argon2id$" in text
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert read_clients(path)["erp-1"].scopes == ("decide",)
+    assert ClientStore(path).authenticate("erp-1", secret) is not None
+    assert ClientStore(path).authenticate("erp-1", secret + "x") is None
+    assert ClientStore(path).authenticate("nobody", secret) is None
+
+    assert auth.main(["list-clients", "--clients", str(path)]) == 0
+    assert secret not in capsys.readouterr().out
+    assert auth.main(["add-client", "--clients", str(path), "--id", "bad id!", "--scopes", "decide"]) == 2
+    assert "--id" in capsys.readouterr().err
+
+
+def test_clients_file_errors_name_the_file_and_entry(tmp_path):
+    path = tmp_path / "clients.json"
+    with pytest.raises(SpecError, match="no such clients file"):
+        read_clients(path)
+    path.write_text(json.dumps({"clients": {"erp": {"secret_hash": "$argon2id$x", "scopes": ["root"]}}}))
+    with pytest.raises(SpecError, match=r"clients\.erp\.scopes: 'root' is not a scope; allowed"):
+        read_clients(path)
+
+
+def test_client_store_sees_a_changed_file(tmp_path, monkeypatch):
+    monkeypatch.setattr(auth, "RELOAD_CHECK_SECONDS", 0.0)
+    path = tmp_path / "clients.json"
+    add_client(path, "erp", ["decide"])
+    store = ClientStore(path)
+    assert store.get("ops") is None
+    time.sleep(0.01)
+    add_client(path, "ops", ["admin"])
+    os.utime(path, ns=(time.time_ns(), time.time_ns() + 10**9))  # a distinct modification time
+    assert store.get("ops").scopes == ("admin",)
+
+
+def test_signing_key_from_env_or_a_private_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("TEST_KEY", "short")
+    with pytest.raises(SpecError, match="TEST_KEY: the signing key is 5 bytes; allowed: at least 32"):
+        auth.signing_key("TEST_KEY", None)
+    monkeypatch.setenv("TEST_KEY", "x" * 40)
+    assert auth.signing_key("TEST_KEY", tmp_path / "unused") == b"x" * 40
+    assert not (tmp_path / "unused").exists()
+
+    monkeypatch.delenv("TEST_KEY")
+    path = tmp_path / "keys" / "signing.key"
+    key = auth.signing_key("TEST_KEY", path)
+    assert len(key) >= 32 and stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert auth.signing_key("TEST_KEY", path) == key  # generated once, then read
+    path.chmod(0o644)
+    with pytest.raises(SpecError, match="readable by others"):
+        auth.signing_key("TEST_KEY", path)
+
+
+def test_tokens_expire_are_bound_to_the_key_and_to_registered_clients(tmp_path, monkeypatch):
+    monkeypatch.setattr(auth, "RELOAD_CHECK_SECONDS", 0.0)
+    path = tmp_path / "clients.json"
+    add_client(path, "erp", ["decide"])
+    store = ClientStore(path)
+    issuer = TokenIssuer(KEY, 60)
+    principal = issuer.verify(issuer.issue("erp", ["decide"]), store)
+    assert principal.client_id == "erp" and principal.scopes == {"decide"}
+    require(principal, "decide")
+    with pytest.raises(AuthError) as refused:
+        require(principal, "admin")
+    assert refused.value.status == 403 and refused.value.code == "insufficient_scope"
+
+    for token, text in ((issuer.issue("erp", ["decide"], now=time.time() - 3600), "expired"),
+                        (TokenIssuer(b"o" * 32, 60).issue("erp", ["decide"]), "not valid"),
+                        ("abc", "not valid")):
+        with pytest.raises(AuthError, match=text) as refused:
+            issuer.verify(token, store)
+        assert refused.value.status == 401 and refused.value.code == "invalid_token"
+
+    # a scope the client no longer holds is not granted; a removed client's tokens stop working
+    assert issuer.verify(issuer.issue("erp", ["decide", "admin"]), store).scopes == {"decide"}
+    auth.remove_client(path, "erp")
+    os.utime(path, ns=(time.time_ns(), time.time_ns() + 10**9))
+    with pytest.raises(AuthError, match="no longer registered"):
+        issuer.verify(issuer.issue("erp", ["decide"]), store)
+
+
+def test_grant_gives_the_requested_scopes_or_all_of_the_clients():
+    client = auth.Client("ops", "$argon2id$x", ("admin", "decide"))
+    assert grant(client, None) == ("admin", "decide")
+    assert grant(client, " decide ") == ("decide",)
+    with pytest.raises(ValueError, match="scope 'root' is not allowed for this client; allowed: admin decide"):
+        grant(client, "decide root")
+
+
+def _rows(n: int, tag: str) -> list[AuditRow]:
+    return [AuditRow(f"{tag}-{i}", "req", "erp", "bundle", {"order": i, "tag": tag}) for i in range(n)]
+
+
+def test_audit_appends_once_and_returns_the_stored_decision(tmp_path):
+    audit = AuditLog(f"sqlite:///{tmp_path / 'audit.sqlite'}")
+    try:
+        stored, written = audit.append(_rows(3, "a"))
+        assert written == 3 and stored["a-0"] == {"order": 0, "tag": "a"}
+        again = [AuditRow(r.recommendation_id, "req", "ops", "bundle", {"changed": True}) for r in _rows(4, "a")]
+        stored, written = audit.append(again)
+        assert written == 1  # only a-3 is new
+        assert stored["a-0"] == {"order": 0, "tag": "a"} and stored["a-3"] == {"changed": True}
+        assert len(audit.rows()) == 4 and len(audit.rows("req")) == 4
+        assert audit.rows()[0]["client_id"] == "erp"
+    finally:
+        audit.close()
+
+
+def test_audit_concurrent_appends_of_the_same_ids_write_one_set(tmp_path):
+    """Two connections (as two workers) append the same ids at the same moment, many times over."""
+    url = f"sqlite:///{tmp_path / 'audit.sqlite'}"
+    logs = [AuditLog(url), AuditLog(url)]
+    errors, results = [], []
+    try:
+        for round_ in range(15):
+            barrier = threading.Barrier(2)
+
+            def append(log: AuditLog, round_: int = round_, barrier: threading.Barrier = barrier) -> None:
+                try:
+                    barrier.wait()
+                    results.append(log.append(_rows(50, f"r{round_}")))
+                except Exception as error:  # collected: a thread's exception would not fail the test
+                    errors.append(error)
+
+            threads = [threading.Thread(target=append, args=(log,)) for log in logs]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+        assert errors == []
+        assert len(logs[0].rows()) == 15 * 50
+        assert sum(written for _, written in results) == 15 * 50
+        assert all(len(stored) == 50 for stored, _ in results)
+    finally:
+        for log in logs:
+            log.close()
+
+
+def test_active_bundle_is_one_row(tmp_path):
+    audit = AuditLog(f"sqlite:///{tmp_path / 'audit.sqlite'}")
+    try:
+        assert audit.active() is None
+        audit.publish_bundle("/a", "1" * 64, "start")
+        audit.publish_bundle("/b", "2" * 64, "ops")
+        active = audit.active()
+        assert (active.path, active.sha256, active.changed_by) == ("/b", "2" * 64, "ops")
+    finally:
+        audit.close()

@@ -1,0 +1,477 @@
+"""The decision service over real HTTP: `python -m experiments.serve` as a subprocess on a free loopback port,
+talked to with httpx, with a temporary clients file, signing key and SQLite audit database.
+
+Covers: the token flow (form and HTTP Basic), 401 / 403 / 429 / 413 / 422 answers, decisions as JSON and CSV,
+audit rows and idempotency, hot reload (good and tampered bundles, no failed request during the swap), two
+workers behind one port sharing the audit database, and schemathesis against /openapi.json with no 5xx.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import jwt
+import pytest
+
+from agents.deploy.audit import AuditLog
+from agents.deploy.auth import add_client
+
+ROOT = Path(__file__).resolve().parents[2]
+KEY_ENV = "SUPPLYCHAIN_TWIN_SIGNING_KEY"
+KEY = "test-only-signing-key-0123456789abcdef0123456789"
+MAX_BODY = 65536
+
+STATE = {
+    "format": "erp.state/1",
+    "as_of": "2021-03-01",
+    "locations": [
+        {"id": "store_0", "items": [
+            {"sku": "rice", "on_hand": 5, "pack_size": 6},
+            {"sku": "milk", "on_hand": 0, "open_orders": [
+                {"quantity": 3, "source": "dc_0", "ship_date": "2021-02-28", "expected_arrival": "2021-03-03"}]}]},
+        {"id": "dc_0", "items": [{"sku": "rice", "on_hand": 100}]},
+    ],
+}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _export(policy: str, out: Path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "experiments.export", f"policy={policy}", "network=small",
+                             f"hydra.run.dir={out}"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+
+@pytest.fixture(scope="module")
+def bundles(tmp_path_factory) -> dict[str, Path]:
+    """base (base-stock), other (ROP, another hash) and tampered (base with a changed parameter file)."""
+    root = tmp_path_factory.mktemp("bundles")
+    jobs = {name: _export(policy, root / name) for name, policy in (("base", "base_stock"), ("other", "rop"))}
+    for name, job in jobs.items():
+        output = job.communicate(timeout=120)[0].decode()
+        assert job.returncode == 0, f"export {name} failed:\n{output}"
+    out = {name: root / name / "bundle" for name in jobs}
+    tampered = root / "tampered"
+    shutil.copytree(out["base"], tampered)
+    data = bytearray((tampered / "parameters.npz").read_bytes())
+    data[-20] ^= 0xFF
+    (tampered / "parameters.npz").write_bytes(bytes(data))
+    out["tampered"] = tampered
+    return out
+
+
+@pytest.fixture(scope="module")
+def clients(tmp_path_factory) -> tuple[Path, dict[str, str]]:
+    """A clients file: erp (decide), ops (admin and decide), slow (decide, for the rate limit)."""
+    path = tmp_path_factory.mktemp("clients") / "clients.json"
+    secrets = {cid: add_client(path, cid, scopes) for cid, scopes in
+               (("erp", ["decide"]), ("ops", ["admin", "decide"]), ("slow", ["decide"]))}
+    return path, secrets
+
+
+class Server:
+    """A running `python -m experiments.serve` and a client for it."""
+
+    def __init__(self, directory: Path, bundle: Path, clients: tuple[Path, dict[str, str]], **options) -> None:
+        self.port, self.secrets = _free_port(), clients[1]
+        self.audit_url = f"sqlite:///{directory / 'audit.sqlite'}"
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = directory / "server.log"
+        args = [f"bundle={bundle}", f"port={self.port}", f"clients_file={clients[0]}", f"audit_url={self.audit_url}",
+                f"hydra.run.dir={directory / 'run'}", *(f"{k}={v}" for k, v in options.items())]
+        with open(self.log_path, "wb") as log:
+            self.process = subprocess.Popen([sys.executable, "-m", "experiments.serve", *args], cwd=ROOT,
+                                            env={**os.environ, KEY_ENV: KEY}, stdout=log, stderr=subprocess.STDOUT)
+        self.http = httpx.Client(base_url=self.url, timeout=30)
+        self._tokens: dict[str, str] = {}
+        deadline = time.monotonic() + 60
+        while True:
+            if self.process.poll() is not None:
+                raise AssertionError(f"server exited with {self.process.returncode}:\n{self.log()}")
+            try:
+                if self.http.get("/v1/health").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                self.stop()
+                raise AssertionError(f"server did not answer within 60 s:\n{self.log()}")
+            time.sleep(0.1)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def token(self, client: str) -> str:
+        if client not in self._tokens:
+            answer = self.http.post("/v1/token", data={"grant_type": "client_credentials", "client_id": client,
+                                                       "client_secret": self.secrets[client]})
+            assert answer.status_code == 200, answer.text
+            self._tokens[client] = answer.json()["access_token"]
+        return self._tokens[client]
+
+    def auth(self, client: str = "erp") -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token(client)}"}
+
+    def decide(self, body, client: str = "erp", **kwargs) -> httpx.Response:
+        content = body if isinstance(body, (str, bytes)) else json.dumps(body)
+        headers = {"Content-Type": "application/json", **self.auth(client), **kwargs.pop("headers", {})}
+        return self.http.post("/v1/decisions", content=content, headers=headers, **kwargs)
+
+    def stop(self) -> None:
+        self.http.close()
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, bundles, clients):
+    """One worker; small limits so 413 and 429 are cheap to reach."""
+    running = Server(tmp_path_factory.mktemp("server"), bundles["base"], clients, rate_limit=50, burst=100,
+                     max_body_bytes=MAX_BODY)
+    yield running
+    running.stop()
+
+
+def _fresh(url: str, method: str, path: str, **kwargs) -> httpx.Response:
+    """A request on a new connection (so the kernel may hand it to any worker)."""
+    with httpx.Client(base_url=url, timeout=30) as http:
+        return http.request(method, path, **kwargs)
+
+
+# ------------------------------------------------------------------ tokens and authorization
+
+
+def test_token_flow_form_and_basic(server):
+    secret = server.secrets["erp"]
+    form = server.http.post("/v1/token", data={"grant_type": "client_credentials", "client_id": "erp",
+                                               "client_secret": secret})
+    assert form.status_code == 200, form.text
+    body = form.json()
+    assert body["token_type"] == "Bearer" and body["expires_in"] == 900 and body["scope"] == "decide"
+    assert form.headers["cache-control"] == "no-store"
+    claims = jwt.decode(body["access_token"], KEY, algorithms=["HS256"], issuer="supplychain-twin")
+    assert claims["sub"] == "erp" and claims["scope"] == "decide" and claims["exp"] - claims["iat"] == 900
+
+    basic = server.http.post("/v1/token", data={"grant_type": "client_credentials", "scope": "decide"},
+                             auth=("ops", server.secrets["ops"]))
+    assert basic.status_code == 200 and basic.json()["scope"] == "decide"
+    model = server.http.get("/v1/model", headers={"Authorization": f"Bearer {basic.json()['access_token']}"})
+    assert model.status_code == 200 and model.json()["name"] == "base_stock"
+
+    refused = {
+        "wrong secret": ({"grant_type": "client_credentials", "client_id": "erp", "client_secret": "x" * 43},
+                         401, "invalid_client"),
+        "unknown client": ({"grant_type": "client_credentials", "client_id": "nobody", "client_secret": "x"},
+                           401, "invalid_client"),
+        "scope not allowed": ({"grant_type": "client_credentials", "client_id": "slow",
+                               "client_secret": server.secrets["slow"], "scope": "admin"}, 400, "invalid_scope"),
+        "grant type": ({"grant_type": "password", "client_id": "erp", "client_secret": secret},
+                       400, "unsupported_grant_type"),
+    }
+    for case, (data, status, error) in refused.items():
+        answer = server.http.post("/v1/token", data=data)
+        assert (answer.status_code, answer.json()["error"]) == (status, error), case
+
+
+def test_every_endpoint_but_health_needs_a_token(server):
+    assert server.http.get("/v1/health").json()["status"] == "ok"
+    for method, path in (("GET", "/v1/model"), ("GET", "/v1/schema/erp-state"), ("GET", "/metrics"),
+                         ("POST", "/v1/decisions"), ("POST", "/v1/admin/bundle")):
+        answer = server.http.request(method, path)
+        assert answer.status_code == 401, (path, answer.text)
+        assert answer.headers["www-authenticate"].startswith("Bearer"), path
+
+
+def test_401_bad_signature_expired_and_403_wrong_scope(server):
+    now = int(time.time())
+    claims = {"iss": "supplychain-twin", "sub": "erp", "scope": "decide", "iat": now, "exp": now + 600}
+    forged = jwt.encode(claims, "another-key-of-sufficient-length-0123456789", algorithm="HS256")
+    expired = jwt.encode({**claims, "iat": now - 1200, "exp": now - 600}, KEY, algorithm="HS256")
+    for label, token, text in (("bad signature", forged, "not valid"), ("expired", expired, "expired"),
+                               ("garbage", "not.a.token", "not valid")):
+        answer = server.decide(STATE, headers={"Authorization": f"Bearer {token}"})
+        assert answer.status_code == 401, label
+        assert text in answer.json()["detail"], label
+        assert 'error="invalid_token"' in answer.headers["www-authenticate"], label
+
+    answer = server.http.post("/v1/admin/bundle", json={"path": "/nowhere"}, headers=server.auth("erp"))
+    assert answer.status_code == 403
+    assert "admin" in answer.json()["detail"]
+    assert 'error="insufficient_scope"' in answer.headers["www-authenticate"]
+
+
+def test_429_with_retry_after_per_client_and_on_token_requests(server):
+    statuses, retry = [], None
+    headers = server.auth("slow")
+    for _ in range(300):
+        answer = server.http.get("/v1/model", headers=headers)
+        statuses.append(answer.status_code)
+        if answer.status_code == 429:
+            retry = answer.headers["retry-after"]
+            break
+    assert statuses[-1] == 429 and statuses.count(200) >= 100, statuses
+    assert int(retry) >= 1
+    # another client is not throttled by slow's bucket
+    assert server.http.get("/v1/model", headers=server.auth("erp")).status_code == 200
+
+    guesses = []
+    for i in range(12):
+        answer = server.http.post("/v1/token", data={"grant_type": "client_credentials", "client_id": "intruder",
+                                                     "client_secret": f"guess-{i}"})
+        guesses.append(answer.status_code)
+    assert guesses[:10] == [401] * 10 and guesses[-1] == 429, guesses
+
+
+# ------------------------------------------------------------------ decisions, audit, CSV
+
+
+def test_decisions_audited_once_and_replayed(server):
+    first = server.decide(STATE)
+    assert first.status_code == 200, first.text
+    body = first.json()
+    ids = [d["recommendation_id"] for d in body["decisions"]]
+    assert [(d["location"], d["sku"]) for d in body["decisions"]] == [("store_0", "rice"), ("store_0", "milk"),
+                                                                      ("dc_0", "rice")]
+    assert len(set(ids)) == 3
+    assert body["decisions"][0]["order_quantity"] % 6 == 0  # whole packs
+
+    audit = AuditLog(server.audit_url)
+    try:
+        rows = audit.rows(body["request_sha256"])
+        assert [r["recommendation_id"] for r in rows] == ids
+        assert {r["client_id"] for r in rows} == {"erp"}
+        assert {r["bundle_sha256"] for r in rows} == {body["bundle"]["sha256"]}
+        assert rows[0]["decision"] == body["decisions"][0]
+
+        # the same request again, with other whitespace and key order, from another client: the stored answer
+        again = server.decide(json.dumps(STATE, indent=2, sort_keys=True), client="ops")
+        assert again.status_code == 200 and again.json() == body
+        assert again.headers["x-decisions-replayed"] == "3"
+        assert len(audit.rows(body["request_sha256"])) == 3
+    finally:
+        audit.close()
+
+
+def test_csv_by_query_and_by_accept(server):
+    by_query = server.decide(STATE, params={"format": "csv"})
+    by_accept = server.decide(STATE, headers={"Accept": "text/csv"})
+    for answer in (by_query, by_accept):
+        assert answer.status_code == 200 and answer.headers["content-type"].startswith("text/csv")
+        lines = answer.text.strip().splitlines()
+        assert lines[0].startswith("recommendation_id,location,sku,order_quantity")
+        assert len(lines) == 4
+    assert by_query.text == by_accept.text
+    as_json = server.decide(STATE, headers={"Accept": "text/csv;q=0.5, application/json"})
+    assert as_json.headers["content-type"].startswith("application/json")
+
+
+def _bad(path: str, value) -> dict:
+    """STATE with the value at `path` (keys and indexes separated by '/') replaced."""
+    state = copy.deepcopy(STATE)
+    *parents, last = [int(p) if p.isdigit() else p for p in path.split("/")]
+    target = state
+    for part in parents:
+        target = target[part]
+    target[last] = value
+    return state
+
+
+BAD_INPUT = {
+    "unknown location": (_bad("locations/0/id", "store_9"), "locations[0].id"),
+    "unknown sku": (_bad("locations/0/items/0/sku", "bread"), "locations[0].items[0].sku"),
+    "negative stock": (_bad("locations/0/items/0/on_hand", -1), "locations[0].items[0].on_hand"),
+    "NaN stock": (json.dumps(_bad("locations/0/items/0/on_hand", float("nan"))), "locations[0].items[0].on_hand"),
+    "arrival before ship date": (_bad("locations/0/items/1/open_orders/0/expected_arrival", "2021-02-27"),
+                                 "locations[0].items[1].open_orders[0].expected_arrival"),
+    "history with a gap": (_bad("locations/0/items/0/demand_history",
+                                {"frequency": "daily", "start": "2021-02-01", "values": [1.0] * 20}),
+                           "locations[0].items[0].demand_history.values"),
+    "wrong format version": (_bad("format", "erp.state/2"), "format"),
+    "a boolean for a number": (_bad("locations/1/items/0/on_hand", True), "locations[1].items[0].on_hand"),
+    "malformed JSON": ('{"as_of": "2021-03-01", "locations": [', "body"),
+    "not an object": ("[1, 2]", "body"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUT))
+def test_422_names_the_field(server, case):
+    body, loc = BAD_INPUT[case]
+    if case == "NaN stock":
+        assert "NaN" in body  # the literal token Python's json writes
+    answer = server.decide(body)
+    assert answer.status_code == 422, answer.text
+    problems = answer.json()["detail"]
+    assert loc in [p["loc"] for p in problems], problems
+    assert all(p["msg"] for p in problems)
+
+
+def test_413_body_over_the_limit(server):
+    big = json.dumps({**STATE, "padding": "x" * MAX_BODY})
+    answer = server.decide(big)
+    assert answer.status_code == 413 and str(MAX_BODY) in answer.json()["detail"]
+
+    def chunks():  # no Content-Length: counted as it streams
+        for _ in range(10):
+            yield b" " * (MAX_BODY // 4)
+
+    streamed = server.http.post("/v1/decisions", content=chunks(),
+                                headers={"Content-Type": "application/json", **server.auth()})
+    assert streamed.status_code == 413 and str(MAX_BODY) in streamed.json()["detail"]
+
+
+def test_model_schema_and_metrics(server):
+    model = server.http.get("/v1/model", headers=server.auth()).json()
+    assert model["manifest"]["sha256"] == model["sha256"] and model["manifest"]["kind"] == "rule"
+    schema = server.http.get("/v1/schema/erp-state", headers=server.auth()).json()
+    assert schema["title"] == "ErpState"
+    metrics = server.http.get("/metrics", headers=server.auth()).text
+    assert f'decision_service_bundle_info{{name="base_stock",sha256="{model["sha256"]}"}} 1.0' in metrics
+    assert 'decision_service_requests_total{endpoint="/v1/decisions",method="POST",status="200"}' in metrics
+    assert 'decision_service_decisions_total{outcome="new"}' in metrics
+    assert "decision_service_request_seconds_bucket" in metrics
+    assert server.http.get("/docs").status_code == 200
+
+
+def test_schemathesis_finds_no_server_error(server):
+    """Generated requests (valid and invalid) on every operation, with a valid token: no 5xx."""
+    # Every check but two that cannot hold here: positive_data_acceptance (a schema-valid state may still name a
+    # location the bundle's network lacks: 422) and negative_data_rejection (it does not count 413 as a refusal).
+    # One schemathesis worker: with two, hypothesis' lambda-source parsing is not thread-safe (a runtime error in
+    # the client, seen once in eight runs).
+    command = [sys.executable, "-m", "schemathesis.cli", "run", f"{server.url}/openapi.json", "--checks", "all",
+               "--exclude-checks", "positive_data_acceptance,negative_data_rejection",
+               "--max-examples", "30", "--phases", "examples,coverage,fuzzing",
+               "--header", f"Authorization: Bearer {server.token('erp')}", "--workers", "1", "--seed", "1",
+               "--request-timeout", "30", "--suppress-health-check", "all"]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=240,
+                            env={**os.environ, "NO_COLOR": "1"})
+    report = result.stdout + result.stderr
+    start = min((i for i in (report.find("= FAILURES ="), report.find("= ERRORS =")) if i >= 0), default=0)
+    assert result.returncode == 0, report[start:start + 6000]
+    metrics = server.http.get("/metrics", headers=server.auth("ops")).text
+    assert 'status="5' not in metrics, [line for line in metrics.splitlines() if 'status="5' in line]
+    assert "Traceback" not in server.log()
+
+
+def test_a_bad_key_or_bundle_is_one_config_error_line(tmp_path, bundles, clients):
+    runs = {
+        "unknown key": ([f"bundle={bundles['base']}", "portt=1"], "config error: portt: unknown key; allowed:"),
+        "no bundle": ([], "config error: bundle: required"),
+        "tampered bundle": ([f"bundle={bundles['tampered']}"], "parameters.npz"),
+        "bad limit": ([f"bundle={bundles['base']}", "rate_limit=-1"], "config error: rate_limit: "),
+    }
+    jobs = {case: subprocess.Popen(
+        [sys.executable, "-m", "experiments.serve", *args, f"clients_file={clients[0]}",
+         f"audit_url=sqlite:///{tmp_path / 'audit.sqlite'}", f"hydra.run.dir={tmp_path / case.replace(' ', '_')}"],
+        cwd=ROOT, env={**os.environ, KEY_ENV: KEY}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for case, (args, _) in runs.items()}
+    for case, job in jobs.items():
+        out, err = job.communicate(timeout=60)
+        lines = err.strip().splitlines()
+        assert job.returncode == 2, (case, err)
+        assert len(lines) == 1 and lines[0].startswith("config error: ") and runs[case][1] in lines[0], (case, err)
+
+
+def test_the_log_names_bundle_and_url_and_no_secret(server):
+    sha = server.http.get("/v1/model", headers=server.auth()).json()["sha256"]
+    log = server.log()
+    assert f"bundle base_stock (sha256 {sha})" in log and f"serving on {server.url}" in log
+    assert KEY not in log
+    assert not any(secret in log for secret in server.secrets.values())
+    assert not any(token in log for token in server._tokens.values())
+
+
+# ------------------------------------------------------------------ two workers, shared audit, hot reload
+
+
+def test_two_workers_share_the_audit_and_reload_without_a_failed_request(tmp_path, bundles, clients):
+    running = Server(tmp_path, bundles["base"], clients, workers=2, rate_limit=1000, burst=1000,
+                     reload_check_seconds=0.5)
+    try:
+        _two_workers(running, bundles)
+    finally:
+        running.stop()
+
+
+def _two_workers(server: Server, bundles: dict[str, Path]) -> None:
+    pids = set()
+    for _ in range(200):
+        pids.add(_fresh(server.url, "GET", "/v1/health").json()["worker"])
+        if len(pids) == 2:
+            break
+    assert len(pids) == 2, "both workers should answer on the one port"
+
+    # the same request on new connections (so to either worker): one set of rows in the shared database
+    answers = [_fresh(server.url, "POST", "/v1/decisions", json=STATE, headers=server.auth()) for _ in range(6)]
+    assert {a.status_code for a in answers} == {200}
+    assert len({a.text for a in answers}) == 1
+    audit = AuditLog(server.audit_url)
+    try:
+        assert len(audit.rows(answers[0].json()["request_sha256"])) == 3
+    finally:
+        audit.close()
+    metrics = _fresh(server.url, "GET", "/metrics", headers=server.auth()).text  # either worker: the sum of both
+    assert 'decision_service_decisions_total{outcome="new"} 3.0' in metrics
+    assert 'decision_service_decisions_total{outcome="replayed"} 15.0' in metrics
+
+    base_sha = server.http.get("/v1/model", headers=server.auth()).json()["sha256"]
+    statuses, stop = [], threading.Event()
+
+    def stream() -> None:  # decisions keep coming, on either worker, while the bundle changes
+        with httpx.Client(base_url=server.url, timeout=30) as http:
+            while not stop.is_set():
+                statuses.append(http.post("/v1/decisions", json=STATE, headers=server.auth()).status_code)
+                statuses.append(_fresh(server.url, "POST", "/v1/decisions", json=STATE,
+                                       headers=server.auth()).status_code)
+
+    worker = threading.Thread(target=stream)
+    worker.start()
+    try:
+        time.sleep(0.3)
+        swap = server.http.post("/v1/admin/bundle", json={"path": str(bundles["other"])}, headers=server.auth("ops"))
+        assert swap.status_code == 200, swap.text
+        new_sha = swap.json()["sha256"]
+        assert new_sha != base_sha and swap.json()["previous_sha256"] == base_sha
+
+        def everywhere(sha: str) -> bool:  # 10 requests on new connections all see `sha`
+            return all(_fresh(server.url, "GET", "/v1/model", headers=server.auth()).json()["sha256"] == sha
+                       for _ in range(10))
+
+        deadline = time.monotonic() + 10
+        while not everywhere(new_sha):
+            assert time.monotonic() < deadline, "the other worker did not pick up the new bundle"
+            time.sleep(0.2)
+
+        bad = server.http.post("/v1/admin/bundle", json={"path": str(bundles["tampered"])},
+                               headers=server.auth("ops"))
+        assert bad.status_code == 422, bad.text
+        assert bad.json()["detail"][0]["loc"] == "path" and "parameters.npz" in bad.json()["detail"][0]["msg"]
+        missing = server.http.post("/v1/admin/bundle", json={"path": str(bundles["base"].parent / "nowhere")},
+                                   headers=server.auth("ops"))
+        assert missing.status_code == 422 and "no such directory" in missing.json()["detail"][0]["msg"]
+        time.sleep(1.2)  # past a poll of each worker
+        assert everywhere(new_sha)
+    finally:
+        stop.set()
+        worker.join(timeout=30)
+    assert len(statuses) >= 10 and set(statuses) == {200}, statuses
+    decided = _fresh(server.url, "POST", "/v1/decisions", json=STATE, headers=server.auth()).json()
+    assert decided["bundle"]["sha256"] == new_sha
