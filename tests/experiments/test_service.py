@@ -1,5 +1,6 @@
-"""The decision service over real HTTP: `python -m experiments.serve` as a subprocess on a free loopback port,
-talked to with httpx, with a temporary clients file, signing key and SQLite audit database.
+"""The decision service over real HTTP: `python -m experiments.serve` as a subprocess on a free loopback port
+(conftest.py's Server), talked to with httpx, with a temporary clients file, signing key and SQLite audit
+database.
 
 Covers: the token flow (form and HTTP Basic), 401 / 403 / 429 / 413 / 422 answers, decisions as JSON and CSV,
 audit rows and idempotency, hot reload (good and tampered bundles, no failed request during the swap), two
@@ -12,7 +13,6 @@ import copy
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import threading
@@ -24,11 +24,9 @@ import jwt
 import pytest
 
 from agents.deploy.audit import AuditLog
-from agents.deploy.auth import add_client
+from agents.deploy.settings import KEY_ENV_VAR
 
 ROOT = Path(__file__).resolve().parents[2]
-KEY_ENV = "SUPPLYCHAIN_TWIN_SIGNING_KEY"
-KEY = "test-only-signing-key-0123456789abcdef0123456789"
 MAX_BODY = 65536
 
 STATE = {
@@ -44,15 +42,10 @@ STATE = {
 }
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _export(policy: str, out: Path) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "experiments.export", f"policy={policy}", "network=small",
-                             f"hydra.run.dir={out}"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                             "kpi.seeds=1", "kpi.horizon=30", "kpi.warmup=5", f"hydra.run.dir={out}"], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
 
 @pytest.fixture(scope="module")
@@ -74,78 +67,16 @@ def bundles(tmp_path_factory) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="module")
-def clients(tmp_path_factory) -> tuple[Path, dict[str, str]]:
-    """A clients file: erp (decide), ops (admin and decide), slow (decide, for the rate limit)."""
-    path = tmp_path_factory.mktemp("clients") / "clients.json"
-    secrets = {cid: add_client(path, cid, scopes) for cid, scopes in
-               (("erp", ["decide"]), ("ops", ["admin", "decide"]), ("slow", ["decide"]))}
-    return path, secrets
-
-
-class Server:
-    """A running `python -m experiments.serve` and a client for it."""
-
-    def __init__(self, directory: Path, bundle: Path, clients: tuple[Path, dict[str, str]], **options) -> None:
-        self.port, self.secrets = _free_port(), clients[1]
-        self.audit_url = f"sqlite:///{directory / 'audit.sqlite'}"
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = directory / "server.log"
-        args = [f"bundle={bundle}", f"port={self.port}", f"clients_file={clients[0]}", f"audit_url={self.audit_url}",
-                f"hydra.run.dir={directory / 'run'}", *(f"{k}={v}" for k, v in options.items())]
-        with open(self.log_path, "wb") as log:
-            self.process = subprocess.Popen([sys.executable, "-m", "experiments.serve", *args], cwd=ROOT,
-                                            env={**os.environ, KEY_ENV: KEY}, stdout=log, stderr=subprocess.STDOUT)
-        self.http = httpx.Client(base_url=self.url, timeout=30)
-        self._tokens: dict[str, str] = {}
-        deadline = time.monotonic() + 60
-        while True:
-            if self.process.poll() is not None:
-                raise AssertionError(f"server exited with {self.process.returncode}:\n{self.log()}")
-            try:
-                if self.http.get("/v1/health").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                self.stop()
-                raise AssertionError(f"server did not answer within 60 s:\n{self.log()}")
-            time.sleep(0.1)
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def token(self, client: str) -> str:
-        if client not in self._tokens:
-            answer = self.http.post("/v1/token", data={"grant_type": "client_credentials", "client_id": client,
-                                                       "client_secret": self.secrets[client]})
-            assert answer.status_code == 200, answer.text
-            self._tokens[client] = answer.json()["access_token"]
-        return self._tokens[client]
-
-    def auth(self, client: str = "erp") -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token(client)}"}
-
-    def decide(self, body, client: str = "erp", **kwargs) -> httpx.Response:
-        content = body if isinstance(body, (str, bytes)) else json.dumps(body)
-        headers = {"Content-Type": "application/json", **self.auth(client), **kwargs.pop("headers", {})}
-        return self.http.post("/v1/decisions", content=content, headers=headers, **kwargs)
-
-    def stop(self) -> None:
-        self.http.close()
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+def key(server_class) -> str:
+    """The signing key the servers run with (tests/experiments/conftest.py): to forge and to expire tokens."""
+    return sys.modules[server_class.__module__].KEY
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory, bundles, clients):
+def server(tmp_path_factory, bundles, clients, server_class):
     """One worker; small limits so 413 and 429 are cheap to reach."""
-    running = Server(tmp_path_factory.mktemp("server"), bundles["base"], clients, rate_limit=50, burst=100,
-                     max_body_bytes=MAX_BODY)
+    running = server_class(tmp_path_factory.mktemp("server"), bundles["base"], clients, rate_limit=50, burst=100,
+                           max_body_bytes=MAX_BODY)
     yield running
     running.stop()
 
@@ -159,7 +90,7 @@ def _fresh(url: str, method: str, path: str, **kwargs) -> httpx.Response:
 # ------------------------------------------------------------------ tokens and authorization
 
 
-def test_token_flow_form_and_basic(server):
+def test_token_flow_form_and_basic(server, key):
     secret = server.secrets["erp"]
     form = server.http.post("/v1/token", data={"grant_type": "client_credentials", "client_id": "erp",
                                                "client_secret": secret})
@@ -167,7 +98,7 @@ def test_token_flow_form_and_basic(server):
     body = form.json()
     assert body["token_type"] == "Bearer" and body["expires_in"] == 900 and body["scope"] == "decide"
     assert form.headers["cache-control"] == "no-store"
-    claims = jwt.decode(body["access_token"], KEY, algorithms=["HS256"], issuer="supplychain-twin")
+    claims = jwt.decode(body["access_token"], key, algorithms=["HS256"], issuer="supplychain-twin")
     assert claims["sub"] == "erp" and claims["scope"] == "decide" and claims["exp"] - claims["iat"] == 900
 
     basic = server.http.post("/v1/token", data={"grant_type": "client_credentials", "scope": "decide"},
@@ -200,11 +131,11 @@ def test_every_endpoint_but_health_needs_a_token(server):
         assert answer.headers["www-authenticate"].startswith("Bearer"), path
 
 
-def test_401_bad_signature_expired_and_403_wrong_scope(server):
+def test_401_bad_signature_expired_and_403_wrong_scope(server, key):
     now = int(time.time())
     claims = {"iss": "supplychain-twin", "sub": "erp", "scope": "decide", "iat": now, "exp": now + 600}
     forged = jwt.encode(claims, "another-key-of-sufficient-length-0123456789", algorithm="HS256")
-    expired = jwt.encode({**claims, "iat": now - 1200, "exp": now - 600}, KEY, algorithm="HS256")
+    expired = jwt.encode({**claims, "iat": now - 1200, "exp": now - 600}, key, algorithm="HS256")
     for label, token, text in (("bad signature", forged, "not valid"), ("expired", expired, "expired"),
                                ("garbage", "not.a.token", "not valid")):
         answer = server.decide(STATE, headers={"Authorization": f"Bearer {token}"})
@@ -371,7 +302,7 @@ def test_schemathesis_finds_no_server_error(server):
     assert "Traceback" not in server.log()
 
 
-def test_a_bad_key_or_bundle_is_one_config_error_line(tmp_path, bundles, clients):
+def test_a_bad_key_or_bundle_is_one_config_error_line(tmp_path, bundles, clients, key):
     runs = {
         "unknown key": ([f"bundle={bundles['base']}", "portt=1"], "config error: portt: unknown key; allowed:"),
         "no bundle": ([], "config error: bundle: required"),
@@ -381,7 +312,7 @@ def test_a_bad_key_or_bundle_is_one_config_error_line(tmp_path, bundles, clients
     jobs = {case: subprocess.Popen(
         [sys.executable, "-m", "experiments.serve", *args, f"clients_file={clients[0]}",
          f"audit_url=sqlite:///{tmp_path / 'audit.sqlite'}", f"hydra.run.dir={tmp_path / case.replace(' ', '_')}"],
-        cwd=ROOT, env={**os.environ, KEY_ENV: KEY}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        cwd=ROOT, env={**os.environ, KEY_ENV_VAR: key}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         for case, (args, _) in runs.items()}
     for case, job in jobs.items():
         out, err = job.communicate(timeout=60)
@@ -390,11 +321,11 @@ def test_a_bad_key_or_bundle_is_one_config_error_line(tmp_path, bundles, clients
         assert len(lines) == 1 and lines[0].startswith("config error: ") and runs[case][1] in lines[0], (case, err)
 
 
-def test_the_log_names_bundle_and_url_and_no_secret(server):
+def test_the_log_names_bundle_and_url_and_no_secret(server, key):
     sha = server.http.get("/v1/model", headers=server.auth()).json()["sha256"]
     log = server.log()
     assert f"bundle base_stock (sha256 {sha})" in log and f"serving on {server.url}" in log
-    assert KEY not in log
+    assert key not in log
     assert not any(secret in log for secret in server.secrets.values())
     assert not any(token in log for token in server._tokens.values())
 
@@ -402,16 +333,17 @@ def test_the_log_names_bundle_and_url_and_no_secret(server):
 # ------------------------------------------------------------------ two workers, shared audit, hot reload
 
 
-def test_two_workers_share_the_audit_and_reload_without_a_failed_request(tmp_path, bundles, clients):
-    running = Server(tmp_path, bundles["base"], clients, workers=2, rate_limit=1000, burst=1000,
-                     reload_check_seconds=0.5)
+def test_two_workers_share_the_audit_and_reload_without_a_failed_request(tmp_path, bundles, clients,
+                                                                         server_class):
+    running = server_class(tmp_path, bundles["base"], clients, workers=2, rate_limit=1000, burst=1000,
+                           reload_check_seconds=0.5)
     try:
         _two_workers(running, bundles)
     finally:
         running.stop()
 
 
-def _two_workers(server: Server, bundles: dict[str, Path]) -> None:
+def _two_workers(server, bundles: dict[str, Path]) -> None:
     pids = set()
     for _ in range(200):
         pids.add(_fresh(server.url, "GET", "/v1/health").json()["worker"])
