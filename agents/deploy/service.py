@@ -30,7 +30,7 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -77,7 +77,6 @@ class FieldProblem(_Model):
 
     loc: str
     msg: str
-    type: str | None = None
 
 
 class Unprocessable(_Model):
@@ -179,24 +178,21 @@ def _problem(status: int, message: str, headers: dict[str, str] | None = None) -
     return JSONResponse({"detail": message}, status_code=status, headers=headers)
 
 
-def _unprocessable(problems: list[tuple[str, str]] | list[dict[str, Any]]) -> JSONResponse:
-    detail = [p if isinstance(p, dict) else {"loc": p[0] or "body", "msg": p[1]} for p in problems]
-    return JSONResponse({"detail": detail}, status_code=422)
+def _unprocessable(problems: Iterable[tuple[str, str]]) -> JSONResponse:
+    """422 with one `{"loc": FIELD, "msg": WHY}` per problem (an empty field: the body as a whole)."""
+    return JSONResponse({"detail": [{"loc": loc or "body", "msg": msg} for loc, msg in problems]}, status_code=422)
 
 
-def _validation_problems(error: RequestValidationError) -> list[dict[str, Any]]:
-    """FastAPI's validation errors with the field path as text; a body field's path without the `body.`."""
+def _validation_problems(error: RequestValidationError) -> list[tuple[str, str]]:
+    """(field, message) of FastAPI's validation errors; a body field's path without the leading `body`."""
     out = []
     for e in error.errors():
-        loc, kind = tuple(e.get("loc", ())), e.get("type")
-        if kind == "json_invalid":
+        loc = tuple(e.get("loc", ()))
+        if e.get("type") == "json_invalid":
             where = f" at character {loc[1]}" if len(loc) > 1 else ""
-            out.append({"loc": "body", "msg": f"malformed JSON: {e.get('ctx', {}).get('error', e['msg'])}{where}",
-                        "type": kind})
-            continue
-        if loc and loc[0] == "body":
-            loc = loc[1:]
-        out.append({"loc": format_loc(loc) or "body", "msg": e["msg"], "type": kind})
+            out.append(("body", f"malformed JSON: {e.get('ctx', {}).get('error', e['msg'])}{where}"))
+        else:
+            out.append((format_loc(loc[1:] if loc[:1] == ("body",) else loc), e["msg"]))
     return out
 
 
@@ -269,7 +265,6 @@ def create_app(settings: ServiceSettings) -> FastAPI:
                   description=__doc__.split("\n\n")[0])
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=metrics)  # added last: outermost, so it sees 413s too
-    app.state.settings, app.state.audit, app.state.slot = settings, audit, slot
 
     oauth2 = OAuth2(flows=OAuthFlows(clientCredentials=OAuthFlowClientCredentials(
         tokenUrl="/v1/token", scopes={"decide": "ask for decisions", "admin": "reload the bundle"})),
@@ -277,8 +272,7 @@ def create_app(settings: ServiceSettings) -> FastAPI:
 
     def caller(*scopes: str):
         """A dependency: the caller's token checked (401), then its rate (429), then its scope (403)."""
-        def dependency(request: Request,
-                       authorization: Annotated[str | None, Security(oauth2, scopes=list(scopes))]) -> Principal:
+        def dependency(authorization: Annotated[str | None, Security(oauth2, scopes=list(scopes))]) -> Principal:
             scheme, _, token = (authorization or "").partition(" ")
             if scheme.lower() != "bearer" or not token.strip():
                 raise AuthError(401, "a bearer token is required: POST /v1/token, then send "
@@ -289,7 +283,6 @@ def create_app(settings: ServiceSettings) -> FastAPI:
                 raise RateLimited(wait, f"client {principal.client_id!r} is over {settings.rate_limit:g} "
                                         f"requests per second (burst {settings.burst})")
             require(principal, *scopes)
-            request.state.client_id = principal.client_id
             return principal
         return dependency
 
@@ -394,7 +387,7 @@ def create_app(settings: ServiceSettings) -> FastAPI:
         fresh = {d.recommendation_id: d.model_dump(mode="json") for d in response.decisions}
         rows = [AuditRow(rid, response.request_sha256, principal.client_id, served.bundle.sha256, decision)
                 for rid, decision in fresh.items()]
-        stored, written = app.state.audit.append(rows)
+        stored, written = audit.append(rows)
         replayed = len(rows) - written
         metrics.decisions.labels("new").inc(written)
         metrics.decisions.labels("replayed").inc(replayed)
@@ -430,10 +423,10 @@ def create_app(settings: ServiceSettings) -> FastAPI:
         """Check the bundle at `path` (manifest, file hashes, parity on its own samples) and serve it in every
         worker (each picks it up within a second). A bundle that fails is refused (422) and the old one keeps
         serving; requests in flight finish with the bundle they started with."""
-        path = str(Path(body.path).expanduser().resolve())
         try:
+            path = str(Path(body.path).expanduser().resolve())
             new, previous = slot.reload(path, principal.client_id)
-        except BundleError as error:
+        except (BundleError, OSError, ValueError) as error:  # also a path the file system cannot take or read
             log.warning("bundle reload by %s refused: %s", principal.client_id, error)
             return _unprocessable([("path", str(error))])
         log.info("bundle reloaded by %s: %s (sha256 %s) replaces %s", principal.client_id, new.bundle.name,
