@@ -3,11 +3,19 @@
     python -m experiments.forecast forecaster=lstm data=twin
     python -m experiments.forecast forecaster=ets data.path=sales.csv
     python -m experiments.forecast -m forecaster=lstm forecaster.hidden=32,64 compare=[]   # a grid search
+    python -m experiments.forecast forecaster=lstm data.covariates=[] output.save_forecaster=true
 
 The config is checked before any work (one `config error:` line naming the key,
 exit status 2; a bad data file likewise). Writes config.yaml, scores.csv,
 scores.md, forecast_vs_actual.png and error_by_horizon.png into the run
 directory, prints the table, and returns the objective (for sweepers).
+
+With `output.save_forecaster=true` it then fits `forecaster` on the whole
+panel (after `data.max_series` and `data.holdout`) and saves it into
+`forecaster/` of the run directory (agents.forecasting.saved: a manifest, and
+the fitted model for gradient boosting, an ONNX network for the LSTM), for a
+service to forecast from the demand history of a request. `data.covariates`
+keeps only the covariates named (`[]`: none, as an ERP history carries none).
 """
 
 from __future__ import annotations
@@ -15,7 +23,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import hydra
@@ -27,6 +35,7 @@ from agents.forecasting.backtest import METRICS, BacktestPlan, backtest
 from agents.forecasting.base import Forecaster, SeriesPanel
 from agents.forecasting.data import DataError, load_panel, panel_from_twin
 from agents.forecasting.factory import FORECASTERS, forecaster_factory
+from agents.forecasting.saved import check_savable, save_forecaster
 from experiments.forecast_report import format_scores, plot_error_by_horizon, plot_forecasts, write_scores
 from experiments.startup import config_errors, plain, run_checked, run_dir, stop
 from twin.config import ConfigReader, SpecError
@@ -47,6 +56,7 @@ class ForecastConfig:
     objective_metric: str
     objective_horizon: int
     plot_series: int
+    save_forecaster: bool = False
 
 
 def load_forecast_config(data: Mapping[str, Any]) -> ForecastConfig:
@@ -69,6 +79,7 @@ def load_forecast_config(data: Mapping[str, Any]) -> ForecastConfig:
     data_seed = d.integer("seed", 0, low=0)
     max_series = d.integer("max_series", 0, low=1) if d.raw("max_series") is not None else None
     holdout = d.integer("holdout", 0, low=0)
+    keep = d.sequence("covariates") if d.raw("covariates") is not None else None
     d.done()
     network_data, scenario_data = r.raw("network"), dict(r.raw("scenario") or {})
 
@@ -86,7 +97,12 @@ def load_forecast_config(data: Mapping[str, Any]) -> ForecastConfig:
     p = ConfigReader(r.raw("plots"), "plots")
     plot_series = p.integer("series", 4, low=0, high=50)
     p.done()
+    out = ConfigReader(r.raw("output"), "output")
+    save = out.flag("save_forecaster", False)
+    out.done()
     r.done()
+    if save:
+        check_savable(subject, "forecaster.name")
 
     if path is not None:
         source = str(path) if str(path).startswith("statsmodels:") else to_absolute_path(str(path))
@@ -99,6 +115,8 @@ def load_forecast_config(data: Mapping[str, Any]) -> ForecastConfig:
         panel = panel_from_twin(network, days, seed=data_seed, shocks=scenario.shocks)
     if max_series is not None and panel.n > max_series:
         panel = panel.select(slice(0, max_series))
+    if keep is not None:
+        panel = _keep_covariates(panel, keep)
     if holdout:
         if holdout >= panel.length - 8:
             raise SpecError(f"data.holdout: {holdout} leaves too little data ({panel.length} periods)")
@@ -120,7 +138,18 @@ def load_forecast_config(data: Mapping[str, Any]) -> ForecastConfig:
     if horizon not in plan.horizons:
         raise SpecError(f"objective.horizon: {horizon} is not allowed; allowed: one of {list(plan.horizons)}")
     return ForecastConfig(panel=panel, source=source, forecasters=factories, subject=subject, plan=plan,
-                          objective_metric=metric, objective_horizon=horizon, plot_series=plot_series)
+                          objective_metric=metric, objective_horizon=horizon, plot_series=plot_series,
+                          save_forecaster=save)
+
+
+def _keep_covariates(panel: SeriesPanel, names: list) -> SeriesPanel:
+    """`panel` with only the covariates `names`, in that order (SpecError naming data.covariates otherwise)."""
+    for i, name in enumerate(names):
+        if name not in panel.covariate_names:
+            raise SpecError(f"data.covariates[{i}]: {name!r} is not a covariate of the data; allowed: "
+                            f"{list(panel.covariate_names)}")
+    index = [panel.covariate_names.index(name) for name in names]
+    return replace(panel, covariates=panel.covariates[:, :, index], covariate_names=tuple(names))
 
 
 def _with_horizon(spec: str | Mapping[str, Any], longest: int) -> str | dict:
@@ -166,6 +195,13 @@ def main(cfg: DictConfig) -> float:
     plot_forecasts(result, out / "forecast_vs_actual.png", config.plot_series)
     plot_error_by_horizon(result, out / "error_by_horizon.png")
     print(table)
+    if config.save_forecaster:
+        started_fit = time.perf_counter()
+        model = config.forecasters[config.subject]()
+        model.fit(panel)
+        saved = save_forecaster(model, config.subject, panel, out / "forecaster")
+        log.info("%s fitted on the whole panel (%d series x %d periods) and saved in %s (%.1f s)", config.subject,
+                 panel.n, panel.length, saved, time.perf_counter() - started_fit)
     objective = next(r[config.objective_metric] for r in rows
                      if r["forecaster"] == config.subject and r["horizon"] == config.objective_horizon)
     log.info("done in %.1f s; objective %s@%d = %.4f; outputs in %s", time.perf_counter() - started,

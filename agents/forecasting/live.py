@@ -22,7 +22,7 @@ from typing import Protocol
 import numpy as np
 import pandas as pd
 
-from agents.forecasting.base import Forecaster, SeriesPanel
+from agents.forecasting.base import Forecast, Forecaster, SeriesPanel
 from agents.forecasting.data import TWIN_START, panel_from_twin, twin_covariates
 from twin.config import SpecError
 from twin.coverage import protection_periods
@@ -77,6 +77,36 @@ def _window_sums(cumulative: np.ndarray, day: int, periods: np.ndarray, per_day_
     known = cumulative[end, nodes] - cumulative[min(day, days), nodes]
     beyond = (day + periods - np.maximum(end, day))[:, None]  # from `day` on when it is past T too
     return known + beyond * per_day_after
+
+
+def daily_sd(forecast: Forecast) -> np.ndarray:
+    """(n, h) standard deviation of each series' demand on each day: the 10-90% quantile spread over 2 Z_80 (a
+    normal's), or sqrt(mean) (Poisson-like) for a forecast without both of those levels."""
+    if 0.1 in forecast.levels and 0.9 in forecast.levels:
+        return (forecast.quantile(0.9) - forecast.quantile(0.1)) / (2 * Z_80)
+    return np.sqrt(np.maximum(forecast.mean, 0.0))
+
+
+def over_periods(forecast: Forecast, periods: np.ndarray, start: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Demand of each series summed over its protection period: days [start, start + periods[i]) of a daily
+    `forecast` (day 0 its first day), as (mean (n,), sd (n,)); variances from `daily_sd`, days independent.
+
+    Days past the forecast's horizon count as its last day (mean and variance), as `Refitting` carries the
+    path on; a period of 0 days sums to 0. Pure: it reads only its arguments.
+    """
+    n, h = forecast.mean.shape
+    periods = np.asarray(periods)
+    if periods.shape != (n,) or not np.issubdtype(periods.dtype, np.integer) or (periods < 0).any():
+        raise ValueError(f"over_periods: periods {periods.shape} {periods.dtype}; allowed: ({n},) integers >= 0, "
+                         f"one per series")
+    if start < 0 or h < 1:
+        raise ValueError(f"over_periods: start {start} with a horizon of {h} days; allowed: start >= 0, horizon >= 1")
+    zero = np.zeros((1, n, 1))
+    mean = forecast.mean.T[:, :, None]            # (h, n, 1): the days as _window_sums reads them
+    var = (daily_sd(forecast) ** 2).T[:, :, None]
+    sums = _window_sums(np.concatenate([zero, mean.cumsum(axis=0)]), start, periods, mean[-1])[:, 0]
+    variance = _window_sums(np.concatenate([zero, var.cumsum(axis=0)]), start, periods, var[-1])[:, 0]
+    return sums, np.sqrt(np.maximum(variance, 0.0))
 
 
 class OracleForecaster:
@@ -199,11 +229,7 @@ class Refitting:
         self.forecaster = forecaster
         n_store, n_sku = len(self.stores), self.engine.n_sku
         mean = forecast.mean.reshape(n_store, n_sku, ahead)
-        q = forecast.quantiles.reshape(n_store, n_sku, ahead, -1)
-        if 0.1 in forecast.levels and 0.9 in forecast.levels:
-            sd = (q[..., forecast.levels.index(0.9)] - q[..., forecast.levels.index(0.1)]) / (2 * Z_80)
-        else:
-            sd = np.sqrt(mean)  # a forecaster without an 80% interval: Poisson-like spread
+        sd = daily_sd(forecast).reshape(n_store, n_sku, ahead)
         # per node: (nodes, stores) x (stores, SKUs, days) -> (days, nodes, SKUs), then running sums
         node_mean = np.einsum("ns,skd->dnk", self.descendants, mean)
         node_var = np.einsum("ns,skd->dnk", self.descendants, sd**2)

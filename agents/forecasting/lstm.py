@@ -26,37 +26,28 @@ from __future__ import annotations
 import copy
 import logging
 import time
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import numpy as np
-import pandas as pd
 import torch
 from torch import nn
 
 from agents.forecasting.base import QUANTILE_LEVELS, Forecast, SeriesPanel, check_horizon, sorted_quantiles
-from agents.forecasting.features import calendar_features, series_scale
+from agents.forecasting.features import series_scale
+from agents.forecasting.lstm_inputs import (
+    MIN_WINDOW_SCALE,
+    SERVING_INPUTS,
+    SERVING_OUTPUTS,
+    Normalisation,
+    input_arrays,
+    last_window,
+)
 
 log = logging.getLogger("agents.forecasting.lstm")
 
 SCALINGS = ("window", "series")
-MIN_WINDOW_SCALE = 0.1  # the floor of a window's scale, relative to its series' scale
-
-
-def _rolling(values: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
-    """Causal rolling mean and std (n, T) over the last `window` periods up to each one; NaN are skipped."""
-    observed = np.isfinite(values)
-    x = np.where(observed, values, 0.0)
-
-    def window_sum(a: np.ndarray) -> np.ndarray:
-        total = np.concatenate([np.zeros((len(a), 1)), np.cumsum(a, axis=1)], axis=1)
-        return total[:, 1:] - total[:, :-1][:, np.maximum(np.arange(a.shape[1]) - window + 1, 0)]
-
-    count, total, squares = window_sum(observed.astype(float)), window_sum(x), window_sum(x * x)
-    with np.errstate(all="ignore"):
-        mean = total / count
-        std = np.sqrt(np.maximum(squares - total * mean, 0.0) / (count - 1))
-    return np.where(count > 0, mean, 0.0), np.where(count > 1, std, 0.0)
 
 
 @contextmanager
@@ -97,7 +88,7 @@ class _Network(nn.Module):
         encoded, _ = self.lstm(torch.cat([past, static[:, None, :].expand(-1, context, -1)], dim=2))
         horizon = future.shape[1]
         state = torch.cat([encoded[:, -1], static], dim=1)[:, None, :].expand(-1, horizon, -1)
-        steps = self.step.weight[:horizon][None].expand(len(past), -1, -1)
+        steps = self.step.weight[:horizon][None].expand(past.shape[0], -1, -1)  # not len(): export keeps the batch free
         out = self.head(torch.cat([state, future, reference[..., None], steps], dim=2))
         mean = nn.functional.softplus(out[..., 0])
         # the lowest quantile, then positive increments: quantiles never cross
@@ -155,38 +146,20 @@ class LSTMForecaster:
     def _features(self, history: SeriesPanel) -> dict[str, torch.Tensor]:
         """Per-step level inputs (n, T, 5: value, lag, rolling statistics, over the series' scale, not yet
         logged), known inputs (n, T + max_horizon, G), and the series-scaled values and targets."""
-        n, t = history.values.shape
-        season = history.freq.season_length
-        scale = series_scale(history.values)
-        scaled = history.values / scale[:, None]
-        lag = np.full_like(scaled, np.nan)
-        lag[:, season:] = scaled[:, :-season]
-        level = np.stack([scaled, lag, *_rolling(scaled, max(season, 2)), *_rolling(scaled, max(4 * season, 8))],
-                         axis=2)
-        level = np.nan_to_num(level, nan=0.0)  # divided by each window's scale and logged in _batch
-
-        # known inputs up to T + max_horizon: the calendar (dates extended past the panel's), the covariates
-        # where known (zero after)
-        width = t + self.max_horizon
-        dates = history.dates
-        if len(dates) < width:
-            dates = dates.append(pd.date_range(dates[-1], periods=width - len(dates) + 1, freq=history.freq.alias)[1:])
-        stop = min(len(history.dates), width)
-        cov = np.nan_to_num((history.covariates[:, :stop] - self._cov_mean) / self._cov_std)
-        known = np.zeros((n, width, 4 + cov.shape[2]), np.float32)
-        known[:, :, :4] = calendar_features(dates[:width], history.freq)[None]
-        known[:, :stop, 4:] = cov
-
-        codes = np.stack([np.asarray(c, np.int64) for c in history.categories.values()], axis=1) if \
-            history.categories else np.zeros((n, 0), np.int64)
-        log_scale = (np.log(scale) - self._scale_mean) / self._scale_std
+        arrays = input_arrays(history, self.max_horizon, self._normalisation())
 
         def tensor(a: np.ndarray, dtype: torch.dtype = torch.float32) -> torch.Tensor:
             return torch.as_tensor(np.ascontiguousarray(a), dtype=dtype, device=self.device)
 
-        return {"level": tensor(level), "known": tensor(known), "codes": tensor(codes, torch.long),
-                "log_scale": tensor(log_scale), "scale": tensor(scale), "value": tensor(np.nan_to_num(scaled)),
-                "observed": tensor(np.isfinite(scaled), torch.bool), "target": tensor(scaled)}
+        return {"level": tensor(arrays["level"]), "known": tensor(arrays["known"]),
+                "codes": tensor(arrays["codes"], torch.long), "log_scale": tensor(arrays["log_scale"]),
+                "scale": tensor(arrays["scale"]), "value": tensor(arrays["value"]),
+                "observed": tensor(arrays["observed"], torch.bool), "target": tensor(arrays["target"])}
+
+    def _normalisation(self) -> Normalisation:
+        """The input normalisation of the last fit (agents.forecasting.lstm_inputs)."""
+        return Normalisation(cov_mean=self._cov_mean, cov_std=self._cov_std, scale_mean=float(self._scale_mean),
+                             scale_std=float(self._scale_std), context=self._context, season=self._season)
 
     def _window_scale(self, f: dict[str, torch.Tensor], rows: torch.Tensor, origins: torch.Tensor) -> torch.Tensor:
         """(B,) scale of each window relative to its series' scale: 1 with "series" scaling; with "window", the
@@ -346,11 +319,43 @@ class LSTMForecaster:
     def predict(self, horizon: int) -> Forecast:
         """Mean and quantiles of the `horizon` periods after the fitted history, in one batched forward pass."""
         history = check_horizon(self.name, horizon, self.history, needs_covariates=True)
+        self._check_horizon(horizon)
+        return self._forecast(self._inputs, history.n, history.length, horizon)
+
+    def predict_from(self, history: SeriesPanel, horizon: int) -> Forecast:
+        """Mean and quantiles of the `horizon` periods after another `history` (any series of the same
+        frequency, covariates and category names as the fitted one), with the fitted weights and
+        normalisation: no training. `predict_from(fitted history, h)` equals `predict(h)`."""
+        if self.network is None:
+            raise RuntimeError(f"{self.name}.predict_from: call fit(history) first")
+        check_horizon(self.name, horizon, history, needs_covariates=True)
+        self._check_horizon(horizon)
+        self._check_compatible(history)
+        return self._forecast(self._features(history), history.n, history.length, horizon)
+
+    def _check_horizon(self, horizon: int) -> None:
         if horizon > self.max_horizon:
             raise ValueError(f"{self.name}.predict: horizon {horizon} is over max_horizon {self.max_horizon}; "
                              f"allowed: 1..{self.max_horizon} (set max_horizon when creating the forecaster)")
-        n, t = history.values.shape
-        f = self._inputs
+
+    def _check_compatible(self, history: SeriesPanel) -> None:
+        """ValueError unless `history` has the fitted frequency, covariates and categories (codes in range)."""
+        _, names, _, cards, freq, _, _ = self._fitted_layout
+        if history.freq.name != freq:
+            raise ValueError(f"{self.name}: the history is {history.freq.name}; allowed: {freq} (as fitted)")
+        if tuple(history.covariate_names) != tuple(names):
+            raise ValueError(f"{self.name}: covariates {list(history.covariate_names)}; allowed: {list(names)} "
+                             f"(as fitted, in that order)")
+        if [name for name, _ in cards] != list(history.categories):
+            raise ValueError(f"{self.name}: categories {list(history.categories)}; allowed: "
+                             f"{[name for name, _ in cards]} (as fitted, in that order)")
+        for name, card in cards:
+            codes = history.categories[name]
+            if len(codes) and (codes.min() < 0 or codes.max() >= card):
+                raise ValueError(f"{self.name}: category {name!r} has codes outside 0..{card - 1} (the fitted ones)")
+
+    def _forecast(self, f: dict[str, torch.Tensor], n: int, t: int, horizon: int) -> Forecast:
+        """One batched forward pass over the windows right after the last of `t` periods of `n` series."""
         rows = torch.arange(n, device=self.device)
         origins = torch.full((n,), t, device=self.device)
         self.network.eval()
@@ -362,3 +367,69 @@ class LSTMForecaster:
         mean = mean.cpu().double().numpy()
         quantiles = sorted_quantiles(mean, quantiles.cpu().double().numpy() - mean[..., None])
         return Forecast(mean=mean, quantiles=quantiles, levels=self.levels)
+
+    # ---- export ---------------------------------------------------------------------------------------------
+
+    def normalisation(self) -> Normalisation:
+        """The fitted input normalisation (what a saved model needs besides the weights)."""
+        if self.network is None:
+            raise RuntimeError(f"{self.name}.normalisation: call fit(history) first")
+        return self._normalisation()
+
+    def export_onnx(self, path: str, history: SeriesPanel) -> Forecast:
+        """Write the serving model to `path` as ONNX and return torch's forecast that it must reproduce.
+
+        The model (`_Serving`: window scale, network, scaling back) takes the inputs lstm_inputs.SERVING_INPUTS
+        that `lstm_inputs.last_window` gathers for the window right after a history, with a dynamic batch axis
+        and `max_horizon` steps, and gives "mean" (B, max_horizon) and "quantiles" (B, max_horizon, levels),
+        unsorted. The forecast returned is this forecaster's own (`predict_from`'s path, in torch) for all
+        `max_horizon` steps after `history` (covariates past the known ones read as zero, as in the model).
+        """
+        if self.network is None:
+            raise RuntimeError(f"{self.name}.export_onnx: call fit(history) first")
+        self._check_compatible(history)
+        norm = self._normalisation()
+        example = last_window(input_arrays(history, self.max_horizon, norm), norm, self.max_horizon)
+        rows = np.arange(2) % max(history.n, 1)  # two rows: torch.export specialises a dimension of size 0 or 1
+        args = tuple(torch.as_tensor(example[name][rows]) for name in SERVING_INPUTS)
+        serving = _Serving(copy.deepcopy(self.network).cpu().eval(), self.scaling)
+        batch = torch.export.Dim("batch")
+        exporter_log = logging.getLogger("torch.onnx")
+        level = exporter_log.level
+        exporter_log.setLevel(logging.ERROR)  # the exporter logs the optional libraries it skips
+        try:
+            with warnings.catch_warnings(), torch.no_grad():
+                warnings.simplefilter("ignore")
+                torch.onnx.export(serving, args, str(path), input_names=list(SERVING_INPUTS),
+                                  output_names=list(SERVING_OUTPUTS),
+                                  dynamic_shapes=tuple({0: batch} for _ in SERVING_INPUTS), dynamo=True,
+                                  external_data=False, verbose=False)
+        finally:
+            exporter_log.setLevel(level)
+        return self._forecast(self._features(history), history.n, history.length, self.max_horizon)
+
+
+class _Serving(nn.Module):
+    """The forecast window's arithmetic after the gather (lstm_inputs.last_window): the window's scale from its
+    context, log1p of the level inputs and the reference over it, the network, and the outputs times the
+    series' and the window's scale; the same operations as LSTMForecaster._batch and _forecast."""
+
+    def __init__(self, network: _Network, scaling: str) -> None:
+        super().__init__()
+        self.network, self.scaling = network, scaling
+
+    def forward(self, level: torch.Tensor, past_known: torch.Tensor, context_value: torch.Tensor,
+                context_observed: torch.Tensor, future_known: torch.Tensor, reference_value: torch.Tensor,
+                codes: torch.Tensor, log_scale: torch.Tensor, scale: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.scaling == "series":
+            window = torch.ones_like(scale)
+        else:
+            total = (context_value.abs() * context_observed).sum(dim=1)
+            window = (total / context_observed.sum(dim=1).clamp(min=1)).clamp(min=MIN_WINDOW_SCALE)
+        past = torch.cat([torch.log1p(level / window[:, None, None]), past_known], dim=2)
+        reference = torch.log1p(reference_value / window[:, None])
+        if self.scaling == "window":
+            log_scale = torch.cat([log_scale, torch.log(window)[:, None]], dim=1)
+        mean, quantiles = self.network(past, future_known, reference, codes, log_scale)
+        factor = scale * window
+        return mean * factor[:, None], quantiles * factor[:, None, None]

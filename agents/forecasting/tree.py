@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import warnings
 
 import numpy as np
@@ -78,11 +79,12 @@ class GradientBoosting:
         return HistGradientBoostingRegressor(**{**options, **kwargs})
 
     def _features(self, buffer: np.ndarray, rows: np.ndarray, times: np.ndarray, calendar: np.ndarray,
-                  covariates: np.ndarray) -> np.ndarray:
+                  covariates: np.ndarray, static: np.ndarray) -> np.ndarray:
         """(len(rows), features) float32 for series `rows` at periods `times`, reading scaled values in `buffer`.
 
         `buffer` (n, pad + periods) holds the scaled values after `pad` NaN columns, so lags never index below 0;
-        `calendar` (periods, 4) and `covariates` (n, periods, k) cover the same periods.
+        `calendar` (periods, 4) and `covariates` (n, periods, k) cover the same periods; `static` (n, c + 1) the
+        series' category codes and log scale (`_series`).
         """
         pad = self._pad
         width = max(self._windows)
@@ -92,8 +94,7 @@ class GradientBoosting:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # windows before a series' start: NaN
             columns += [np.nanmean(recent[:, width - w:], axis=1) for w in self._windows]
-        parts = [np.stack(columns, axis=1), calendar[times], covariates[rows, times],
-                 self._codes[rows], self._log_scale[rows, None]]
+        parts = [np.stack(columns, axis=1), calendar[times], covariates[rows, times], static[rows]]
         return np.concatenate(parts, axis=1).astype(np.float32)
 
     def fit(self, history: SeriesPanel) -> None:
@@ -108,21 +109,17 @@ class GradientBoosting:
         self._lags = tuple(self.lags or _LAGS.get(history.freq.name, (1, 2, 3)))
         self._windows = tuple(self.windows or _WINDOWS.get(history.freq.name, (history.freq.season_length,)))
         self._pad = max(max(self._lags), max(self._windows))
-        self._scale = series_scale(values)  # a series without observations: scale 1
-        self._log_scale = np.log(self._scale).astype(np.float32)
-        # categories: codes 0..u-1 per category; categorical where HistGradientBoosting allows, else numeric
-        codes, categorical = [], []
-        for name in sorted(history.categories):
-            _, code = np.unique(history.categories[name], return_inverse=True)
-            codes.append(code.astype(np.float32))
-            categorical.append(code.max(initial=0) < _MAX_CATEGORIES)
-        self._codes = np.stack(codes, axis=1) if codes else np.zeros((n, 0), np.float32)
+        # categories: codes 0..u-1 per category (ranks among the values seen here); categorical where
+        # HistGradientBoosting allows, else numeric
+        self._category_values = {name: np.unique(history.categories[name]) for name in sorted(history.categories)}
+        categorical = [len(v) - 1 < _MAX_CATEGORIES for v in self._category_values.values()]
+        self._covariate_names = tuple(history.covariate_names)
+        self._freq_name = history.freq.name
         n_numeric = len(self._lags) + len(self._windows) + 4 + history.covariates.shape[2]
         mask = [False] * n_numeric + categorical + [False]
         self._categorical = mask if any(categorical) else None
 
-        scaled = values / self._scale[:, None]
-        self._buffer = np.concatenate([np.full((n, self._pad), np.nan), scaled], axis=1)
+        _, scaled, static, buffer = self._series(history)
         # training rows: every observed period after a series' first observation
         observed = ~np.isnan(values)
         first = np.where(observed.any(axis=1), np.argmax(observed, axis=1), t)
@@ -134,7 +131,7 @@ class GradientBoosting:
             keep = np.sort(np.random.default_rng(self.seed).choice(len(rows), self.max_train_rows, replace=False))
             rows, times = rows[keep], times[keep]
         calendar = calendar_features(history.dates, history.freq)
-        x = self._features(self._buffer, rows, times, calendar, history.covariates)
+        x = self._features(buffer, rows, times, calendar, history.covariates, static)
         y = scaled[rows, times]
         self._mean_model = self._regressor().fit(x, y)
         quantile_iter = self.quantile_max_iter or self.max_iter
@@ -142,29 +139,80 @@ class GradientBoosting:
                                  for q in self.levels]
         self._history = history
 
+    def _series(self, history: SeriesPanel) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """What the features read of `history`'s series: each series' scale (n,), its values over it (n, T),
+        the static inputs (n, c + 1: category codes as fitted, log scale) and the lag buffer (n, pad + T)."""
+        values = history.values
+        n = values.shape[0]
+        scale = series_scale(values)  # a series without observations: scale 1
+        codes = np.zeros((n, len(self._category_values)), np.float32)
+        for j, (name, known) in enumerate(self._category_values.items()):
+            codes[:, j] = np.searchsorted(known, history.categories[name])
+        static = np.concatenate([codes, np.log(scale).astype(np.float32)[:, None]], axis=1)
+        scaled = values / scale[:, None]
+        buffer = np.concatenate([np.full((n, self._pad), np.nan), scaled], axis=1)
+        return scale, scaled, static, buffer
+
     def predict(self, horizon: int) -> Forecast:
         """Mean and quantiles for `horizon` periods, one step at a time over all series."""
         history = check_horizon(self.name, horizon, self._history, needs_covariates=True)
         with threadpool_limits(limits=self.n_threads, user_api="openmp"):
             return self._predict(history, horizon)
 
+    def predict_from(self, history: SeriesPanel, horizon: int) -> Forecast:
+        """Mean and quantiles for the `horizon` periods after another `history` (any series of the fitted
+        frequency, covariates and category names; category values among the fitted ones), with the fitted
+        regressors: no training. `predict_from(fitted history, h)` equals `predict(h)`."""
+        if not hasattr(self, "_mean_model"):
+            raise RuntimeError(f"{self.name}.predict_from: call fit(history) first")
+        check_horizon(self.name, horizon, history, needs_covariates=True)
+        self.check_compatible(history)
+        with threadpool_limits(limits=self.n_threads, user_api="openmp"):
+            return self._predict(history, horizon)
+
+    def check_compatible(self, history: SeriesPanel) -> None:
+        """ValueError unless `history` has the fitted frequency, covariates (names, in order) and category
+        names, and every category value was seen by the fit."""
+        if history.freq.name != self._freq_name:
+            raise ValueError(f"{self.name}: the history is {history.freq.name}; allowed: {self._freq_name} "
+                             f"(as fitted)")
+        if tuple(history.covariate_names) != self._covariate_names:
+            raise ValueError(f"{self.name}: covariates {list(history.covariate_names)}; allowed: "
+                             f"{list(self._covariate_names)} (as fitted, in that order)")
+        if sorted(history.categories) != list(self._category_values):
+            raise ValueError(f"{self.name}: categories {sorted(history.categories)}; allowed: "
+                             f"{list(self._category_values)} (as fitted)")
+        for name, known in self._category_values.items():
+            unknown = np.setdiff1d(history.categories[name], known)
+            if len(unknown):
+                raise ValueError(f"{self.name}: category {name!r} has values {unknown[:5].tolist()} the fit never "
+                                 f"saw; allowed: {known[:10].tolist()}{' ...' if len(known) > 10 else ''}")
+
     def _predict(self, history: SeriesPanel, horizon: int) -> Forecast:
-        """`predict` within the thread limit."""
+        """Forecast the `horizon` periods after `history` (the fitted one or another) within the thread limit."""
         n, t = history.values.shape
+        scale, _, static, buffer = self._series(history)
         covariates = history.covariates
         if covariates.shape[1] < t + horizon:  # no covariates at all (k == 0): nothing to read ahead
             covariates = np.zeros((n, t + horizon, 0), np.float32)
         calendar = calendar_features(_dates_ahead(history, t + horizon), history.freq)
-        buffer = np.concatenate([self._buffer, np.full((n, horizon), np.nan)], axis=1)
+        buffer = np.concatenate([buffer, np.full((n, horizon), np.nan)], axis=1)
         rows = np.arange(n)
         mean = np.zeros((n, horizon))
         quantiles = np.zeros((n, horizon, len(self.levels)))
         for step in range(horizon):
-            x = self._features(buffer, rows, np.full(n, t + step), calendar, covariates)
+            x = self._features(buffer, rows, np.full(n, t + step), calendar, covariates, static)
             mean[:, step] = np.maximum(self._mean_model.predict(x), 0.0)
             buffer[:, self._pad + t + step] = mean[:, step]
             for j, model in enumerate(self._quantile_models):
                 quantiles[:, step, j] = model.predict(x)
-        mean *= self._scale[:, None]
-        quantiles = np.maximum.accumulate(np.maximum(quantiles * self._scale[:, None, None], 0.0), axis=-1)
+        mean *= scale[:, None]
+        quantiles = np.maximum.accumulate(np.maximum(quantiles * scale[:, None, None], 0.0), axis=-1)
         return Forecast(mean=mean, quantiles=quantiles, levels=self.levels)
+
+    def without_history(self) -> GradientBoosting:
+        """A copy that keeps the fitted regressors and settings but not the training data (what is saved):
+        it forecasts with `predict_from` only."""
+        slim = copy.copy(self)
+        slim._history = None
+        return slim
