@@ -87,7 +87,7 @@ class BundleSlot:
                 if bundle.sha256 != active.sha256:
                     raise BundleError(f"{active.path}: hashes to {bundle.sha256}, published as {active.sha256} "
                                       f"(changed since it was checked)")
-            except BundleError as error:
+            except (OSError, ValueError) as error:  # BundleError, or a path the file system refuses
                 self._refused = (active.path, active.sha256)
                 log.error("published bundle refused, still serving %s: %s", self._served.bundle.sha256, error)
                 return
