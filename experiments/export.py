@@ -31,6 +31,7 @@ from agents.baselines.catalog import PolicySpec
 from agents.baselines.policies import SS, BaseStock, ReorderPointEOQ
 from agents.baselines.safety import read_safety_factors, safety_factors
 from agents.deploy.bundle import (
+    FORECASTER_DIR,
     PARAMETERS_FILE,
     PROFILE_FILE,
     config_sha256,
@@ -179,6 +180,23 @@ def export_checkpoint(checkpoint: Path, samples: int, out: Path, serve_network: 
     return policy, manifest, scenario, policy.initial_on_hand
 
 
+def attach_forecaster(out: Path, manifest: dict, saved: Path) -> None:
+    """Copy a saved forecaster (experiments.forecast output.save_forecaster=true) into the bundle: it forecasts,
+    from a request's daily demand history, the items that come without a forecast."""
+    from agents.forecasting.saved import load_forecaster
+
+    if not saved.is_dir():
+        raise SpecError(f"saved_forecaster: {str(saved)!r} is not a directory; allowed: the forecaster/ directory "
+                        f"of `python -m experiments.forecast output.save_forecaster=true`")
+    forecaster = load_forecaster(saved)  # checked before it is copied
+    if forecaster.frequency.name != "daily":
+        raise SpecError(f"saved_forecaster: {forecaster.name} forecasts {forecaster.frequency.name} data; allowed: "
+                        f"a forecaster of daily demand (decisions read daily forecasts)")
+    shutil.copytree(saved, out / FORECASTER_DIR)
+    manifest["saved_forecaster"] = forecaster.name
+    finish_bundle(out, manifest)
+
+
 def measure(source, bundle_policy, network, shocks, initial_on_hand, kpi: dict) -> dict[str, dict[str, float]]:
     """Mean twin KPIs of the source policy and of the bundle on the same seeds; SpecError if they differ."""
     setting = EvalSetting(network, tuple(shocks), kpi["horizon"], kpi["warmup"], kpi["seeds"].seeds,
@@ -208,6 +226,7 @@ def main(cfg: DictConfig) -> None:
         horizon = r.integer("level_horizon", 365, low=2, high=10**5)
         samples = r.integer("samples", 10_000, low=1, high=10**6)
         retarget = r.flag("retarget", False)
+        saved_forecaster = r.raw("saved_forecaster")
         k = r.child("kpi")
         kpi = {"seeds": SeedRange.read(k, count=3, first=HELD_OUT_FIRST_SEED, high=100),
                "horizon": k.integer("horizon", 120, low=2, high=10**5)}
@@ -237,6 +256,8 @@ def main(cfg: DictConfig) -> None:
                       "network": network_data}
             source, manifest = export_rule(entry, z, network_data, horizon, seed, out, config)
             initial = None
+        if saved_forecaster is not None:
+            attach_forecaster(out, manifest, Path(to_absolute_path(str(saved_forecaster))))
         bundle = load_bundle(out)
         bundle.self_check()
         name = scenario_data.pop("name", "baseline")

@@ -7,6 +7,8 @@
         profile.npz        a learned policy's item profile (the observation's scaling, agents/envs/observation.py)
         <policy id>.onnx   a learned policy's greedy head per policy id (agents/rl/export.py writes it)
         <policy id>.samples.npz   observations and the checkpoint's scores on them: the bundle's self-check
+        forecaster/        optional: a saved forecaster (agents/forecasting/saved.py) that forecasts, from the
+                           demand history in a request, the items that come without a forecast
 
 The bundle's hash is the sha256 of manifest.json, which holds the sha256 of every other file, so one hash names
 everything that decides. `load_bundle` refuses a bundle whose files do not match their hashes, of another format
@@ -47,6 +49,7 @@ from twin.state import Topology
 FORMAT = "twin.bundle/1"
 MANIFEST = "manifest.json"
 NETWORK_FILE = "network.json"
+FORECASTER_DIR = "forecaster"
 PARAMETERS_FILE = "parameters.npz"
 PROFILE_FILE = "profile.npz"
 SAMPLE_TOLERANCE = 1e-4  # max |score difference| of the self-check, as at export
@@ -116,11 +119,13 @@ class Manifest(_Model):
     review_period: int = 1
     forecaster: str | None = Field(None, description="what forecast the policy inside the twin (None: it needs "
                                                      "none); a served request brings its own forecast")
+    saved_forecaster: str | None = Field(None, description="the saved forecaster in forecaster/ (its name), which "
+                                                           "forecasts items that come with history only")
     config: dict[str, Any] = Field(default_factory=dict, description="the training or policy config")
     config_sha256: str
     packages: dict[str, str]
     kpis: dict[str, dict[str, float]] = Field(default_factory=dict, description="twin KPIs measured at export")
-    files: dict[str, str] = Field(default_factory=dict, description="file -> sha256")
+    files: dict[str, str] = Field(default_factory=dict, description="file (path within the bundle) -> sha256")
 
 
 def sha256_file(path: Path) -> str:
@@ -157,14 +162,20 @@ def finish_bundle(directory: Path, manifest: dict[str, Any]) -> Path:
     Returns the directory. `manifest` holds every field but `files`.
     """
     directory = Path(directory)
-    files = {p.name: sha256_file(p) for p in sorted(directory.iterdir()) if p.is_file() and p.name != MANIFEST}
+    files = {name: sha256_file(directory / name) for name in _payload(directory)}
     checked = Manifest(**{**manifest, "files": files})
     (directory / MANIFEST).write_text(json.dumps(checked.model_dump(mode="json"), indent=1) + "\n")
     archive = directory.parent / f"{directory.name}.zip"
     with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as z:
-        for p in sorted(directory.iterdir()):
-            z.write(p, arcname=f"{directory.name}/{p.name}")
+        for name in [MANIFEST, *files]:
+            z.write(directory / name, arcname=f"{directory.name}/{name}")
     return directory
+
+
+def _payload(directory: Path) -> list[str]:
+    """Every file of the bundle but its manifest, as sorted paths relative to it ('forecaster/lstm.onnx')."""
+    return sorted(p.relative_to(directory).as_posix() for p in directory.rglob("*")
+                  if p.is_file() and p.relative_to(directory).as_posix() != MANIFEST)
 
 
 def write_network(directory: Path, network_data: dict[str, Any]) -> NetworkSpec:
@@ -178,8 +189,9 @@ class Bundle:
     """A loaded, verified bundle: its manifest, network and policy."""
 
     def __init__(self, path: Path, manifest: Manifest, sha256: str, network: NetworkSpec,
-                 policy: RulePolicy | OnnxPolicy) -> None:
+                 policy: RulePolicy | OnnxPolicy, forecaster=None) -> None:
         self.path, self.manifest, self.sha256, self.network, self.policy = path, manifest, sha256, network, policy
+        self.forecaster = forecaster  # a SavedForecaster (agents/forecasting/saved.py), or None
 
     @property
     def name(self) -> str:
@@ -250,7 +262,18 @@ def load_bundle(path: str | Path) -> Bundle:
     network = _network(path, manifest)
     policy = _rule_policy(path, manifest, network) if manifest.kind == "rule" else _onnx_policy(path, manifest,
                                                                                                  network)
-    return Bundle(path, manifest, hashlib.sha256(raw).hexdigest(), network, policy)
+    return Bundle(path, manifest, hashlib.sha256(raw).hexdigest(), network, policy, _forecaster(path, manifest))
+
+
+def _forecaster(path: Path, manifest: Manifest):
+    if manifest.saved_forecaster is None:
+        return None
+    from agents.forecasting.saved import load_forecaster
+
+    try:
+        return load_forecaster(path / FORECASTER_DIR)
+    except SpecError as error:
+        raise BundleError(f"{FORECASTER_DIR}/: {error}") from error
 
 
 def _unzip(archive: Path) -> Path:
@@ -267,7 +290,7 @@ def _unzip(archive: Path) -> Path:
 
 
 def _check_files(path: Path, manifest: Manifest) -> None:
-    present = {p.name for p in path.iterdir() if p.is_file() and p.name != MANIFEST}
+    present = set(_payload(path))
     for name, digest in manifest.files.items():
         if name not in present:
             raise BundleError(f"{name}: listed in {MANIFEST}.files but missing from the bundle")

@@ -15,6 +15,8 @@ action, or its Q-value margin) and reason codes with the numbers behind them:
     DISRUPTION_ACTIVE                a disruption in force on as_of (type, target, days left)
     DEMAND_SPIKE                     the forecast's daily rate >= 1.5 x the recent (28-day) daily history
     ROUNDED_TO_PACK / RAISED_TO_MOQ  the policy's quantity changed by the pack size or minimum order quantity
+    FORECAST_FROM_HISTORY            the item came with demand history only: the bundle's saved forecaster
+                                     forecast it (its name and the days of history it read)
 
 Each decision has a recommendation id, a UUID derived from the bundle's hash, the request's content hash and the
 (location, SKU): the same request to the same bundle gives the same ids (an ERP idempotency key), another
@@ -36,8 +38,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from agents.deploy.bundle import Bundle
 from agents.deploy.conversion import ErpStateError, TwinInputs, state_to_twin
-from agents.deploy.erp_state import ErpState, Item
+from agents.deploy.erp_state import ClientForecast, ErpState, Item
+from agents.forecasting.live import daily_sd
 from twin import shocks as twin_shocks
+from twin.config import SpecError
 
 FORMAT = "erp.decisions/1"
 SPIKE_RATIO = 1.5         # forecast daily rate / recent daily history at or above this: DEMAND_SPIKE
@@ -119,16 +123,18 @@ def decide(bundle: Bundle, state: ErpState) -> DecisionResponse:
     """The bundle's decisions for every (location, SKU) of `state` (ErpStateError naming the field if the state
     is one the bundle cannot decide for)."""
     _check_served(bundle, state)
+    request_sha = request_sha256(state)  # of the request as sent
+    state, from_history = _history_forecasts(bundle, state)
     inputs = state_to_twin(state, bundle.network, review_period=bundle.manifest.review_period)
     forecast = _checked_forecast(bundle, state, inputs)
     out = bundle.policy.decide(inputs.snapshot, forecast)
-    request_sha = request_sha256(state)
     decisions = []
     for location in state.locations:
         i = bundle.network.index(location.id)
         for item in location.items:
             k = bundle.network.skus.name.index(item.sku)
-            decisions.append(_decision(bundle, state, inputs, out, i, k, location.id, item, request_sha))
+            decisions.append(_decision(bundle, state, inputs, out, i, k, location.id, item, request_sha,
+                                       from_history.get((location.id, item.sku))))
     return DecisionResponse(as_of=state.as_of, request_sha256=request_sha,
                             bundle=BundleRef(name=bundle.name, sha256=bundle.sha256), decisions=decisions)
 
@@ -139,6 +145,56 @@ def _check_served(bundle: Bundle, state: ErpState) -> None:
         if location.id in bundle.manifest.nodes and location.id not in roles:
             raise ErpStateError(("locations", li, "id"), f"{location.id!r} is a supplier of the network; allowed: "
                                                          f"a DC or store the bundle serves")
+
+
+def _history_forecasts(bundle: Bundle, state: ErpState) -> tuple[ErpState, dict[tuple[str, str], Reason]]:
+    """`state` with the bundle's saved forecaster's daily forecast (mean and sd from `as_of`, over the longest
+    protection period asked for) on every item that has daily demand history and no forecast; and the reason
+    recorded for each. Unchanged without a saved forecaster or when the policy reads no forecast."""
+    forecaster = bundle.forecaster
+    if forecaster is None or not bundle.policy.needs_forecast:
+        return state, {}
+    todo = [(li, ii) for li, location in enumerate(state.locations) for ii, item in enumerate(location.items)
+            if item.forecast is None and item.demand_history is not None]
+    if not todo:
+        return state, {}
+    first = state_to_twin(state, bundle.network, review_period=bundle.manifest.review_period)
+    panel = first.history.get("daily")
+    li, ii = todo[0]
+    if panel is None or any(state.locations[a].items[b].demand_history.frequency != "daily" for a, b in todo):
+        bad = next((a, b) for a, b in todo if state.locations[a].items[b].demand_history.frequency != "daily")
+        raise ErpStateError(("locations", bad[0], "items", bad[1], "demand_history", "frequency"),
+                            f"bundle {bundle.name!r} forecasts from daily history; allowed: daily, or the item's "
+                            f"own forecast")
+    # the longest protection period of the request: a DC's forecast is the sum of its stores' over its own period
+    days = int(max(first.periods[bundle.network.index(location.id)] for location in state.locations))
+    horizon = max(1, min(days, forecaster.max_horizon or days))
+    try:
+        daily = forecaster.forecast(panel, horizon)
+    except SpecError as error:
+        raise ErpStateError(("locations", li, "items", ii, "demand_history"), f"the bundle's forecaster "
+                                                                            f"{forecaster.name} cannot read it: "
+                                                                            f"{error}") from error
+    mean, sd = np.maximum(daily.mean, 0.0), np.maximum(daily_sd(daily), 0.0)
+    row = {series: r for r, series in enumerate(panel.ids)}
+    locations = list(state.locations)
+    reasons = {}
+    for a, b in todo:
+        location = locations[a]
+        item = location.items[b]
+        r = row[f"{location.id}/{item.sku}"]
+        pad = max(days - horizon, 0)  # past its horizon, the last day carries on (as live forecasts do)
+        forecast = ClientForecast(start=state.as_of, mean=[float(v) for v in mean[r]] + [float(mean[r, -1])] * pad,
+                                  sd=[float(v) for v in sd[r]] + [float(sd[r, -1])] * pad)
+        items = list(location.items)
+        items[b] = item.model_copy(update={"forecast": forecast})
+        locations[a] = location = location.model_copy(update={"items": items})
+        reasons[location.id, item.sku] = Reason(
+            code="FORECAST_FROM_HISTORY", message=f"forecast by the bundle's {forecaster.name} from "
+            f"{len(item.demand_history.values)} days of history", values={
+                "forecaster": forecaster.name, "history_days": float(len(item.demand_history.values)),
+                "forecast_per_day": float(np.mean(mean[r]))})
+    return state.model_copy(update={"locations": locations}), reasons
 
 
 def _checked_forecast(bundle: Bundle, state: ErpState, inputs: TwinInputs):
@@ -153,12 +209,14 @@ def _checked_forecast(bundle: Bundle, state: ErpState, inputs: TwinInputs):
             loc = ("locations", li, "items", ii, "forecast")
             if not np.isfinite(forecast.mean[i, k]):
                 source = bundle.manifest.forecaster
+                own = (f"forecasts from daily demand history (demand_history) with its {bundle.forecaster.name}"
+                       if bundle.forecaster is not None else "has no forecaster of its own"
+                       + (" (inside the twin it used the oracle, which exists only there)" if source == "oracle"
+                          else ""))
                 raise ErpStateError(loc, (
                     f"required: bundle {bundle.name!r} decides from a forecast over the location's lead time + "
-                    f"review period and has no forecaster of its own"
-                    + (" (inside the twin it used the oracle, which exists only there)" if source == "oracle"
-                       else "") + "; allowed: the item's forecast (mean and sd, or q10, q50, q90 per day), or, "
-                    "at a DC, forecasts for the SKU at every store below it"))
+                    f"review period and {own}; allowed: the item's forecast (mean and sd, or q10, q50, q90 per "
+                    f"day), or, at a DC, forecasts for the SKU at every store below it"))
             if policy.needs_spread and (forecast.spread is None or not np.isfinite(forecast.spread[i, k])):
                 raise ErpStateError(loc, f"required: a spread (sd, or q10 and q90) for every forecast: bundle "
                                          f"{bundle.name!r} sets safety stock from it")
@@ -166,7 +224,7 @@ def _checked_forecast(bundle: Bundle, state: ErpState, inputs: TwinInputs):
 
 
 def _decision(bundle: Bundle, state: ErpState, inputs: TwinInputs, out, i: int, k: int, location: str, item: Item,
-              request_sha: str) -> Decision:
+              request_sha: str, forecast_reason: Reason | None = None) -> Decision:
     snapshot = inputs.snapshot
     raw = float(out.orders[i, k])
     if bundle.network.demand.integer_units:  # whole units, as the twin's engine rounds every order it takes
@@ -184,6 +242,8 @@ def _decision(bundle: Bundle, state: ErpState, inputs: TwinInputs, out, i: int, 
             reasons.insert(0, Reason(code="AT_OR_ABOVE_LEVEL", message=f"inventory position {position:g} reaches "
                                      f"the level {level:g}: no order", values=values))
     reasons += _context_reasons(bundle, state, inputs, i, k, item)
+    if forecast_reason is not None:
+        reasons.append(forecast_reason)
     confidence = None
     if out.confidence is not None and math.isfinite(out.confidence[i, k]):
         confidence = float(out.confidence[i, k])

@@ -8,6 +8,7 @@ bundles are refused naming the file; decisions carry documents, reason codes and
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 import json
 import shutil
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from agents.deploy.bundle import BundleError, load_bundle
 from agents.deploy.conversion import ErpStateError, snapshot_to_state
@@ -205,3 +207,43 @@ def test_a_bad_export_config_gives_one_clear_error(args, message, tmp_path):
     done = run("experiments.export", *args, "network=small", f"hydra.run.dir={tmp_path}")
     assert done.returncode == 2
     assert message in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_bundle_with_a_saved_forecaster_forecasts_items_sent_with_history_only(tmp_path):
+    from agents.forecasting.classical import SeasonalNaive
+    from agents.forecasting.data import panel_from_twin
+    from agents.forecasting.saved import save_forecaster
+    from twin.spec import network_from_dict
+
+    network = network_from_dict(yaml.safe_load((ROOT / "conf" / "network" / "small.yaml").read_text()))
+    history = panel_from_twin(network, 60)
+    model = SeasonalNaive()
+    model.fit(history)
+    save_forecaster(model, "seasonal_naive", history, tmp_path / "forecaster")
+    bundle_dir = export(tmp_path / "export", "rule=forecast:oracle", f"saved_forecaster={tmp_path / 'forecaster'}")
+    bundle = load_bundle(bundle_dir)
+    assert bundle.manifest.saved_forecaster == "seasonal_naive"
+    assert "forecaster/forecaster.json" in bundle.manifest.files
+    state, _ = state_of_day(bundle)
+    data = state.model_dump(mode="json")
+    week = [3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0]  # a weekly pattern the seasonal naive repeats exactly
+    start = (state.as_of - dt.timedelta(days=28)).isoformat()
+    for location in data["locations"]:
+        for item in location["items"]:
+            item["forecast"] = None
+            if location["id"].startswith("store"):
+                item["demand_history"] = {"frequency": "daily", "start": start, "values": week * 4}
+    response = decide(bundle, ErpState.model_validate(data))
+    store = next(d for d in response.decisions if d.location == "store_0")
+    dc = next(d for d in response.decisions if d.location == "dc_0")
+    assert "FORECAST_FROM_HISTORY" in [r.code for r in store.reasons]
+    # the store's level is the seasonal naive's demand over its 2-day protection period (as_of's weekday first)
+    weekday = (state.as_of - dt.date.fromisoformat(start)).days % 7
+    expected_mean = week[weekday] + week[(weekday + 1) % 7]
+    assert store.order_up_to_level == pytest.approx(expected_mean)  # a history it repeats exactly: no spread
+    assert dc.order_up_to_level is not None  # the DC's forecast is the sum of its two stores'
+    # a store without history or forecast: the error names the field and says the bundle reads history
+    data["locations"] = [data["locations"][1]]
+    data["locations"][0]["items"][0]["demand_history"] = None
+    with pytest.raises(ErpStateError, match=r"locations\[0\]\.items\[0\]\.forecast: required.*daily demand history"):
+        decide(bundle, ErpState.model_validate(data))
