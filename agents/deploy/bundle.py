@@ -41,6 +41,7 @@ from agents.deploy.onnx_head import OnnxHead
 from agents.deploy.policies import RULES, Head, OnnxPolicy, RulePolicy, ServedPolicy
 from agents.envs.actions import ACTION_KINDS
 from agents.envs.observation import ItemProfile, ObsSpec
+from agents.forecasting.saved import sha256_file
 from twin.config import SpecError
 from twin.snapshot import network_hash
 from twin.spec import NetworkSpec, network_from_dict
@@ -126,14 +127,6 @@ class Manifest(_Model):
     packages: dict[str, str]
     kpis: dict[str, dict[str, float]] = Field(default_factory=dict, description="twin KPIs measured at export")
     files: dict[str, str] = Field(default_factory=dict, description="file (path within the bundle) -> sha256")
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def config_sha256(config: Any) -> str:

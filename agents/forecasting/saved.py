@@ -122,7 +122,7 @@ def save_forecaster(forecaster: Forecaster, name: str, history: SeriesPanel, dir
         manifest.update(_save_tree(forecaster, history, directory, files))
     elif name == "lstm":
         manifest.update(_save_lstm(forecaster, history, directory, files))
-    manifest["files"] = {f: _sha256(directory / f) for f in files}
+    manifest["files"] = {f: sha256_file(directory / f) for f in files}
     _write_atomic(directory / MANIFEST, json.dumps(manifest, indent=2) + "\n")
     return directory
 
@@ -203,7 +203,8 @@ def _version() -> str:
         return "unknown"
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path: Path) -> str:
+    """The sha256 of a file, read in 1 MiB blocks (saved forecasters and bundles hash their files with it)."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -251,7 +252,7 @@ def load_forecaster(directory: str | Path) -> SavedForecaster:
         target = directory / file
         if Path(file).name != file or not target.is_file():
             raise SpecError(f"{target}: listed in {MANIFEST} but missing")
-        if _sha256(target) != digest:
+        if sha256_file(target) != digest:
             raise SpecError(f"{target}: sha256 differs from {MANIFEST}'s: the file was changed or corrupted "
                             f"after it was saved")
     return SavedForecaster(directory, manifest)
