@@ -13,6 +13,7 @@ one child per node.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
@@ -268,12 +269,20 @@ class NetworkSpec:
     def __post_init__(self) -> None:
         validate_network(self)
 
-    @property
+    @cached_property  # a spec is frozen: built once (a served request looks names up many times)
     def node_names(self) -> tuple[str, ...]:
         return tuple(n.name for n in self.nodes)
 
+    @cached_property
+    def _positions(self) -> dict[str, int]:
+        return {name: i for i, name in enumerate(self.node_names)}
+
     def index(self, name: str) -> int:
-        return self.node_names.index(name)
+        """The position of node `name` (ValueError if the network has none of that name)."""
+        try:
+            return self._positions[name]
+        except KeyError:
+            raise ValueError(f"{name!r} is not a node of network {self.name!r}") from None
 
     def nodes_of_kind(self, kind: str) -> tuple[NodeSpec, ...]:
         return tuple(n for n in self.nodes if n.kind == kind)

@@ -449,15 +449,19 @@ def _forecast(state: ErpState, network: NetworkSpec, topo: Topology, lead: np.nd
         if topo.is_store[i]:
             daily[i, k] = (mu, v)
     stores = np.flatnonzero(topo.is_store)
+    reach = np.zeros((n, n_sku), dtype=np.int64)  # days of daily forecast each store has per SKU (0: none)
+    for (s, k), (mu, _) in daily.items():
+        reach[s, k] = len(mu)
     for i in np.flatnonzero(~topo.is_store):  # DCs and suppliers: their own forecast, or the sum of their stores'
         below, days = stores[topo.descendants[i, stores]], int(periods[i])
-        for k in np.flatnonzero(np.isnan(mean[i])):
-            parts = [daily.get((s, k)) for s in below]
-            if all(p is not None and len(p[0]) >= days for p in parts):
-                mean[i, k] = math.fsum(math.fsum(p[0][:days]) for p in parts)
-                var[i, k] = math.fsum(math.fsum(p[1][:days]) for p in parts)
-    missing = {topo.names[i]: tuple(network.skus.name[k] for k in np.flatnonzero(np.isnan(mean[i])))
-               for i in range(n) if not topo.is_supplier[i] and np.isnan(mean[i]).any()}
+        covered = np.isnan(mean[i]) & (reach[below] >= max(days, 1)).all(axis=0) if len(below) else ()
+        for k in np.flatnonzero(covered):
+            parts = [daily[s, k] for s in below]
+            mean[i, k] = math.fsum(math.fsum(p[0][:days]) for p in parts)
+            var[i, k] = math.fsum(math.fsum(p[1][:days]) for p in parts)
+    unknown, names = np.isnan(mean), np.asarray(network.skus.name)
+    missing = {topo.names[i]: tuple(names[unknown[i]].tolist())
+               for i in np.flatnonzero(unknown.any(axis=1) & ~topo.is_supplier)}
     return DemandForecast(mean=mean, spread=np.sqrt(var) if with_spread else None), missing
 
 
@@ -478,6 +482,8 @@ def _history(state: ErpState, network: NetworkSpec) -> dict[str, SeriesPanel]:
                 found[item.demand_history.frequency].append(
                     (("locations", j, "items", m, "demand_history"), location.id, item.sku, item.demand_history))
     panels = {}
+    if not any(found.values()):
+        return panels
     stores = [nd for nd in network.nodes if nd.kind == "store"]
     store_index = {nd.name: r for r, nd in enumerate(stores)}
     n_sku = network.skus.n

@@ -128,13 +128,14 @@ def decide(bundle: Bundle, state: ErpState) -> DecisionResponse:
     inputs = state_to_twin(state, bundle.network, review_period=bundle.manifest.review_period)
     forecast = _checked_forecast(bundle, state, inputs)
     out = bundle.policy.decide(inputs.snapshot, forecast)
+    position = inputs.snapshot.inventory_position  # a derived array: computed once per request
     decisions = []
     for location in state.locations:
         i = bundle.network.index(location.id)
         for item in location.items:
             k = bundle.network.skus.name.index(item.sku)
-            decisions.append(_decision(bundle, state, inputs, out, i, k, location.id, item, request_sha,
-                                       from_history.get((location.id, item.sku))))
+            decisions.append(_decision(bundle, state, inputs, out, position, i, k, location.id, item,
+                                       request_sha, from_history.get((location.id, item.sku))))
     return DecisionResponse(as_of=state.as_of, request_sha256=request_sha,
                             bundle=BundleRef(name=bundle.name, sha256=bundle.sha256), decisions=decisions)
 
@@ -223,14 +224,13 @@ def _checked_forecast(bundle: Bundle, state: ErpState, inputs: TwinInputs):
     return forecast
 
 
-def _decision(bundle: Bundle, state: ErpState, inputs: TwinInputs, out, i: int, k: int, location: str, item: Item,
-              request_sha: str, forecast_reason: Reason | None = None) -> Decision:
-    snapshot = inputs.snapshot
+def _decision(bundle: Bundle, state: ErpState, inputs: TwinInputs, out, positions: np.ndarray, i: int, k: int,
+              location: str, item: Item, request_sha: str, forecast_reason: Reason | None = None) -> Decision:
     raw = float(out.orders[i, k])
     if bundle.network.demand.integer_units:  # whole units, as the twin's engine rounds every order it takes
         raw = float(np.rint(raw))
     level = float(out.levels[i, k])
-    position = float(snapshot.inventory_position[i, k])
+    position = float(positions[i, k])
     quantity, reasons = _rounded(raw, item)
     rec = recommendation_id(bundle.sha256, request_sha, location, item.sku)
     if math.isfinite(level):
