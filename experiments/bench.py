@@ -4,6 +4,8 @@
     python -m experiments.bench --quick      # one run per case, no tracemalloc, no per-SKU-series line
     python -m experiments.bench --repeat 5 --json bench.json
     python -m experiments.bench --rl         # ... then RL sampling throughput (experiments/bench_rl.py)
+    python -m experiments.bench --serve-only --bundle PATH --dc-bundle PATH   # the decision service over HTTP
+                                             # (experiments/bench_serve.py)
 
 What is measured, per case (a year of a generated network, `bench_config`, under
 installation base-stock, invariant mode 'warn'):
@@ -199,6 +201,11 @@ def main(argv: list[str] | None = None) -> dict:
                         help="then the forecaster section (experiments/bench_forecast.py)")
     parser.add_argument("--forecast-only", action="store_true", help="only the forecaster section")
     parser.add_argument("--forecasters", help="forecasters of that section, comma-separated (default: all)")
+    parser.add_argument("--serve", action="store_true",
+                        help="then the decision service section (experiments/bench_serve.py)")
+    parser.add_argument("--serve-only", action="store_true", help="only the decision service section")
+    from experiments import bench_serve
+    bench_serve.add_arguments(parser.add_argument_group("decision service (--serve, --serve-only)"))
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
@@ -209,6 +216,12 @@ def main(argv: list[str] | None = None) -> dict:
         return {"rl": bench_rl.main(quick=args.quick)}
     if args.forecast_only:
         return {"forecast": _forecast_section(args)}
+    if args.serve_only:
+        results = {"serve": bench_serve.run_from_args(args)}
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump(results, f, indent=2)
+        return results
     repeat = 1 if args.quick else max(1, args.repeat)
     trace = not args.quick
     common = {"repeat": repeat, "days": args.days, "seed": args.seed, "trace": trace, "pin": not args.no_pin}
@@ -272,6 +285,9 @@ def main(argv: list[str] | None = None) -> dict:
         results["rl"] = bench_rl.main(quick=args.quick)
     if args.forecast:
         results["forecast"] = _forecast_section(args)
+    if args.serve:
+        print()
+        results["serve"] = bench_serve.run_from_args(args)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2)

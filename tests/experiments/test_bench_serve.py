@@ -1,0 +1,86 @@
+"""The decision service benchmark's building blocks at a tiny scale (experiments/bench_serve.py): a rule bundle,
+ERP states from a twin snapshot, a real `python -m experiments.serve`, and the load generator in its own process.
+
+Figures only have to be complete and sane (counts, no errors, ordered percentiles): nothing here is timed.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from agents.deploy.bundle import load_bundle
+from experiments import bench_serve
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bench_serve")
+    path = bench_serve.export_rule_bundle(root / "export", network="small")
+    bundle = load_bundle(path)
+    stores, dcs = bench_serve.erp_states(bundle, day=30)  # every location has an open line by then
+    return root, path, bundle, stores, dcs
+
+
+def _sane_latencies(result: dict) -> None:
+    assert result["errors"] == 0, result["error_kinds"]
+    assert result["ok"] == result["requests"] > 0
+    assert 0 < result["p50_ms"] <= result["p99_ms"] <= result["max_ms"]
+    assert result["replayed_decisions"] == 0  # every request was new: decided and audited, not replayed
+    assert result["wall_s"] > 0 and result["server_cpu_s"] > 0
+    assert 0 < result["server_cpu_pct_machine"] <= result["server_cpu_pct_core"]
+
+
+def test_states_one_location_each_and_bodies_vary(setup):
+    root, _, bundle, stores, dcs = setup
+    kinds = {node.name: node.kind for node in bundle.network.nodes}
+    assert len(stores) == sum(k == "store" for k in kinds.values())
+    assert len(dcs) == sum(k == "dc" for k in kinds.values())
+    for state in (*stores, *dcs):
+        assert len(state.locations) == 1
+        assert bench_serve.skus_of(state) == len(bundle.network.skus.name)
+    paths, fresh = bench_serve.write_templates(stores, root / "bodies", "store")
+    assert fresh and all(bench_serve.PLACEHOLDER in p.read_text() for p in paths)
+    bodies = bench_serve._Bodies([p.read_text() for p in paths])
+    first, second = bodies.next(0), bodies.next(0)
+    assert first != second and bench_serve.PLACEHOLDER.encode() not in first
+
+
+def test_loads_against_a_real_server(setup):
+    root, path, bundle, stores, dcs = setup
+    store_templates, _ = bench_serve.write_templates(stores[:2], root / "bodies", "store")
+    dc_templates, _ = bench_serve.write_templates(dcs[:1], root / "bodies", "dc")
+    with bench_serve.Service(path, root / "server", workers=1, clients=2) as service:
+        assert service.worker_pids() == [service.pid]
+        open_loop, closed = bench_serve.run_load(service, store_templates, [
+            {"kind": "open", "clients": 2, "duration": 1.0, "rate": 4.0},
+            {"kind": "closed", "connections": 2, "duration": 1.0, "warmup": 0.2}], root / "load")
+        dc = bench_serve.run_load(service, dc_templates, [{"kind": "sequential", "count": 5, "warmup": 1}],
+                                  root / "load")[0]
+        memory = service.memory()
+        pid = service.pid
+    assert service.process.poll() is not None and bench_serve.rss_mb(pid) is None  # stopped
+    assert open_loop["scheduled"] == open_loop["requests"] == 8  # 2 clients x 4 per second x 1 s
+    _sane_latencies(open_loop)
+    assert math.isfinite(open_loop["send_lag_p99_ms"])
+    _sane_latencies(closed)
+    assert closed["requests_per_s"] == closed["ok"] / 1.0
+    assert dc["requests"] == 5
+    _sane_latencies(dc)
+    assert memory["server_mb"] > 0 and memory["workers_mb"] == [memory["server_mb"]]
+
+
+def test_in_process_and_stack_summary(setup):
+    _, _, bundle, _, dcs = setup
+    local = bench_serve.in_process(bundle, dcs[0], repeat=3)
+    assert 0 < local["decide_ms"] and 0 < local["parse_decide_dump_ms"] and local["repeat"] == 3
+    stacks = ("a (x.py:1);create_app.<locals>.decisions (agents/deploy/service.py:9);"
+              "AuditLog.append (agents/deploy/audit.py:3) 3\n"
+              "a (x.py:1);Thread._bootstrap (threading.py:2);Condition.wait (threading.py:5) 1\n")
+    summary = bench_serve.summarise_stacks(stacks)
+    assert summary["samples"] == 4
+    assert dict(summary["path"]) == {"audit: AuditLog.append (SQLAlchemy + SQLite insert, commit)": 0.75,
+                                     "worker threads waiting for work (threading.Condition: anyio's pool "
+                                     "hand-off)": 0.25}
+    assert sum(share for _, share in summary["own"]) == pytest.approx(1.0)
