@@ -26,9 +26,10 @@ What is measured:
 4. Memory: VmRSS of the server process (workers=1; with 2 workers each worker's and the total with the
    supervisor) after the load, one bundle loaded.
 
-Every request is new: each carries a different ERP document reference on one of its open order lines (a field
-the decisions do not read), so the service decides and appends audit rows for every request, as it would for
-real ERP traffic, instead of replaying stored answers. The states are a twin snapshot after `STATE_DAY` days of
+Every request is new: each carries a different ERP document reference on one of its open order lines (or, for
+a location without one, a different service level on its first item: fields the decisions do not read), so the
+service decides and appends audit rows for every request, as it would for real ERP traffic, instead of
+replaying stored answers. The states are a twin snapshot after `STATE_DAY` days of
 the bundle's own policy, converted with `snapshot_to_state` and the oracle forecast: one state per store (one
 location each) and one per DC. Without `--bundle` a base-stock rule bundle on paper_5x20 is exported into a
 temp dir (and, without `--dc-bundle`, one on paper_5x20 with DC_SKUS SKUs). `--profile DIR` also records the
@@ -77,6 +78,7 @@ STATE_DAY = 30                   # the twin snapshot's day
 STATE_SEED = 1_000_000
 IN_PROCESS_REPEAT = 200
 PLACEHOLDER = "BENCHREF-000000000000"  # an open line's ERP reference, replaced per request by a counter
+LEVEL_PLACEHOLDER = '"BENCH-SERVICE-LEVEL"'  # else an item's service level: 0.9 then the run and a counter
 START_TIMEOUT_S = 120.0
 
 
@@ -122,16 +124,20 @@ def erp_states(bundle, day: int = STATE_DAY, seed: int = STATE_SEED) -> tuple[li
 
 
 def body_template(state) -> tuple[str, bool]:
-    """The state's JSON with PLACEHOLDER as the ERP reference of its first open order line, and whether it has
-    one (without an open line every request of this state is the same request: the service replays it). Fields
-    left at None are left out, as a client would send them."""
+    """The state's JSON with a field that makes each request new: PLACEHOLDER as the ERP reference of its first
+    open order line, or where it has none LEVEL_PLACEHOLDER as the first item's service level (fields no decision
+    reads today); and whether it has either (without, every request of this state is the same request: the
+    service replays it). Fields left at None are left out, as a client would send them."""
     data = json.loads(state.model_dump_json(exclude_none=True))
-    for location in data["locations"]:
-        for item in location["items"]:
-            if item.get("open_orders"):
-                item["open_orders"][0]["reference"] = PLACEHOLDER
-                return json.dumps(data, separators=(",", ":")), True
-    return json.dumps(data, separators=(",", ":")), False
+    items = [item for location in data["locations"] for item in location["items"]]
+    lines = [item for item in items if item.get("open_orders")]
+    if lines:
+        lines[0]["open_orders"][0]["reference"] = PLACEHOLDER
+    elif items and "service_level" not in items[0]:
+        items[0]["service_level"] = json.loads(LEVEL_PLACEHOLDER)
+    else:
+        return json.dumps(data, separators=(",", ":")), False
+    return json.dumps(data, separators=(",", ":")), True
 
 
 def skus_of(state) -> int:
@@ -361,8 +367,10 @@ class _Bodies:
 
     def next(self, index: int) -> bytes:
         _SENT[0] += 1
-        return self.templates[index % len(self.templates)].replace(
-            PLACEHOLDER, f"BENCH-{_RUN}-{_SENT[0]:09d}").encode()
+        text = self.templates[index % len(self.templates)]
+        if PLACEHOLDER in text:
+            return text.replace(PLACEHOLDER, f"BENCH-{_RUN}-{_SENT[0]:09d}").encode()
+        return text.replace(LEVEL_PLACEHOLDER, f"0.9{int(_RUN, 16) % 1000:03d}{_SENT[0]:09d}").encode()
 
 
 class _Tally:
@@ -827,7 +835,7 @@ def main(*, bundle: str | None = None, dc_bundle: str | None = None, duration: f
         templates, fresh = write_templates(stores, work / "bodies", "store")
         skus = round(sum(skus_of(s) for s in stores) / len(stores))
         if not fresh:
-            notes.append("a store state has no open order line: its repeated requests are replays of stored answers")
+            notes.append("a store state has no item to vary: its repeated requests are replays of stored answers")
 
         print(f"decision service benchmark: python -m experiments.serve, load from another process "
               f"(asyncio, httpx.AsyncClient {httpx.__version__})")

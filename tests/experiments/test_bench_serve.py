@@ -11,6 +11,7 @@ import math
 import pytest
 
 from agents.deploy.bundle import load_bundle
+from agents.deploy.erp_state import ErpState
 from experiments import bench_serve
 
 
@@ -42,9 +43,15 @@ def test_states_one_location_each_and_bodies_vary(setup):
         assert bench_serve.skus_of(state) == len(bundle.network.skus.name)
     paths, fresh = bench_serve.write_templates(stores, root / "bodies", "store")
     assert fresh and all(bench_serve.PLACEHOLDER in p.read_text() for p in paths)
-    bodies = bench_serve._Bodies([p.read_text() for p in paths])
+    bare = stores[0].model_copy(update={"locations": [stores[0].locations[0].model_copy(update={"items": [
+        item.model_copy(update={"open_orders": []}) for item in stores[0].locations[0].items]})]})
+    level, varies = bench_serve.body_template(bare)  # no open line: the first item's service level varies
+    assert varies and bench_serve.LEVEL_PLACEHOLDER in level
+    bodies = bench_serve._Bodies([p.read_text() for p in paths] + [level])
     first, second = bodies.next(0), bodies.next(0)
     assert first != second and bench_serve.PLACEHOLDER.encode() not in first
+    one, two = (ErpState.model_validate_json(bodies.next(len(paths))) for _ in range(2))
+    assert one != two and 0.9 <= one.locations[0].items[0].service_level < 1
 
 
 def test_loads_against_a_real_server(setup):
