@@ -127,7 +127,8 @@ def decide(bundle: Bundle, state: ErpState) -> DecisionResponse:
     state, from_history = _history_forecasts(bundle, state)
     inputs = state_to_twin(state, bundle.network, review_period=bundle.manifest.review_period)
     forecast = _checked_forecast(bundle, state, inputs)
-    out = bundle.policy.decide(inputs.snapshot, forecast)
+    requested = np.array([bundle.network.index(location.id) for location in state.locations], dtype=np.int64)
+    out = bundle.policy.decide(inputs.snapshot, forecast, nodes=requested)
     position = inputs.snapshot.inventory_position  # a derived array: computed once per request
     decisions = []
     for location in state.locations:

@@ -59,8 +59,10 @@ class RulePolicy:
         self._static = {"base_stock": lambda: BaseStock(a["levels"]), "ss": lambda: SS(a["s"], a["S"]),
                         "rop": lambda: ReorderPointEOQ(a["reorder_point"], a["quantity"])}.get(rule, lambda: None)()
 
-    def decide(self, snapshot: Snapshot, forecast: DemandForecast | None = None) -> PolicyOutput:
-        """Orders and levels for the snapshot (the forecast is read by the forecast base-stock only)."""
+    def decide(self, snapshot: Snapshot, forecast: DemandForecast | None = None,
+               nodes: np.ndarray | None = None) -> PolicyOutput:
+        """Orders and levels for the snapshot (the forecast is read by the forecast base-stock only; a rule is
+        cheap for every node, so `nodes` is accepted and not needed)."""
         position = snapshot.inventory_position
         if self.rule == "forecast_base_stock":
             if forecast is None or forecast.spread is None:
@@ -99,26 +101,30 @@ class OnnxPolicy:
         self.integer_units = integer_units
         self.needs_spread = action.needs_spread
 
-    def decide(self, snapshot: Snapshot, forecast: DemandForecast | None = None) -> PolicyOutput:
-        """Greedy orders, levels and confidence for every controlled (node, SKU) of the snapshot."""
+    def decide(self, snapshot: Snapshot, forecast: DemandForecast | None = None,
+               nodes: np.ndarray | None = None) -> PolicyOutput:
+        """Greedy orders, levels and confidence for every controlled (node, SKU) of the snapshot, or for those of
+        `nodes` (indices) only: a served request asks for its locations, and the others are left at 0 / NaN."""
         if forecast is None or (self.needs_spread and forecast.spread is None):
             raise ValueError("a learned policy needs a forecast" + (" with its spread" if self.needs_spread else ""))
-        c = self.controlled
-        obs = self.obs_spec.build(observation_inputs(snapshot, forecast, self.profile, self.obs_spec))[c]
+        at = np.arange(len(self.controlled)) if nodes is None else np.flatnonzero(np.isin(self.controlled, nodes))
+        c = self.controlled[at]
+        inputs = observation_inputs(snapshot, forecast, self.profile, self.obs_spec)
+        obs = self.obs_spec.build(inputs.rows(c))
         n_sku = obs.shape[1]
-        actions = np.zeros((len(c), n_sku), dtype=np.int64)
-        confidence = np.zeros((len(c), n_sku))
+        actions = np.zeros((len(c), n_sku), dtype=np.int64)  # rows no head answers for: action 0, as TrainedPolicy
+        confidence = np.full((len(c), n_sku), np.nan)
         for head in self.heads:
-            if not len(head.nodes):
+            mine = np.flatnonzero(np.isin(at, head.nodes))
+            if not len(mine):
                 continue
-            rows = obs[head.nodes]
+            rows = obs[mine]
             x = rows.reshape(-1, rows.shape[-1]) if head.layout == "per_sku" else rows
             chosen, sure = head.onnx.greedy(x)
-            actions[head.nodes] = chosen.reshape(len(head.nodes), n_sku)
-            confidence[head.nodes] = sure.reshape(len(head.nodes), n_sku)
+            actions[mine] = chosen.reshape(len(mine), n_sku)
+            confidence[mine] = sure.reshape(len(mine), n_sku)
         shape = snapshot.on_hand.shape
-        orders, levels = np.zeros(shape), np.full(shape, np.nan)
-        full_confidence = np.full(shape, np.nan)
+        orders, levels, full_confidence = np.zeros(shape), np.full(shape, np.nan), np.full(shape, np.nan)
         position = snapshot.inventory_position
         spread = None if forecast.spread is None else forecast.spread[c]
         args = (actions, position[c], forecast.mean[c], self.profile.scale[c], spread)

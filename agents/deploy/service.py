@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import unquote_plus
 
+from anyio import to_thread
 from fastapi import Depends, FastAPI, Form, Query, Request, Security
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
@@ -62,6 +63,7 @@ log = logging.getLogger("agents.deploy.service")
 
 API_VERSION = "1"
 MAX_SECRET_CHARS = 256  # longer client secrets are refused before hashing (ours are 43)
+REQUEST_THREADS = 1     # threads running sync endpoints per worker: more only contend for the GIL
 LAUNCHER = "service start"
 
 
@@ -254,6 +256,9 @@ def create_app(settings: ServiceSettings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        # sync endpoints run in anyio's thread pool (40 threads by default): under load they only contend for
+        # the GIL; REQUEST_THREADS cut CPU per request and memory (bench --serve --profile); scale with workers
+        to_thread.current_default_thread_limiter().total_tokens = REQUEST_THREADS
         slot.start()
         try:
             yield

@@ -57,6 +57,17 @@ class ObsInputs:
     profile: ItemProfile
     spread: np.ndarray | None = None  # (nodes, SKUs) the forecast's sd over lead time + review, where asked for
 
+    def rows(self, nodes: np.ndarray) -> ObsInputs:
+        """The inputs of `nodes` only (indices): their observation is those rows of the whole network's."""
+        p = self.profile
+        profile = ItemProfile(scale=p.scale[nodes], demand_cv=p.demand_cv[nodes],
+                              critical_ratio=p.critical_ratio[nodes], nominal_lead_time=p.nominal_lead_time[nodes])
+        return ObsInputs(day=self.day, on_hand=self.on_hand[nodes], backorders=self.backorders[nodes],
+                         unshipped=self.unshipped[nodes], pipeline_by_age=self.pipeline_by_age[nodes],
+                         forecast=self.forecast[nodes], lead_time=self.lead_time[nodes],
+                         nominal_lead_time=self.nominal_lead_time[nodes], shock_flags=self.shock_flags,
+                         profile=profile, spread=None if self.spread is None else self.spread[nodes])
+
 
 @dataclass(frozen=True)
 class ItemProfile:
