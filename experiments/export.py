@@ -161,6 +161,7 @@ def export_checkpoint(checkpoint: Path, samples: int, out: Path, serve_network: 
     manifest = {
         **_base_manifest(policy.name, "rl", network, dict(read_setup(checkpoint).plain)),
         "trained_network": f"{trained.name} ({network_hash(trained)[:12]})",
+        "scale_free": all(h.obs_layout == "per_sku" for h in heads),
         "roles": roles,
         "policy_of_role": {role: ("shared" if setup.shared_policy else role) for role in set(roles.values())},
         "obs_spec": {"version": env.obs_spec.version, "pipeline_ages": env.obs_spec.pipeline_ages,

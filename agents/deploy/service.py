@@ -43,7 +43,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.models import OAuthFlowClientCredentials, OAuthFlows
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import OAuth2
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 from starlette.exceptions import HTTPException
 
 from agents.deploy.audit import AuditLog, AuditRow
@@ -63,6 +63,7 @@ log = logging.getLogger("agents.deploy.service")
 
 API_VERSION = "1"
 MAX_SECRET_CHARS = 256  # longer client secrets are refused before hashing (ours are 43)
+_JSON = TypeAdapter(dict[str, Any])  # pydantic's JSON writer for plain data (an answer serialised once)
 REQUEST_THREADS = 1     # threads running sync endpoints per worker: more only contend for the GIL
 LAUNCHER = "service start"
 
@@ -389,7 +390,8 @@ def create_app(settings: ServiceSettings) -> FastAPI:
             return _unprocessable(error_fields(error))
         except SpecError as error:  # any other refusal of this state by the bundle
             return _unprocessable([("state", str(error))])
-        fresh = {d.recommendation_id: d.model_dump(mode="json") for d in response.decisions}
+        payload = response.model_dump(mode="json")  # serialised once: for the audit and for the answer
+        fresh = {d["recommendation_id"]: d for d in payload["decisions"]}
         rows = [AuditRow(rid, response.request_sha256, principal.client_id, served.bundle.sha256, decision)
                 for rid, decision in fresh.items()]
         stored, written = audit.append(rows)
@@ -397,12 +399,12 @@ def create_app(settings: ServiceSettings) -> FastAPI:
         metrics.decisions.labels("new").inc(written)
         metrics.decisions.labels("replayed").inc(replayed)
         if any(stored[rid] != fresh[rid] for rid in fresh):  # answered before (e.g. by an earlier release)
-            response = DecisionResponse.model_validate(
-                {**response.model_dump(mode="json"), "decisions": [stored[rid] for rid in fresh]})
+            payload["decisions"] = [stored[rid] for rid in fresh]
+            response = DecisionResponse.model_validate(payload)
         headers = {"X-Decisions-Replayed": str(replayed)}
         if _wants_csv(output, request.headers.get("accept", "")):
             return Response(decisions_csv(response), media_type="text/csv; charset=utf-8", headers=headers)
-        return Response(response.model_dump_json(), media_type="application/json", headers=headers)
+        return Response(_JSON.dump_json(payload), media_type="application/json", headers=headers)
 
     @app.get("/v1/model", response_model=ModelInfo, tags=["model"], responses=_responses(401, 403, 429))
     def model(_principal: Annotated[Principal, Depends(caller("decide", "admin"))]) -> ModelInfo:

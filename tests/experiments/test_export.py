@@ -74,7 +74,7 @@ def state_of_day(bundle, day: int = 30, seed: int = 3, shocks=()):
 def test_a_rule_bundle_decides_as_its_policy_in_the_twin(bundles, name):
     bundle = load_bundle(bundles[name])
     manifest = json.loads((bundles[name] / "manifest.json").read_text())
-    assert manifest["format"] == "twin.bundle/1" and manifest["kind"] == "rule"
+    assert manifest["format"] == "twin.bundle/1" and manifest["kind"] == "rule" and not manifest["scale_free"]
     assert set(manifest["files"]) == {"network.json", "parameters.npz"}
     assert manifest["kpis"]["bundle"] == manifest["kpis"]["source"]  # measured on the same seeds at export
     assert (bundles[name].parent / "bundle.zip").is_file()

@@ -60,6 +60,7 @@ def test_a_learned_bundle_decides_as_its_checkpoint(checkpoint, bundle_dir):
     assert manifest["kind"] == "rl" and {h["policy_id"] for h in manifest["heads"]} == {"dc", "store"}
     assert manifest["kpis"]["bundle"] == manifest["kpis"]["source"]  # twin runs on the same seeds at export
     assert manifest["forecaster"] == "oracle" and manifest["action"]["kind"] == "order_up_to"
+    assert manifest["scale_free"] and set(manifest["roles"].values()) == {"dc", "store"}
     bundle = load_bundle(bundle_dir)
     bundle.self_check()
     trained = TrainedPolicy.from_checkpoint(checkpoint)
