@@ -6,9 +6,10 @@
         'policies=[checkpoint:RUN/checkpoints/latest,optimal]' reference=optimal horizon=20000
 
 Policies: conf/policy names (static levels from the demand model, default safety factors), policy files
-(`file:PATH.yaml`, e.g. a tuned policy), training checkpoints (`checkpoint:DIR`), bundles (`bundle:DIR`), the forecast-driven
-base-stock with a live forecaster (`forecast:lstm`, `forecast:oracle`, `forecast:seasonal_naive`...; safety
-factors `forecast_z`), and, on a reference case, `optimal` (the case's optimal policy).
+(`file:PATH.yaml`, e.g. a tuned policy), training checkpoints (`checkpoint:DIR`), bundles (`bundle:DIR`), the
+decision service (`service:URL`), the forecast-driven base-stock with a live forecaster (`forecast:lstm`,
+`forecast:oracle`, `forecast:seasonal_naive`...; safety factors `forecast_z`), and, on a reference case,
+`optimal` (the case's optimal policy).
 Every policy starts from the same stock and runs on the same seeds.
 Writes evaluation.csv (per policy and seed), evaluation.md (tables) and evaluation.png into the run directory.
 """

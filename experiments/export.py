@@ -155,7 +155,7 @@ def export_checkpoint(checkpoint: Path, samples: int, out: Path, serve_network: 
     sim = SupplyChainSim(setup.env)
     p = sim.profile
     np.savez(out / PROFILE_FILE, scale=p.scale, demand_cv=p.demand_cv, critical_ratio=p.critical_ratio,
-             nominal_lead_time=p.nominal_lead_time)
+             nominal_lead_time=p.nominal_lead_time, initial_on_hand=policy.initial_on_hand)
     roles = {agent.split("/")[0]: role for agent, role in setup.roles.items()}
     env = setup.env
     manifest = {
@@ -190,6 +190,10 @@ def attach_forecaster(out: Path, manifest: dict, saved: Path) -> None:
         raise SpecError(f"saved_forecaster: {str(saved)!r} is not a directory; allowed: the forecaster/ directory "
                         f"of `python -m experiments.forecast output.save_forecaster=true`")
     forecaster = load_forecaster(saved)  # checked before it is copied
+    if forecaster.covariates:
+        raise SpecError(f"saved_forecaster: {forecaster.name} reads the covariates {list(forecaster.covariates)}, "
+                        f"which an ERP demand history does not carry; allowed: a forecaster fitted without them "
+                        f"(experiments.forecast data.covariates=[] output.save_forecaster=true)")
     if forecaster.frequency.name != "daily":
         raise SpecError(f"saved_forecaster: {forecaster.name} forecasts {forecaster.frequency.name} data; allowed: "
                         f"a forecaster of daily demand (decisions read daily forecasts)")

@@ -30,6 +30,7 @@ import tempfile
 import zipfile
 from functools import cached_property
 from importlib import metadata
+from importlib.util import find_spec
 from pathlib import Path
 from typing import Any, Literal
 
@@ -56,6 +57,10 @@ PROFILE_FILE = "profile.npz"
 SAMPLE_TOLERANCE = 1e-4  # max |score difference| of the self-check, as at export
 RULE_ARRAYS = {"base_stock": ("levels",), "ss": ("s", "S"), "rop": ("reorder_point", "quantity"),
                "forecast_base_stock": ("z",)}
+# what a saved forecaster needs beyond .[serve] (the forecast extra), checked when a bundle loads
+FORECASTER_PACKAGES = {"gradient_boosting": ("sklearn", "joblib"), "ets": ("statsforecast",),
+                       "arima": ("statsforecast",)}
+MAX_UNZIPPED_BYTES = 2 * 2**30  # a bundle.zip larger than this unzipped is refused (a zip bomb)
 SERVING_PACKAGES = ("numpy", "onnxruntime", "pydantic", "supplychain-twin")
 
 
@@ -210,6 +215,8 @@ class Bundle:
             return
         for entry, head in zip(self.manifest.heads, self.policy.heads):
             with np.load(self.path / entry.samples_file) as data:
+                if "obs" not in data or "scores" not in data:
+                    raise BundleError(f"{entry.samples_file}: needs the arrays obs and scores")
                 obs, expected = data["obs"], data["scores"]
             try:
                 scores = head.onnx.scores(obs)
@@ -229,7 +236,8 @@ class Bundle:
         if forecaster is None and self.manifest.forecaster is not None:
             from agents.forecasting.live import forecaster_from_name
             forecaster = forecaster_from_name(self.manifest.forecaster)
-        return ServedPolicy(self.policy, forecaster, self.manifest.review_period, f"bundle:{self.name}")
+        return ServedPolicy(self.policy, forecaster, self.manifest.review_period, f"bundle:{self.name}",
+                            getattr(self.policy, "initial_on_hand", None))
 
 
 def load_bundle(path: str | Path) -> Bundle:
@@ -256,6 +264,11 @@ def load_bundle(path: str | Path) -> Bundle:
         first = error.errors()[0]
         raise BundleError(f"{MANIFEST}: {format_loc(first['loc'])}: {first['msg']}") from error
     _check_files(path, manifest)
+    for i, entry in enumerate(manifest.heads):  # what is read must be what was hashed
+        for field, name in (("file", entry.file), ("samples_file", entry.samples_file)):
+            if name not in manifest.files:
+                raise BundleError(f"{MANIFEST}.heads[{i}].{field}: {name!r} is not one of the bundle's files "
+                                  f"({MANIFEST}.files); allowed: a hashed file of the bundle")
     network = _network(path, manifest)
     policy = _rule_policy(path, manifest, network) if manifest.kind == "rule" else _onnx_policy(path, manifest,
                                                                                                  network)
@@ -267,6 +280,11 @@ def _forecaster(path: Path, manifest: Manifest):
         return None
     from agents.forecasting.saved import load_forecaster
 
+    absent = [m for m in FORECASTER_PACKAGES.get(manifest.saved_forecaster, ()) if find_spec(m) is None]
+    if absent:
+        raise BundleError(f"{FORECASTER_DIR}/: the saved {manifest.saved_forecaster} needs the package "
+                          f"{absent[0]!r}, which is not installed; allowed: pip install .[serve,forecast] (the LSTM, "
+                          f"seasonal naive and moving average need .[serve] only)")
     try:
         return load_forecaster(path / FORECASTER_DIR)
     except SpecError as error:
@@ -281,6 +299,11 @@ def _unzip(archive: Path) -> Path:
                 shutil.rmtree(target)
                 raise BundleError(f"bundle {str(archive)!r}: member {member!r} is not allowed; allowed: relative "
                                   f"paths inside the archive")
+        size = sum(info.file_size for info in z.infolist())
+        if size > MAX_UNZIPPED_BYTES:
+            shutil.rmtree(target)
+            raise BundleError(f"bundle {str(archive)!r}: {size:,} bytes unzipped; allowed: at most "
+                              f"{MAX_UNZIPPED_BYTES:,}")
         z.extractall(target)
     found = [p.parent for p in target.rglob(MANIFEST)]
     return found[0] if len(found) == 1 else target
@@ -359,9 +382,16 @@ def _onnx_policy(path: Path, manifest: Manifest, network: NetworkSpec) -> OnnxPo
         raise BundleError(f"{MANIFEST}.action: {error}") from error
     topo = Topology.of(network)
     controlled = np.flatnonzero(~topo.is_supplier)
+    if PROFILE_FILE not in manifest.files:
+        raise BundleError(f"{MANIFEST}.files: no {PROFILE_FILE}; a learned bundle needs its item profile")
     with np.load(path / PROFILE_FILE) as data:
+        missing = [k for k in ("scale", "demand_cv", "critical_ratio", "nominal_lead_time") if k not in data]
+        if missing:
+            raise BundleError(f"{PROFILE_FILE}: no array {missing[0]!r}; allowed: a profile written by "
+                              f"experiments.export")
         profile = ItemProfile(scale=data["scale"], demand_cv=data["demand_cv"],
                               critical_ratio=data["critical_ratio"], nominal_lead_time=data["nominal_lead_time"])
+        initial = data["initial_on_hand"] if "initial_on_hand" in data else None
     if profile.scale.shape != (len(topo.names), network.skus.n):
         raise BundleError(f"{PROFILE_FILE}: scale has shape {profile.scale.shape}; allowed: (nodes, SKUs) of "
                           f"{NETWORK_FILE}")
@@ -378,4 +408,6 @@ def _onnx_policy(path: Path, manifest: Manifest, network: NetworkSpec) -> OnnxPo
         except (SpecError, ValueError) as error:
             raise BundleError(f"{entry.file}: {error}") from error
         heads.append(Head(entry.policy_id, onnx, nodes, entry.layout))
-    return OnnxPolicy(heads, spec, profile, action, controlled, network.demand.integer_units)
+    policy = OnnxPolicy(heads, spec, profile, action, controlled, network.demand.integer_units)
+    policy.initial_on_hand = initial  # the stock its training episodes started with (twin runs start from it)
+    return policy

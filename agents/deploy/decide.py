@@ -38,7 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from agents.deploy.bundle import Bundle
 from agents.deploy.conversion import ErpStateError, TwinInputs, state_to_twin
-from agents.deploy.erp_state import ClientForecast, ErpState, Item
+from agents.deploy.erp_state import MAX_FORECAST_DAYS, ClientForecast, ErpState, Item
 from agents.forecasting.live import daily_sd
 from twin import shocks as twin_shocks
 from twin.config import SpecError
@@ -116,7 +116,7 @@ def request_sha256(state: ErpState) -> str:
 
 def recommendation_id(bundle_sha: str, request_sha: str, location: str, sku: str) -> str:
     digest = hashlib.sha256(f"{bundle_sha}|{request_sha}|{location}|{sku}".encode()).hexdigest()
-    return str(uuid.UUID(hex=digest[:32]))
+    return str(uuid.UUID(hex=digest[:32], version=5))  # RFC 4122 name-based (SHA) layout
 
 
 def decide(bundle: Bundle, state: ErpState) -> DecisionResponse:
@@ -170,6 +170,7 @@ def _history_forecasts(bundle: Bundle, state: ErpState) -> tuple[ErpState, dict[
                             f"own forecast")
     # the longest protection period of the request: a DC's forecast is the sum of its stores' over its own period
     days = int(max(first.periods[bundle.network.index(location.id)] for location in state.locations))
+    days = min(days, MAX_FORECAST_DAYS)  # longer periods are refused by the conversion, naming the field
     horizon = max(1, min(days, forecaster.max_horizon or days))
     try:
         daily = forecaster.forecast(panel, horizon)
@@ -341,6 +342,19 @@ CSV_COLUMNS = ("recommendation_id", "location", "sku", "order_quantity", "policy
                "unit", "need_by_date", "reason_codes", "bundle_sha256", "as_of")
 
 
+def _number(value: float | None) -> str:
+    """A number as an ERP reads it back exactly: 15 significant digits, never an exponent for quantities."""
+    if value is None:
+        return ""
+    text = format(value, ".15g")
+    return format(value, ".15f").rstrip("0").rstrip(".") if "e" in text else text
+
+
+def _text(value: str) -> str:
+    """A client-given string made safe for spreadsheets: a leading =, +, - or @ would run as a formula."""
+    return "'" + value if value[:1] in ("=", "+", "-", "@") else value
+
+
 def decisions_csv(response: DecisionResponse) -> str:
     """The decisions as CSV, one row per (location, SKU); reason codes joined by ';'."""
     buffer = io.StringIO()
@@ -348,11 +362,11 @@ def decisions_csv(response: DecisionResponse) -> str:
     writer.writerow(CSV_COLUMNS)
     for d in response.decisions:
         doc = d.document
-        writer.writerow([d.recommendation_id, d.location, d.sku, f"{d.order_quantity:g}", f"{d.policy_quantity:g}",
-                         "" if d.order_up_to_level is None else f"{d.order_up_to_level:.6g}",
-                         f"{d.inventory_position:g}", "" if d.confidence is None else f"{d.confidence:.4f}",
+        writer.writerow([d.recommendation_id, _text(d.location), _text(d.sku), _number(d.order_quantity),
+                         _number(d.policy_quantity), _number(d.order_up_to_level), _number(d.inventory_position),
+                         "" if d.confidence is None else f"{d.confidence:.4f}",
                          doc.document_type if doc else "", doc.erp_document_type if doc else "",
-                         doc.supplying_location if doc else "", doc.unit if doc else "",
+                         _text(doc.supplying_location) if doc else "", _text(doc.unit) if doc else "",
                          doc.need_by_date.isoformat() if doc else "", ";".join(r.code for r in d.reasons),
                          response.bundle.sha256, response.as_of.isoformat()])
     return buffer.getvalue()

@@ -93,6 +93,7 @@ class OnnxPolicy:
     """Greedy decisions of exported RLModules: observation (ObsSpec) -> ONNX scores -> argmax -> ActionMap."""
 
     needs_forecast = True
+    initial_on_hand: np.ndarray | None = None  # the stock its training episodes started with, where known
 
     def __init__(self, heads: list[Head], obs_spec: ObsSpec, profile: ItemProfile, action: ActionMap,
                  controlled: np.ndarray, integer_units: bool) -> None:

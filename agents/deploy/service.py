@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import unquote_plus
 
-from anyio import to_thread
+from anyio import CapacityLimiter, to_thread
 from fastapi import Depends, FastAPI, Form, Query, Request, Security
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
@@ -64,6 +64,8 @@ log = logging.getLogger("agents.deploy.service")
 API_VERSION = "1"
 MAX_SECRET_CHARS = 256  # longer client secrets are refused before hashing (ours are 43)
 _JSON = TypeAdapter(dict[str, Any])  # pydantic's JSON writer for plain data (an answer serialised once)
+TOKEN_HASHES_PER_SECOND = 5  # token requests per second per worker, all clients together (argon2 each) ...
+TOKEN_HASH_BURST = 20        # ... and at once
 REQUEST_THREADS = 1     # threads running sync endpoints per worker: more only contend for the GIL
 LAUNCHER = "service start"
 
@@ -271,6 +273,10 @@ def create_app(settings: ServiceSettings) -> FastAPI:
     slot = BundleSlot(_initial_bundle(settings, audit), audit, settings.reload_check_seconds)
     limiter = RateLimiter(settings.rate_limit, settings.burst)
     token_limiter = RateLimiter(settings.token_requests_per_minute / 60.0, max(1.0, settings.token_requests_per_minute))
+    # every token request costs an argon2 hash (~0.1 s), even for an unknown id: all of them together are capped
+    # per worker, and they hash on a thread of their own, so guessing secrets never stalls decisions
+    all_token_requests = RateLimiter(TOKEN_HASHES_PER_SECOND, TOKEN_HASH_BURST)
+    hashing = CapacityLimiter(1)
     metrics = ServiceMetrics()
     metrics.serving(slot.current.bundle.name, slot.current.bundle.sha256)
     log.info("worker %d serves bundle %s (sha256 %s)", os.getpid(), slot.current.bundle.name,
@@ -357,7 +363,7 @@ def create_app(settings: ServiceSettings) -> FastAPI:
 
     @app.post("/v1/token", response_model=TokenResponse, tags=["auth"],
               responses={400: {"model": OAuthProblem}, 401: {"model": OAuthProblem}, 429: {"model": Problem}})
-    def token(request: Request,
+    async def token(request: Request,
               grant_type: Annotated[str | None, Form(description="client_credentials")] = None,
               client_id: Annotated[str | None, Form()] = None,
               client_secret: Annotated[str | None, Form()] = None,
@@ -386,12 +392,15 @@ def create_app(settings: ServiceSettings) -> FastAPI:
         if not CLIENT_ID.fullmatch(cid) or len(secret) > MAX_SECRET_CHARS:
             return _oauth_error(401, "invalid_client", "unknown client or wrong secret", basic_challenge)
         wait = token_limiter.acquire(cid)
+        if wait is None:
+            wait = all_token_requests.acquire("all")
         if wait is not None:
             after = retry_after(wait)
-            return _problem(429, f"too many token requests for client {cid!r}; allowed: "
-                                 f"{settings.token_requests_per_minute:g} per minute; retry after {after} s",
+            return _problem(429, f"too many token requests; allowed: {settings.token_requests_per_minute:g} per "
+                                 f"minute for client {cid!r}, {TOKEN_HASHES_PER_SECOND} per second for all clients; "
+                                 f"retry after {after} s",
                             {"Retry-After": after})
-        client = clients.authenticate(cid, secret)
+        client = await to_thread.run_sync(clients.authenticate, cid, secret, limiter=hashing)
         if client is None:
             log.warning("token refused for client id %r (unknown or wrong secret)", cid)
             return _oauth_error(401, "invalid_client", "unknown client or wrong secret", basic_challenge)

@@ -247,3 +247,18 @@ def test_a_bundle_with_a_saved_forecaster_forecasts_items_sent_with_history_only
     data["locations"][0]["items"][0]["demand_history"] = None
     with pytest.raises(ErpStateError, match=r"locations\[0\]\.items\[0\]\.forecast: required.*daily demand history"):
         decide(bundle, ErpState.model_validate(data))
+
+
+def test_csv_keeps_quantities_exact_and_client_text_inert(bundles):
+    bundle = load_bundle(bundles["base_stock"])
+    state, _ = state_of_day(bundle)
+    data = state.model_dump(mode="json")
+    store = next(loc for loc in data["locations"] if loc["id"].startswith("store"))
+    store["items"][0].update(on_hand=0.0, pack_size=1234567.25, unit="=HYPERLINK(1)")
+    response = decide(bundle, ErpState.model_validate(data))
+    rows = {(r["location"], r["sku"]): r for r in csv.DictReader(io.StringIO(decisions_csv(response)))}
+    for d in response.decisions:
+        assert float(rows[d.location, d.sku]["order_quantity"]) == d.order_quantity
+    first = rows[store["id"], store["items"][0]["sku"]]
+    assert first["order_quantity"] == "1234567.25"  # not 1.23457e+06
+    assert first["unit"] == "'=HYPERLINK(1)"  # a spreadsheet shows it, does not run it

@@ -154,3 +154,12 @@ def test_the_serving_install_alone_decides_from_a_learned_bundle(bundle_dir, tmp
     assert done.returncode == 0, done.stderr[-2000:]
     written = json.loads((tmp_path / "out" / "state.decisions.json").read_text())
     assert written == decide(bundle, state).model_dump(mode="json")
+
+
+def test_a_manifest_pointing_outside_its_hashed_files_is_refused(bundle_dir, tmp_path):
+    copy = tmp_path / "b"
+    shutil.copytree(bundle_dir, copy)
+    shutil.copy(copy / "store.onnx", tmp_path / "outside.onnx")
+    _rewrite_manifest(copy, lambda m: m["heads"][0].update(file="../outside.onnx"))
+    with pytest.raises(BundleError, match=r"heads\[0\]\.file: '\.\./outside\.onnx' is not one of the bundle's files"):
+        load_bundle(copy)
