@@ -163,3 +163,29 @@ def test_a_manifest_pointing_outside_its_hashed_files_is_refused(bundle_dir, tmp
     _rewrite_manifest(copy, lambda m: m["heads"][0].update(file="../outside.onnx"))
     with pytest.raises(BundleError, match=r"heads\[0\]\.file: '\.\./outside\.onnx' is not one of the bundle's files"):
         load_bundle(copy)
+
+
+def test_the_service_serves_a_learned_bundle_as_decided_in_process(bundle_dir, clients, server_class, tmp_path):
+    """A learned (ONNX) bundle over real HTTP: the service's answer is the in-process decision."""
+    from agents.deploy.client import ServiceClient
+
+    bundle = load_bundle(bundle_dir)
+    engine = Engine(bundle.network, horizon=40, seed=4)
+    policy = bundle.twin_policy()
+    policy.attach(engine)
+    for _ in range(12):
+        engine.step(policy.act(engine.snapshot()))
+    oracle = OracleForecaster()
+    oracle.attach(engine)
+    snapshot = engine.snapshot()
+    state = snapshot_to_state(snapshot, bundle.network, forecast_over_protection(snapshot, oracle, 1))
+    server = server_class(tmp_path / "server", bundle_dir, clients)
+    client = ServiceClient(server.url, "erp", clients[1]["erp"])
+    try:
+        served = client.decide(state)
+        assert client.model()["manifest"]["kind"] == "rl"
+    finally:
+        client.close()
+        server.stop()
+    assert served.model_dump(mode="json") == decide(bundle, state).model_dump(mode="json")
+    assert all(d.confidence is not None for d in served.decisions)
