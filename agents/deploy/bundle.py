@@ -114,10 +114,10 @@ class Manifest(_Model):
     nodes: list[str]
     skus: list[str]
     serves: Literal["network"] = Field("network", description="the ids of network.json, by role")
-    scale_free: bool = Field(False, description="true: the policy reads days of demand per (node, SKU) by role, so "
-                                                "`experiments.export retarget=true` serves it on another network of "
-                                                "these roles; false: bound to this network's shape (a rule's levels "
-                                                "per id, or a module that reads a node's SKUs at once)")
+    scale_free: bool = Field(False, description="true: a learned policy reads days of demand by role (its heads "
+                                                "take any number of rows and SKUs), so `experiments.export "
+                                                "retarget=true` serves it on another network of these roles; false: "
+                                                "bound to this network's ids (a rule's levels per node and SKU)")
     trained_network: str | None = Field(None, description="a learned policy's training network (name, hash): "
                                                           "another one where it was retargeted")
     roles: dict[str, str] = Field(description="node -> role (store, dc); suppliers are not served")

@@ -132,12 +132,16 @@ def export_head(module: torch.nn.Module, pid: str, obs: np.ndarray, out_dir: Pat
                         f"gives no {exc} output; allowed: a PPO module with action-distribution inputs or a DQN "
                         f"module with Q-values") from exc
     onnx_file, samples_file = f"{pid}.onnx", f"{pid}.samples.npz"
-    # two rows: torch.export specialises a dimension of size 0 or 1 to a constant
+    # two rows (and SKUs): torch.export specialises a dimension of size 0 or 1 to a constant
     example = torch.zeros((2, *obs.shape[1:]), dtype=torch.float32)
+    dynamic = {0: torch.export.Dim("batch")}
+    if layout == "per_node":  # the SKU-shared module reads any number of SKUs: so does its head
+        example = torch.zeros((2, max(2, obs.shape[1]), obs.shape[2]), dtype=torch.float32)
+        dynamic[1] = torch.export.Dim("skus")
     with warnings.catch_warnings(), _quiet("torch.onnx"):
         warnings.simplefilter("ignore")
         torch.onnx.export(head, (example,), str(out_dir / onnx_file), input_names=[INPUT_NAME],
-                          output_names=[OUTPUT_NAME], dynamic_shapes=({0: torch.export.Dim("batch")},),
+                          output_names=[OUTPUT_NAME], dynamic_shapes=(dynamic,),
                           dynamo=True, external_data=False, verbose=False)
     np.savez(out_dir / samples_file, obs=obs, scores=expected)
     onnx = OnnxHead(out_dir / onnx_file, kind)

@@ -189,3 +189,20 @@ def test_the_service_serves_a_learned_bundle_as_decided_in_process(bundle_dir, c
         server.stop()
     assert served.model_dump(mode="json") == decide(bundle, state).model_dump(mode="json")
     assert all(d.confidence is not None for d in served.decisions)
+
+
+def test_a_sku_shared_policy_retargets_to_another_number_of_skus(tmp_path):
+    """One agent per node (the SKU-shared module): its head reads any number of SKUs, so it serves a network
+    with other SKUs, with the checkpoint's KPIs there."""
+    args = [a if a != "env.granularity=node_sku" else "env.granularity=node" for a in TINY]
+    done = run("experiments.train", *args, f"hydra.run.dir={tmp_path / 'train'}")
+    assert done.returncode == 0, done.stderr[-3000:]
+    one_sku = ("network.skus.items=[{name: rice, group: staples, dist: poisson, mean: 20, holding_cost: 0.01, "
+               "backorder_cost: 0.5, fixed_order_cost: 1.0, price: 3.0}]")
+    done = run("experiments.export", f"checkpoint={tmp_path / 'train' / 'checkpoints' / 'latest'}", "retarget=true",
+               "network=small", one_sku, *KPI, f"hydra.run.dir={tmp_path / 'export'}")
+    assert done.returncode == 0, done.stderr[-3000:]
+    bundle = load_bundle(tmp_path / "export" / "bundle")
+    assert bundle.manifest.skus == ["rice"] and bundle.manifest.scale_free
+    assert {h.layout for h in bundle.manifest.heads} == {"per_node"}
+    assert bundle.manifest.kpis["bundle"] == bundle.manifest.kpis["source"]

@@ -68,6 +68,10 @@ def test_every_head_exports_with_parity_on_10000_samples(exported):
         assert np.abs(head.scores(obs) - scores).max() <= SCORE_TOLERANCE
         assert np.array_equal(head.greedy(obs)[0], np.argmax(scores, axis=-1))
         assert head.scores(obs[:0]).shape == (0, *row[:-1], 41)
+        if layout == "per_node":  # the SKU-shared head reads any number of SKUs, each on its own
+            wide = obs[:140].reshape(-1, 26)[:420].reshape(60, 7, 26)
+            together, alone = head.scores(wide), head.scores(wide.reshape(-1, 1, 26)).reshape(60, 7, 41)
+            assert np.abs(together - alone).max() <= 1e-5
 
 
 @pytest.mark.slow
