@@ -101,21 +101,10 @@ def export_rule_bundle(out: Path, network: str = "paper_5x20", skus: int | None 
 def erp_states(bundle, day: int = STATE_DAY, seed: int = STATE_SEED) -> tuple[list, list]:
     """(store states, DC states): the bundle's network run under the bundle's own policy to `day`, converted to
     ERP states with the oracle forecast; one state per store and one per DC, each with that location alone."""
-    from agents.deploy.conversion import snapshot_to_state
-    from agents.forecasting.live import OracleForecaster, forecast_over_protection
-    from twin.engine import Engine
+    from agents.deploy.testing import twin_day
 
-    network, review = bundle.network, bundle.manifest.review_period
-    policy = bundle.twin_policy()
-    engine = Engine(network, horizon=day + 60, seed=seed, initial_on_hand=policy.initial_on_hand)
-    policy.attach(engine)
-    while engine.day < day:
-        engine.step(policy.act(engine.snapshot()))
-    snapshot = engine.snapshot()
-    oracle = OracleForecaster()
-    oracle.attach(engine)
-    forecast = forecast_over_protection(snapshot, oracle, review, with_spread=True)
-    state = snapshot_to_state(snapshot, network, forecast, review_period=review)
+    network = bundle.network
+    state = twin_day(bundle, day, seed=seed, horizon=day + 60).state
     kinds = {node.name: node.kind for node in network.nodes}
     one = [state.model_copy(update={"locations": [location]}) for location in state.locations]
     stores = [s for s in one if kinds[s.locations[0].id] == "store"]

@@ -34,12 +34,10 @@ from agents.deploy.adapters import (
     verify_signature,
 )
 from agents.deploy.bundle import load_bundle
-from agents.deploy.conversion import snapshot_to_state
 from agents.deploy.decide import decide, decisions_csv
 from agents.deploy.erp_state import ErpState
-from agents.forecasting.live import OracleForecaster, forecast_over_protection
+from agents.deploy.testing import twin_day
 from twin import SpecError
-from twin.engine import Engine
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "s3cret-for-tests-only"
@@ -168,15 +166,7 @@ def bundle(bundle_dir):
 
 def erp_state(bundle, days: int = 30) -> ErpState:
     """The twin's state after `days` days under the bundle's own policy, in ERP terms."""
-    policy = bundle.twin_policy()
-    engine = Engine(bundle.network, horizon=60, seed=3)
-    policy.attach(engine)
-    for _ in range(days):
-        engine.step(policy.act(engine.snapshot()))
-    snap = engine.snapshot()
-    forecaster = OracleForecaster()
-    forecaster.attach(engine)
-    return snapshot_to_state(snap, bundle.network, forecast_over_protection(snap, forecaster, 1, with_spread=True))
+    return twin_day(bundle, days).state
 
 
 @pytest.fixture(scope="module")

@@ -21,11 +21,10 @@ import pytest
 import yaml
 
 from agents.deploy.bundle import BundleError, load_bundle
-from agents.deploy.conversion import ErpStateError, snapshot_to_state
+from agents.deploy.conversion import ErpStateError
 from agents.deploy.decide import decide, decisions_csv
 from agents.deploy.erp_state import ErpState
-from agents.forecasting.live import OracleForecaster, forecast_over_protection
-from twin.engine import Engine
+from agents.deploy.testing import twin_day
 from twin.shocks import LeadTimeShock
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -55,19 +54,10 @@ def bundles(tmp_path_factory) -> dict[str, Path]:
             "tuned": export(root / "tuned", f"rule=file:{tuned}")}
 
 
-def state_of_day(bundle, day: int = 30, seed: int = 3, shocks=()):
-    """An ERP state converted from a twin run of the bundle's own policy at `day`, and the orders that policy
-    places in the twin that day."""
-    policy = bundle.twin_policy()
-    engine = Engine(bundle.network, horizon=60, seed=seed, shocks=shocks)
-    policy.attach(engine)
-    for _ in range(day):
-        engine.step(policy.act(engine.snapshot()))
-    snapshot = engine.snapshot()
-    oracle = OracleForecaster()
-    oracle.attach(engine)
-    forecast = forecast_over_protection(snapshot, oracle, 1, with_spread=True)
-    return snapshot_to_state(snapshot, bundle.network, forecast), policy.act(snapshot)
+def state_of_day(bundle, shocks=()):
+    """The ERP state of day 30 under the bundle's own policy, and the orders that policy places that day."""
+    day = twin_day(bundle, 30, shocks=shocks)
+    return day.state, day.orders
 
 
 @pytest.mark.parametrize("name", ["base_stock", "ss", "rop", "forecast", "tuned"])

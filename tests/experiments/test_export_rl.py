@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 
 from agents.deploy.bundle import BundleError, load_bundle
-from agents.deploy.conversion import ErpStateError, snapshot_to_state
+from agents.deploy.conversion import ErpStateError
 from agents.deploy.decide import decide
 from agents.deploy.erp_state import ErpState
-from agents.forecasting.live import OracleForecaster, forecast_over_protection
+from agents.deploy.testing import twin_day
 from twin.engine import Engine
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -63,23 +63,15 @@ def test_a_learned_bundle_decides_as_its_checkpoint(checkpoint, bundle_dir):
     assert manifest["scale_free"] and set(manifest["roles"].values()) == {"dc", "store"}
     bundle = load_bundle(bundle_dir)
     bundle.self_check()
-    trained = TrainedPolicy.from_checkpoint(checkpoint)
-    engine = Engine(bundle.network, horizon=60, seed=5, initial_on_hand=trained.initial_on_hand)
-    trained.attach(engine)
-    for _ in range(25):
-        engine.step(trained.act(engine.snapshot()))
-    snapshot = engine.snapshot()
-    oracle = OracleForecaster()
-    oracle.attach(engine)
-    forecast = forecast_over_protection(snapshot, oracle, 1)
-    expected = trained.decide(snapshot, forecast)
-    response = decide(bundle, snapshot_to_state(snapshot, bundle.network, forecast))
+    day = twin_day(bundle, 25, seed=5, policy=TrainedPolicy.from_checkpoint(checkpoint))
+    response = decide(bundle, day.state)
     net = bundle.network
+    expected = np.rint(day.orders)  # the checkpoint's orders, in the whole units the twin takes
     for d in response.decisions:
         assert d.policy_quantity == expected[net.index(d.location), net.skus.name.index(d.sku)]
         assert 0 < d.confidence <= 1
     # the oracle exists only in the twin: a request without the forecast is refused, naming the field
-    data = snapshot_to_state(snapshot, net, forecast).model_dump(mode="json")
+    data = day.state.model_dump(mode="json")
     data["locations"][2]["items"][0]["forecast"] = None
     with pytest.raises(ErpStateError, match=r"locations\[2\]\.items\[0\]\.forecast: required.*oracle"):
         decide(bundle, ErpState.model_validate(data))
@@ -138,15 +130,7 @@ def test_the_serving_install_alone_decides_from_a_learned_bundle(bundle_dir, tmp
                            capture_output=True, text=True, timeout=60)
     assert probe.stdout.strip() == "[]", probe.stdout + probe.stderr
     bundle = load_bundle(bundle_dir)
-    engine = Engine(bundle.network, horizon=40, seed=2)
-    policy = bundle.twin_policy()
-    policy.attach(engine)
-    for _ in range(10):
-        engine.step(policy.act(engine.snapshot()))
-    oracle = OracleForecaster()
-    oracle.attach(engine)
-    snapshot = engine.snapshot()
-    state = snapshot_to_state(snapshot, bundle.network, forecast_over_protection(snapshot, oracle, 1))
+    state = twin_day(bundle, 10, seed=2).state
     (tmp_path / "state.json").write_text(state.model_dump_json())
     done = subprocess.run([str(SERVE_PYTHON), "-m", "experiments.decide", f"bundle={bundle_dir}",
                            f"state={tmp_path / 'state.json'}", f"hydra.run.dir={tmp_path / 'out'}"], cwd=ROOT,
@@ -170,15 +154,7 @@ def test_the_service_serves_a_learned_bundle_as_decided_in_process(bundle_dir, c
     from agents.deploy.client import ServiceClient
 
     bundle = load_bundle(bundle_dir)
-    engine = Engine(bundle.network, horizon=40, seed=4)
-    policy = bundle.twin_policy()
-    policy.attach(engine)
-    for _ in range(12):
-        engine.step(policy.act(engine.snapshot()))
-    oracle = OracleForecaster()
-    oracle.attach(engine)
-    snapshot = engine.snapshot()
-    state = snapshot_to_state(snapshot, bundle.network, forecast_over_protection(snapshot, oracle, 1))
+    state = twin_day(bundle, 12, seed=4).state
     server = server_class(tmp_path / "server", bundle_dir, clients)
     client = ServiceClient(server.url, "erp", clients[1]["erp"])
     try:
