@@ -23,8 +23,7 @@ import hydra
 from hydra.utils import to_absolute_path
 from omegaconf import DictConfig
 
-from agents.deploy.adapters import WebhookConfig, WebhookError, WebhookPusher
-from agents.deploy.adapters import write_decisions as write_decision_files
+from agents.deploy.adapters import WebhookConfig, WebhookError, WebhookPusher, write_decisions
 from agents.deploy.bundle import load_bundle
 from agents.deploy.conversion import ErpStateError, error_fields
 from agents.deploy.decide import DecisionResponse, decide
@@ -69,11 +68,6 @@ def decide_files(bundle, files: list[Path]) -> list[tuple[Path, DecisionResponse
         except ErpStateError as error:
             raise SpecError(f"state {path.name}: {error}") from error
     return out
-
-
-def write_decisions(response: DecisionResponse, directory: Path, stem: str) -> tuple[Path, Path]:
-    """Write <stem>.decisions.json and .csv into `directory`; returns both paths."""
-    return write_decision_files(response, directory, stem)
 
 
 @hydra.main(config_path="../conf", config_name="decide", version_base="1.3")

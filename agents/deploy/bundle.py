@@ -15,7 +15,8 @@ everything that decides. `load_bundle` refuses a bundle whose files do not match
 or ObsSpec version, or whose parameters do not fit its network, with one `BundleError` naming the file and field;
 `Bundle.self_check()` replays the saved sample observations through the ONNX heads (the hot-reload check).
 
-A bundle serves the ids of its network (`serves: network`): the nodes and SKUs of network.json, by role.
+A bundle serves the ids of its network: the nodes and SKUs of network.json, by role (`scale_free` says whether
+`experiments.export retarget=true` may re-export it for another network).
 Writing: the exporter puts the payload files into a directory, then `finish_bundle(directory, manifest)` hashes
 them, writes manifest.json and `bundle.zip` beside the directory.
 """
@@ -39,7 +40,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from agents.deploy.erp_state import format_loc
 from agents.deploy.onnx_head import OnnxHead
-from agents.deploy.policies import RULES, Head, OnnxPolicy, RulePolicy, ServedPolicy
+from agents.deploy.policies import RULE_ARRAYS, RULES, Head, OnnxPolicy, RulePolicy, ServedPolicy
 from agents.envs.actions import ACTION_KINDS
 from agents.envs.observation import ItemProfile, ObsSpec
 from agents.forecasting.saved import sha256_file
@@ -55,8 +56,6 @@ FORECASTER_DIR = "forecaster"
 PARAMETERS_FILE = "parameters.npz"
 PROFILE_FILE = "profile.npz"
 SAMPLE_TOLERANCE = 1e-4  # max |score difference| of the self-check, as at export
-RULE_ARRAYS = {"base_stock": ("levels",), "ss": ("s", "S"), "rop": ("reorder_point", "quantity"),
-               "forecast_base_stock": ("z",)}
 # what a saved forecaster needs beyond .[serve] (the forecast extra), checked when a bundle loads
 FORECASTER_PACKAGES = {"gradient_boosting": ("sklearn", "joblib"), "ets": ("statsforecast",),
                        "arima": ("statsforecast",)}
@@ -113,7 +112,6 @@ class Manifest(_Model):
     network_hash: str
     nodes: list[str]
     skus: list[str]
-    serves: Literal["network"] = Field("network", description="the ids of network.json, by role")
     scale_free: bool = Field(False, description="true: a learned policy reads days of demand by role (its heads "
                                                 "take any number of rows and SKUs), so `experiments.export "
                                                 "retarget=true` serves it on another network of these roles; false: "

@@ -40,7 +40,10 @@ class PolicyOutput:
     confidence: np.ndarray | None = None  # (nodes, SKUs) a learned policy's confidence in its action
 
 
-RULES = ("base_stock", "ss", "rop", "forecast_base_stock")
+# each rule's parameter arrays (nodes, SKUs), or z (nodes, 1) for the forecast base-stock: what a bundle stores
+RULE_ARRAYS = {"base_stock": ("levels",), "ss": ("s", "S"), "rop": ("reorder_point", "quantity"),
+               "forecast_base_stock": ("z",)}
+RULES = tuple(RULE_ARRAYS)
 
 
 class RulePolicy:
