@@ -18,7 +18,8 @@ and simpy are needed (no pytest).
 - `check_continuation(...)`: a run snapshotted at day d and continued from the snapshot (through its JSON)
   is bit-identical, from day d on, to the uninterrupted run.
 - `OrderUpTo(levels)`: a tiny installation base-stock policy, so the twin can be tested without agents/.
-- `two_dc_network()`: a small network mapping (two DCs, three demand laws, random lead times) for tests.
+- `two_dc_network()`: a small network mapping (two DCs, three demand laws, random lead times) for tests;
+  `two_dc_shocks()`: one shock of each kind on it.
 
 These read a few of the engine's internals on purpose (`bought`, `sold_total`,
 `flows_outflow`, `shipments`, `lead_times`, `ledger`): they are the twin's own
@@ -34,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from twin.engine import Engine, OrderPolicy, RunResult
-from twin.shocks import Shock
+from twin.shocks import DcClosure, DemandShock, LeadTimeShock, Shock, SupplierOutage
 from twin.snapshot import Snapshot, snapshot_from_dict
 from twin.spec import NetworkSpec
 from twin.state import NetworkState, orders_up_to
@@ -42,6 +43,7 @@ from twin.state import NetworkState, orders_up_to
 __all__ = [
     "OrderUpTo", "assert_identical", "check_common_random_numbers", "check_continuation", "check_determinism",
     "check_kpis", "check_ledger", "check_state", "check_step_matches_run", "run_with_invariants", "two_dc_network",
+    "two_dc_shocks",
 ]
 
 TOLERANCE = 1e-6
@@ -388,3 +390,12 @@ def two_dc_network(extra_store: bool = False) -> dict:
             *stores,
         ],
     }
+
+
+def two_dc_shocks() -> tuple[Shock, ...]:
+    """One shock of each kind on `two_dc_network` within 60 days: a food surge, doubled lead times, dc0 closed
+    with re-routing, a supplier outage."""
+    return (DemandShock(start=10, end=30, multiplier=2.5, groups=("food",)),
+            LeadTimeShock(start=20, end=40, multiplier=2.0),
+            DcClosure(start=35, end=45, dc="dc0", reroute=True),
+            SupplierOutage(start=50, end=53, supplier="sup"))

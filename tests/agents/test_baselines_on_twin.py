@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from agents.baselines.catalog import PolicySpec
 from agents.baselines.policies import SS, BaseStock, EchelonBaseStock, ReorderPointEOQ
-from twin import CapacityCut, DcClosure, DemandShock, Engine, LeadTimeShock, SupplierOutage, network_from_dict
+from twin import CapacityCut, DemandShock, Engine, SupplierOutage, network_from_dict
 from twin.coverage import protection_periods
 from twin.stats import DemandStats
 from twin.testing import (
@@ -30,6 +30,7 @@ from twin.testing import (
     check_step_matches_run,
     run_with_invariants,
     two_dc_network,
+    two_dc_shocks,
 )
 
 HORIZON = 60
@@ -60,10 +61,7 @@ def stats(net):
     return DemandStats.of(net, horizon=HORIZON, seed=0)
 
 
-SHOCKS = (DemandShock(start=10, end=30, multiplier=2.5, groups=("food",)),
-          LeadTimeShock(start=20, end=40, multiplier=2.0),
-          DcClosure(start=35, end=45, dc="dc0", reroute=True),
-          SupplierOutage(start=50, end=53, supplier="sup"))
+SHOCKS = two_dc_shocks()
 
 
 def base_stock(stats):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from twin import DcClosure, DemandShock, Engine, LeadTimeShock, SupplierOutage, network_from_dict
+from twin import DemandShock, Engine, network_from_dict
 from twin.coverage import protection_periods
 from twin.stats import DemandStats
 from twin.testing import (
@@ -19,6 +19,7 @@ from twin.testing import (
     check_determinism,
     check_step_matches_run,
     two_dc_network,
+    two_dc_shocks,
 )
 
 HORIZON = 60
@@ -34,10 +35,7 @@ def stats(net):
     return DemandStats.of(net, horizon=HORIZON, seed=0)
 
 
-SHOCKS = (DemandShock(start=10, end=30, multiplier=2.5, groups=("food",)),
-          LeadTimeShock(start=20, end=40, multiplier=2.0),
-          DcClosure(start=35, end=45, dc="dc0", reroute=True),
-          SupplierOutage(start=50, end=53, supplier="sup"))
+SHOCKS = two_dc_shocks()
 
 
 Z = 1.65  # the baselines' default safety factor (agents/baselines/safety.py)
