@@ -7,7 +7,8 @@
 `python -m experiments.serve` runs as a subprocess on a free loopback port (a temporary clients file, signing key
 in the environment variable conf/serve.yaml names, SQLite audit database, the rate limits far above the load, no
 access log) for workers=1 and workers=2 in turn. The load comes from another process (`--loadgen`, an asyncio
-load generator on httpx.AsyncClient), so it does not share the server's interpreter; both run on this machine's
+load generator on experiments.http_load, a lean HTTP/1.1 client: httpx spent more CPU per request than the
+service), so it does not share the server's interpreter; both run on this machine's
 cores, and its CPU is reported too.
 
 What is measured:
@@ -57,6 +58,8 @@ from collections import Counter
 from pathlib import Path
 
 import yaml
+
+from experiments.http_load import Connection, HttpError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -381,14 +384,12 @@ class _Tally:
                 "replayed_decisions": self.replayed, **_latency_summary(self.latencies)}
 
 
-async def _post(http, headers: dict, body: bytes) -> tuple[int | str, int]:
-    import httpx
-
+async def _post(connection: Connection, headers: dict, body: bytes) -> tuple[int | str, int]:
     try:
-        reply = await http.post("/v1/decisions", content=body, headers=headers)
-    except httpx.HTTPError as error:
-        return type(error).__name__, 0
-    return reply.status_code, int(reply.headers.get("x-decisions-replayed", "0") or 0)
+        reply = await connection.request("POST", "/v1/decisions", headers, body)
+    except HttpError:
+        return "HttpError", 0
+    return reply.status, int(reply.headers.get("x-decisions-replayed", "0") or 0)
 
 
 async def _tokens(url: str, credentials: list[list[str]]) -> list[str]:
@@ -409,18 +410,16 @@ async def _connections(url: str, count: int, workers: int) -> tuple[list, dict[s
     each connection asks /v1/health which worker holds it and is dropped for a new one while that worker has its
     share already (uvicorn's workers share one listening socket, and the one awake accepts every connection
     opened at once, which would leave the others idle). Returns the clients and connections per worker pid."""
-    import httpx
-
     clients: list = []
     per: Counter[str] = Counter()
     share = math.ceil(count / max(workers, 1))
     tries = 0
     while len(clients) < count:
-        http = httpx.AsyncClient(base_url=url, timeout=30)
-        worker = str((await http.get("/v1/health")).json()["worker"])
+        http = await Connection.open(url)
+        worker = str(json.loads((await http.request("GET", "/v1/health")).body)["worker"])
         tries += 1
         if workers > 1 and per[worker] >= share and tries < 50 * count:
-            await http.aclose()
+            await http.close()
             await asyncio.sleep(0.002)
             continue
         per[worker] += 1
@@ -496,7 +495,7 @@ async def open_loop(url: str, tokens: list[str], templates: list[str], server_pi
         with _Window(server_pids) as window:
             await asyncio.gather(*(client(c, start) for c in range(clients)))
     finally:
-        await asyncio.gather(*(h.aclose() for h in https))
+        await asyncio.gather(*(h.close() for h in https))
     return {"kind": "open", "clients": clients, "connections_by_worker": spread, "rate_per_client": rate,
             "duration_s": duration,
             "scheduled": clients * sends, **tally.summary(), "send_lag_p99_ms": _percentile(lag, 0.99) * 1e3,
@@ -547,7 +546,7 @@ async def closed_loop(url: str, tokens: list[str], templates: list[str], server_
             if spy.returncode != 0:
                 print(said.decode(errors="replace")[-2000:], file=sys.stderr)
     finally:
-        await asyncio.gather(*(h.aclose() for h in https))
+        await asyncio.gather(*(h.close() for h in https))
     summary = {"kind": "closed", "connections": connections, "connections_by_worker": spread, "duration_s": duration,
                **tally.summary(), **window.summary()}
     summary["requests_per_s"] = summary["ok"] / duration
@@ -558,12 +557,11 @@ async def closed_loop(url: str, tokens: list[str], templates: list[str], server_
 async def sequential(url: str, tokens: list[str], templates: list[str], server_pids: list[int], *,
                      count: int = DC_REQUESTS, warmup: int = 5) -> dict:
     """`count` requests one after the other on one connection (after `warmup` unmeasured ones)."""
-    import httpx
-
     loop = asyncio.get_running_loop()
     bodies, tally = _Bodies(templates), _Tally()
     headers = _headers(tokens[0])
-    async with httpx.AsyncClient(base_url=url, timeout=30) as http:
+    http = await Connection.open(url)
+    try:
         for _ in range(warmup):
             await _post(http, headers, bodies.next(0))
         with _Window(server_pids) as window:
@@ -572,6 +570,8 @@ async def sequential(url: str, tokens: list[str], templates: list[str], server_p
                 sent = loop.time()
                 status, replayed = await _post(http, headers, body)
                 tally.record(status, loop.time() - sent, replayed)
+    finally:
+        await http.close()
     out = {"kind": "sequential", **tally.summary(), **window.summary()}
     out["server_cpu_ms_per_request"] = 1e3 * out["server_cpu_s"] / max(out["ok"], 1)
     return out
@@ -794,7 +794,6 @@ def main(*, bundle: str | None = None, dc_bundle: str | None = None, duration: f
     """Run the service benchmark, print its tables and targets, return the figures. `server_options` (extra
     experiments.serve overrides) and `server_env` (its environment) are for what-if runs; `with_dc` False skips
     the DC request."""
-    import httpx
     import numpy
     import uvicorn
 
@@ -826,8 +825,8 @@ def main(*, bundle: str | None = None, dc_bundle: str | None = None, duration: f
         if not fresh:
             notes.append("a store state has no item to vary: its repeated requests are replays of stored answers")
 
-        print(f"decision service benchmark: python -m experiments.serve, load from another process "
-              f"(asyncio, httpx.AsyncClient {httpx.__version__})")
+        print("decision service benchmark: python -m experiments.serve, load from another process "
+              "(asyncio, experiments.http_load)")
         print(f"python {platform.python_version()}, numpy {numpy.__version__}, uvicorn {uvicorn.__version__}, "
               f"{os.cpu_count()} CPUs, load average {', '.join(f'{x:.1f}' for x in os.getloadavg())}")
         store_kb = sum(p.stat().st_size for p in templates) / len(templates) / 1024
