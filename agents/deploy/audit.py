@@ -2,14 +2,18 @@
 
 Tables:
 
-    decisions      one row per decision served: recommendation_id (unique), request_sha256, client_id,
-                   bundle_sha256, decision (its JSON), created_at (UTC)
+    requests       one row per request answered: request_sha256 and bundle_sha256 (unique together), client_id,
+                   created_at (UTC), and the answer: the decisions' JSON exactly as it was sent
+    decisions      one row per decision served: recommendation_id (unique), its request's row and its position
+                   in that answer (`decision(recommendation_id)` reads it back)
+    replays        one row per request answered again from `requests`: which client asked, and when
     active_bundle  one row: the bundle every worker should serve (path, sha256, changed_at, changed_by)
 
-`append` is idempotent by recommendation id: a decision whose id is stored already is not written again, and
-the stored one is returned instead, so the same request sent twice gets the same answer and one set of rows.
-Two workers appending the same ids at once are safe: the unique key refuses the second insert, which then
-reads the first one's rows.
+`record` is idempotent: a recommendation id is a hash of the bundle, the request and the (location, SKU), so the
+same recommendation ids come back exactly when the same request comes back to the same bundle; that request's
+stored answer is returned instead, and only a `replays` row is written. Two workers recording the same request at
+once are safe: the unique key refuses the second insert, which then reads the first one's answer. One row per
+request (and a narrow one per decision) keeps the audit at a fraction of a millisecond per request.
 
 SQLite runs in WAL mode (readers never wait for the writer) with a busy timeout, so several worker processes
 can share one file; any other SQLAlchemy URL (PostgreSQL, MySQL) works the same way.
@@ -18,8 +22,9 @@ can share one file; any other SQLAlchemy URL (PostgreSQL, MySQL) works the same 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,18 +33,32 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.pool import StaticPool
 
 BUSY_TIMEOUT_SECONDS = 30
-_CHUNK = 500  # ids per IN (...) query, below every database's limit on bound parameters
 
 metadata = sa.MetaData()
 
-decisions = sa.Table(
-    "decisions", metadata,
+request_table = sa.Table(
+    "requests", metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("recommendation_id", sa.String(128), nullable=False, unique=True),
-    sa.Column("request_sha256", sa.String(64), nullable=False, index=True),
-    sa.Column("client_id", sa.String(64), nullable=False),
+    sa.Column("request_sha256", sa.String(64), nullable=False),
     sa.Column("bundle_sha256", sa.String(64), nullable=False),
-    sa.Column("decision", sa.JSON, nullable=False),
+    sa.Column("client_id", sa.String(64), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("answer", sa.Text, nullable=False),
+    sa.UniqueConstraint("request_sha256", "bundle_sha256", name="one_answer_per_request_and_bundle"),
+)
+
+decision_table = sa.Table(
+    "decisions", metadata,
+    sa.Column("recommendation_id", sa.String(64), primary_key=True),
+    sa.Column("request_id", sa.Integer, sa.ForeignKey("requests.id"), nullable=False),
+    sa.Column("position", sa.Integer, nullable=False),
+)
+
+replay_table = sa.Table(
+    "replays", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("request_id", sa.Integer, sa.ForeignKey("requests.id"), nullable=False),
+    sa.Column("client_id", sa.String(64), nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
 )
 
@@ -54,14 +73,15 @@ active_bundle = sa.Table(
 
 
 @dataclass(frozen=True)
-class AuditRow:
-    """One decision to record."""
+class AuditRecord:
+    """One answered request to record: `answer` is the JSON sent (an object with a `decisions` list), and
+    `recommendation_ids` its decisions' ids in that list's order."""
 
-    recommendation_id: str
     request_sha256: str
-    client_id: str
     bundle_sha256: str
-    decision: dict[str, Any]
+    client_id: str
+    recommendation_ids: Sequence[str]
+    answer: bytes
 
 
 @dataclass(frozen=True)
@@ -76,12 +96,6 @@ class ActiveBundle:
 
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
-
-
-def _values(row: AuditRow) -> dict[str, Any]:
-    return {"recommendation_id": row.recommendation_id, "request_sha256": row.request_sha256,
-            "client_id": row.client_id, "bundle_sha256": row.bundle_sha256, "decision": row.decision,
-            "created_at": _now()}
 
 
 def make_engine(url: str) -> sa.Engine:
@@ -105,12 +119,30 @@ def make_engine(url: str) -> sa.Engine:
     return engine
 
 
+class AuditLayoutError(RuntimeError):
+    """The database holds an audit trail in a layout this release does not write."""
+
+
+def _refuse_old_layout(engine: sa.Engine) -> None:
+    """Refuse a database whose `decisions` table has the first layout (a full row per decision): its trail
+    would be silently split in two; the message says what to do."""
+    inspector = sa.inspect(engine)
+    if "decisions" in inspector.get_table_names():
+        columns = {column["name"] for column in inspector.get_columns("decisions")}
+        if "position" not in columns:
+            raise AuditLayoutError(
+                f"audit_url: {engine.url.render_as_string(hide_password=True)} holds decisions in the first audit "
+                f"layout (a row per decision with its JSON); this release records one row per request; allowed: a "
+                f"new database, or keep that one for reading and point audit_url at a new one")
+
+
 class AuditLog:
-    """The service's database: decisions appended idempotently, and the active bundle."""
+    """The service's database: answers recorded idempotently, and the active bundle."""
 
     def __init__(self, url: str) -> None:
         self.url = url
         self.engine = make_engine(url)
+        _refuse_old_layout(self.engine)
         for attempt in range(5):  # workers starting together may race to create the tables
             try:
                 metadata.create_all(self.engine)
@@ -126,44 +158,68 @@ class AuditLog:
 
     # -------------------------------------------------------------- decisions
 
-    def append(self, rows: Sequence[AuditRow]) -> tuple[dict[str, dict[str, Any]], int]:
-        """Record the rows whose recommendation id is new; return the stored decision of every row's id (the
-        earlier one where it existed) and how many rows were written."""
-        mine = {row.recommendation_id: row.decision for row in rows}
+    def record(self, record: AuditRecord) -> tuple[bytes, bool]:
+        """Record the answer unless this request was answered by this bundle before; return the stored answer
+        (the earlier one where it existed) and whether this call wrote it."""
+        key = (request_table.c.request_sha256 == record.request_sha256) & (
+            request_table.c.bundle_sha256 == record.bundle_sha256)
         for attempt in range(3):
             # read, then write in a transaction of its own: a SQLite transaction that read before another
             # process wrote could not write at all (a stale snapshot); this one waits for the lock instead
-            stored = self.stored(mine)
-            new = [row for row in rows if row.recommendation_id not in stored]
+            with self.engine.connect() as conn:
+                earlier = conn.execute(sa.select(request_table.c.id, request_table.c.answer).where(key)).first()
             try:
-                if new:
-                    with self.engine.begin() as conn:
-                        conn.execute(sa.insert(decisions), [_values(row) for row in new])
-                return {key: stored.get(key, value) for key, value in mine.items()}, len(new)
-            except IntegrityError:  # another process wrote some of these ids in between: read them again
+                with self.engine.begin() as conn:
+                    if earlier is not None:
+                        conn.execute(sa.insert(replay_table).values(request_id=earlier.id, client_id=record.client_id,
+                                                               created_at=_now()))
+                        return earlier.answer.encode(), False
+                    request_id = conn.execute(sa.insert(request_table).values(
+                        request_sha256=record.request_sha256, bundle_sha256=record.bundle_sha256,
+                        client_id=record.client_id, created_at=_now(), answer=record.answer.decode())
+                    ).inserted_primary_key[0]
+                    if record.recommendation_ids:
+                        conn.execute(sa.insert(decision_table), [
+                            {"recommendation_id": rid, "request_id": request_id, "position": p}
+                            for p, rid in enumerate(record.recommendation_ids)])
+                return record.answer, True
+            except IntegrityError:  # another process recorded this request in between: read its answer
                 if attempt == 2:
                     raise
         raise AssertionError("unreachable")
 
-    def stored(self, recommendation_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
-        """The stored decision for each of the ids that has one."""
+    def decision(self, recommendation_id: str) -> dict[str, Any] | None:
+        """The decision served under `recommendation_id`, if one was."""
+        query = (sa.select(request_table.c.answer, decision_table.c.position)
+                 .join(request_table, request_table.c.id == decision_table.c.request_id)
+                 .where(decision_table.c.recommendation_id == recommendation_id))
         with self.engine.connect() as conn:
-            return self._stored(conn, list(recommendation_ids))
-
-    @staticmethod
-    def _stored(conn: sa.Connection, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
-        ids, found = list(ids), {}
-        column = decisions.c.recommendation_id
-        for i in range(0, len(ids), _CHUNK):
-            query = sa.select(column, decisions.c.decision).where(column.in_(ids[i:i + _CHUNK]))
-            found.update({key: value for key, value in conn.execute(query)})
-        return found
+            row = conn.execute(query).first()
+        return None if row is None else json.loads(row.answer)["decisions"][row.position]
 
     def rows(self, request_sha256: str | None = None) -> list[dict[str, Any]]:
-        """Audit rows (all, or those of one request), oldest first, as dicts."""
-        query = sa.select(decisions).order_by(decisions.c.id)
+        """One dict per decision served (all, or those of one request), oldest first: recommendation_id,
+        request_sha256, client_id, bundle_sha256, decision, created_at."""
+        query = sa.select(request_table).order_by(request_table.c.id)
         if request_sha256 is not None:
-            query = query.where(decisions.c.request_sha256 == request_sha256)
+            query = query.where(request_table.c.request_sha256 == request_sha256)
+        with self.engine.connect() as conn:
+            found = list(conn.execute(query))
+        out = []
+        for row in found:
+            for decision in json.loads(row.answer)["decisions"]:
+                out.append({"recommendation_id": decision["recommendation_id"], "request_sha256": row.request_sha256,
+                            "client_id": row.client_id, "bundle_sha256": row.bundle_sha256, "decision": decision,
+                            "created_at": row.created_at})
+        return out
+
+    def replays(self, request_sha256: str | None = None) -> list[dict[str, Any]]:
+        """The requests answered again from the audit (all, or one request's): request_sha256, client_id,
+        created_at, oldest first."""
+        query = (sa.select(request_table.c.request_sha256, replay_table.c.client_id, replay_table.c.created_at)
+                 .join(request_table, request_table.c.id == replay_table.c.request_id).order_by(replay_table.c.id))
+        if request_sha256 is not None:
+            query = query.where(request_table.c.request_sha256 == request_sha256)
         with self.engine.connect() as conn:
             return [dict(row._mapping) for row in conn.execute(query)]
 

@@ -43,10 +43,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.models import OAuthFlowClientCredentials, OAuthFlows
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import OAuth2
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.exceptions import HTTPException
 
-from agents.deploy.audit import AuditLog, AuditRow
+from agents.deploy.audit import AuditLog, AuditRecord
 from agents.deploy.auth import CLIENT_ID, AuthError, ClientStore, Principal, TokenIssuer, grant, require, signing_key
 from agents.deploy.bodylimit import BodyLimitMiddleware
 from agents.deploy.bundle import BundleError
@@ -63,7 +63,6 @@ log = logging.getLogger("agents.deploy.service")
 
 API_VERSION = "1"
 MAX_SECRET_CHARS = 256  # longer client secrets are refused before hashing (ours are 43)
-_JSON = TypeAdapter(dict[str, Any])  # pydantic's JSON writer for plain data (an answer serialised once)
 TOKEN_HASHES_PER_SECOND = 5  # token requests per second per worker, all clients together (argon2 each) ...
 TOKEN_HASH_BURST = 20        # ... and at once
 REQUEST_THREADS = 1     # threads running sync endpoints per worker: more only contend for the GIL
@@ -442,21 +441,19 @@ def create_app(settings: ServiceSettings) -> FastAPI:
             return _unprocessable(error_fields(error))
         except SpecError as error:  # any other refusal of this state by the bundle
             return _unprocessable([("state", str(error))])
-        payload = response.model_dump(mode="json")  # serialised once: for the audit and for the answer
-        fresh = {d["recommendation_id"]: d for d in payload["decisions"]}
-        rows = [AuditRow(rid, response.request_sha256, principal.client_id, served.bundle.sha256, decision)
-                for rid, decision in fresh.items()]
-        stored, written = audit.append(rows)
-        replayed = len(rows) - written
-        metrics.decisions.labels("new").inc(written)
+        body = response.model_dump_json().encode()  # serialised once: for the audit and for the answer
+        record = AuditRecord(response.request_sha256, served.bundle.sha256, principal.client_id,
+                             [d.recommendation_id for d in response.decisions], body)
+        stored, written = audit.record(record)
+        replayed = 0 if written else len(response.decisions)
+        metrics.decisions.labels("new").inc(len(response.decisions) - replayed)
         metrics.decisions.labels("replayed").inc(replayed)
-        if any(stored[rid] != fresh[rid] for rid in fresh):  # answered before (e.g. by an earlier release)
-            payload["decisions"] = [stored[rid] for rid in fresh]
-            response = DecisionResponse.model_validate(payload)
         headers = {"X-Decisions-Replayed": str(replayed)}
         if csv:
+            if stored != body:  # answered before (e.g. by an earlier release): the stored decisions
+                response = DecisionResponse.model_validate_json(stored)
             return Response(decisions_csv(response), media_type="text/csv; charset=utf-8", headers=headers)
-        return Response(_JSON.dump_json(payload), media_type="application/json", headers=headers)
+        return Response(stored, media_type="application/json", headers=headers)
 
     @app.get("/v1/model", response_model=ModelInfo, tags=["model"], responses=_responses(401, 403, 429))
     def model(_principal: Annotated[Principal, Depends(caller("decide", "admin"))]) -> ModelInfo:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import stat
 import threading
 import time
@@ -13,7 +14,7 @@ import time
 import pytest
 
 from agents.deploy import auth
-from agents.deploy.audit import AuditLog, AuditRow
+from agents.deploy.audit import AuditLayoutError, AuditLog, AuditRecord
 from agents.deploy.auth import AuthError, ClientStore, TokenIssuer, add_client, grant, read_clients, require
 from agents.deploy.ratelimit import RateLimiter, retry_after
 from twin.config import SpecError
@@ -143,27 +144,47 @@ def test_grant_gives_the_requested_scopes_or_all_of_the_clients():
         grant(client, "decide root")
 
 
-def _rows(n: int, tag: str) -> list[AuditRow]:
-    return [AuditRow(f"{tag}-{i}", "req", "erp", "bundle", {"order": i, "tag": tag}) for i in range(n)]
+def _record(n: int, tag: str, client: str = "erp", answer_tag: str | None = None) -> AuditRecord:
+    ids = [f"{tag}-{i}" for i in range(n)]
+    answer = {"request_sha256": f"req-{tag}",
+              "decisions": [{"recommendation_id": rid, "order": i, "tag": answer_tag or tag} for i, rid in
+                            enumerate(ids)]}
+    return AuditRecord(f"req-{tag}", "bundle", client, ids, json.dumps(answer).encode())
 
 
-def test_audit_appends_once_and_returns_the_stored_decision(tmp_path):
+def test_audit_records_once_and_returns_the_stored_answer(tmp_path):
     audit = AuditLog(f"sqlite:///{tmp_path / 'audit.sqlite'}")
     try:
-        stored, written = audit.append(_rows(3, "a"))
-        assert written == 3 and stored["a-0"] == {"order": 0, "tag": "a"}
-        again = [AuditRow(r.recommendation_id, "req", "ops", "bundle", {"changed": True}) for r in _rows(4, "a")]
-        stored, written = audit.append(again)
-        assert written == 1  # only a-3 is new
-        assert stored["a-0"] == {"order": 0, "tag": "a"} and stored["a-3"] == {"changed": True}
-        assert len(audit.rows()) == 4 and len(audit.rows("req")) == 4
-        assert audit.rows()[0]["client_id"] == "erp"
+        first = _record(3, "a")
+        stored, written = audit.record(first)
+        assert written and stored == first.answer
+        # the same request again, from another client, answered otherwise (an earlier release): the first answer
+        stored, written = audit.record(_record(3, "a", client="ops", answer_tag="changed"))
+        assert not written and stored == first.answer
+        # the same request to another bundle is another request
+        other = AuditRecord("req-a", "bundle-2", "erp", ["b-0"], b'{"decisions": [{"recommendation_id": "b-0"}]}')
+        assert audit.record(other) == (other.answer, True)
+        rows = audit.rows("req-a")
+        assert [r["recommendation_id"] for r in rows] == ["a-0", "a-1", "a-2", "b-0"]
+        assert rows[1]["decision"] == {"recommendation_id": "a-1", "order": 1, "tag": "a"}
+        assert {r["client_id"] for r in rows} == {"erp"} and rows[3]["bundle_sha256"] == "bundle-2"
+        assert audit.decision("a-2") == {"recommendation_id": "a-2", "order": 2, "tag": "a"}
+        assert audit.decision("nope") is None
+        assert [(r["request_sha256"], r["client_id"]) for r in audit.replays()] == [("req-a", "ops")]
     finally:
         audit.close()
 
 
-def test_audit_concurrent_appends_of_the_same_ids_write_one_set(tmp_path):
-    """Two connections (as two workers) append the same ids at the same moment, many times over."""
+def test_audit_refuses_a_database_of_the_first_layout(tmp_path):
+    path = tmp_path / "old.sqlite"
+    with sqlite3.connect(path) as old:
+        old.execute("CREATE TABLE decisions (id INTEGER PRIMARY KEY, recommendation_id TEXT, decision TEXT)")
+    with pytest.raises(AuditLayoutError, match="audit_url: sqlite:///.*old.sqlite holds decisions in the first"):
+        AuditLog(f"sqlite:///{path}")
+
+
+def test_audit_concurrent_records_of_the_same_request_write_one_answer(tmp_path):
+    """Two connections (as two workers) record the same request at the same moment, many times over."""
     url = f"sqlite:///{tmp_path / 'audit.sqlite'}"
     logs = [AuditLog(url), AuditLog(url)]
     errors, results = [], []
@@ -171,22 +192,23 @@ def test_audit_concurrent_appends_of_the_same_ids_write_one_set(tmp_path):
         for round_ in range(15):
             barrier = threading.Barrier(2)
 
-            def append(log: AuditLog, round_: int = round_, barrier: threading.Barrier = barrier) -> None:
+            def record(log: AuditLog, round_: int = round_, barrier: threading.Barrier = barrier) -> None:
                 try:
                     barrier.wait()
-                    results.append(log.append(_rows(50, f"r{round_}")))
+                    results.append(log.record(_record(50, f"r{round_}")))
                 except Exception as error:  # collected: a thread's exception would not fail the test
                     errors.append(error)
 
-            threads = [threading.Thread(target=append, args=(log,)) for log in logs]
+            threads = [threading.Thread(target=record, args=(log,)) for log in logs]
             for t in threads:
                 t.start()
             for t in threads:
                 t.join()
         assert errors == []
         assert len(logs[0].rows()) == 15 * 50
-        assert sum(written for _, written in results) == 15 * 50
-        assert all(len(stored) == 50 for stored, _ in results)
+        assert sum(written for _, written in results) == 15  # one writer per round, the other replays
+        assert len(logs[0].replays()) == 15
+        assert len({stored for stored, _ in results}) == 15
     finally:
         for log in logs:
             log.close()
