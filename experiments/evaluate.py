@@ -11,7 +11,9 @@ decision service (`service:URL`), the forecast-driven base-stock with a live for
 `forecast:oracle`, `forecast:seasonal_naive`...; safety factors `forecast_z`), and, on a reference case,
 `optimal` (the case's optimal policy).
 Every policy starts from the same stock and runs on the same seeds.
-Writes evaluation.csv (per policy and seed), evaluation.md (tables) and evaluation.png into the run directory.
+Writes evaluation.csv (per policy and seed), evaluation.md (tables), evaluation.png and, but on a case,
+scenario.yaml (the scenario's shocks as run: a scenario file, scenarios/files.py) into the run directory.
+A scenario file runs as `scenario=path/to/file.yaml`.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from __future__ import annotations
 import logging
 
 import hydra
+from hydra.core.hydra_config import HydraConfig
 from hydra.utils import to_absolute_path
 from omegaconf import DictConfig
 
@@ -27,7 +30,7 @@ from agents.baselines.safety import read_safety_factors
 from experiments.comparison import EvalSetting, evaluate, format_report, plot_comparison
 from experiments.policy_entries import load_policies, starting_stock
 from experiments.seeds import HELD_OUT_FIRST_SEED, SeedRange
-from experiments.startup import config_errors, plain, run_checked, run_dir
+from experiments.startup import config_errors, plain, run_checked, run_dir, write_scenario
 from scenarios.reference import load_case
 from twin import SpecError
 from twin.config import ConfigReader, check_warmup
@@ -54,8 +57,9 @@ def main(cfg: DictConfig) -> None:
         r.done()
         case = load_case(to_absolute_path(str(case_path))) if case_path is not None else None
         network = case.network() if case else network_from_dict(network_data, "network")
-        scenario_name = "baseline" if case else scenario_data.pop("name", "baseline")
-        shocks = () if case else scenarios.build(scenario_name, network, horizon, **scenario_data).shocks
+        scenario = None if case else scenarios.build(scenario_data.pop("name", "baseline"), network, horizon,
+                                                     **scenario_data)
+        scenario_name, shocks = (scenario.name, scenario.shocks) if scenario else ("baseline", ())
         policies = load_policies(entries, network, horizon, policy_seed, case, forecast_z)
         if reference not in policies:
             raise SpecError(f"reference: {reference!r} is not among the policies {list(policies)}")
@@ -65,6 +69,9 @@ def main(cfg: DictConfig) -> None:
     evaluation = evaluate(policies, setting, progress=lambda name, seed: log.info("%s: seed %d done", name, seed))
     out = run_dir()
     out.mkdir(parents=True, exist_ok=True)
+    if scenario is not None:
+        command = f"python -m experiments.evaluate {' '.join(HydraConfig.get().overrides.task)}"
+        write_scenario(out, scenario, command, network.name, horizon)
     evaluation.write_csv(out / "evaluation.csv")
     report = format_report(evaluation, reference)
     (out / "evaluation.md").write_text(f"# {network.name} / {scenario_name}, seeds {held_out}\n\n"

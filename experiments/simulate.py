@@ -4,6 +4,7 @@
     python -m experiments.simulate scenario=covid_2020 scenario.severity=1.5 replications=5
     python -m experiments.simulate -m scenario=baseline,covid_2020 policy=base_stock,rop
     python -m experiments.simulate -m scenario=flash_sale,dc_outage ++scenario.start_day=30
+    python -m experiments.simulate scenario=examples/scenario_covid_dates.yaml    # a scenario file
 
 (In a multirun that sweeps `scenario`, set scenario parameters with `++`: Hydra composes
 the sweep's master config with the default scenario, which lacks them.)
@@ -11,7 +12,9 @@ the sweep's master config with the default scenario, which lacks them.)
 Everything is read from the Hydra config (conf/config.yaml) into validated objects
 before anything is simulated; a bad value prints one line naming the key and what
 is allowed, and exits with status 2 without writing any file. Each run writes into
-its Hydra run directory: config.yaml (resolved), kpis.json, timeseries.csv,
+its Hydra run directory: config.yaml (resolved), scenario.yaml (the scenario's shocks as
+run, in day numbers and dates: a scenario file, `scenario=RUN/scenario.yaml` runs it
+again), kpis.json, timeseries.csv,
 timeseries_sku.csv.gz (with output.per_sku), PNG plots (with output.plots) and
 snapshot_day<D>.json (with output.snapshot_days=[D, ...]: the network at day D's
 decision point, twin/snapshot.py).
@@ -41,7 +44,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from experiments.run_config import SimulationConfig, load_config
-from experiments.startup import config_errors, plain, run_checked, run_dir
+from experiments.startup import config_errors, plain, run_checked, run_dir, write_scenario
 from experiments.summary import kpi_table, summarize_block
 from twin import TWIN_VERSION, Engine, NetworkSpec, RunResult
 from twin.kpi import SERIES_FIELDS, SKU_SERIES_FIELDS
@@ -171,10 +174,13 @@ def write_sku_timeseries(path: Path, network: NetworkSpec, results: Sequence[Run
 
 def write_outputs(out: Path, config: SimulationConfig, resolved: Mapping[str, Any], overrides: Sequence[str],
                   results: Sequence[RunResult]) -> dict:
-    """Write config.yaml, kpis.json, the time series and the plots into `out`; return the KPI report."""
+    """Write config.yaml, scenario.yaml, kpis.json, the time series and the plots into `out`; return the KPI
+    report."""
     out.mkdir(parents=True, exist_ok=True)
-    header = f"# resolved config of: python -m experiments.simulate {' '.join(overrides)}\n"
-    (out / "config.yaml").write_text(header + OmegaConf.to_yaml(OmegaConf.create(dict(resolved))))
+    command = f"python -m experiments.simulate {' '.join(overrides)}"
+    (out / "config.yaml").write_text(f"# resolved config of: {command}\n"
+                                     + OmegaConf.to_yaml(OmegaConf.create(dict(resolved))))
+    write_scenario(out, config.scenario, command, config.network.name, config.horizon)
     report = kpi_report(config, results)
     with (out / "kpis.json").open("w") as f:
         json.dump(report, f, indent=2)

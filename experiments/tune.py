@@ -5,7 +5,8 @@
 
 Every candidate z (per echelon: store, dc) is evaluated on the same seeds, so
 candidates differ only by policy. Writes tuned_policy.yaml (usable as a
-conf/policy file) and tuning.csv (every evaluation) into the run directory.
+conf/policy file), tuning.csv (every evaluation) and scenario.yaml (the scenario's
+shocks as run, a scenario file) into the run directory.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import csv
 import logging
 
 import hydra
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from agents.baselines import tune
@@ -21,7 +23,7 @@ from agents.baselines.catalog import ECHELONS, PolicySpec
 from agents.baselines.safety import SAFETY_FACTOR_BOUNDS
 from experiments.run_config import load_config
 from experiments.seeds import SeedRange
-from experiments.startup import config_errors, plain, run_checked, run_dir
+from experiments.startup import config_errors, plain, run_checked, run_dir, write_scenario
 from twin import SpecError
 from twin.config import ConfigReader
 
@@ -68,6 +70,8 @@ def main(cfg: DictConfig) -> None:
                   start=config.start, initial_on_hand=config.initial_on_hand, progress=progress)
     out = run_dir()
     out.mkdir(parents=True, exist_ok=True)
+    command = f"python -m experiments.tune {' '.join(HydraConfig.get().overrides.task)}"
+    write_scenario(out, config.scenario, command, config.network.name, config.horizon)
     tuned = {"name": config.policy_spec.name, "z": {**config.policy_spec.z, **result.best}}
     (out / "tuned_policy.yaml").write_text(
         f"# tuned on {config.network.name} / {config.scenario.name}, seeds {seeds}: cost per day "

@@ -16,3 +16,8 @@ DAY_ZERO = dt.date(2021, 1, 1)
 def calendar_date(day: int) -> dt.date:
     """The calendar date of twin day `day`."""
     return DAY_ZERO + dt.timedelta(days=int(day))
+
+
+def twin_day(date: dt.date) -> int:
+    """The twin day of calendar date `date` (the inverse of `calendar_date`; negative before day 0)."""
+    return (date - DAY_ZERO).days
