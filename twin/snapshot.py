@@ -180,10 +180,11 @@ class Snapshot:
         if self.expected_lead_time.shape != (len(self.nodes),):
             raise SpecError(f"{key}.expected_lead_time: shape {self.expected_lead_time.shape} is not allowed; "
                             f"allowed: one value per node ({len(self.nodes)})")
-        for i, v in enumerate(self.expected_lead_time):
-            if not (np.isfinite(v) and v >= 0):
-                raise SpecError(f"{key}.nodes.{self.nodes[i]}.expected_lead_time: {v!r} is not allowed; "
-                                f"allowed: a finite number of days >= 0")
+        wrong = np.flatnonzero(~(np.isfinite(self.expected_lead_time) & (self.expected_lead_time >= 0)))
+        if wrong.size:
+            i, v = int(wrong[0]), self.expected_lead_time[wrong[0]]
+            raise SpecError(f"{key}.nodes.{self.nodes[i]}.expected_lead_time: {v!r} is not allowed; "
+                            f"allowed: a finite number of days >= 0")
         kinds = [nd.kind for nd in network.nodes]
         sources = {i: {network.index(nd.parent)} | ({network.index(nd.backup_parent)} if nd.backup_parent else set())
                    for i, nd in enumerate(network.nodes) if nd.parent is not None}
@@ -200,30 +201,21 @@ class Snapshot:
             if u.ordered > self.day:
                 raise SpecError(f"{where}.ordered: day {u.ordered} is after the snapshot's day {self.day}; "
                                 f"allowed: <= {self.day}")
-        for i, (kind, node) in enumerate(zip(kinds, network.nodes)):
-            where = f"{key}.nodes.{self.nodes[i]}"
-            if kind == "supplier" and any(getattr(self, f)[i].any() for f in NODE_FIELDS if f != "backorders"):
-                raise SpecError(f"{where}: a supplier holds and orders nothing in the twin; allowed: zero on_hand, "
-                                f"in_transit, on_order, received_today and served_today (backorders: what it owes)")
-            if kind != "store" and self.served_today[i].any():
-                raise SpecError(f"{where}.served_today: only a store serves customer backorders from its receipts; "
-                                f"allowed: zero at a {kind}")
-            if kind == "store" and node.unmet == "lost" and self.backorders[i].any():
-                k = int(np.argmax(self.backorders[i] != 0))
-                raise SpecError(f"{where}.backorders.{self.skus[k]}: {self.nodes[i]!r} loses unmet demand (unmet: "
-                                f"lost) and owes its customers nothing; allowed: zero")
-            if kind == "store" and node.unmet == "backorder":
-                both = np.flatnonzero((self.on_hand[i] > RESIDUE) & (self.backorders[i] > RESIDUE))
-                if both.size:
-                    raise SpecError(f"{where}.backorders.{self.skus[both[0]]}: {float(self.backorders[i, both[0]])!r} "
-                                    f"owed while {float(self.on_hand[i, both[0]])!r} is on hand; a store serves its "
-                                    f"backorders from stock first; allowed: serve them (less on hand, fewer owed)")
-            start = self.on_hand[i] - self.received_today[i] + self.served_today[i]
-            if (start < -RESIDUE).any():
-                k = int(np.argmax(start < -RESIDUE))
-                raise SpecError(f"{where}.received_today.{self.skus[k]}: {float(self.received_today[i, k])!r} "
-                                f"received today is more than on hand {float(self.on_hand[i, k])!r} + served today "
-                                f"{float(self.served_today[i, k])!r}; allowed: at most that")
+        # per-node rules, checked on every node at once; the first node breaking one is named
+        kind_of = np.array(kinds)
+        store, supplier = kind_of == "store", kind_of == "supplier"
+        lost = store & np.array([node.unmet == "lost" for node in network.nodes])
+        start = self.on_hand - self.received_today + self.served_today
+        broken = [  # (nodes,) bool per rule, in the order a node's problems are reported
+            supplier & np.any([getattr(self, f).any(axis=1) for f in NODE_FIELDS if f != "backorders"], axis=0),
+            ~store & self.served_today.any(axis=1),
+            lost & self.backorders.any(axis=1),
+            store & ~lost & ((self.on_hand > RESIDUE) & (self.backorders > RESIDUE)).any(axis=1),
+            (start < -RESIDUE).any(axis=1),
+        ]
+        bad = np.flatnonzero(np.any(broken, axis=0))
+        if bad.size:
+            self._node_problem(int(bad[0]), [bool(rule[bad[0]]) for rule in broken], kinds, start, key)
         if network.demand.integer_units:
             for name in NODE_FIELDS:
                 values = getattr(self, name)
@@ -250,6 +242,29 @@ class Snapshot:
             if not (shock.start <= self.day < shock.end):
                 raise SpecError(f"{key}.disruptions[{j}]: window [{shock.start}, {shock.end}) is not in force on "
                                 f"day {self.day}; allowed: start <= {self.day} < end")
+
+    def _node_problem(self, i: int, broken: list[bool], kinds: list[str], start: np.ndarray, key: str) -> None:
+        """Raise the SpecError of the first of node i's broken per-node rules (see `check`)."""
+        where, kind = f"{key}.nodes.{self.nodes[i]}", kinds[i]
+        if broken[0]:
+            raise SpecError(f"{where}: a supplier holds and orders nothing in the twin; allowed: zero on_hand, "
+                            f"in_transit, on_order, received_today and served_today (backorders: what it owes)")
+        if broken[1]:
+            raise SpecError(f"{where}.served_today: only a store serves customer backorders from its receipts; "
+                            f"allowed: zero at a {kind}")
+        if broken[2]:
+            k = int(np.argmax(self.backorders[i] != 0))
+            raise SpecError(f"{where}.backorders.{self.skus[k]}: {self.nodes[i]!r} loses unmet demand (unmet: "
+                            f"lost) and owes its customers nothing; allowed: zero")
+        if broken[3]:
+            k = int(np.flatnonzero((self.on_hand[i] > RESIDUE) & (self.backorders[i] > RESIDUE))[0])
+            raise SpecError(f"{where}.backorders.{self.skus[k]}: {float(self.backorders[i, k])!r} "
+                            f"owed while {float(self.on_hand[i, k])!r} is on hand; a store serves its "
+                            f"backorders from stock first; allowed: serve them (less on hand, fewer owed)")
+        k = int(np.argmax(start[i] < -RESIDUE))
+        raise SpecError(f"{where}.received_today.{self.skus[k]}: {float(self.received_today[i, k])!r} "
+                        f"received today is more than on hand {float(self.on_hand[i, k])!r} + served today "
+                        f"{float(self.served_today[i, k])!r}; allowed: at most that")
 
     def _check_line(self, where: str, node: int, source: int, quantity: np.ndarray,
                     sources: Mapping[int, set[int]]) -> None:

@@ -24,6 +24,18 @@ class Topology:
 
     @classmethod
     def of(cls, network: NetworkSpec) -> Topology:
+        """The network's topology, built once per spec (a spec is frozen; the arrays are read-only)."""
+        cached = network.__dict__.get("_topology")
+        if cached is None:
+            cached = cls._build(network)
+            for value in vars(cached).values():
+                if isinstance(value, np.ndarray):
+                    value.flags.writeable = False
+            object.__setattr__(network, "_topology", cached)
+        return cached
+
+    @classmethod
+    def _build(cls, network: NetworkSpec) -> Topology:
         names = network.node_names
         parent = np.array([-1 if n.parent is None else names.index(n.parent) for n in network.nodes])
         depth = np.zeros(len(names), dtype=int)

@@ -30,7 +30,6 @@ import datetime as dt
 import hashlib
 import io
 import math
-import uuid
 from typing import Literal
 
 import numpy as np
@@ -38,7 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from agents.deploy.bundle import Bundle
 from agents.deploy.conversion import ErpStateError, TwinInputs, state_to_twin
-from agents.deploy.erp_state import MAX_FORECAST_DAYS, ClientForecast, ErpState, Item
+from agents.deploy.erp_state import MAX_FORECAST_DAYS, ClientForecast, ErpState, Item, Location
 from agents.forecasting.live import daily_sd
 from twin import shocks as twin_shocks
 from twin.config import SpecError
@@ -115,8 +114,13 @@ def request_sha256(state: ErpState) -> str:
 
 
 def recommendation_id(bundle_sha: str, request_sha: str, location: str, sku: str) -> str:
-    digest = hashlib.sha256(f"{bundle_sha}|{request_sha}|{location}|{sku}".encode()).hexdigest()
-    return str(uuid.UUID(hex=digest[:32], version=5))  # RFC 4122 name-based (SHA) layout
+    """An RFC 4122 name-based (SHA) UUID of the bundle, the request and the (location, SKU)."""
+    h = hashlib.sha256(f"{bundle_sha}|{request_sha}|{location}|{sku}".encode()).hexdigest()
+    # as uuid.UUID(hex=h[:32], version=5) writes it: version nibble 5, variant bits 10, without its object
+    return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:32]}"
+
+
+_VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}
 
 
 def decide(bundle: Bundle, state: ErpState) -> DecisionResponse:
@@ -129,14 +133,9 @@ def decide(bundle: Bundle, state: ErpState) -> DecisionResponse:
     forecast = _checked_forecast(bundle, state, inputs)
     requested = np.array([bundle.network.index(location.id) for location in state.locations], dtype=np.int64)
     out = bundle.policy.decide(inputs.snapshot, forecast, nodes=requested)
-    position = inputs.snapshot.inventory_position  # a derived array: computed once per request
     decisions = []
-    for location in state.locations:
-        i = bundle.network.index(location.id)
-        for item in location.items:
-            k = bundle.network.skus.name.index(item.sku)
-            decisions.append(_decision(bundle, state, inputs, out, position, i, k, location.id, item,
-                                       request_sha, from_history.get((location.id, item.sku))))
+    for location, i in zip(state.locations, requested.tolist()):
+        decisions += _decisions(bundle, state, inputs, out, i, location, request_sha, from_history)
     return DecisionResponse(as_of=state.as_of, request_sha256=request_sha,
                             bundle=BundleRef(name=bundle.name, sha256=bundle.sha256), decisions=decisions)
 
@@ -226,35 +225,59 @@ def _checked_forecast(bundle: Bundle, state: ErpState, inputs: TwinInputs):
     return forecast
 
 
-def _decision(bundle: Bundle, state: ErpState, inputs: TwinInputs, out, positions: np.ndarray, i: int, k: int,
-              location: str, item: Item, request_sha: str, forecast_reason: Reason | None = None) -> Decision:
-    raw = float(out.orders[i, k])
-    if bundle.network.demand.integer_units:  # whole units, as the twin's engine rounds every order it takes
-        raw = float(np.rint(raw))
-    level = float(out.levels[i, k])
-    position = float(positions[i, k])
-    quantity, reasons = _rounded(raw, item)
-    rec = recommendation_id(bundle.sha256, request_sha, location, item.sku)
-    if math.isfinite(level):
-        values = {"inventory_position": position, "order_up_to_level": level}
-        if raw > 0:
-            reasons.insert(0, Reason(code="BELOW_LEVEL", message=f"inventory position {position:g} is below the "
-                                     f"level {level:g}: order {raw:g}", values={**values, "gap": level - position}))
-        else:
-            reasons.insert(0, Reason(code="AT_OR_ABOVE_LEVEL", message=f"inventory position {position:g} reaches "
-                                     f"the level {level:g}: no order", values=values))
-    reasons += _context_reasons(bundle, state, inputs, i, k, item)
-    if forecast_reason is not None:
-        reasons.append(forecast_reason)
-    confidence = None
-    if out.confidence is not None and math.isfinite(out.confidence[i, k]):
-        confidence = float(out.confidence[i, k])
-    document = None
-    if quantity > 0:
-        document = _document(bundle, state, inputs, i, location, item, quantity, rec)
-    return Decision(recommendation_id=rec, location=location, sku=item.sku, order_quantity=quantity,
-                    policy_quantity=raw, order_up_to_level=level if math.isfinite(level) else None,
-                    inventory_position=position, confidence=confidence, document=document, reasons=reasons)
+def _decisions(bundle: Bundle, state: ErpState, inputs: TwinInputs, out, i: int, location: Location,
+               request_sha: str, from_history: dict[tuple[str, str], Reason]) -> list[Decision]:
+    """The decisions for one location's items: its numbers read as arrays once, the reasons that hold for the
+    whole location (lead time, disruptions) and its document's source built once."""
+    network, snapshot = bundle.network, inputs.snapshot
+    items = location.items
+    k = np.array([network.skus.name.index(item.sku) for item in items], dtype=np.int64)
+    raw = out.orders[i, k]
+    if network.demand.integer_units:  # whole units, as the twin's engine rounds every order it takes
+        raw = np.rint(raw)
+    level = out.levels[i, k]
+    has_level = np.isfinite(level)
+    position = (snapshot.on_hand[i, k] + snapshot.in_transit[i, k] + snapshot.on_order[i, k]
+                - snapshot.backorders[i, k])  # Snapshot.inventory_position, for this location's SKUs
+    backorders = snapshot.backorders[i, k]
+    confidence = (np.full(len(k), np.nan) if out.confidence is None else out.confidence[i, k]).tolist()
+    shared = _location_reasons(bundle, inputs, i)
+    spikes = _spikes(inputs, i, k, items)
+    document = _document_fields(bundle, state, inputs, i, location.id)
+    decisions = []
+    for m, (item, q, lv, pos, owed, sure, ok) in enumerate(zip(
+            items, raw.tolist(), level.tolist(), position.tolist(), backorders.tolist(), confidence,
+            has_level.tolist())):
+        quantity, reasons = _rounded(q, item)
+        if ok:
+            values = {"inventory_position": pos, "order_up_to_level": lv}
+            if q > 0:
+                reasons.insert(0, Reason(
+                    code="BELOW_LEVEL", message=f"inventory position {pos:g} is below the level {lv:g}: order {q:g}",
+                    values={**values, "gap": lv - pos}))
+            else:
+                reasons.insert(0, Reason(
+                    code="AT_OR_ABOVE_LEVEL", message=f"inventory position {pos:g} reaches the level {lv:g}: no "
+                    f"order", values=values))
+        if owed > 0:
+            reasons.append(Reason(code="BACKORDERS_OUTSTANDING", message=f"{owed:g} units owed",
+                                                  values={"backorders": owed}))
+        reasons += shared
+        if spikes[m] is not None:
+            reasons.append(spikes[m])
+        forecast_reason = from_history.get((location.id, item.sku))
+        if forecast_reason is not None:
+            reasons.append(forecast_reason)
+        rec = recommendation_id(bundle.sha256, request_sha, location.id, item.sku)
+        doc = None
+        if quantity > 0:
+            doc = Document(material=item.sku, quantity=quantity, unit=item.unit or "EA",
+                                           recommendation_id=rec, **document)
+        decisions.append(Decision(
+            recommendation_id=rec, location=location.id, sku=item.sku, order_quantity=quantity, policy_quantity=q,
+            order_up_to_level=lv if ok else None, inventory_position=pos,
+            confidence=sure if math.isfinite(sure) else None, document=doc, reasons=reasons))
+    return decisions
 
 
 def _rounded(raw: float, item: Item) -> tuple[float, list[Reason]]:
@@ -276,13 +299,10 @@ def _rounded(raw: float, item: Item) -> tuple[float, list[Reason]]:
     return quantity, reasons
 
 
-def _context_reasons(bundle: Bundle, state: ErpState, inputs: TwinInputs, i: int, k: int, item: Item) -> list[Reason]:
+def _location_reasons(bundle: Bundle, inputs: TwinInputs, i: int) -> list[Reason]:
+    """The reasons that hold for every SKU of location i: a longer lead time, the disruptions in force."""
     snapshot, topo = inputs.snapshot, bundle.topology
     reasons = []
-    backorders = float(snapshot.backorders[i, k])
-    if backorders > 0:
-        reasons.append(Reason(code="BACKORDERS_OUTSTANDING", message=f"{backorders:g} units owed",
-                              values={"backorders": backorders}))
     expected, nominal = float(snapshot.expected_lead_time[i]), float(topo.lead_time_mean[i])
     if expected > LONGER_LEAD_TIME * nominal:
         reasons.append(Reason(code="LEAD_TIME_LONGER", message=f"expected lead time {expected:g} days against "
@@ -293,9 +313,6 @@ def _context_reasons(bundle: Bundle, state: ErpState, inputs: TwinInputs, i: int
                               f"{snapshot.remaining_days(shock)} more days",
                               values={"type": type(shock).__name__, "target": target,
                                       "days_left": float(snapshot.remaining_days(shock))}))
-    spike = _spike(inputs, i, k, item)
-    if spike is not None:
-        reasons.append(spike)
     return reasons
 
 
@@ -307,22 +324,27 @@ def _target(shock: twin_shocks.Shock) -> str:
     return ",".join(sources) if sources else "network"
 
 
-def _spike(inputs: TwinInputs, i: int, k: int, item: Item) -> Reason | None:
-    history = item.demand_history
-    if history is None or history.frequency != "daily" or not np.isfinite(inputs.forecast.mean[i, k]):
-        return None
-    recent = history.values[-SPIKE_HISTORY_DAYS:]
-    usual = math.fsum(recent) / len(recent)
-    rate = float(inputs.forecast.mean[i, k]) / max(int(inputs.periods[i]), 1)
-    if usual > 0 and rate >= SPIKE_RATIO * usual:
-        return Reason(code="DEMAND_SPIKE", message=f"forecast {rate:.3g}/day against {usual:.3g}/day over the last "
-                      f"{len(recent)} days", values={"forecast_per_day": rate, "recent_per_day": usual,
-                                                     "ratio": rate / usual})
-    return None
+def _spikes(inputs: TwinInputs, i: int, k: np.ndarray, items: tuple[Item, ...]) -> list[Reason | None]:
+    """Per item: DEMAND_SPIKE where the forecast's daily rate is at least SPIKE_RATIO x its recent daily history."""
+    rates = (inputs.forecast.mean[i, k] / max(int(inputs.periods[i]), 1)).tolist()
+    spikes: list[Reason | None] = []
+    for item, rate in zip(items, rates):
+        history = item.demand_history
+        spike = None
+        if history is not None and history.frequency == "daily" and math.isfinite(rate):
+            recent = history.values[-SPIKE_HISTORY_DAYS:]
+            usual = math.fsum(recent) / len(recent)
+            if usual > 0 and rate >= SPIKE_RATIO * usual:
+                spike = Reason(code="DEMAND_SPIKE", message=f"forecast {rate:.3g}/day against {usual:.3g}/day over "
+                               f"the last {len(recent)} days", values={"forecast_per_day": rate,
+                                                                       "recent_per_day": usual,
+                                                                       "ratio": rate / usual})
+        spikes.append(spike)
+    return spikes
 
 
-def _document(bundle: Bundle, state: ErpState, inputs: TwinInputs, i: int, location: str, item: Item,
-              quantity: float, rec: str) -> Document:
+def _document_fields(bundle: Bundle, state: ErpState, inputs: TwinInputs, i: int, location: str) -> dict:
+    """What every document of location i shares: its type, supplying location, need-by date and the bundle."""
     network, topo = bundle.network, bundle.topology
     node = network.nodes[i]
     source = node.parent
@@ -331,10 +353,9 @@ def _document(bundle: Bundle, state: ErpState, inputs: TwinInputs, i: int, locat
             source = node.backup_parent
     kind = "purchase_requisition" if topo.is_supplier[network.index(source)] else "stock_transport_order"
     lead = math.ceil(float(inputs.snapshot.expected_lead_time[i]) - 1e-9)
-    return Document(document_type=kind, erp_document_type=DOCUMENT_TYPES[kind], material=item.sku,
-                    location=location, supplying_location=source, quantity=quantity, unit=item.unit or "EA",
-                    need_by_date=state.as_of + dt.timedelta(days=lead), recommendation_id=rec,
-                    bundle_sha256=bundle.sha256)
+    return {"document_type": kind, "erp_document_type": DOCUMENT_TYPES[kind], "location": location,
+            "supplying_location": source, "need_by_date": state.as_of + dt.timedelta(days=lead),
+            "bundle_sha256": bundle.sha256}
 
 
 CSV_COLUMNS = ("recommendation_id", "location", "sku", "order_quantity", "policy_quantity", "order_up_to_level",
