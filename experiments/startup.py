@@ -36,14 +36,17 @@ from omegaconf import DictConfig, OmegaConf
 from scenarios import Scenario
 from scenarios.files import scenario_yaml
 from twin.config import SpecError
+from twin.network_files import expand_network_path
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 EXIT_CONFIG_ERROR = 2
 
 
 def plain(cfg: DictConfig) -> dict[str, Any]:
-    """The composed config as plain, resolved containers (what the ConfigReaders read)."""
-    return OmegaConf.to_container(cfg, resolve=True)
+    """The composed config as plain, resolved containers (what the ConfigReaders read); a network given by
+    `network.path` (network=file) is read from its files here, so the run records the network itself."""
+    with config_errors():
+        return expand_network_path(OmegaConf.to_container(cfg, resolve=True))
 
 
 def stop(message: str, kind: str = "config") -> NoReturn:

@@ -22,6 +22,7 @@ from experiments.startup import unknown_choice
 from experiments.summary import kpi_table, summarize, summarize_paired, t_quantile
 from twin import SpecError
 from twin.costs import cost_rates
+from twin.network_files import expand_network_path
 
 ROOT = Path(__file__).resolve().parents[2]
 CONF = ROOT / "conf"
@@ -30,9 +31,9 @@ PNGS = ("inventory_backorders.png", "cost_breakdown.png", "fill_rate.png")
 
 
 def composed(*overrides: str) -> dict:
-    """The config Hydra would hand to the main function, as plain containers."""
+    """The config Hydra would hand to the main function, as plain containers (a network.path read, as plain does)."""
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return OmegaConf.to_container(compose("config", overrides=list(overrides)), resolve=True)
+        return expand_network_path(OmegaConf.to_container(compose("config", overrides=list(overrides)), resolve=True))
 
 
 def simulate(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
@@ -50,8 +51,9 @@ def test_the_conf_groups_are_complete():
 @pytest.mark.parametrize("network", NETWORKS)
 @pytest.mark.parametrize("policy", sorted(POLICIES))
 def test_every_network_and_policy_config_validates(network, policy):
-    config = load_config(composed(f"network={network}", f"policy={policy}"))
-    assert config.network.name == network
+    file = [f"network.path={ROOT / 'tests/twin/data/network_csv'}"] if network == "file" else []  # a planner's files
+    config = load_config(composed(f"network={network}", f"policy={policy}", *file))
+    assert config.network.name == ("planner_demo" if file else network)
     assert config.policy_spec == PolicySpec(name=policy, z={"store": 1.65, "dc": 1.65})
     assert config.horizon == 365 and config.warmup == 28 and config.seeds == [0]
 
