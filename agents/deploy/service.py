@@ -25,6 +25,7 @@ signed, not stored; rate limits are per worker), which is also how a bundle relo
 
 import base64
 import binascii
+import gc
 import json
 import logging
 import os
@@ -289,6 +290,10 @@ def create_app(settings: ServiceSettings) -> FastAPI:
         # the GIL; REQUEST_THREADS cut CPU per request and memory (bench --serve --profile); scale with workers
         to_thread.current_default_thread_limiter().total_tokens = REQUEST_THREADS
         slot.start()
+        # the bundle, the app and the libraries loaded so far are long-lived: out of the collector's sight, a
+        # full collection no longer walks them (it paused every ~100th request ~50 ms: open-loop p99 66 -> 16 ms)
+        gc.collect()
+        gc.freeze()
         try:
             yield
         finally:
