@@ -8,16 +8,19 @@
 Policies: conf/policy names (static levels from the demand model, default safety factors), policy files
 (`file:PATH.yaml`, e.g. a tuned policy), training checkpoints (`checkpoint:DIR`), bundles (`bundle:DIR`), the
 decision service (`service:URL`), the forecast-driven base-stock with a live forecaster (`forecast:lstm`,
-`forecast:oracle`, `forecast:seasonal_naive`...; safety factors `forecast_z`), and, on a reference case,
-`optimal` (the case's optimal policy).
+`forecast:oracle`, `forecast:seasonal_naive`...; safety factors `forecast_z`), rolling re-planning (`replan`, or
+`replan:NAME` with live forecaster NAME; settings `replan.every`, `replan.paths`, `replan.lookahead`, `replan.grid`,
+`replan.fill_target`...: conf/evaluate.yaml), and, on a reference case, `optimal` (the case's optimal policy).
 Every policy starts from the same stock and runs on the same seeds.
-Writes evaluation.csv (per policy and seed), evaluation.md (tables), evaluation.png and, but on a case,
-scenario.yaml (the scenario's shocks as run: a scenario file, scenarios/files.py) into the run directory.
+Writes evaluation.csv (per policy and seed), evaluation.md (tables), evaluation.png, replan_decisions.csv (every
+review of a `replan` policy, per seed: day, chosen z per echelon, the paths' expected fill rate and cost) and, but
+on a case, scenario.yaml (the scenario's shocks as run: a scenario file, scenarios/files.py) into the run directory.
 A scenario file runs as `scenario=path/to/file.yaml`.
 """
 
 from __future__ import annotations
 
+import csv
 import logging
 
 import hydra
@@ -26,6 +29,7 @@ from hydra.utils import to_absolute_path
 from omegaconf import DictConfig
 
 import scenarios
+from agents.baselines.replan import ReplanSpec, decision_rows
 from agents.baselines.safety import read_safety_factors
 from experiments.comparison import EvalSetting, evaluate, format_report, plot_comparison
 from experiments.policy_entries import load_policies, starting_stock
@@ -51,6 +55,7 @@ def main(cfg: DictConfig) -> None:
         policy_seed = r.integer("policy_seed", 0, low=0)
         reference = r.text("reference", "rop")
         forecast_z = read_safety_factors(r.child("forecast_z"))
+        replan = ReplanSpec.from_dict(r.raw("replan"), "replan")
         case_path = r.raw("case")
         entries = r.sequence("policies", ())
         network_data, scenario_data = r.raw("network"), dict(r.raw("scenario") or {})
@@ -60,7 +65,7 @@ def main(cfg: DictConfig) -> None:
         scenario = None if case else scenarios.build(scenario_data.pop("name", "baseline"), network, horizon,
                                                      **scenario_data)
         scenario_name, shocks = (scenario.name, scenario.shocks) if scenario else ("baseline", ())
-        policies = load_policies(entries, network, horizon, policy_seed, case, forecast_z)
+        policies = load_policies(entries, network, horizon, policy_seed, case, forecast_z, replan)
         if reference not in policies:
             raise SpecError(f"reference: {reference!r} is not among the policies {list(policies)}")
     seeds = held_out.seeds
@@ -73,6 +78,12 @@ def main(cfg: DictConfig) -> None:
         command = f"python -m experiments.evaluate {' '.join(HydraConfig.get().overrides.task)}"
         write_scenario(out, scenario, command, network.name, horizon)
     evaluation.write_csv(out / "evaluation.csv")
+    decisions = decision_rows(policies)
+    if decisions:
+        with (out / "replan_decisions.csv").open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(decisions[0]))
+            writer.writeheader()
+            writer.writerows(decisions)
     report = format_report(evaluation, reference)
     (out / "evaluation.md").write_text(f"# {network.name} / {scenario_name}, seeds {held_out}\n\n"
                                        + report + "\n")

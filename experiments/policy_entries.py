@@ -4,7 +4,9 @@ An entry is a conf/policy name (base_stock, echelon_base_stock, ss, rop: static 
 `file:PATH.yaml` (a policy file, e.g. tuned_policy.yaml from experiments.tune), `checkpoint:DIR` (a checkpoint of
 experiments.train), `bundle:DIR` (a bundle of experiments.export, run in process), `service:URL` (every decision
 answered by the decision service at URL; credentials from SUPPLYCHAIN_TWIN_CLIENT_ID and _SECRET),
-`forecast:NAME` (the forecast-driven base-stock with live forecaster NAME) or, on a reference case, `optimal`.
+`forecast:NAME` (the forecast-driven base-stock with live forecaster NAME), `replan` or `replan:NAME` (rolling
+re-planning, agents/baselines/replan.py, with the settings of the `replan` block and live forecaster NAME, by
+default `replan.forecaster`) or, on a reference case, `optimal`.
 """
 
 from __future__ import annotations
@@ -21,26 +23,45 @@ from twin import SpecError
 from twin.spec import NetworkSpec
 
 
-def forecast_policy(name: str, key: str, z: dict[str, float] | None = None):
-    """The forecast-driven base-stock policy with live forecaster `name`: the oracle, or a forecaster refitted
-    weekly with the settings of conf/forecaster/NAME.yaml (a null there: the class default)."""
-    from agents.baselines.forecast_policy import ForecastBaseStock
+def live_forecaster(name: str, key: str):
+    """A fresh live forecaster `name`: the oracle, or a forecaster refitted weekly with the settings of
+    conf/forecaster/NAME.yaml (a null there: the class default); SpecError naming `key` if unknown."""
     from agents.forecasting.factory import FORECASTERS, forecaster_factory
     from agents.forecasting.live import OracleForecaster, Refitting
 
     if name not in FORECASTERS:
-        raise SpecError(f"{key}: forecaster {name!r} is not allowed; allowed: forecast:NAME with NAME one of "
-                        f"{FORECASTERS.allowed()}")
+        raise SpecError(f"{key}: forecaster {name!r} is not allowed; allowed: {FORECASTERS.allowed()}")
     if name == "oracle":
-        return ForecastBaseStock(OracleForecaster(), z=z)
+        return OracleForecaster()
     path = CONF_DIR / "forecaster" / f"{name}.yaml"
     spec = yaml.safe_load(path.read_text()) if path.is_file() else {"name": name}
     spec = {k: v for k, v in spec.items() if v is not None}
-    return ForecastBaseStock(Refitting(forecaster_factory(spec, key), name), z=z)
+    return Refitting(forecaster_factory(spec, key), name)
+
+
+def forecast_policy(name: str, key: str, z: dict[str, float] | None = None):
+    """The forecast-driven base-stock policy with live forecaster `name` (`live_forecaster`)."""
+    from agents.baselines.forecast_policy import ForecastBaseStock
+    from agents.forecasting.factory import FORECASTERS
+
+    if name not in FORECASTERS:
+        raise SpecError(f"{key}: forecaster {name!r} is not allowed; allowed: forecast:NAME with NAME one of "
+                        f"{FORECASTERS.allowed()}")
+    return ForecastBaseStock(live_forecaster(name, key), z=z)
+
+
+def replan_policy(network: NetworkSpec, name: str | None, key: str, settings=None):
+    """The rolling re-planner (agents/baselines/replan.py) with `settings` (a ReplanSpec; defaults if None) and
+    live forecaster `name` (None: `settings.forecaster`)."""
+    from agents.baselines.replan import ReplanSpec, RollingReplanner
+
+    settings = settings or ReplanSpec()
+    forecaster = live_forecaster(name, key) if name else live_forecaster(settings.forecaster, "replan.forecaster")
+    return RollingReplanner(network, forecaster, settings)
 
 
 def load_policies(entries: list, network: NetworkSpec, horizon: int, seed: int, case=None,
-                  forecast_z: dict[str, float] | None = None) -> dict[str, object]:
+                  forecast_z: dict[str, float] | None = None, replan=None) -> dict[str, object]:
     """Build each policy entry (see the module docstring); SpecError naming `policies[i]` if one is bad."""
     if not entries:
         raise SpecError("policies: empty; allowed: a list of at least one policy")
@@ -77,6 +98,9 @@ def load_policies(entries: list, network: NetworkSpec, horizon: int, seed: int, 
             label, policy = f"{spec.name}:{path.stem}", spec.build(network, horizon, seed)
         elif sep and kind == "forecast":
             label, policy = f"forecast:{rest}", forecast_policy(rest, key, forecast_z)
+        elif entry == "replan" or (sep and kind == "replan"):
+            policy = replan_policy(network, rest or None, key, replan)
+            label = policy.name
         elif entry == "optimal":
             if case is None:
                 raise SpecError(f"{key}: 'optimal' is only known on a reference case; allowed with case=PATH")
@@ -85,7 +109,8 @@ def load_policies(entries: list, network: NetworkSpec, horizon: int, seed: int, 
             label, policy = entry, PolicySpec.from_dict({"name": entry}, key).build(network, horizon, seed)
         else:
             raise SpecError(f"{key}: {entry!r} is not allowed; allowed: {POLICIES.allowed()}, optimal (case), "
-                            f"file:PATH.yaml, checkpoint:DIR, bundle:DIR, service:URL, forecast:NAME")
+                            f"file:PATH.yaml, checkpoint:DIR, bundle:DIR, service:URL, forecast:NAME, replan, "
+                            f"replan:NAME")
         while label in policies:
             label += "'"
         policies[label] = policy

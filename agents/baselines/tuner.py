@@ -51,31 +51,55 @@ def tune(make_policy: Callable[[dict[str, float]], Policy], network: NetworkSpec
          progress: Callable[[dict[str, float], float], None] | None = None) -> TuningResult:
     """Coordinate descent over `grid` (parameter name -> candidate values) minimising mean cost per day, every
     candidate run from `start` (a snapshot: tune from today's position) or from day 0 with `initial_on_hand`."""
-    if not grid or any(len(values) == 0 for values in grid.values()):
-        raise ValueError("grid: every parameter needs at least one candidate value")
+    _check_grid(grid)
     if not seeds:
         raise ValueError("seeds: at least one seed is needed")
-    cache: dict[tuple[tuple[str, float], ...], float] = {}
 
     def cost_of(params: dict[str, float]) -> float:
+        cost = evaluate(make_policy(params), network, horizon=horizon, seeds=seeds, shocks=shocks, warmup=warmup,
+                        start=start, initial_on_hand=initial_on_hand)
+        if progress is not None:
+            progress(dict(params), cost)
+        return cost
+
+    return coordinate_descent(cost_of, grid, max_rounds=max_rounds)
+
+
+def coordinate_descent(cost_of: Callable[[dict[str, float]], float], grid: Mapping[str, Sequence[float]], *,
+                       max_rounds: int = 4, start: Mapping[str, float] | None = None) -> TuningResult:
+    """Minimise `cost_of(params)` over `grid` (parameter name -> candidate values) one parameter at a time,
+    sweeping until no parameter moves (at most `max_rounds` sweeps); each candidate is costed once (cached).
+
+    The search starts at `start` (e.g. the last decision of a rolling re-planner), else at each grid's middle
+    value. `cost_of` should cost every candidate on the same random numbers (common random numbers), so that
+    candidates differ by their parameters only.
+    """
+    _check_grid(grid)
+    cache: dict[tuple[tuple[str, float], ...], float] = {}
+
+    def cached(params: dict[str, float]) -> float:
         key = tuple(sorted(params.items()))
         if key not in cache:
-            cache[key] = evaluate(make_policy(params), network, horizon=horizon, seeds=seeds, shocks=shocks,
-                                  warmup=warmup, start=start, initial_on_hand=initial_on_hand)
-            if progress is not None:
-                progress(dict(params), cache[key])
+            cache[key] = cost_of(dict(params))
         return cache[key]
 
     current = {name: float(values[len(values) // 2]) for name, values in grid.items()}
-    best_cost = cost_of(current)
+    if start is not None:
+        current.update({name: float(start[name]) for name in grid if name in start})
+    best_cost = cached(current)
     for _ in range(max_rounds):
         moved = False
         for name, values in grid.items():
             for value in values:
                 candidate = {**current, name: float(value)}
-                cost = cost_of(candidate)
+                cost = cached(candidate)
                 if cost < best_cost - 1e-12:
                     current, best_cost, moved = candidate, cost, True
         if not moved:
             break
     return TuningResult(best=current, best_cost=best_cost, evaluations=tuple(cache.items()))
+
+
+def _check_grid(grid: Mapping[str, Sequence[float]]) -> None:
+    if not grid or any(len(values) == 0 for values in grid.values()):
+        raise ValueError("grid: every parameter needs at least one candidate value")
