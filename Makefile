@@ -29,7 +29,14 @@ $(SERVE_STAMP): pyproject.toml
 	$(SERVE_VENV)/bin/python -m pip install --quiet -e ".[serve]"
 	touch $(SERVE_STAMP)
 
-install: $(STAMP) $(SERVE_STAMP)
+# the dashboard's browser test drives Debian's chromium (Playwright with executable_path: no browser download)
+CHROMIUM ?= /usr/bin/chromium
+
+$(CHROMIUM):
+	@if [ "$$(id -u)" = 0 ]; then apt-get update -q && apt-get install -y -q chromium; \
+	else echo "the dashboard test needs Debian's chromium: sudo apt-get install chromium"; exit 1; fi
+
+install: $(STAMP) $(SERVE_STAMP) $(CHROMIUM)
 
 run: install
 	$(PY) -m experiments.simulate

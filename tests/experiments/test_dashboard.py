@@ -1,0 +1,139 @@
+"""The planners' dashboard: a real stress run, the dashboard as a subprocess on loopback, its JSON API over real
+HTTP, and the page in a real headless browser (Debian's chromium, driven by Playwright; make test installs it)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from experiments.run_catalog import _spans_below, find_runs
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> Path:
+    """A folder with one small stress run: a baseline and a DC outage on day 40, two policies."""
+    root = tmp_path_factory.mktemp("runs")
+    done = subprocess.run(
+        [sys.executable, "-m", "experiments.stress", "network=small", "scenarios=[baseline,{name: dc_outage, "
+         "start_day: 40, days: 21}]", "policies=[base_stock,rop]", "replications=4", "horizon=120", "warmup=14",
+         "ray.enabled=false", "output.plots=false", f"hydra.run.dir={root / 'stress' / 'run1'}"],
+        cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return root
+
+
+@pytest.fixture(scope="module")
+def dashboard(runs):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = open(runs / "dashboard.log", "wb")  # noqa: SIM115 (closed after the server stops)
+    process = subprocess.Popen([sys.executable, "-m", "experiments.dashboard", f"runs={runs}", f"port={port}"],
+                               cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{url}/api/runs", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert process.poll() is None, (runs / "dashboard.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, "the dashboard did not start"
+            time.sleep(0.2)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+        log.close()
+
+
+def test_the_catalog_reads_the_run_and_raises_the_outage(runs):
+    [run] = find_runs(runs)
+    assert run.run_id == "stress/run1" and run.network == "small"
+    assert run.scenarios == ["baseline", "dc_outage"] and run.policies == ["base_stock", "rop"]
+    assert run.replications == 4
+    fill = run.summary("fill_rate")
+    assert set(fill) == {(s, p) for s in run.scenarios for p in run.policies}
+    assert fill["dc_outage", "rop"].vs_baseline is not None and fill["baseline", "rop"].vs_baseline is None
+    fan = run.fan("fill_rate_7d", "dc_outage", "base_stock")
+    assert fan.percentiles == [5.0, 25.0, 50.0, 75.0, 95.0] and len(fan.days) == 120
+    low, high = fan.values[0], fan.values[-1]
+    assert all(a <= b for a, b in zip(low, high) if a is not None and b is not None)
+    closures = [a for a in run.alerts() if a.kind == "dc_closure"]
+    assert [(a.scenario, a.start_day, a.end_day, a.start_date) for a in closures] == [
+        ("dc_outage", 40, 61, "2021-02-10")]
+
+
+def test_spans_below_target_merge_short_gaps():
+    assert _spans_below([1, 0.9, 0.9, 1, 1, 0.9, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0.8], 0.95) == [(1, 6), (15, 16)]
+    assert _spans_below([1, 1, 1], 0.95) == []
+
+
+def test_the_api_answers_only_for_runs_it_found(dashboard):
+    runs = httpx.get(f"{dashboard}/api/runs").json()
+    assert [r["id"] for r in runs] == ["stress/run1"]
+    overview = httpx.get(f"{dashboard}/api/runs/stress/run1/overview").json()
+    assert overview["dcs"] == ["dc_0"] and "time_to_recover" in [f["name"] for f in overview["figures"]]
+    assert any(a["kind"] == "dc_closure" for a in overview["alerts"])
+    assert httpx.get(f"{dashboard}/api/runs/..%2F..%2Fetc/overview").status_code == 404
+    assert httpx.get(f"{dashboard}/api/runs/nope/overview").status_code == 404
+    bad = httpx.get(f"{dashboard}/api/runs/stress/run1/summary", params={"figure": "nope"})
+    assert bad.status_code == 422 and "figure: 'nope' is not allowed" in bad.json()["detail"]
+    bad = httpx.get(f"{dashboard}/api/runs/stress/run1/fan", params={"scenario": "x", "policy": "rop"})
+    assert bad.status_code == 422 and "scenario: 'x' is not allowed" in bad.json()["detail"]
+    assert httpx.get(f"{dashboard}/api/orders").status_code == 404  # no bundle loaded
+    assert httpx.get(f"{dashboard}/assets/plotly.min.js").status_code == 200
+    assert httpx.get(f"{dashboard}/assets/..%2Fdashboard.py").status_code == 404
+
+
+def test_the_page_in_headless_chromium(dashboard, tmp_path):
+    """The page loads, compares the scenarios, a control changes what is shown, and the console stays clean."""
+    from playwright.sync_api import sync_playwright
+
+    assert os.path.exists(CHROMIUM), "Debian's chromium is needed: make test installs it (apt-get install chromium)"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1200})
+            problems: list[str] = []
+            page.on("console", lambda m: problems.append(m.text) if m.type in ("error", "warning") else None)
+            page.on("pageerror", lambda e: problems.append(str(e)))
+            page.goto(dashboard + "/")
+            page.wait_for_function("document.getElementById('comparison').data?.length === 2")
+            page.wait_for_function("document.getElementById('fans').data?.length > 0")
+            comparison = page.evaluate("document.getElementById('comparison').data.map(t => [t.name, t.x])")
+            assert comparison == [["base_stock", ["baseline", "dc_outage"]], ["rop", ["baseline", "dc_outage"]]]
+            assert page.locator("#comparison-table tr").count() == 5  # a header and four cells
+            assert "DC dc_0 closed" in page.locator("#alerts").inner_text()
+
+            # a control: another fan-chart metric redraws the fans with its own numbers
+            before = page.evaluate("document.getElementById('fans').layout.title.text")
+            page.select_option("#metric", "backorders")
+            page.wait_for_function("document.getElementById('fans').layout.title.text.startsWith('backorders')")
+            assert before.startswith("fill rate")
+            # another: unticking a policy leaves one bar series
+            page.uncheck("input[name=policy][value=rop]")
+            page.wait_for_function("document.getElementById('comparison').data.length === 1")
+            # and the figure select: cost per day, in the table too
+            page.select_option("#figure", "cost_per_day")
+            page.wait_for_function("document.getElementById('comparison').layout.title.text.startsWith('cost per day')")
+            page.screenshot(path=str(tmp_path / "dashboard.png"), full_page=True)
+            assert (tmp_path / "dashboard.png").stat().st_size > 10_000
+            assert problems == []
+        finally:
+            browser.close()
