@@ -235,7 +235,8 @@ def find_runs(root: Path, limit: int = MAX_RUNS) -> list[StressRun]:
         raise RunError(f"runs: {root} is not a directory; allowed: a folder of stress runs (e.g. outputs)")
     found = [p.parent for p in root.rglob("summary.csv") if all((p.parent / f).is_file() for f in RUN_FILES)]
     found.sort(key=lambda p: (p / "summary.csv").stat().st_mtime, reverse=True)
-    return [StressRun(run_id=p.relative_to(root).as_posix() or ".", path=p) for p in found[:limit]]
+    return [StressRun(run_id=p.relative_to(root).as_posix() if p != root else root.resolve().name, path=p)
+            for p in found[:limit]]
 
 
 # ---------------------------------------------------------------------------- helpers
