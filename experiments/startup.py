@@ -120,10 +120,11 @@ def run_checked(hydra_main) -> None:
     hydra_main()
 
 
-def write_scenario(out: Path, scenario: Scenario, command: str, network: str, horizon: int) -> Path:
-    """Write the run's scenario as run (a scenario file: day numbers and dates) to OUT/scenario.yaml, headed by
-    the `command` that ran it."""
-    path = out / "scenario.yaml"
+def write_scenario(out: Path, scenario: Scenario, command: str, network: str, horizon: int,
+                   filename: str = "scenario.yaml") -> Path:
+    """Write the run's scenario as run (a scenario file: day numbers and dates) to OUT/FILENAME (scenario.yaml),
+    headed by the `command` that ran it."""
+    path = out / filename
     path.write_text(scenario_yaml(scenario, f"scenario of: {command}\non network {network}, {horizon} days"))
     return path
 
