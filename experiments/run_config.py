@@ -1,7 +1,8 @@
 """A simulation run's config, validated: plain containers in (conf/config.yaml, composed), typed objects out.
 
     config = load_config(plain(cfg))     # SpecError naming the key if anything is bad
-    config.network, config.scenario, config.policy, config.seeds, config.initial_on_hand, config.start
+    config.network, config.scenario, config.policy, config.seeds, config.initial_on_hand, config.start,
+    config.demand (None: the network's own demand model; else a planner's history, twin/demand_history.py)
 
 experiments.simulate runs it; experiments.tune reads the same config to tune the
 policy's safety factors.
@@ -23,6 +24,7 @@ from scenarios import Scenario
 from twin import NetworkSpec, network_from_dict
 from twin.config import ConfigReader, SpecError, check_warmup
 from twin.coverage import starting_stock
+from twin.demand_history import DemandSource, demand_source_from_dict
 from twin.snapshot import Snapshot
 from twin.spec import INVARIANT_MODES
 from twin.stats import DemandStats
@@ -53,6 +55,7 @@ class SimulationConfig:
     output: OutputOptions
     initial_on_hand: np.ndarray | None = None  # (nodes, SKUs) stock at the start; None: the network starts empty
     start: Snapshot | None = None              # start from this snapshot instead of day 0
+    demand: DemandSource | None = None         # store demand from a history (conf/demand/history.yaml); None: model
 
     @property
     def seeds(self) -> list[int]:
@@ -82,16 +85,18 @@ def load_config(data: Mapping[str, Any]) -> SimulationConfig:
                            snapshot_days=snapshot_days)
     out.done()
     network = network_from_dict(r.raw("network"), "network")
+    demand = demand_source_from_dict(r.raw("demand"), network, horizon, "demand")
     start = _start(r.text("start", optional=True), network, horizon, initial_days, snapshot_days)
     scenario_params = dict(ConfigReader(r.raw("scenario"), "scenario").data)
     scenario = scenarios.build(scenario_params.pop("name", None), network, horizon, **scenario_params)
     policy_spec = PolicySpec.from_dict(r.raw("policy"), "policy")
     r.done()
     return SimulationConfig(network=network, scenario=scenario, policy_spec=policy_spec,
-                            policy=policy_spec.build(network, horizon, seed), horizon=horizon, warmup=warmup,
-                            seed=seed, replications=replications, invariants=invariants, output=output,
-                            initial_on_hand=None if start else initial_stock(network, horizon, seed, initial_days),
-                            start=start)
+                            policy=policy_spec.build(network, horizon, seed, demand), horizon=horizon,
+                            warmup=warmup, seed=seed, replications=replications, invariants=invariants,
+                            output=output, start=start, demand=demand,
+                            initial_on_hand=None if start else initial_stock(network, horizon, seed, initial_days,
+                                                                             demand))
 
 
 def _start(path: str | None, network: NetworkSpec, horizon: int, initial_days: Mapping[str, float],
@@ -113,10 +118,12 @@ def _start(path: str | None, network: NetworkSpec, horizon: int, initial_days: M
     return snapshot
 
 
-def initial_stock(network: NetworkSpec, horizon: int, seed: int, days: Mapping[str, float]) -> np.ndarray | None:
-    """On-hand stock at the start: `days` of mean daily demand per node kind (None when all are 0: empty)."""
+def initial_stock(network: NetworkSpec, horizon: int, seed: int, days: Mapping[str, float],
+                  demand: DemandSource | None = None) -> np.ndarray | None:
+    """On-hand stock at the start: `days` of mean daily demand per node kind (None when all are 0: empty), the
+    mean of the run's demand (its history's, if it has one)."""
     if not any(days.values()):
         return None
     per_node = np.array([days.get(node.kind, 0.0) for node in network.nodes])
-    return starting_stock(DemandStats.of(network, horizon, seed).mean, per_node,
+    return starting_stock(DemandStats.of(network, horizon, seed, demand).mean, per_node,
                           integer_units=network.demand.integer_units)

@@ -5,6 +5,8 @@
     python -m experiments.simulate -m scenario=baseline,covid_2020 policy=base_stock,rop
     python -m experiments.simulate -m scenario=flash_sale,dc_outage ++scenario.start_day=30
     python -m experiments.simulate scenario=examples/scenario_covid_dates.yaml    # a scenario file
+    python -m experiments.simulate demand=history demand.path=sales.csv            # a planner's sales history
+    python -m experiments.simulate demand=history demand.path=sales.csv demand.mode=fitted replications=50
 
 (In a multirun that sweeps `scenario`, set scenario parameters with `++`: Hydra composes
 the sweep's master config with the default scenario, which lacks them.)
@@ -80,7 +82,8 @@ def simulate(config: SimulationConfig, out: Path | None = None) -> list[RunResul
         progress = ProgressLog(label)
         engine = Engine(config.network, horizon=config.horizon, seed=seed, shocks=config.scenario.shocks,
                         warmup=config.warmup, invariants=config.invariants, per_sku_series=config.output.per_sku,
-                        initial_on_hand=config.initial_on_hand, progress=progress, start=config.start)
+                        initial_on_hand=config.initial_on_hand, progress=progress, start=config.start,
+                        demand=config.demand)
         while not engine.done:
             if engine.day in config.output.snapshot_days and out is not None:
                 path = engine.snapshot().save(out / snapshot_name(engine.day, rep, config.replications))
@@ -119,6 +122,7 @@ def kpi_report(config: SimulationConfig, results: Sequence[RunResult]) -> dict:
             "warmup": config.warmup,
             "seeds": config.seeds,
             **({"start_day": config.start.day} if config.start else {}),
+            **({"demand": config.demand.describe()} if config.demand else {}),
             "twin_version": TWIN_VERSION,
             "shocks": [{"type": type(s).__name__, **dataclasses.asdict(s)} for s in config.scenario.shocks],
         },
@@ -208,6 +212,10 @@ def main(cfg: DictConfig) -> None:
     log.info("network %s (%d nodes, %d SKUs), scenario %s (%d shocks), policy %s, %d days x %d replication(s)",
              config.network.name, len(config.network.nodes), config.network.skus.n, config.scenario.name,
              len(config.scenario.shocks), config.policy_spec.name, config.horizon, config.replications)
+    if config.demand is not None:
+        history = config.demand.history
+        log.info("demand: %s of %s (%d series, %s to %s), run day 0 = %s", config.demand.mode, history.path,
+                 int(history.covered.sum()), history.first, history.date(history.days - 1), config.demand.start_date)
     started = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
     results = simulate(config, out)

@@ -60,14 +60,15 @@ def main(cfg: DictConfig) -> None:
 
     def make_policy(params: dict[str, float]):
         spec = PolicySpec(name=config.policy_spec.name, z={**config.policy_spec.z, **params})
-        return spec.build(config.network, config.horizon, config.seed)
+        return spec.build(config.network, config.horizon, config.seed, config.demand)
 
     def progress(params: dict[str, float], cost: float) -> None:
         log.info("z %s: cost per day %.2f", params, cost)
 
     result = tune(make_policy, config.network, grid={e: grid for e in echelons}, horizon=config.horizon,
                   seeds=seeds, shocks=config.scenario.shocks, warmup=config.warmup, max_rounds=rounds,
-                  start=config.start, initial_on_hand=config.initial_on_hand, progress=progress)
+                  start=config.start, initial_on_hand=config.initial_on_hand, demand=config.demand,
+                  progress=progress)
     out = run_dir()
     out.mkdir(parents=True, exist_ok=True)
     command = f"python -m experiments.tune {' '.join(HydraConfig.get().overrides.task)}"

@@ -40,6 +40,7 @@ class DemandModel:
 
     def __init__(self, network: NetworkSpec, horizon: int, streams: Streams) -> None:
         skus, spec = network.skus, network.demand
+        self.skus = skus
         self.horizon = horizon
         days = np.arange(horizon)
         doy = days % 365
@@ -85,14 +86,19 @@ class DemandModel:
         """The covariates of this run (promotions and weather are drawn per seed)."""
         return Covariates(promotion=self.promotion, price=self.price, holiday=self.holiday, weather=self.weather)
 
-    def draw(self, store: str, day: int, mean: np.ndarray) -> np.ndarray:
-        """Day `day`'s demand of every SKU at `store` around the expected demand `mean`."""
+    def draw(self, store: str, day: int, mean: np.ndarray, multiplier: np.ndarray | float | None = None) -> np.ndarray:
+        """Day `day`'s demand of every SKU at `store` around the expected demand `mean` (which holds the shocks'
+        `multiplier` already; a history's model, twin/demand_history.py, needs it)."""
         return self._samplers[store].draw(day, mean)
 
     def mean_matrix(self, store: str) -> np.ndarray:
         """Expected demand (days, SKUs) at `store` over the horizon, without shocks."""
         sampler = self._samplers[store]
         return self._region_rate[sampler.region] * sampler.scale
+
+    def variance_matrix(self, store: str) -> np.ndarray:
+        """Variance (days, SKUs) of each day's draw at `store` around its expected demand, without shocks."""
+        return draw_variance(self.mean_matrix(store), self.skus)
 
     def sample(self, store: str, day: int, multiplier: np.ndarray | float | None = None) -> np.ndarray:
         """One day's demand of every SKU at `store`."""

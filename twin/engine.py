@@ -26,7 +26,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import simpy
@@ -42,6 +42,9 @@ from twin.snapshot import OpenShipment, Snapshot, UnshippedOrder, network_hash
 from twin.spec import NetworkSpec
 from twin.state import NetworkState, Topology, expected_lead_times
 from twin.streams import Streams
+
+if TYPE_CHECKING:
+    from twin.demand_history import DemandSource
 
 PHASE_SHOCKS = 0.01
 PHASE_DECISION = 0.30
@@ -94,7 +97,7 @@ class Engine:
                  warmup: int = 0, invariants: str = "warn", per_sku_series: bool = False,
                  initial_on_hand: np.ndarray | None = None, sku_costs: bool = False,
                  progress: Callable[[int, int], None] | None = None, progress_every: int = 30,
-                 start: Snapshot | None = None) -> None:
+                 start: Snapshot | None = None, demand: DemandSource | None = None) -> None:
         if isinstance(horizon, bool) or not isinstance(horizon, int) or horizon < 1:
             raise ValueError(f"horizon: {horizon!r} is not allowed; allowed: an integer >= 1 (days)")
         check_warmup(warmup, horizon)
@@ -202,6 +205,9 @@ class Engine:
 
         # randomness: demand per store, one lead-time draw per lane per day (used or not: common random numbers)
         self.demand_model = DemandModel(network, draw_days, streams)
+        self.demand_source = demand
+        if demand is not None:  # a planner's history, replayed or bootstrapped (twin/demand_history.py)
+            self.demand_model = demand.model(network, horizon, streams, self.demand_model)
         self.lead_times = np.stack([nd.lead_time.sample(streams.generator(nd.name, "lead_time"), draw_days)
                                     if nd.kind != "supplier" else np.zeros(draw_days, dtype=np.int64)
                                     for nd in nodes])
@@ -371,7 +377,7 @@ class Engine:
             yield self._at(day, PHASE_DEMAND)
             multiplier = self.effects.demand[i] if self.demand_shocked else None  # None: skip multiplying by 1
             expected = self.demand_model.mean(name, day, multiplier)
-            demand = self.demand_model.draw(name, day, expected)
+            demand = self.demand_model.draw(name, day, expected, multiplier)
             if self.series.sku is not None:
                 self.series.sku["expected_demand"][day, i] = expected
             if self.demand_log is not None:

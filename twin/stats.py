@@ -23,13 +23,17 @@ cover the day-to-day movement of the mean, which is why it is counted at all.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from twin.demand import DemandModel, draw_variance
+from twin.demand import DemandModel
 from twin.spec import NetworkSpec
 from twin.state import Topology
 from twin.streams import Streams
+
+if TYPE_CHECKING:
+    from twin.demand_history import DemandSource
 
 
 @dataclass(frozen=True)
@@ -43,10 +47,15 @@ class DemandStats:
     lead_time_variance: np.ndarray
 
     @classmethod
-    def of(cls, network: NetworkSpec, horizon: int = 365, seed: int = 0) -> DemandStats:
-        """Statistics of the demand model of `network` over `horizon` days (promotions and weather of `seed`)."""
+    def of(cls, network: NetworkSpec, horizon: int = 365, seed: int = 0,
+           demand: DemandSource | None = None) -> DemandStats:
+        """Statistics of the demand model of `network` over `horizon` days (promotions and weather of `seed`), or
+        of a planner's history `demand` (twin/demand_history.py: a replay's day-to-day movement counts as the
+        movement of the mean; a fitted history's residuals as the draws' variance)."""
         topo = Topology.of(network)
         model = DemandModel(network, horizon, Streams(seed))
+        if demand is not None:
+            model = demand.model(network, horizon, Streams(seed), model)
         n_nodes, n_skus = len(network.nodes), network.skus.n
 
         # Each store's expected demand per day (days, SKUs) is added into every node above it, where it is
@@ -60,7 +69,7 @@ class DemandStats:
             if node.kind != "store":
                 continue
             expected = model.mean_matrix(node.name)
-            store_draw_variance = draw_variance(expected, network.skus).mean(axis=0)
+            store_draw_variance = model.variance_matrix(node.name).mean(axis=0)
             mean[i], variance_of_expected[i] = expected.mean(axis=0), expected.var(axis=0)
             for j in np.flatnonzero(topo.descendants[:, i]):  # the store itself and every node above it
                 mean_draw_variance[j] += store_draw_variance

@@ -2,7 +2,9 @@
 
 A policy config is `name` plus safety factors `z: {store: .., dc: ..}` per echelon.
 Levels are static: computed once from the true demand model over the run's horizon
-(`DemandStats.of(network, horizon, seed)`), never from the shocks of a scenario.
+(`DemandStats.of(network, horizon, seed)`), or from a planner's demand history when the
+run takes its demand from one (`demand`, twin/demand_history.py), never from the shocks
+of a scenario.
 `optimal_policy(case)` is the policy a reference case states as optimal, with the
 case's own levels (experiments.validate runs it; experiments.evaluate and
 experiments.train compare against it).
@@ -27,6 +29,7 @@ from twin.stats import DemandStats
 
 if TYPE_CHECKING:
     from scenarios.reference import ReferenceCase
+    from twin.demand_history import DemandSource
 
 ECHELONS = ("store", "dc")
 
@@ -71,9 +74,10 @@ class PolicySpec:
         r.done()
         return cls(name=name, z=z)
 
-    def build(self, network: NetworkSpec, horizon: int, seed: int) -> Policy:
-        """The policy with static levels for `network` (demand statistics over `horizon` days of `seed`)."""
-        stats = DemandStats.of(network, horizon, seed)
+    def build(self, network: NetworkSpec, horizon: int, seed: int, demand: DemandSource | None = None) -> Policy:
+        """The policy with static levels for `network` (demand statistics over `horizon` days of `seed`, or of the
+        demand history `demand` the run takes its demand from)."""
+        stats = DemandStats.of(network, horizon, seed, demand)
         return POLICIES[self.name](stats, cost_rates(network), self.z)
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -20,6 +21,9 @@ from twin.engine import Engine
 from twin.shocks import Shock
 from twin.snapshot import Snapshot
 from twin.spec import NetworkSpec
+
+if TYPE_CHECKING:
+    from twin.demand_history import DemandSource
 
 
 @dataclass(frozen=True)
@@ -33,13 +37,14 @@ class TuningResult:
 
 def evaluate(policy: Policy, network: NetworkSpec, *, horizon: int, seeds: Sequence[int],
              shocks: Sequence[Shock] = (), warmup: int = 0, start: Snapshot | None = None,
-             initial_on_hand: np.ndarray | None = None) -> float:
+             initial_on_hand: np.ndarray | None = None, demand: DemandSource | None = None) -> float:
     """Mean network cost per day of `policy` over `seeds` (same seeds => common random numbers), each run from
-    `start` (a snapshot) or day 0 with `initial_on_hand`."""
+    `start` (a snapshot) or day 0 with `initial_on_hand`, on the store demand of `demand` (a planner's history,
+    twin/demand_history.py) or of the network's model."""
     costs = []
     for seed in seeds:
         engine = Engine(network, horizon=horizon, seed=seed, shocks=shocks, warmup=warmup, invariants="off",
-                        start=start, initial_on_hand=initial_on_hand)
+                        start=start, initial_on_hand=initial_on_hand, demand=demand)
         costs.append(engine.run(policy).kpis["network"]["cost_per_day"])
     return float(np.mean(costs))
 
@@ -47,7 +52,7 @@ def evaluate(policy: Policy, network: NetworkSpec, *, horizon: int, seeds: Seque
 def tune(make_policy: Callable[[dict[str, float]], Policy], network: NetworkSpec, *,
          grid: Mapping[str, Sequence[float]], horizon: int, seeds: Sequence[int], shocks: Sequence[Shock] = (),
          warmup: int = 0, max_rounds: int = 4, start: Snapshot | None = None,
-         initial_on_hand: np.ndarray | None = None,
+         initial_on_hand: np.ndarray | None = None, demand: DemandSource | None = None,
          progress: Callable[[dict[str, float], float], None] | None = None) -> TuningResult:
     """Coordinate descent over `grid` (parameter name -> candidate values) minimising mean cost per day, every
     candidate run from `start` (a snapshot: tune from today's position) or from day 0 with `initial_on_hand`."""
@@ -57,7 +62,7 @@ def tune(make_policy: Callable[[dict[str, float]], Policy], network: NetworkSpec
 
     def cost_of(params: dict[str, float]) -> float:
         cost = evaluate(make_policy(params), network, horizon=horizon, seeds=seeds, shocks=shocks, warmup=warmup,
-                        start=start, initial_on_hand=initial_on_hand)
+                        start=start, initial_on_hand=initial_on_hand, demand=demand)
         if progress is not None:
             progress(dict(params), cost)
         return cost
