@@ -77,9 +77,13 @@ def load_serve_config(data: dict[str, Any]) -> tuple[ServiceSettings, dict[str, 
     if fields["bundle"] is None:
         raise SpecError("bundle: required; allowed: a bundle directory or bundle.zip of experiments.export "
                         "(bundle=PATH)")
-    for name in ("bundle", "clients_file", "key_file"):
+    for name in ("bundle", "clients_file", "key_file", "bundles_dir"):
         if isinstance(fields[name], str):
             fields[name] = _path(fields[name])
+    if isinstance(fields["reload_roots"], str):  # one folder: reload_roots=DIR
+        fields["reload_roots"] = [fields["reload_roots"]]
+    if isinstance(fields["reload_roots"], list):
+        fields["reload_roots"] = [_path(r) if isinstance(r, str) else r for r in fields["reload_roots"]]
     if isinstance(fields["audit_url"], str):
         fields["audit_url"] = _audit_url(fields["audit_url"])
     try:
@@ -98,6 +102,8 @@ def main(cfg: DictConfig) -> None:
         served = check(settings)
     url = f"http://{server['host']}:{server['port']}"
     log.info("bundle %s (sha256 %s) from %s", served.bundle.name, served.bundle.sha256, served.path)
+    log.info("bundle uploads unpack into %s; path reloads within %s", settings.bundles_path(),
+             ", ".join(str(r) for r in settings.reload_root_paths()))
     log.info("serving on %s with %d worker(s); OpenAPI at %s/docs; audit %s", url, server["workers"], url,
              sa.make_url(settings.audit_url).render_as_string(hide_password=True))
     if server["host"] not in ("127.0.0.1", "localhost", "::1"):

@@ -28,11 +28,12 @@ import hashlib
 import json
 import shutil
 import tempfile
+import weakref
 import zipfile
 from functools import cached_property
 from importlib import metadata
 from importlib.util import find_spec
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any, Literal
 
 import numpy as np
@@ -239,10 +240,24 @@ class Bundle:
 
 
 def load_bundle(path: str | Path) -> Bundle:
-    """Load and verify the bundle in `path` (its directory, or bundle.zip); BundleError naming what is wrong."""
+    """Load and verify the bundle in `path` (its directory, or bundle.zip); BundleError naming what is wrong.
+
+    A bundle.zip is unpacked into a temporary directory that lives as long as the Bundle: removed when the
+    Bundle is garbage-collected (or at exit), and at once if the bundle is refused."""
     path = Path(path)
     if path.is_file() and zipfile.is_zipfile(path):
-        path = _unzip(path)
+        scratch = Path(tempfile.mkdtemp(prefix="bundle-"))
+        try:
+            bundle = _load(unpack_zip(path, scratch))
+        except BaseException:
+            shutil.rmtree(scratch, ignore_errors=True)
+            raise
+        weakref.finalize(bundle, shutil.rmtree, str(scratch), ignore_errors=True)
+        return bundle
+    return _load(path)
+
+
+def _load(path: Path) -> Bundle:
     if not path.is_dir():
         raise BundleError(f"bundle {str(path)!r}: no such directory; allowed: a bundle directory written by "
                           f"`python -m experiments.export`, or its bundle.zip")
@@ -289,20 +304,38 @@ def _forecaster(path: Path, manifest: Manifest):
         raise BundleError(f"{FORECASTER_DIR}/: {error}") from error
 
 
-def _unzip(archive: Path) -> Path:
-    target = Path(tempfile.mkdtemp(prefix="bundle-"))
-    with zipfile.ZipFile(archive) as z:
-        for member in z.namelist():  # no absolute paths or '..' out of the target
-            if Path(member).is_absolute() or ".." in Path(member).parts:
-                shutil.rmtree(target)
-                raise BundleError(f"bundle {str(archive)!r}: member {member!r} is not allowed; allowed: relative "
-                                  f"paths inside the archive")
-        size = sum(info.file_size for info in z.infolist())
-        if size > MAX_UNZIPPED_BYTES:
-            shutil.rmtree(target)
-            raise BundleError(f"bundle {str(archive)!r}: {size:,} bytes unzipped; allowed: at most "
-                              f"{MAX_UNZIPPED_BYTES:,}")
-        z.extractall(target)
+def unsafe_member(name: str) -> bool:
+    """Whether a zip member's name could write outside the folder it is extracted into: absolute (`/x`,
+    `C:/x`, `\\x`) or with a `..` part (`../x`, `a/../../x`, `..\\x`)."""
+    posix, windows = PurePosixPath(name), PureWindowsPath(name)
+    return (posix.is_absolute() or bool(windows.drive or windows.root) or ".." in posix.parts
+            or ".." in windows.parts)
+
+
+def unpack_zip(archive: str | Path, target: str | Path, name: str | None = None) -> Path:
+    """Extract the bundle.zip `archive` into the directory `target` (made if missing) and return the bundle's
+    directory in it: the folder of its one manifest.json, else `target` (then loading it names what is
+    missing). BundleError (its message names the archive as `name`, default its path) for a file that is no
+    readable zip, a member that would land outside `target` (an absolute path or `..`: refused before anything
+    is written) or more than MAX_UNZIPPED_BYTES unzipped (a zip bomb); the caller removes `target`."""
+    archive, target = Path(archive), Path(target)
+    where = name or f"bundle {str(archive)!r}"
+    try:
+        with zipfile.ZipFile(archive) as z:
+            infos = z.infolist()
+            for info in infos:  # nothing out of the target
+                if unsafe_member(info.filename):
+                    raise BundleError(f"{where}: member {info.filename!r} is not allowed (it would be written "
+                                      f"outside the bundle's folder); allowed: relative paths inside the archive")
+            size = sum(info.file_size for info in infos)
+            if size > MAX_UNZIPPED_BYTES:
+                raise BundleError(f"{where}: {size:,} bytes unzipped; allowed: at most {MAX_UNZIPPED_BYTES:,}")
+            target.mkdir(parents=True, exist_ok=True)
+            z.extractall(target)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, NotImplementedError, RuntimeError) as error:
+        # not a zip, a damaged one (CRC), an encrypted one or a compression zipfile lacks
+        raise BundleError(f"{where}: not a readable zip archive ({error}); allowed: the bundle.zip written by "
+                          f"experiments.export") from error
     found = [p.parent for p in target.rglob(MANIFEST)]
     return found[0] if len(found) == 1 else target
 

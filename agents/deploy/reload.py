@@ -9,20 +9,71 @@ audit database (`active_bundle`), and swaps. Every worker process polls that row
 `interval` seconds, in a background thread) and swaps when the hash differs from its own, after the same
 checks and after confirming the files still hash to what was published; a bundle that fails is logged once
 and the old one keeps serving.
+
+Where a bundle may come from: an admin's path must resolve (symlinks followed) inside one of the allowed roots
+(`confined`); an uploaded bundle.zip is unpacked into `bundles_dir/<sha256 of the zip>/` (`unpack_upload`) and
+then checked, published and swapped like a path; a refused upload leaves no folder behind.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import shutil
+import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from agents.deploy.audit import AuditLog
-from agents.deploy.bundle import Bundle, BundleError, load_bundle
+from agents.deploy.bundle import Bundle, BundleError, load_bundle, unpack_zip
 
 log = logging.getLogger("agents.deploy.reload")
+
+UPLOAD_PREFIX = ".upload-"  # an upload being received: bundles_dir/.upload-XXXX.zip (removed once unpacked)
+UNPACK_PREFIX = ".unpack-"  # ... and being unpacked: bundles_dir/.unpack-XXXX/ (renamed to its sha256, or removed)
+
+
+class OutsideRoots(ValueError):
+    """A reload path that resolves outside every allowed root."""
+
+
+def confined(path: str | Path, roots: Sequence[Path]) -> Path:
+    """`path` made absolute with `~` expanded and every symlink resolved, if it lies in one of `roots`
+    (resolved folders); OutsideRoots naming the path and the roots otherwise."""
+    try:
+        resolved = Path(path).expanduser().resolve()
+    except (RuntimeError, OSError) as error:  # `~nobody`, a symlink loop
+        raise OutsideRoots(f"{str(path)!r} cannot be resolved ({error}); allowed: a bundle in "
+                           f"{', '.join(repr(str(r)) for r in roots)}") from None
+    if any(resolved.is_relative_to(root) for root in roots):
+        return resolved
+    raise OutsideRoots(f"{str(resolved)!r} (symlinks resolved) is outside the folders a reload may read; allowed: "
+                       f"a bundle in {', '.join(repr(str(r)) for r in roots)} (settings bundles_dir, "
+                       f"reload_roots)")
+
+
+def unpack_upload(archive: Path, digest: str, bundles_dir: Path) -> tuple[Path, bool]:
+    """Unpack the uploaded bundle.zip `archive` (whose sha256 is `digest`) as the folder `bundles_dir/<digest>`:
+    (that folder, whether this call made it; an earlier upload of the same zip is reused). It is unpacked into a
+    scratch folder beside it first, then renamed, so the folder is whole or absent; BundleError (nothing left
+    behind) for an archive that `unpack_zip` refuses."""
+    final = bundles_dir / digest
+    if final.is_dir():
+        return final, False
+    scratch = Path(tempfile.mkdtemp(prefix=UNPACK_PREFIX, dir=bundles_dir))
+    try:
+        inner = unpack_zip(archive, scratch, "the uploaded bundle.zip")
+        try:
+            os.rename(inner, final)
+        except OSError:
+            if final.is_dir():  # the same zip, unpacked meanwhile by another worker
+                return final, False
+            raise
+        return final, True
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def checked_bundle(path: str | Path) -> Bundle:
@@ -73,6 +124,19 @@ class BundleSlot:
             bundle = checked_bundle(path)
             self.audit.publish_bundle(path, bundle.sha256, changed_by)
             return Served(bundle, path), self.install(Served(bundle, path))
+
+    def upload(self, archive: Path, digest: str, bundles_dir: Path, changed_by: str) -> tuple[Served, Served]:
+        """Unpack the uploaded bundle.zip `archive` (sha256 `digest`) into `bundles_dir/<digest>`, then check,
+        publish and serve it as `reload` does: (new, previous). BundleError if it fails (nothing changes, and a
+        folder this upload made is removed)."""
+        with self._lock:
+            path, made = unpack_upload(archive, digest, bundles_dir)
+            try:
+                return self.reload(str(path), changed_by)
+            except BaseException:
+                if made:
+                    shutil.rmtree(path, ignore_errors=True)
+                raise
 
     def poll(self) -> None:
         """Swap to the published bundle if it is not the one served (checked the same way as `reload`)."""

@@ -6,6 +6,7 @@
     GET  /v1/schema/erp-state   the JSON Schema of the request body                              decide or admin
     GET  /metrics               Prometheus metrics                                               decide or admin
     POST /v1/admin/bundle       {"path": DIR}: check a bundle and serve it, in every worker      admin
+    PUT  /v1/admin/bundle       a bundle.zip body: unpack into bundles_dir, check, serve it      admin
     GET  /v1/health             liveness and the audit database's readiness                     no token
     GET  /docs, /openapi.json   the API's documentation
 
@@ -26,6 +27,7 @@ signed, not stored; rate limits are per worker), which is also how a bundle relo
 import base64
 import binascii
 import gc
+import hashlib
 import json
 import logging
 import os
@@ -46,6 +48,7 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.security import OAuth2
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 
 from agents.deploy.audit import AuditLog, AuditRecord
 from agents.deploy.auth import CLIENT_ID, AuthError, ClientStore, Principal, TokenIssuer, grant, require, signing_key
@@ -56,7 +59,7 @@ from agents.deploy.decide import DecisionResponse, decide, decisions_csv
 from agents.deploy.erp_state import ErpState, erp_state_schema, format_loc
 from agents.deploy.metrics import MetricsMiddleware, ServiceMetrics
 from agents.deploy.ratelimit import RateLimiter, retry_after
-from agents.deploy.reload import BundleSlot, Served, checked_bundle
+from agents.deploy.reload import UPLOAD_PREFIX, BundleSlot, OutsideRoots, Served, checked_bundle, confined
 from agents.deploy.settings import ServiceSettings, settings_from_env, settings_to_env
 from twin.config import SpecError
 
@@ -68,6 +71,7 @@ TOKEN_HASHES_PER_SECOND = 5  # token requests per second per worker, all clients
 TOKEN_HASH_BURST = 20        # ... and at once
 REQUEST_THREADS = 1     # threads running sync endpoints per worker: more only contend for the GIL
 LAUNCHER = "service start"
+BUNDLE_ROUTE = "/v1/admin/bundle"  # POST a path to reload, PUT a bundle.zip to upload
 
 
 # ------------------------------------------------------------------ models at the HTTP boundary
@@ -115,7 +119,8 @@ class OAuthProblem(_Model):
 class BundleReload(_Model):
     """An admin's request to serve another bundle."""
 
-    path: str = Field(min_length=1, max_length=4096, description="the bundle directory (or bundle.zip) on the server")
+    path: str = Field(min_length=1, max_length=4096, description="the bundle directory (or bundle.zip) on the server, "
+                                                                 "inside bundles_dir or a reload root")
 
 
 class BundleSwap(_Model):
@@ -125,6 +130,7 @@ class BundleSwap(_Model):
     sha256: str
     previous_name: str
     previous_sha256: str
+    path: str = Field(description="the bundle served, on the server (an upload's: bundles_dir/<sha256 of the zip>)")
 
 
 class ModelInfo(_Model):
@@ -283,6 +289,10 @@ def create_app(settings: ServiceSettings) -> FastAPI:
              slot.current.bundle.sha256)
     slot.on_swap = lambda new, old: metrics.serving(new.bundle.name, new.bundle.sha256,
                                                     (old.bundle.name, old.bundle.sha256))
+    bundles_dir = settings.bundles_path()  # uploads are unpacked here
+    bundles_dir.mkdir(parents=True, exist_ok=True)
+    reload_roots = settings.reload_root_paths()  # a path reload must lie in one of these
+    admin_thread = CapacityLimiter(1)  # unpacking and checking a bundle: never on the decisions' thread
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -310,7 +320,8 @@ def create_app(settings: ServiceSettings) -> FastAPI:
         return app.openapi_schema
 
     app.openapi = openapi
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes,
+                       streamed={("PUT", BUNDLE_ROUTE): (settings.max_bundle_bytes, "max_bundle_bytes")})
     app.add_middleware(MetricsMiddleware, metrics=metrics)  # added last: outermost, so it sees 413s too
 
     oauth2 = OAuth2(flows=OAuthFlows(clientCredentials=OAuthFlowClientCredentials(
@@ -356,6 +367,10 @@ def create_app(settings: ServiceSettings) -> FastAPI:
         # FastAPI answers 400 for a JSON body it cannot decode (not UTF-8): malformed JSON, so 422 like the rest
         if error.status_code == 400 and isinstance(error.__cause__, ValueError):
             return _unprocessable([("body", f"malformed JSON: the body is not UTF-8 text ({error.__cause__})")])
+        if error.status_code == 405:  # starlette's Allow names the first route of the path only (POST, PUT bundle)
+            methods = {m for r in app.routes if getattr(r, "path_regex", None) is not None
+                       and r.path_regex.match(request.url.path) for m in getattr(r, "methods", None) or ()}
+            return _problem(405, "Method Not Allowed", {"Allow": ", ".join(sorted(methods))})
         return await http_exception_handler(request, error)
 
     @app.exception_handler(Exception)
@@ -477,23 +492,63 @@ def create_app(settings: ServiceSettings) -> FastAPI:
         """Prometheus metrics: requests by endpoint and status, latency, decisions, the bundle served."""
         return Response(metrics.exposition(), media_type=metrics.content_type)
 
-    @app.post("/v1/admin/bundle", response_model=BundleSwap, tags=["operations"],
+    def swapped(new: Served, previous: Served, how: str, principal: Principal) -> BundleSwap:
+        log.info("bundle %s by %s: %s (sha256 %s) from %s replaces %s", how, principal.client_id, new.bundle.name,
+                 new.bundle.sha256, new.path, previous.bundle.sha256)
+        return BundleSwap(name=new.bundle.name, sha256=new.bundle.sha256, previous_name=previous.bundle.name,
+                          previous_sha256=previous.bundle.sha256, path=new.path)
+
+    @app.post(BUNDLE_ROUTE, response_model=BundleSwap, tags=["operations"],
               responses=_responses(401, 403, 413, 422, 429))
-    def reload_bundle(body: BundleReload,
-                      principal: Annotated[Principal, Depends(caller("admin"))]) -> BundleSwap | JSONResponse:
+    async def reload_bundle(body: BundleReload,
+                            principal: Annotated[Principal, Depends(caller("admin"))]) -> BundleSwap | JSONResponse:
         """Check the bundle at `path` (manifest, file hashes, parity on its own samples) and serve it in every
-        worker (each picks it up within a second). A bundle that fails is refused (422) and the old one keeps
-        serving; requests in flight finish with the bundle they started with."""
+        worker (each picks it up within a second). The path must resolve, symlinks followed, inside bundles_dir
+        or a reload root (settings reload_roots), else 422. A bundle that fails is refused (422) and the old one
+        keeps serving; requests in flight finish with the bundle they started with."""
         try:
-            path = str(Path(body.path).expanduser().resolve())
-            new, previous = slot.reload(path, principal.client_id)
-        except (BundleError, OSError, ValueError) as error:  # also a path the file system cannot take or read
+            path = str(confined(body.path, reload_roots))
+            new, previous = await to_thread.run_sync(slot.reload, path, principal.client_id, limiter=admin_thread)
+        except (BundleError, OutsideRoots, OSError, ValueError) as error:  # also a path the system cannot take
             log.warning("bundle reload by %s refused: %s", principal.client_id, error)
             return _unprocessable([("path", str(error))])
-        log.info("bundle reloaded by %s: %s (sha256 %s) replaces %s", principal.client_id, new.bundle.name,
-                 new.bundle.sha256, previous.bundle.sha256)
-        return BundleSwap(name=new.bundle.name, sha256=new.bundle.sha256, previous_name=previous.bundle.name,
-                          previous_sha256=previous.bundle.sha256)
+        return swapped(new, previous, "reloaded", principal)
+
+    @app.put(BUNDLE_ROUTE, response_model=BundleSwap, tags=["operations"], openapi_extra={"requestBody": {
+                 "required": True, "description": "a bundle.zip written by experiments.export (at most "
+                                                  "max_bundle_bytes)",
+                 "content": {media: {"schema": {"type": "string", "format": "binary"}}
+                             for media in ("application/zip", "application/octet-stream")}}},
+             responses={**_responses(401, 403, 422, 429),
+                        413: {"model": Problem, "description": "body over max_bundle_bytes"}})
+    async def upload_bundle(request: Request,
+                            principal: Annotated[Principal, Depends(caller("admin"))]) -> BundleSwap | Response:
+        """Upload a bundle.zip (the body, `Content-Type: application/zip`, up to max_bundle_bytes): it is
+        unpacked into bundles_dir/<sha256 of the zip>/ and checked like a path reload (manifest, file hashes,
+        parity on its own samples), then served in every worker. Anything wrong (not a zip, a member outside
+        the archive's folder, a changed file, a manifest refused, parity) is a 422 naming it: the old bundle
+        keeps serving and nothing of the upload is kept."""
+        archive = None
+        try:
+            fd, name = tempfile.mkstemp(prefix=UPLOAD_PREFIX, suffix=".zip", dir=bundles_dir)
+            archive, digest = Path(name), hashlib.sha256()
+            with os.fdopen(fd, "wb") as file:
+                try:
+                    async for chunk in request.stream():
+                        digest.update(chunk)
+                        file.write(chunk)
+                except ClientDisconnect:  # gone, or over max_bundle_bytes (BodyLimitMiddleware answered 413)
+                    log.warning("bundle upload by %s ended before its body did", principal.client_id)
+                    return _problem(400, "the upload ended before its body did")
+            new, previous = await to_thread.run_sync(slot.upload, archive, digest.hexdigest(), bundles_dir,
+                                                     principal.client_id, limiter=admin_thread)
+        except (BundleError, OSError, ValueError) as error:
+            log.warning("bundle upload by %s refused: %s", principal.client_id, error)
+            return _unprocessable([("body", str(error))])
+        finally:
+            if archive is not None:
+                archive.unlink(missing_ok=True)
+        return swapped(new, previous, "uploaded", principal)
 
     @app.get("/v1/health", response_model=Health, tags=["operations"],
              responses={503: {"model": Health, "description": "the audit database does not answer"}})
@@ -523,6 +578,14 @@ def check(settings: ServiceSettings) -> Served:
     one) naming what is wrong."""
     ClientStore(settings.clients_file)
     signing_key(settings.key_env, settings.key_file)
+    try:
+        settings.bundles_path().mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise SpecError(f"bundles_dir: {settings.bundles_path()} cannot be made ({error}); allowed: a folder the "
+                        f"service may write") from None
+    for i, root in enumerate(settings.reload_roots or ()):
+        if not Path(root).expanduser().is_dir():
+            raise SpecError(f"reload_roots[{i}]: {root!r} is not a directory; allowed: folders holding bundles")
     served = Served(checked_bundle(settings.bundle), settings.bundle)
     audit = AuditLog(settings.audit_url)
     try:

@@ -7,7 +7,9 @@ each uvicorn worker. They hold no secret: the signing key stays in its environme
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
+import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, Field
 
 ENV_VAR = "SUPPLYCHAIN_TWIN_SERVICE"          # the settings as JSON, for workers
@@ -32,6 +34,36 @@ class ServiceSettings(BaseModel):
     max_body_bytes: int = Field(8 * 2**20, ge=1024, description="the largest request body accepted (bytes)")
     reload_check_seconds: float = Field(
         1.0, gt=0, le=60, description="how often a worker looks for a bundle published by an admin")
+    bundles_dir: str | None = Field(
+        None, description="where uploaded bundles are unpacked, one folder per zip (its sha256), which path "
+                          "reloads may also point into; default: `bundles` beside a SQLite audit database, else "
+                          "./bundles")
+    max_bundle_bytes: int = Field(200 * 2**20, ge=1024, description="the largest bundle.zip an admin may upload "
+                                                                    "(bytes); max_body_bytes does not apply to it")
+    reload_roots: tuple[str, ...] | None = Field(
+        None, description="the folders (besides bundles_dir) a path reload may point into, symlinks resolved; "
+                          "default: the folder holding the bundle served at start")
+
+    def bundles_path(self) -> Path:
+        """`bundles_dir`, absolute (a relative one from the working directory), or its default."""
+        if self.bundles_dir is not None:
+            return Path(self.bundles_dir).expanduser().absolute()
+        url = sa.make_url(self.audit_url)
+        if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+            return Path(url.database).expanduser().absolute().parent / "bundles"
+        return Path("bundles").absolute()
+
+    def reload_root_paths(self) -> tuple[Path, ...]:
+        """The folders a path reload may point into, resolved (symlinks followed): bundles_dir, then
+        `reload_roots` or else the folder holding the start bundle."""
+        roots = self.reload_roots if self.reload_roots is not None else (str(Path(self.bundle).expanduser()
+                                                                              .resolve().parent),)
+        out = []
+        for root in (self.bundles_path(), *(Path(r).expanduser() for r in roots)):
+            resolved = root.resolve()
+            if resolved not in out:
+                out.append(resolved)
+        return tuple(out)
 
 
 def settings_to_env(settings: ServiceSettings, environ: dict[str, str] | None = None) -> None:

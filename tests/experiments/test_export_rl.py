@@ -10,15 +10,18 @@ import json
 import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from agents.deploy.audit import AuditLog
 from agents.deploy.bundle import BundleError, load_bundle
 from agents.deploy.conversion import ErpStateError
 from agents.deploy.decide import decide
 from agents.deploy.erp_state import ErpState
+from agents.deploy.reload import BundleSlot, Served
 from agents.deploy.testing import twin_day
 from twin.engine import Engine
 
@@ -117,6 +120,36 @@ def test_the_self_check_refuses_heads_that_no_longer_reproduce_their_samples(bun
     bundle = load_bundle(copy)  # every hash matches its file ...
     with pytest.raises(BundleError, match="store.onnx: on its .* sample observations"):
         bundle.self_check()  # ... but the heads do not decide as the checkpoint did
+
+
+def test_an_upload_whose_heads_fail_their_samples_is_refused_and_leaves_nothing(bundle_dir, tmp_path):
+    """The service's upload (BundleSlot.upload, PUT /v1/admin/bundle) replays the samples before it swaps: a
+    refused upload keeps the old bundle serving, publishes nothing and leaves nothing in bundles_dir."""
+    copy = tmp_path / "bundle"
+    shutil.copytree(bundle_dir, copy)
+    with np.load(copy / "store.samples.npz") as data:
+        obs, scores = data["obs"], data["scores"]
+    np.savez(copy / "store.samples.npz", obs=obs, scores=scores + 0.01)
+    _rewrite_manifest(copy, lambda m: None)
+    archive = tmp_path / "bundle.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        for file in sorted(p for p in copy.rglob("*") if p.is_file()):
+            z.write(file, f"bundle/{file.relative_to(copy).as_posix()}")
+    bundles_dir = tmp_path / "bundles"
+    bundles_dir.mkdir()
+    audit = AuditLog(f"sqlite:///{tmp_path / 'audit.sqlite'}")
+    try:
+        slot = BundleSlot(Served(load_bundle(bundle_dir), str(bundle_dir)), audit)
+        with pytest.raises(BundleError, match="store.onnx: on its .* sample observations"):
+            slot.upload(archive, hashlib.sha256(archive.read_bytes()).hexdigest(), bundles_dir, "ops")
+        assert slot.current.path == str(bundle_dir) and audit.active() is None
+        assert list(bundles_dir.iterdir()) == []
+        good = bundle_dir.parent / "bundle.zip"
+        new, _ = slot.upload(good, hashlib.sha256(good.read_bytes()).hexdigest(), bundles_dir, "ops")
+        assert new.bundle.sha256 == slot.current.bundle.sha256 == audit.active().sha256
+        assert Path(new.path).parent == bundles_dir
+    finally:
+        audit.close()
 
 
 SERVE_PYTHON = ROOT / ".venv-serve" / "bin" / "python"

@@ -4,12 +4,15 @@ database.
 
 Covers: the token flow (form and HTTP Basic), 401 / 403 / 429 / 413 / 422 answers, decisions as JSON and CSV,
 audit rows and idempotency, hot reload (good and tampered bundles, no failed request during the swap), two
-workers behind one port sharing the audit database, and schemathesis against /openapi.json with no 5xx.
+workers behind one port sharing the audit database, bundle.zip uploads (served, or refused with the old bundle
+serving and nothing kept; their own size limit), path reloads confined to their roots, and schemathesis against
+/openapi.json with no 5xx.
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import os
 import shutil
@@ -17,7 +20,10 @@ import subprocess
 import sys
 import threading
 import time
+import zipfile
+from collections.abc import Mapping
 from pathlib import Path
+from types import MappingProxyType
 
 import httpx
 import jwt
@@ -125,7 +131,7 @@ def test_token_flow_form_and_basic(server, key):
 def test_every_endpoint_but_health_needs_a_token(server):
     assert server.http.get("/v1/health").json()["status"] == "ok"
     for method, path in (("GET", "/v1/model"), ("GET", "/v1/schema/erp-state"), ("GET", "/metrics"),
-                         ("POST", "/v1/decisions"), ("POST", "/v1/admin/bundle")):
+                         ("POST", "/v1/decisions"), ("POST", "/v1/admin/bundle"), ("PUT", "/v1/admin/bundle")):
         answer = server.http.request(method, path)
         assert answer.status_code == 401, (path, answer.text)
         assert answer.headers["www-authenticate"].startswith("Bearer"), path
@@ -315,6 +321,8 @@ def test_a_bad_key_or_bundle_is_one_config_error_line(tmp_path, bundles, clients
         "no bundle": ([], "config error: bundle: required"),
         "tampered bundle": ([f"bundle={bundles['tampered']}"], "parameters.npz"),
         "bad limit": ([f"bundle={bundles['base']}", "rate_limit=-1"], "config error: rate_limit: "),
+        "missing reload root": ([f"bundle={bundles['base']}", f"reload_roots=['{tmp_path / 'nowhere'}']"],
+                                f"config error: reload_roots[0]: '{tmp_path / 'nowhere'}' is not a directory"),
     }
     jobs = {case: subprocess.Popen(
         [sys.executable, "-m", "experiments.serve", *args, f"clients_file={clients[0]}",
@@ -342,8 +350,9 @@ def test_the_log_names_bundle_and_url_and_no_secret(server, key):
 
 def test_two_workers_share_the_audit_and_reload_without_a_failed_request(tmp_path, bundles, clients,
                                                                          server_class):
+    roots = f"['{bundles['base'].parent.parent}']"  # the exports' folder: other and tampered are in it
     running = server_class(tmp_path, bundles["base"], clients, workers=2, rate_limit=1000, burst=1000,
-                           reload_check_seconds=0.5)
+                           reload_check_seconds=0.5, reload_roots=roots)
     try:
         _two_workers(running, bundles)
     finally:
@@ -414,3 +423,204 @@ def _two_workers(server, bundles: dict[str, Path]) -> None:
     assert len(statuses) >= 10 and set(statuses) == {200}, statuses
     decided = _fresh(server.url, "POST", "/v1/decisions", json=STATE, headers=server.auth()).json()
     assert decided["bundle"]["sha256"] == new_sha
+
+
+# ------------------------------------------------------------------ bundle uploads and confined path reloads
+
+UPLOAD_LIMIT = 65536  # max_bundle_bytes of the upload servers; their max_body_bytes is 1024, below a bundle.zip
+
+
+def _sha(bundle: Path) -> str:
+    return hashlib.sha256((bundle / "manifest.json").read_bytes()).hexdigest()
+
+
+def _rezip(source: Path, target: Path, extra: Mapping[str, bytes] = MappingProxyType({}),
+           change: Mapping[str, bytes] = MappingProxyType({})) -> bytes:
+    """The bytes of a copy of the zip `source` with members replaced (`change`, by name inside the bundle) and
+    added (`extra`)."""
+    with zipfile.ZipFile(source) as src, zipfile.ZipFile(target, "w") as out:
+        for info in src.infolist():
+            out.writestr(info, change.get(info.filename.split("/", 1)[-1], src.read(info)))
+        for name, data in extra.items():
+            out.writestr(name, data)
+    return target.read_bytes()
+
+
+@pytest.fixture(scope="module")
+def zips(bundles, tmp_path_factory) -> dict[str, bytes]:
+    """bundle.zip bodies: base and other as exported; bad ones, each with what its 422 must name."""
+    root = tmp_path_factory.mktemp("zips")
+    base = bundles["base"].parent / "bundle.zip"
+    manifest = json.loads((bundles["base"] / "manifest.json").read_text())
+    return {
+        "base": base.read_bytes(), "other": (bundles["other"].parent / "bundle.zip").read_bytes(),
+        "garbage": b"this is not a zip archive",
+        "empty": b"",
+        "tampered": _rezip(base, root / "t.zip", change={"parameters.npz": (bundles["tampered"] / "parameters.npz")
+                                                         .read_bytes()}),
+        "traversal": _rezip(base, root / "x.zip", extra={"../escaped.txt": b"x"}),
+        "absolute": _rezip(base, root / "a.zip", extra={"/tmp/escaped-by-upload.txt": b"x"}),
+        "manifest": _rezip(base, root / "m.zip", change={"manifest.json": json.dumps(
+            {**manifest, "format": "twin.bundle/2"}).encode()}),
+    }
+
+
+BAD_UPLOADS = {"garbage": "not a readable zip archive", "empty": "not a readable zip archive",
+               "tampered": "parameters.npz: its sha256 is not the one in manifest.json.files",
+               "traversal": "member '../escaped.txt' is not allowed",
+               "absolute": "member '/tmp/escaped-by-upload.txt' is not allowed",
+               "manifest": "manifest.json: format 'twin.bundle/2' is not allowed"}
+
+
+@pytest.fixture(scope="module")
+def uploader(tmp_path_factory, bundles, clients, server_class):
+    """One worker with bundles_dir set, a small bundle limit and a body limit below any bundle.zip."""
+    directory = tmp_path_factory.mktemp("uploader")
+    running = server_class(directory, bundles["base"], clients, max_body_bytes=1024,
+                           max_bundle_bytes=UPLOAD_LIMIT, bundles_dir=directory / "uploads")
+    running.bundles_dir = directory / "uploads"
+    yield running
+    running.stop()
+
+
+def _upload(server, body, client: str = "ops", **kwargs) -> httpx.Response:
+    headers = {"Content-Type": "application/zip", **server.auth(client), **kwargs.pop("headers", {})}
+    return server.http.put("/v1/admin/bundle", content=body, headers=headers, **kwargs)
+
+
+def _served(server) -> str:
+    return server.http.get("/v1/model", headers=server.auth()).json()["sha256"]
+
+
+def test_an_uploaded_bundle_serves_and_a_bad_one_is_refused_naming_the_problem(uploader, bundles, zips):
+    assert 1024 < len(zips["other"]) < UPLOAD_LIMIT  # over max_body_bytes: the upload has a limit of its own
+    base_sha, other_sha = _sha(bundles["base"]), _sha(bundles["other"])
+    assert _served(uploader) == base_sha
+    digest = hashlib.sha256(zips["other"]).hexdigest()
+
+    swap = _upload(uploader, zips["other"])
+    assert swap.status_code == 200, swap.text
+    assert swap.json() == {"name": "rop", "sha256": other_sha, "previous_name": "base_stock",
+                           "previous_sha256": base_sha, "path": str((uploader.bundles_dir / digest).resolve())}
+    assert _served(uploader) == other_sha
+    decided = uploader.decide(STATE)
+    assert decided.status_code == 200 and decided.json()["bundle"]["sha256"] == other_sha
+    assert sorted(p.name for p in uploader.bundles_dir.iterdir()) == [digest]  # no upload or unpack leftovers
+
+    for case, message in BAD_UPLOADS.items():
+        answer = _upload(uploader, zips[case])
+        assert answer.status_code == 422, (case, answer.text)
+        [problem] = answer.json()["detail"]
+        assert problem["loc"] == "body" and message in problem["msg"], (case, problem)
+        assert _served(uploader) == other_sha, case  # the old bundle still serves
+        assert uploader.decide(STATE).json()["bundle"]["sha256"] == other_sha, case
+        assert sorted(p.name for p in uploader.bundles_dir.iterdir()) == [digest], case  # nothing kept
+    assert not (uploader.bundles_dir.parent / "escaped.txt").exists()
+    assert not Path("/tmp/escaped-by-upload.txt").exists()
+
+    back = _upload(uploader, zips["base"])  # the same bundle again, as a zip
+    assert back.status_code == 200 and back.json()["sha256"] == base_sha and _served(uploader) == base_sha
+    # an upload stays in bundles_dir, so a path reload can go back to it
+    again = uploader.http.post("/v1/admin/bundle", json={"path": str(uploader.bundles_dir / digest)},
+                               headers=uploader.auth("ops"))
+    assert again.status_code == 200 and again.json()["sha256"] == other_sha and _served(uploader) == other_sha
+    assert "Traceback" not in uploader.log()
+
+
+def test_an_upload_needs_the_admin_scope_and_stays_within_max_bundle_bytes(uploader, zips):
+    before = _served(uploader)
+    assert uploader.http.put("/v1/admin/bundle", content=zips["other"]).status_code == 401
+    refused = _upload(uploader, zips["other"], client="erp")
+    assert refused.status_code == 403 and "admin" in refused.json()["detail"]
+    assert 'error="insufficient_scope"' in refused.headers["www-authenticate"]
+
+    big = _upload(uploader, b"\0" * (UPLOAD_LIMIT + 1))
+    assert big.status_code == 413, big.text
+    assert big.json()["detail"] == (f"the body is {UPLOAD_LIMIT + 1} bytes; allowed: at most {UPLOAD_LIMIT} bytes "
+                                    f"(max_bundle_bytes)")
+
+    def chunks():  # no Content-Length: counted as it streams
+        for _ in range(8):
+            yield b"\0" * (UPLOAD_LIMIT // 4)
+
+    streamed = _upload(uploader, chunks())
+    assert streamed.status_code == 413 and "(max_bundle_bytes)" in streamed.json()["detail"]
+    # the other routes keep max_body_bytes
+    long_path = uploader.http.post("/v1/admin/bundle", json={"path": "x" * 2000}, headers=uploader.auth("ops"))
+    assert long_path.status_code == 413 and "(max_body_bytes)" in long_path.json()["detail"]
+    assert _served(uploader) == before
+    assert [p.name for p in uploader.bundles_dir.iterdir() if p.name.startswith(".")] == []
+
+
+def test_a_path_reload_outside_the_allowed_roots_is_refused(uploader, bundles, tmp_path):
+    before = _served(uploader)
+    roots = [str(uploader.bundles_dir.resolve()), str(bundles["base"].parent.resolve())]
+    link = uploader.bundles_dir / "link-outside"
+    link.symlink_to(bundles["other"])  # inside bundles_dir, pointing outside
+    outside = tmp_path / "copy"
+    shutil.copytree(bundles["other"], outside)
+    try:
+        for path in (bundles["other"], outside, link, uploader.bundles_dir / ".." / "..", Path("/etc")):
+            answer = uploader.http.post("/v1/admin/bundle", json={"path": str(path)}, headers=uploader.auth("ops"))
+            assert answer.status_code == 422, (path, answer.text)
+            [problem] = answer.json()["detail"]
+            assert problem["loc"] == "path" and "outside the folders a reload may read" in problem["msg"], path
+            assert all(repr(root) in problem["msg"] for root in roots), problem
+        assert _served(uploader) == before
+        # the start bundle's folder is a root by default: the start bundle itself may be reloaded
+        start = uploader.http.post("/v1/admin/bundle", json={"path": str(bundles["base"])},
+                                   headers=uploader.auth("ops"))
+        assert start.status_code == 200 and start.json()["sha256"] == _sha(bundles["base"])
+    finally:
+        link.unlink()
+
+
+def test_two_workers_swap_to_an_upload_without_a_failed_request(tmp_path, bundles, clients, zips, server_class):
+    running = server_class(tmp_path, bundles["base"], clients, workers=2, rate_limit=1000, burst=1000,
+                           reload_check_seconds=0.5)
+    try:
+        _upload_swap(running, bundles, zips, tmp_path / "bundles")  # bundles_dir's default: beside audit.sqlite
+    finally:
+        running.stop()
+
+
+def _upload_swap(server, bundles: dict[str, Path], zips: dict[str, bytes], bundles_dir: Path) -> None:
+    base_sha, other_sha = _sha(bundles["base"]), _sha(bundles["other"])
+    statuses, stop = [], threading.Event()
+
+    def stream() -> None:  # decisions keep coming, on either worker, while the bundle changes
+        with httpx.Client(base_url=server.url, timeout=30) as http:
+            while not stop.is_set():
+                statuses.append(http.post("/v1/decisions", json=STATE, headers=server.auth()).status_code)
+                statuses.append(_fresh(server.url, "POST", "/v1/decisions", json=STATE,
+                                       headers=server.auth()).status_code)
+
+    def everywhere(sha: str) -> bool:  # 10 requests on new connections all see `sha`
+        return all(_fresh(server.url, "GET", "/v1/model", headers=server.auth()).json()["sha256"] == sha
+                   for _ in range(10))
+
+    assert everywhere(base_sha)
+    worker = threading.Thread(target=stream)
+    worker.start()
+    try:
+        time.sleep(0.3)
+        swap = _upload(server, zips["other"])
+        assert swap.status_code == 200, swap.text
+        assert swap.json()["sha256"] == other_sha and swap.json()["previous_sha256"] == base_sha
+        assert Path(swap.json()["path"]).parent == bundles_dir.resolve()
+        deadline = time.monotonic() + 10
+        while not everywhere(other_sha):
+            assert time.monotonic() < deadline, "the other worker did not pick up the uploaded bundle"
+            time.sleep(0.2)
+
+        bad = _upload(server, zips["tampered"])
+        assert bad.status_code == 422 and "parameters.npz" in bad.json()["detail"][0]["msg"], bad.text
+        time.sleep(1.2)  # past a poll of each worker
+        assert everywhere(other_sha)
+    finally:
+        stop.set()
+        worker.join(timeout=30)
+    assert len(statuses) >= 10 and set(statuses) == {200}, statuses
+    assert [p.name for p in bundles_dir.iterdir()] == [Path(swap.json()["path"]).name]
+    decided = _fresh(server.url, "POST", "/v1/decisions", json=STATE, headers=server.auth()).json()
+    assert decided["bundle"]["sha256"] == other_sha
