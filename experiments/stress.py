@@ -352,6 +352,9 @@ def main(cfg: DictConfig) -> None:
     reused = len(jobs) - len(missing)
     log.info("reused %d of %d replications already in %s; running %d %s", reused, len(jobs), store.root,
              len(missing), "as Ray tasks" if config.ray.enabled else "in this process")
+    # live forecasters log every refit of every replication (as Ray workers' logs, unseen with Ray): the progress
+    # line says enough
+    logging.getLogger("agents.forecasting.live").setLevel(logging.WARNING)
     started = time.perf_counter()
     try:
         run_jobs(setup, missing, store.save, config.ray, Progress(len(jobs), reused))
