@@ -65,12 +65,12 @@ class ReplanSpec:
 
     forecaster: str = "seasonal_naive"  # the live forecaster (a conf/forecaster name, or oracle: an upper bound)
     every: int = 7                      # days between reviews
-    paths: int = 4                      # forks per review, the same for every candidate
-    lookahead: int = 42                 # days each fork runs (> every + the longest lead time through the network)
-    grid: tuple[float, ...] = (0.0, 1.0, 2.0, 3.0, 4.0, 6.0)  # candidate z per echelon
+    paths: int = 1                      # forks per review, the same for every candidate
+    lookahead: int = 35                 # days each fork runs (> every + the longest lead time through the network)
+    grid: tuple[float, ...] = (1.0, 2.0, 4.0, 6.0, 8.0)  # candidate z per echelon
     search: str = "coordinate"          # coordinate descent from the last decision, or the whole grid
-    max_rounds: int = 2                 # coordinate-descent sweeps
-    fill_target: float | None = None    # None: the cheapest paths; else the cheapest reaching this fill rate
+    max_rounds: int = 1                 # coordinate-descent sweeps
+    fill_target: float | None = 0.99    # None: the cheapest paths; else the cheapest reaching this fill rate
     demand_shocks: str = "announced"    # announced: rescaled to the shocks' ends; forecast: the forecast as is
 
     @classmethod
@@ -79,6 +79,8 @@ class ReplanSpec:
         r = ConfigReader(data, path)
         low, high = SAFETY_FACTOR_BOUNDS
         default = cls()
+        no_target = "fill_target" in r.data and r.data["fill_target"] is None  # null: the cheapest forks
+        fill_target = r.number("fill_target", default.fill_target, low=0.0, high=1.0, low_open=True)
         spec = cls(
             forecaster=r.text("forecaster", default.forecaster),
             every=r.integer("every", default.every, low=1, high=3650),
@@ -87,7 +89,7 @@ class ReplanSpec:
             grid=tuple(sorted(set(r.numbers("grid", default.grid, low=low, high=high)))),
             search=r.choice("search", SEARCHES, default.search),
             max_rounds=r.integer("max_rounds", default.max_rounds, low=1, high=20),
-            fill_target=r.number("fill_target", None, low=0.0, high=1.0, low_open=True, optional=True),
+            fill_target=None if no_target else fill_target,
             demand_shocks=r.choice("demand_shocks", DEMAND_SHOCKS, default.demand_shocks),
         )
         r.done()
@@ -168,7 +170,7 @@ class PathForecast:
 class ForecastDemand:
     """A fork's demand: the twin's demand law (the fork's own draws) around the planner's forecast.
 
-    Takes the place of a fork engine's `demand_model`: `mean` is the forecast path's expected demand of the
+    The demand model of a fork (through `Engine(demand=...)`): `mean` is the forecast path's expected demand of the
     store and day (with `announced`, divided by today's demand-shock multiplier and multiplied by the one the
     fork's disruptions give that day); `draw` is the fork's own demand model's, from the fork's seed.
     """
@@ -190,6 +192,16 @@ class ForecastDemand:
 
     def draw(self, store: str, day: int, mean: np.ndarray, *args) -> np.ndarray:
         return self.model.draw(store, day, mean, *args)  # any further argument (the day's multiplier) as given
+
+
+class _ForecastSource:
+    """What `Engine(demand=...)` takes (as twin/demand_history.py's DemandSource): the fork's demand model."""
+
+    def __init__(self, path: PathForecast, today_multiplier: np.ndarray | None) -> None:
+        self.path, self.today = path, today_multiplier
+
+    def model(self, network: NetworkSpec, horizon: int, streams, base) -> ForecastDemand:
+        return ForecastDemand(base, self.path, network, self.today)
 
 
 class _ForkPolicy:
@@ -291,16 +303,14 @@ class RollingReplanner:
     def fork(self, snapshot: Snapshot, path: PathForecast, seed: int) -> Engine:
         """A fork of the run at `snapshot` over the lookahead: the disruptions in force today until their
         announced end and no other shock, demand drawn (from `seed`) around the forecast path."""
-        engine = Engine(self.network, horizon=snapshot.day + self.spec.lookahead, seed=seed, start=snapshot,
-                        invariants="off")
         today = None
         if self.spec.demand_shocks == "announced":
             effects = ShockEffects.neutral(len(self.network.nodes), self.network.skus.n)
             for shock in snapshot.disruptions:
                 shock.apply(effects, self.network)
             today = effects.demand
-        engine.demand_model = ForecastDemand(engine.demand_model, path, self.network, today)
-        return engine
+        return Engine(self.network, horizon=snapshot.day + self.spec.lookahead, seed=seed, start=snapshot,
+                      invariants="off", demand=_ForecastSource(path, today))
 
     def review(self, snapshot: Snapshot) -> dict:
         """Re-tune z on forks of `snapshot`; record and apply the decision (returned)."""

@@ -21,7 +21,8 @@ from twin.spec import network_from_dict
 from twin.state import orders_up_to
 from twin.testing import two_dc_network
 
-SPEC = ReplanSpec(every=7, paths=2, lookahead=12, grid=(0.0, 2.0, 4.0), search="coordinate", max_rounds=1)
+SPEC = ReplanSpec(every=7, paths=2, lookahead=12, grid=(0.0, 2.0, 4.0), search="coordinate", max_rounds=1,
+                  fill_target=None)
 D = 24  # the day the runs of a leakage test part
 
 
@@ -251,3 +252,5 @@ def test_replan_settings_are_checked(data, message):
     with pytest.raises(SpecError, match=message):
         ReplanSpec.from_dict(data)
     assert ReplanSpec.from_dict({"grid": [3, 1, 1]}).grid == (1.0, 3.0)
+    assert ReplanSpec.from_dict({}).fill_target == 0.99
+    assert ReplanSpec.from_dict({"fill_target": None}).fill_target is None  # null: the cheapest forks
