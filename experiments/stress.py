@@ -18,6 +18,8 @@ reuses them. The report (experiments/stress_report.py) is written into the run d
     series.npz          fan-chart percentiles (p5 p25 p50 p75 p95 over days) network-wide and per DC
     fan_<scenario>.png  network-wide fan charts, a column per policy; fan_<scenario>_<policy>_dcs.png per DC
     scenario_<name>.yaml each scenario as run (a scenario file)
+    report.html         all of it in one self-contained page (experiments/stress_html.py); a Hydra multirun
+                        (-m) also writes comparison.html into its sweep folder
 
 A bad config (unknown scenario or policy, replications < 1, a target outside (0, 1], a bad start file, a run
 directory written by another configuration) stops before anything runs with one `config error:` line naming the
@@ -47,6 +49,7 @@ from agents.baselines.safety import read_safety_factors
 from experiments.policy_entries import load_policies, starting_stock
 from experiments.seeds import HELD_OUT_FIRST_SEED, SeedRange
 from experiments.startup import CONF_DIR, config_errors, plain, run_checked, run_dir, write_scenario
+from experiments.stress_html import write_run_report
 from experiments.stress_report import (
     ResilienceSettings,
     fan_arrays,
@@ -365,10 +368,11 @@ def main(cfg: DictConfig) -> None:
     ran = time.perf_counter() - started
     title = f"{config.network.name}, {config.seeds.count} replications, seeds {config.seeds}"
     table = write_report(out, config, store, title)
+    report = write_run_report(out, config.settings.target)
     print(table)
     print(f"reused {reused} of {len(jobs)} replications; ran {len(missing)} in {ran:.1f} s"
           + (f" ({ran / len(missing):.3f} s per replication)" if missing else ""))
-    print(f"written to {out}")
+    print(f"written to {out} (open {report.name} in a browser)")
 
 
 if __name__ == "__main__":

@@ -71,13 +71,16 @@ def markdown_to_html(text: str) -> str:
             if paragraph:
                 flush()
             table.append(line)
-            continue
-        flush()
-        if line.startswith("#"):
+        elif line.startswith("#"):
+            flush()
             level = min(len(line) - len(line.lstrip("#")) + 1, 4)  # the file's # is the page's h2
             out.append(f"<h{level}>{html.escape(line.lstrip('#').strip())}</h{level}>")
         elif line.strip():
+            if table:
+                flush()
             paragraph.append(line.strip())
+        else:
+            flush()
     flush()
     return "\n".join(out)
 

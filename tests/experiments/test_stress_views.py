@@ -1,5 +1,6 @@
-"""The planners' dashboard: a real stress run, the dashboard as a subprocess on loopback, its JSON API over real
-HTTP, and the page in a real headless browser (Debian's chromium, driven by Playwright; make test installs it)."""
+"""What planners look at, on real stress runs: the HTML reports (report.html of a run, comparison.html of a
+Hydra multirun) and the dashboard (a subprocess on loopback: its JSON API over real HTTP, its page in a real
+headless browser, Debian's chromium driven by Playwright; make test installs it)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import httpx
 import pytest
 
 from experiments.run_catalog import _spans_below, find_runs
+from experiments.stress_html import markdown_to_html
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -29,7 +31,7 @@ def runs(tmp_path_factory) -> Path:
     done = subprocess.run(
         [sys.executable, "-m", "experiments.stress", "network=small", "scenarios=[baseline,{name: dc_outage, "
          "start_day: 40, days: 21}]", "policies=[base_stock,rop]", "replications=4", "horizon=120", "warmup=14",
-         "ray.enabled=false", "output.plots=false", f"hydra.run.dir={root / 'stress' / 'run1'}"],
+         "ray.enabled=false", f"hydra.run.dir={root / 'stress' / 'run1'}"],
         cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     return root
@@ -79,6 +81,54 @@ def test_the_catalog_reads_the_run_and_raises_the_outage(runs):
         ("dc_outage", 40, 61, "2021-02-10")]
 
 
+def _browser(p):
+    assert os.path.exists(CHROMIUM), "Debian's chromium is needed: make test installs it (apt-get install chromium)"
+    return p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+
+
+def test_the_run_report_is_one_file_that_holds_its_plots(runs, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    run = runs / "stress" / "run1"
+    report = (run / "report.html").read_text()  # experiments.stress wrote it
+    assert "src=\"http" not in report and "href=\"http" not in report and "<script" not in report
+    assert report.count("data:image/png;base64,") == len(list(run.glob("fan_*.png"))) > 0
+    assert "DC dc_0 closed" in report and "Against the baseline scenario" in report
+    alone = tmp_path / "report.html"  # moved away from its run: it must still hold everything
+    alone.write_text(report)
+    with sync_playwright() as p:
+        browser = _browser(p)
+        try:
+            page = browser.new_page()
+            page.goto(alone.as_uri())
+            images = page.evaluate("[...document.images].map(i => i.complete && i.naturalWidth > 0)")
+            assert images and all(images)
+            assert page.locator("table").count() >= 4
+        finally:
+            browser.close()
+
+
+def test_a_multirun_writes_a_comparison_report(tmp_path):
+    sweep = tmp_path / "sweep"
+    done = subprocess.run(
+        [sys.executable, "-m", "experiments.stress", "-m", "network=small", "scenarios=[baseline]",
+         "policies=[base_stock],[rop]", "replications=2", "horizon=40", "warmup=7", "ray.enabled=false",
+         "output.plots=false", f"hydra.sweep.dir={sweep}"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    comparison = (sweep / "comparison.html").read_text()
+    assert "2 stress runs" in comparison
+    assert "baseline / base_stock" in comparison and "baseline / rop" in comparison
+    assert comparison.count("data:image/png;base64,") == 1
+    assert (sweep / "0" / "report.html").exists() and (sweep / "1" / "report.html").exists()
+
+
+def test_markdown_tables_become_html_tables():
+    text = "# Title\n\nA line\nand more.\n\n| a | b |\n|---|---|\n| 1 | <x> |\n"
+    assert markdown_to_html(text) == ("<h2>Title</h2>\n<p>A line and more.</p>\n<table><thead><tr><th>a</th>"
+                                      "<th>b</th></tr></thead><tbody><tr><td>1</td><td>&lt;x&gt;</td></tr></tbody>"
+                                      "</table>")
+
+
 def test_spans_below_target_merge_short_gaps():
     assert _spans_below([1, 0.9, 0.9, 1, 1, 0.9, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0.8], 0.95) == [(1, 6), (15, 16)]
     assert _spans_below([1, 1, 1], 0.95) == []
@@ -105,9 +155,8 @@ def test_the_page_in_headless_chromium(dashboard, tmp_path):
     """The page loads, compares the scenarios, a control changes what is shown, and the console stays clean."""
     from playwright.sync_api import sync_playwright
 
-    assert os.path.exists(CHROMIUM), "Debian's chromium is needed: make test installs it (apt-get install chromium)"
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        browser = _browser(p)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1200})
             problems: list[str] = []
