@@ -91,3 +91,62 @@ def test_in_process_and_stack_summary(setup):
                                      "worker threads waiting for work (threading.Condition: anyio's pool "
                                      "hand-off)": 0.25}
     assert sum(share for _, share in summary["own"]) == pytest.approx(1.0)
+
+
+def test_the_load_generators_http_client_against_a_real_server():
+    """experiments/http_load.py over a real socket: keep-alive requests, bodies framed by Content-Length and
+    chunked, callers taking turns on one connection, and a broken connection as HttpError."""
+    import asyncio
+    import http.server
+    import threading
+
+    from experiments.http_load import Connection, HttpError
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self):  # noqa: N802 (http.server's name)
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            if self.path == "/chunked":
+                self.send_response(200)
+                self.send_header("Transfer-Encoding", "chunked")
+                self.end_headers()
+                for part in (body[:3], body[3:]):
+                    self.wfile.write(f"{len(part):x}\r\n".encode() + part + b"\r\n")
+                self.wfile.write(b"0\r\n\r\n")
+                return
+            self.send_response(201)
+            self.send_header("Content-Length", str(len(body) + 1))
+            self.send_header("X-Seen", self.headers.get("X-Token", ""))
+            self.end_headers()
+            self.wfile.write(body + b"!")
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+
+    async def exchange():
+        connection = await Connection.open(url)
+        try:
+            replies = await asyncio.gather(*(connection.request("POST", "/echo", {"X-Token": str(i)}, b"body %d" % i)
+                                             for i in range(5)))
+            chunked = await connection.request("POST", "/chunked", body=b"abcdefgh")
+        finally:
+            await connection.close()
+        return replies, chunked
+
+    try:
+        replies, chunked = asyncio.run(exchange())
+        assert [(r.status, r.headers["x-seen"], r.body) for r in replies] == [
+            (201, str(i), b"body %d!" % i) for i in range(5)]
+        assert chunked.status == 200 and chunked.body == b"abcdefgh"
+    finally:
+        server.shutdown()
+        server.server_close()
+    with pytest.raises(HttpError, match="cannot connect"):
+        asyncio.run(Connection.open(url))
+    with pytest.raises(ValueError, match="url: 'https://x' is not allowed"):
+        asyncio.run(Connection.open("https://x"))
