@@ -7,7 +7,8 @@
 Pick a run (experiments.stress writes them; a Hydra multirun of them is a folder of runs), tick the scenarios and
 policies to compare, and read: a figure (fill rate, cost, cost at risk, time to recover ...) per scenario and
 policy with its 95% CI; fan charts (p5-p95 and p25-p75 bands, the median) of the 7-day fill rate, on hand or
-backorders, network-wide or per DC; lost sales by DC and by region; alerts (the scenarios' demand spikes, supply
+backorders, network-wide or per DC; lost sales by DC and by region; the worst stores (lost sales, fill rate);
+alerts (the scenarios' demand spikes, supply
 delays and closures, and where the median fill rate falls below the service target); the re-planning decisions
 of a run that has them; and, with a bundle (experiments.export) and a state file, the orders it recommends today
 with their reason codes (agents.deploy.decide).
@@ -152,6 +153,21 @@ def create_app(runs: Path, *, target: float = 0.95, orders: dict[str, Any] | Non
         among(by, ["dc", "region"], "by")
         return [{"scenario": s, "policy": p, "name": name, "mean": cell.mean, "ci95": cell.ci95}
                 for (s, p), cells in run.lost_sales(by).items() for name, cell in cells.items()]
+
+    @app.get("/api/runs/{run_id:path}/stores")
+    def stores(run_id: str, scenario: list[str] | None = Query(None),  # noqa: B008 (FastAPI's way)
+               policy: list[str] | None = Query(None),  # noqa: B008
+               limit: int = Query(20, ge=1, le=10_000)) -> list[dict[str, Any]]:
+        """Per store of the given scenarios and policies (repeat the parameter; none: all), worst first."""
+        run = run_of(run_id)
+        for s in scenario or ():
+            among(s, run.scenarios, "scenario")
+        for p in policy or ():
+            among(p, run.policies, "policy")
+        try:
+            return [asdict(r) for r in run.stores(scenario, policy, limit)]
+        except (RunError, KeyError, ValueError) as error:
+            raise HTTPException(422, f"{run.path / 'stores.csv'}: {error}") from error
 
     @app.get("/api/orders")
     def recommended() -> dict[str, Any]:

@@ -5,11 +5,14 @@
     run.summary("fill_rate")                       # {(scenario, policy): SummaryCell}
     run.fan("fill_rate_7d", scenario, policy)      # Fan: percentiles over days, network-wide or of one DC
     run.alerts(target=0.95)                        # what a planner should look at first
+    run.stores(scenarios, policies, limit=20)      # the worst stores by lost sales (stores.csv)
 
 A stress run is a directory that holds summary.csv, stress.csv and series.npz (`python -m experiments.stress`
-writes them, with scenario_<name>.yaml per scenario); a Hydra multirun of stress runs is a folder of them. The
-files are the record: nothing here reruns the twin. Run ids are the directories' paths relative to the folder
-searched, and only ids found by `find_runs` are ever opened (a web request cannot name another path).
+writes them, with scenario_<name>.yaml per scenario, and stores.csv, absent from runs written before it); a
+node sweep (mode=node_sweep) is one too, its scenarios the disrupted nodes; a Hydra multirun of stress runs is a
+folder of them. The files are the record: nothing here reruns the twin. Run ids are the directories' paths
+relative to the folder searched, and only ids found by `find_runs` are ever opened (a web request cannot name
+another path).
 """
 
 from __future__ import annotations
@@ -33,7 +36,8 @@ FAN_METRICS = {"fill_rate_7d": "fill rate (7-day rolling)", "on_hand": "on hand 
                "backorders": "backorders (units)"}
 FIGURES = {  # summary.csv figures shown side by side: name -> (label, higher is better)
     "fill_rate": ("fill rate", True), "cost": ("total cost", False), "cost_per_day": ("cost per day", False),
-    "lost_sales": ("lost sales (units)", False), "worst_week_fill_rate": ("worst-week fill rate", True),
+    "lost_sales": ("lost sales (units)", False), "penalty_cost": ("penalty cost (backorder + lost sale)", False),
+    "worst_week_fill_rate": ("worst-week fill rate", True),
     "peak_backorders": ("peak backorders (units)", False), "days_below_target": ("days below target", False),
     "cost_cvar95": ("cost at risk (CVaR 95%)", False), "time_to_recover": ("time to recover (days)", False),
     "recovered_share": ("share recovered", True)}
@@ -57,6 +61,21 @@ class SummaryCell:
     vs_baseline_ci95: float | None
     vs_reference: float | None
     vs_reference_ci95: float | None
+
+
+@dataclass(frozen=True)
+class StoreRow:
+    """One store of one (scenario, policy), from stores.csv: means over the replications with 95% CIs."""
+
+    scenario: str
+    policy: str
+    store: str
+    home_dc: str
+    region: str
+    lost_sales: float | None
+    lost_sales_ci95: float | None
+    fill_rate: float | None
+    fill_rate_ci95: float | None
 
 
 @dataclass(frozen=True)
@@ -176,6 +195,25 @@ class StressRun:
                 out.setdefault((r["scenario"], r["policy"]), {})[r["figure"][len(prefix):]] = SummaryCell(
                     _float(r.get("mean")), _float(r.get("ci95")), None, None, None, None)
         return out
+
+    @cached_property
+    def store_rows(self) -> list[StoreRow]:
+        """stores.csv, [] for a run written before it."""
+        path = self.path / "stores.csv"
+        if not path.exists():
+            return []
+        return [StoreRow(r["scenario"], r["policy"], r["store"], r["home_dc"], r["region"], _float(r["lost_sales"]),
+                         _float(r["lost_sales_ci95"]), _float(r["fill_rate"]), _float(r["fill_rate_ci95"]))
+                for r in _read_csv(path)]
+
+    def stores(self, scenarios: Sequence[str] | None = None, policies: Sequence[str] | None = None,
+               limit: int | None = None) -> list[StoreRow]:
+        """The stores of the given scenarios and policies (None: all), worst first: most lost sales, then lowest
+        fill rate; at most `limit` rows."""
+        rows = [r for r in self.store_rows if (scenarios is None or r.scenario in scenarios)
+                and (policies is None or r.policy in policies)]
+        rows.sort(key=lambda r: (-(r.lost_sales or 0.0), r.fill_rate if r.fill_rate is not None else math.inf))
+        return rows[:limit]
 
     # ------------------------------------------------------------------ fan charts
 

@@ -5,6 +5,7 @@
     python -m experiments.stress start=outputs/simulate/RUN/snapshot_day200.json     # every replication from there
     python -m experiments.stress ... hydra.run.dir=outputs/stress/RUN                 # resume an interrupted run
     python -m experiments.stress ... ray.address=auto                                 # join a running Ray cluster
+    python -m experiments.stress mode=node_sweep 'closure_days=[7,14,28]' replications=50   # every DC and supplier
 
 Replication r of every (scenario, policy) cell runs on held-out seed first_seed + r, so policies and scenarios
 are compared on the same demand and lead-time draws (common random numbers), and every delta is paired. The
@@ -17,13 +18,20 @@ reuses them. The report (experiments/stress_report.py) is written into the run d
                         against the baseline scenario and the reference policy, lost sales by DC and region
     series.npz          fan-chart percentiles (p5 p25 p50 p75 p95 over days) network-wide and per DC
     fan_<scenario>.png  network-wide fan charts, a column per policy; fan_<scenario>_<policy>_dcs.png per DC
+    stores.csv          per scenario x policy x store: mean lost sales and fill rate with 95% CIs
     scenario_<name>.yaml each scenario as run (a scenario file)
     report.html         all of it in one self-contained page (experiments/stress_html.py); a Hydra multirun
                         (-m) also writes comparison.html into its sweep folder
 
+`mode=node_sweep` (experiments/node_sweep.py) disrupts every DC and supplier in turn for each of `closure_days`
+from `sweep_start`, one policy, next to the undisrupted baseline, and adds node_sweep.csv, node_sweep.md (time to
+survive against time to recover, lost sales and penalty cost increase, ranked) and risk_matrix.png; it draws no
+fan charts (series.npz holds them for the dashboard).
+
 A bad config (unknown scenario or policy, replications < 1, a target outside (0, 1], a bad start file, a run
-directory written by another configuration) stops before anything runs with one `config error:` line naming the
-key.
+directory written by another configuration or an older version, a node sweep's closure_days empty or not
+positive, a likelihood of an unknown node or outside [0, 1]) stops before anything runs with one `config error:`
+line naming the key.
 """
 
 from __future__ import annotations
@@ -46,6 +54,8 @@ from omegaconf import DictConfig
 
 import scenarios
 from agents.baselines.safety import read_safety_factors
+from experiments import node_sweep
+from experiments.node_sweep import MODES, NodeSweep, read_node_sweep, sweep_scenarios
 from experiments.policy_entries import load_policies, starting_stock
 from experiments.seeds import HELD_OUT_FIRST_SEED, SeedRange
 from experiments.startup import CONF_DIR, config_errors, plain, run_checked, run_dir, write_scenario
@@ -59,8 +69,10 @@ from experiments.stress_report import (
     plot_network_fans,
     replication_figures,
     short_table,
+    store_rows,
     summarize_cells,
     summary_markdown,
+    write_stores_csv,
     write_stress_csv,
     write_summary_csv,
 )
@@ -121,11 +133,13 @@ class StressConfig:
     ray: RayOptions
     plots: bool
     policy_settings: dict                # policy_seed and forecast_z: part of each cell's fingerprint
+    sweep: NodeSweep | None = None       # mode=node_sweep: the nodes, closure lengths and start day
 
 
 def load_stress_config(data: Mapping) -> StressConfig:
     """Read and build everything from the plain config (SpecError naming the key if anything is bad)."""
     r = ConfigReader(data, "")
+    mode = r.choice("mode", MODES, "scenarios")
     horizon = r.integer("horizon", 365, low=2, high=10**6)
     warmup = check_warmup(r.integer("warmup", 28, low=0), horizon)
     seeds = SeedRange.read(r, count=200, first=HELD_OUT_FIRST_SEED, high=100_000, count_key="replications")
@@ -151,18 +165,30 @@ def load_stress_config(data: Mapping) -> StressConfig:
     network = network_from_dict(r.raw("network"), "network")
     start_path = r.text("start", optional=True)
     start = read_start(start_path, network, horizon) if start_path else None
-    built = read_scenarios(r.sequence("scenarios", ()), network, horizon)
-    if start is not None and start.later_shocks:
-        built = {label: Scenario(s.name, s.description, s.shocks + start.later_shocks) for label, s in built.items()}
-    baseline = _among(r.text("baseline_scenario", optional=True), list(built), "baseline_scenario", "scenarios")
+    first_day = max(warmup, start.snapshot.day if start else 0)
+    sweep = read_node_sweep(r, network, horizon, first_day, active=mode == "node_sweep")
+    if sweep is None:
+        built = read_scenarios(r.sequence("scenarios", ()), network, horizon)
+        if start is not None and start.later_shocks:
+            built = {label: Scenario(s.name, s.description, s.shocks + start.later_shocks)
+                     for label, s in built.items()}
+        baseline = _among(r.text("baseline_scenario", optional=True), list(built), "baseline_scenario",
+                          "scenarios")
+    else:  # the sweep's own scenarios: `scenarios` and `baseline_scenario` are not used
+        r.raw("scenarios"), r.raw("baseline_scenario")
+        built = sweep_scenarios(sweep, start.later_shocks if start else ())
+        baseline = node_sweep.BASELINE
     entries = r.sequence("policies", ())
     policies = load_policies(entries, network, horizon, policy_seed, None, forecast_z)
     reference = _among(r.text("reference_policy", optional=True), list(policies), "reference_policy", "policies")
+    policy_entries = dict(zip(policies, map(str, entries)))
+    if sweep is not None:  # one policy
+        policies, policy_entries = {reference: policies[reference]}, {reference: policy_entries[reference]}
     r.done()
     return StressConfig(network=network, scenarios=built, baseline=baseline, policies=policies,
-                        policy_entries=dict(zip(policies, map(str, entries))), reference=reference, seeds=seeds,
+                        policy_entries=policy_entries, reference=reference, seeds=seeds,
                         horizon=horizon, warmup=warmup, start=start, settings=settings, ray=options, plots=plots,
-                        policy_settings={"policy_seed": policy_seed, "forecast_z": forecast_z})
+                        policy_settings={"policy_seed": policy_seed, "forecast_z": forecast_z}, sweep=sweep)
 
 
 def _among(value: str | None, labels: list[str], key: str, listed: str) -> str:
@@ -294,24 +320,34 @@ def all_jobs(config: StressConfig) -> list[Job]:
 # ---------------------------------------------------------------------------
 
 def write_report(out: Path, config: StressConfig, store: ReplicationStore, title: str) -> str:
-    """Load every replication, write stress.csv, summary.csv/.md, series.npz and the fan charts; return the
-    short table."""
+    """Load every replication, write stress.csv, summary.csv/.md, stores.csv, series.npz and the fan charts (a
+    node sweep: node_sweep.csv/.md and the risk matrix instead of the fan charts); return the short table."""
     groups = NodeGroups.of(config.network)
-    figures, cell_fans = {}, {}
+    figures, cell_fans, stores, samples = {}, {}, [], {}
     for scenario, built in config.scenarios.items():
         shock_start = first_shock_start(built.shocks)
         for policy in config.policies:
             reps = [store.load(Job(scenario, policy, r)) for r in range(config.seeds.count)]
             figures[scenario, policy] = [replication_figures(rep, config.settings, shock_start) for rep in reps]
             cell_fans[scenario, policy] = fans(reps)
+            stores += store_rows(scenario, policy, reps, groups)
+            if config.sweep is not None:
+                samples[scenario] = [node_sweep.sample(rep, config.sweep, config.settings.target,
+                                                       config.settings.window) for rep in reps]
     summaries = summarize_cells(figures, config.baseline, config.reference, groups.dc_names, groups.regions)
     write_stress_csv(out / "stress.csv", [row for rows in figures.values() for row in rows], groups.dc_names,
                      groups.regions)
     write_summary_csv(out / "summary.csv", summaries)
     (out / "summary.md").write_text(summary_markdown(summaries, config.baseline, config.reference, title,
                                                      config.settings))
+    write_stores_csv(out / "stores.csv", stores)
     np.savez_compressed(out / "series.npz", **fan_arrays(cell_fans, list(config.scenarios), list(config.policies),
                                                          groups.dc_names))
+    if config.sweep is not None:
+        rows = node_sweep.node_rows(samples, config.sweep)
+        node_sweep.write_node_sweep(out, rows, config.sweep, title, config.settings.target, config.settings.window,
+                                    config.plots)
+        return node_sweep.short_table(rows)
     if config.plots:
         for scenario, built in config.scenarios.items():
             name = store.scenario_dirs[scenario]
@@ -349,6 +385,10 @@ def main(cfg: DictConfig) -> None:
         write_scenario(out, scenario, command, config.network.name, config.horizon,
                        filename=f"scenario_{store.scenario_dirs[label]}.yaml")
     start = (f", from the {config.start.kind} state of day {config.start.snapshot.day}" if config.start else "")
+    if config.sweep is not None:
+        log.info("node sweep: %d nodes %s x closures of %s days from day %d (+ the baseline), policy %s",
+                 len(config.sweep.nodes), [n.name for n in config.sweep.nodes], list(config.sweep.lengths),
+                 config.sweep.start, config.reference)
     log.info("%s: %d scenario(s) %s x %d policies %s x %d replications (seeds %s), %d days%s", config.network.name,
              len(config.scenarios), list(config.scenarios), len(config.policies), list(config.policies),
              config.seeds.count, config.seeds, config.horizon, start)
@@ -367,6 +407,9 @@ def main(cfg: DictConfig) -> None:
         raise
     ran = time.perf_counter() - started
     title = f"{config.network.name}, {config.seeds.count} replications, seeds {config.seeds}"
+    if config.sweep is not None:
+        title = f"{config.network.name}, policy {config.reference}, {config.seeds.count} replications, seeds " \
+                f"{config.seeds}"
     table = write_report(out, config, store, title)
     report = write_run_report(out, config.settings.target)
     print(table)

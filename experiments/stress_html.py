@@ -4,7 +4,8 @@
     write_comparison_report(Path("multirun/DAY/TIME"))     # comparison.html over every stress run below
     python -m experiments.stress_html outputs/stress/RUN [more runs or sweep folders...]
 
-A run's report holds its summary (summary.md, the tables experiments/stress_report.py writes, as HTML), the
+A run's report holds, for a node sweep, its ranked table (node_sweep.md, experiments/node_sweep.py) and risk
+matrix (risk_matrix.png); its summary (summary.md, the tables experiments/stress_report.py writes, as HTML), the
 alerts (experiments/run_catalog.py), the re-planning decisions where the run has them, and its fan charts (the
 run's PNGs, embedded as data URIs). A comparison report puts every (run, scenario, policy) of a Hydra multirun
 side by side: one table and one chart of the headline figures. `MultirunReport` is the Hydra callback that
@@ -102,6 +103,11 @@ def run_report_html(run: StressRun, target: float = 0.95) -> str:
              f"<p class=\"meta\">network {html.escape(run.network)}; scenarios {', '.join(run.scenarios)}; "
              f"policies {', '.join(run.policies)}; {run.replications} replications per cell; written "
              f"{dt.datetime.now().isoformat(timespec='seconds')} from {html.escape(str(run.path))}</p>"]
+    sweep, matrix = run.path / "node_sweep.md", run.path / "risk_matrix.png"
+    if sweep.exists():
+        parts.append(markdown_to_html(sweep.read_text()))
+    if matrix.exists():
+        parts.append("<h2>Risk matrix</h2>" + _image(matrix, "risk matrix"))
     summary = run.path / "summary.md"
     if summary.exists():
         parts.append(markdown_to_html(summary.read_text()))
@@ -114,8 +120,10 @@ def run_report_html(run: StressRun, target: float = 0.95) -> str:
         parts.append("<h2>Re-planning decisions</h2>" + _table(list(decisions[0]), [list(d.values())
                                                                                    for d in decisions]))
     images = sorted(run.path.glob("fan_*.png"))
+    missing = ("No fan charts in a node sweep (the dashboard draws them from series.npz)." if sweep.exists() else
+               "No plots in this run (output.plots=false).")
     parts.append("<h2>Fan charts</h2>" + ("".join(_image(p, p.stem) for p in images) if images else
-                                          "<p>No plots in this run (output.plots=false).</p>"))
+                                          f"<p>{missing}</p>"))
     return _page(f"Stress test {run.run_id}", "\n".join(parts))
 
 

@@ -5,17 +5,18 @@
     write_stress_csv(...), write_summary_csv(...), summary_markdown(...), plot_network_fans(...), ...
 
 Figures of a replication (`Figures`), over its KPI days (after warm-up): the network KPIs (fill rate, total
-cost, cost per day, lost sales) and the resilience figures of twin/resilience.py on the stores' daily demand and
-fill: the worst 7-day fill rate, peak customer backorders, days whose rolling fill rate (`window` days) is below
-the service target, and the time to recover: days from the scenario's first shock start until the rolling fill
-rate is back within `tolerance` of its level over the `pre_days` before the shock (None for a scenario without
-shocks; NaN where it cannot be measured: the shock starts before the KPI days or no demand before it; inf when
-the run ends first).
+cost, cost per day, lost sales, penalty cost: backorder + lost-sale cost) and the resilience figures of
+twin/resilience.py on the stores' daily demand and fill: the worst 7-day fill rate, peak customer backorders,
+days whose rolling fill rate (`window` days) is below the service target, and the time to recover: days from
+the scenario's first shock start until the rolling fill rate is back within `tolerance` of its level over the
+`pre_days` before the shock (None for a scenario without shocks; NaN where it cannot be measured: the shock
+starts before the KPI days or no demand before it; inf when the run ends first).
 
 A cell (scenario, policy) is summarised by the mean and 95% CI of each figure (experiments/summary.py), the
 cost at risk (CVaR 95% of the replications' total cost, twin/resilience.cvar), the share of replications that
 recovered, and paired deltas on the same seeds: against the baseline scenario (same policy) and against the
-reference policy (same scenario).
+reference policy (same scenario). Per store (stores.csv): the mean lost sales and fill rate of each store over
+a cell's replications, with 95% CIs.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from twin.shocks import Shock
 PERCENTILES = (5, 25, 50, 75, 95)
 FAN_WEEK = resilience.WEEK         # the fan charts' fill rate: trailing 7 days
 CVAR_LEVEL = 0.95
-KPIS = ("fill_rate", "cost", "cost_per_day", "lost_sales")
+KPIS = ("fill_rate", "cost", "cost_per_day", "lost_sales", "penalty_cost")
 RESILIENCE = ("worst_week_fill_rate", "peak_backorders", "days_below_target")
 COMPARED = KPIS + RESILIENCE       # the figures with paired deltas
 FAN_METRICS = (("fill_rate_7d", "fill rate (7-day rolling)"), ("on_hand", "on hand (units)"),
@@ -66,6 +67,7 @@ class Figures:
     cost: float
     cost_per_day: float
     lost_sales: float
+    penalty_cost: float                # backorder + lost-sale cost (twin.costs kinds)
     worst_week_fill_rate: float
     peak_backorders: float
     days_below_target: int
@@ -81,7 +83,7 @@ def replication_figures(rep: Replication, settings: ResilienceSettings, shock_st
     return Figures(
         scenario=rep.scenario, policy=rep.policy, replication=rep.replication, seed=rep.seed,
         fill_rate=rep.fill_rate, cost=rep.cost, cost_per_day=rep.cost_per_day, lost_sales=rep.lost_sales,
-        worst_week_fill_rate=(float(resilience.worst_week_fill_rate(demand, filled))
+        penalty_cost=rep.penalty_cost, worst_week_fill_rate=(float(resilience.worst_week_fill_rate(demand, filled))
                               if len(demand) >= resilience.WEEK else math.nan),
         peak_backorders=float(resilience.peak(rep.kpi_days(rep.network["backorders"]))),
         days_below_target=int(resilience.days_below_target(demand, filled, settings.target, settings.window)),
@@ -264,10 +266,11 @@ def summary_markdown(summaries: Sequence[CellSummary], baseline: str, reference:
     lines = [f"# {title}", "",
              "Means over the replications with 95% confidence half-widths; deltas are paired on the same seeds.", "",
              "## KPIs", ""]
-    lines += _table(["scenario", "policy", "n", "fill rate", "cost", "cost/day", "lost sales", "cost CVaR 95%"],
+    lines += _table(["scenario", "policy", "n", "fill rate", "cost", "cost/day", "lost sales", "penalty cost",
+                     "cost CVaR 95%"],
                     [[s.scenario, s.policy, str(s.n), _pm(s.figures["fill_rate"]), _pm(s.figures["cost"]),
-                      _pm(s.figures["cost_per_day"]), _pm(s.figures["lost_sales"]), f"{s.cost_cvar95:.4g}"]
-                     for s in summaries])
+                      _pm(s.figures["cost_per_day"]), _pm(s.figures["lost_sales"]), _pm(s.figures["penalty_cost"]),
+                      f"{s.cost_cvar95:.4g}"] for s in summaries])
     lines += ["", "## Resilience", "",
               f"Worst 7-day fill rate; peak customer backorders; days with a {settings.window}-day fill rate below "
               f"{settings.target:g}; time to recover: days from the first shock until the {settings.window}-day "
@@ -283,8 +286,8 @@ def summary_markdown(summaries: Sequence[CellSummary], baseline: str, reference:
                 for s in summaries if getattr(s, attr) is not None]
         if rows:
             lines += ["", f"## {title_}", ""]
-            lines += _table(["scenario", "policy", "fill rate", "cost", "cost/day", "lost sales", "worst week",
-                             "peak backorders", "days below"], rows)
+            lines += _table(["scenario", "policy", "fill rate", "cost", "cost/day", "lost sales", "penalty cost",
+                             "worst week", "peak backorders", "days below"], rows)
     for what, attr in (("home DC", "lost_by_dc"), ("region", "lost_by_region")):
         names = list(getattr(summaries[0], attr))
         if not names:
@@ -306,6 +309,41 @@ def short_table(summaries: Sequence[CellSummary]) -> str:
             for s in summaries]
     widths = [max(len(r[i]) for r in (header, *rows)) for i in range(len(header))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in (header, *rows))
+
+
+# ---------------------------------------------------------------------------
+# Per store: stores.csv
+# ---------------------------------------------------------------------------
+
+STORE_COLUMNS = ("scenario", "policy", "store", "home_dc", "region", "n", "lost_sales", "lost_sales_ci95",
+                 "fill_rate", "fill_rate_ci95")
+
+
+def store_rows(scenario: str, policy: str, reps: Sequence[Replication], groups) -> list[dict]:
+    """One row per store of a cell: mean lost sales and fill rate over its replications (KPI days), 95% CIs.
+    `groups`: the network's experiments.stress_runs.NodeGroups."""
+    lost = np.stack([r.store_lost for r in reps])
+    fill = np.stack([r.store_fill_rate for r in reps])
+    rows = []
+    for j, store in enumerate(groups.store_names):
+        home = int(groups.store_dc[j])
+        lost_stats = summarize(list(lost[:, j]))
+        fill_stats = summarize(list(_finite_or_none(fill[:, j])))
+        rows.append({"scenario": scenario, "policy": policy, "store": store,
+                     "home_dc": groups.dc_names[home] if home >= 0 else "",
+                     "region": groups.regions[groups.store_region[j]], "n": len(reps),
+                     "lost_sales": lost_stats["mean"], "lost_sales_ci95": lost_stats["ci95"],
+                     "fill_rate": fill_stats["mean"], "fill_rate_ci95": fill_stats["ci95"]})
+    return rows
+
+
+def write_stores_csv(path: Path, rows: Sequence[Mapping]) -> None:
+    """stores.csv: one row per scenario x policy x store (`store_rows`)."""
+    with Path(path).open("w", newline="") as f:
+        writer = csv.DictWriter(f, STORE_COLUMNS)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: v if isinstance(v, str) else _number(v) for k, v in row.items()})
 
 
 # ---------------------------------------------------------------------------

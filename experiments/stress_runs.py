@@ -10,15 +10,21 @@ policy and every scenario meets the same demand draws and lead times outside the
 numbers depend on its job only: the policy is a fresh copy of the configured one for every replication, so
 neither the batching of replications into Ray tasks nor the number of workers nor Ray itself changes them.
 
-What a replication keeps (`Replication`) is compact: daily series network-wide and per DC, from the day the run
-starts on (0, or the start state's day), and the KPIs of the days after warm-up.
+What a replication keeps (`Replication`) is compact: daily series network-wide, per DC and per group of stores,
+from the day the run starts on (0, or the start state's day), and the KPIs of the days after warm-up.
 
 - network-wide: `demand`, `filled` (served from stock on the day asked), `backorders` and `lost` at the stores
   (what customers see: the twin's network fill rate), `on_hand` in DCs and stores, `cost` of every node;
 - per DC (a column each): the DC's own `demand` (its stores' orders), `filled`, `on_hand`, `backorders` (owed
   to stores), `lost` (orders cancelled at a lost-sales DC) and `cost`;
-- the stores' lost sales over the KPI days by home DC (the nearest DC above the store in the network; a
-  re-routed store still counts for its home DC) and by region.
+- the stores' customer `demand` and `filled` summed by home DC (`stores_by_dc`, a column per DC: the stores
+  whose nearest DC above them is that DC; a re-routed store still counts for its home DC) and by supplier
+  (`stores_by_supplier`, a column per supplier: the stores below it);
+- over the KPI days: the stores' lost sales by home DC and by region, each store's lost sales and fill rate,
+  and the network's cost by kind (twin.costs.COST_KINDS: the penalty cost is backorder + lost sale).
+
+The file format is versioned (`FILE_FORMAT`, stored in every file): a file of another format is refused with
+an error naming it, never misread.
 
 Each replication is written to `<root>/<scenario>/<policy>/r<NNNN>.npz` (a temporary file renamed into place,
 so a file is whole or absent) with the fingerprint of its cell's configuration: a run started again in the same
@@ -43,6 +49,7 @@ from pathlib import Path
 import numpy as np
 
 from twin import SpecError
+from twin.costs import COST_KINDS
 from twin.engine import Engine
 from twin.shocks import Shock
 from twin.snapshot import Snapshot
@@ -51,7 +58,9 @@ from twin.spec import NetworkSpec
 log = logging.getLogger("experiments.stress")
 
 SERIES = ("demand", "filled", "on_hand", "backorders", "lost", "cost")
-FILE_FORMAT = "stress.replication/1"
+STORE_SERIES = ("demand", "filled")           # the stores' customer series kept per home DC and per supplier
+PENALTY_KINDS = ("backorder", "lost_sale")    # the costs of not serving customers on time
+FILE_FORMAT = "stress.replication/2"          # 2: stores by DC and supplier, per-store figures, costs by kind
 
 
 # ---------------------------------------------------------------------------
@@ -92,24 +101,40 @@ class NodeGroups:
     store_region: np.ndarray    # (stores,) index in `regions` of each store's region
     dc_names: tuple[str, ...]
     regions: tuple[str, ...]
+    suppliers: np.ndarray       # node indices of the suppliers
+    store_supplier: np.ndarray  # (stores,) column in `suppliers` of the supplier above each store (-1: none)
+    supplier_names: tuple[str, ...]
+    store_names: tuple[str, ...]
 
     @classmethod
     def of(cls, network: NetworkSpec) -> NodeGroups:
         kinds = np.array([n.kind for n in network.nodes])
         stores, dcs = np.flatnonzero(kinds == "store"), np.flatnonzero(kinds == "dc")
-        column = {int(i): c for c, i in enumerate(dcs)}
-        parent = {n.name: n.parent for n in network.nodes}
-        home = []
-        for i in stores:
-            up = parent[network.nodes[i].name]
-            while up is not None and network.nodes[network.index(up)].kind != "dc":
-                up = parent[up]
-            home.append(-1 if up is None else column[network.index(up)])
+        suppliers = np.flatnonzero(kinds == "supplier")
+
+        def above(i: int, kind: str, nodes: np.ndarray) -> int:
+            """Column in `nodes` of the nearest node of `kind` above node i (-1: none)."""
+            column = {int(j): c for c, j in enumerate(nodes)}
+            up = network.nodes[i].parent
+            while up is not None and network.nodes[network.index(up)].kind != kind:
+                up = network.nodes[network.index(up)].parent
+            return -1 if up is None else column[network.index(up)]
+
         regions = tuple(sorted({network.nodes[i].region for i in stores}))
         return cls(stores=stores, dcs=dcs, held=np.flatnonzero(kinds != "supplier"),
-                   store_dc=np.array(home, dtype=int),
+                   store_dc=np.array([above(i, "dc", dcs) for i in stores], dtype=int),
                    store_region=np.array([regions.index(network.nodes[i].region) for i in stores], dtype=int),
-                   dc_names=tuple(network.nodes[i].name for i in dcs), regions=regions)
+                   dc_names=tuple(network.nodes[i].name for i in dcs), regions=regions, suppliers=suppliers,
+                   store_supplier=np.array([above(i, "supplier", suppliers) for i in stores], dtype=int),
+                   supplier_names=tuple(network.nodes[i].name for i in suppliers),
+                   store_names=tuple(network.nodes[i].name for i in stores))
+
+    def by(self, columns: np.ndarray, count: int) -> np.ndarray:
+        """(stores, count) 0/1 matrix: store s belongs to column columns[s] (-1: to none)."""
+        matrix = np.zeros((len(self.stores), count))
+        inside = columns >= 0
+        matrix[np.flatnonzero(inside), columns[inside]] = 1.0
+        return matrix
 
 
 @dataclass(frozen=True)
@@ -130,6 +155,16 @@ class Replication:
     lost_sales: float
     lost_by_dc: np.ndarray             # (DCs,) stores' lost sales over the KPI days by home DC
     lost_by_region: np.ndarray         # (regions,) the same by store region
+    stores_by_dc: dict[str, np.ndarray]        # STORE_SERIES field -> (days, DCs): the stores of each home DC
+    stores_by_supplier: dict[str, np.ndarray]  # STORE_SERIES field -> (days, suppliers): the stores below each
+    store_lost: np.ndarray             # (stores,) each store's lost sales over the KPI days
+    store_fill_rate: np.ndarray        # (stores,) each store's fill rate over the KPI days (NaN: no demand)
+    costs: np.ndarray                  # (len(COST_KINDS),) the network's cost by kind over the KPI days
+
+    @property
+    def penalty_cost(self) -> float:
+        """Backorder and lost-sale cost over the KPI days (the cost of customers not served on time)."""
+        return float(sum(self.costs[COST_KINDS.index(k)] for k in PENALTY_KINDS))
 
     @property
     def days(self) -> np.ndarray:
@@ -160,8 +195,15 @@ def run_replication(setup: StressSetup, job: Job, groups: NodeGroups | None = No
                for f in SERIES}
     first_day = result.meta["first_day"]
     kpi_start = max(setup.warmup, first_day)
-    store_lost = series["lost"][kpi_start - first_day:, groups.stores].sum(axis=0)
+    kpi_rows = slice(kpi_start - first_day, None)
+    store_lost = series["lost"][kpi_rows, groups.stores].sum(axis=0)
+    store_demand = series["demand"][kpi_rows, groups.stores].sum(axis=0)
+    store_filled = series["filled"][kpi_rows, groups.stores].sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        store_fill = np.where(store_demand > 0, store_filled / store_demand, np.nan)
     home = groups.store_dc >= 0
+    to_dc = groups.by(groups.store_dc, len(groups.dcs))
+    to_supplier = groups.by(groups.store_supplier, len(groups.suppliers))
     kpis = result.kpis["network"]
     return Replication(
         scenario=job.scenario, policy=job.policy, replication=job.replication, seed=seed, first_day=first_day,
@@ -170,7 +212,11 @@ def run_replication(setup: StressSetup, job: Job, groups: NodeGroups | None = No
         cost=float(kpis["cost_total"]), cost_per_day=float(kpis["cost_per_day"]),
         lost_sales=float(kpis["lost_units"]),
         lost_by_dc=np.bincount(groups.store_dc[home], weights=store_lost[home], minlength=len(groups.dcs)),
-        lost_by_region=np.bincount(groups.store_region, weights=store_lost, minlength=len(groups.regions)))
+        lost_by_region=np.bincount(groups.store_region, weights=store_lost, minlength=len(groups.regions)),
+        stores_by_dc={f: series[f][:, groups.stores] @ to_dc for f in STORE_SERIES},
+        stores_by_supplier={f: series[f][:, groups.stores] @ to_supplier for f in STORE_SERIES},
+        store_lost=store_lost, store_fill_rate=store_fill,
+        costs=np.array([float(kpis[f"cost_{c}"]) for c in COST_KINDS]))
 
 
 def run_batch(setup: StressSetup, jobs: Sequence[Job]) -> list[Replication]:
@@ -228,11 +274,14 @@ class ReplicationStore:
                 continue
             try:
                 with np.load(path) as data:
+                    kind = str(data["format"]) if "format" in data.files else "?"
                     stored, seed = str(data["fingerprint"]), int(data["seed"])
             except Exception as error:  # a damaged file (not one of ours: ours are renamed into place whole)
                 log.warning("%s: unreadable (%s); running it again", path, error)
                 todo.append(job)
                 continue
+            if kind != FILE_FORMAT:
+                raise SpecError(_format_error(path, kind))
             if stored != self.fingerprints[job.scenario, job.policy] or seed != self.first_seed + job.replication:
                 raise SpecError(f"hydra.run.dir: {path.parent} holds replications of another configuration "
                                 f"(network, scenario, policy, horizon, warm-up, seeds or start differ); allowed: "
@@ -250,7 +299,10 @@ class ReplicationStore:
                       replication=np.array(rep.replication), seed=np.array(rep.seed),
                       first_day=np.array(rep.first_day), kpi_start=np.array(rep.kpi_start),
                       kpis=np.array([rep.fill_rate, rep.cost, rep.cost_per_day, rep.lost_sales]),
-                      lost_by_dc=rep.lost_by_dc, lost_by_region=rep.lost_by_region)
+                      lost_by_dc=rep.lost_by_dc, lost_by_region=rep.lost_by_region, store_lost=rep.store_lost,
+                      store_fill_rate=rep.store_fill_rate, costs=rep.costs)
+        arrays.update({f"stores_dc_{f}": v for f, v in rep.stores_by_dc.items()})
+        arrays.update({f"stores_supplier_{f}": v for f, v in rep.stores_by_supplier.items()})
         temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         with temporary.open("wb") as f:
             np.savez_compressed(f, **arrays)
@@ -258,14 +310,26 @@ class ReplicationStore:
         return path
 
     def load(self, job: Job) -> Replication:
-        with np.load(self.path(job)) as data:
+        path = self.path(job)
+        with np.load(path) as data:
+            kind = str(data["format"]) if "format" in data.files else "?"
+            if kind != FILE_FORMAT:
+                raise SpecError(_format_error(path, kind))
             fill_rate, cost, cost_per_day, lost_sales = data["kpis"].tolist()
             return Replication(
                 scenario=job.scenario, policy=job.policy, replication=job.replication, seed=int(data["seed"]),
                 first_day=int(data["first_day"]), kpi_start=int(data["kpi_start"]),
                 network={f: data[f"network_{f}"] for f in SERIES}, dcs={f: data[f"dc_{f}"] for f in SERIES},
                 fill_rate=fill_rate, cost=cost, cost_per_day=cost_per_day, lost_sales=lost_sales,
-                lost_by_dc=data["lost_by_dc"], lost_by_region=data["lost_by_region"])
+                lost_by_dc=data["lost_by_dc"], lost_by_region=data["lost_by_region"],
+                stores_by_dc={f: data[f"stores_dc_{f}"] for f in STORE_SERIES},
+                stores_by_supplier={f: data[f"stores_supplier_{f}"] for f in STORE_SERIES},
+                store_lost=data["store_lost"], store_fill_rate=data["store_fill_rate"], costs=data["costs"])
+
+
+def _format_error(path: Path, kind: str) -> str:
+    return (f"hydra.run.dir: {path} is a replication file of format {kind!r}, and this version reads and writes "
+            f"{FILE_FORMAT!r}; allowed: a new run directory (the old files are kept as they are, never misread)")
 
 
 # ---------------------------------------------------------------------------

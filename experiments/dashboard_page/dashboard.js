@@ -89,7 +89,7 @@ async function loadRun(id) {
 async function draw() {
   say("");
   try {
-    await Promise.all([comparison(), fans()]);
+    await Promise.all([comparison(), fans(), stores()]);
   } catch (error) {
     say(error.message);
   }
@@ -153,6 +153,17 @@ async function lostSales() {
     table($(`lost-${by}`), ["scenario", "policy", by === "dc" ? "DC" : "region", "lost sales (mean)", "95% CI"],
       rows.map((r) => [r.scenario, r.policy, r.name, fmt(r.mean), r.ci95 === null ? "-" : "± " + fmt(r.ci95, 2)]), 3);
   }
+}
+
+async function stores() {
+  const query = [...ticked("scenario").map((s) => `scenario=${encodeURIComponent(s)}`),
+    ...ticked("policy").map((p) => `policy=${encodeURIComponent(p)}`), "limit=20"].join("&");
+  const rows = ticked("scenario").length && ticked("policy").length ?
+    await api(`/api/runs/${encodeURI(state.run)}/stores?${query}`) : [];
+  table($("stores"), ["scenario", "policy", "store", "home DC", "region", "lost sales (mean)", "95% CI", "fill rate (mean)", "95% CI"],
+    rows.map((r) => [r.scenario, r.policy, r.store, r.home_dc || "-", r.region, fmt(r.lost_sales),
+      r.lost_sales_ci95 === null ? "-" : "± " + fmt(r.lost_sales_ci95, 2), fmt(r.fill_rate),
+      r.fill_rate_ci95 === null ? "-" : "± " + fmt(r.fill_rate_ci95, 2)]), 5);
 }
 
 async function orders(available) {

@@ -90,12 +90,27 @@ def test_the_report_holds_every_figure_and_file(runs):
     assert all(float(r["time_to_recover"]) > 0 and float(r["peak_backorders"]) > 0 for r in flash)
     summary = rows(out, "summary.csv")
     figures = {r["figure"] for r in summary}
-    assert {"fill_rate", "cost", "cost_per_day", "lost_sales", "worst_week_fill_rate", "peak_backorders",
-            "days_below_target", "cost_cvar95", "recovered_share", "time_to_recover", "lost_sales_dc:dc_0",
-            "lost_sales_region:north"} <= figures
+    assert {"fill_rate", "cost", "cost_per_day", "lost_sales", "penalty_cost", "worst_week_fill_rate",
+            "peak_backorders", "days_below_target", "cost_cvar95", "recovered_share", "time_to_recover",
+            "lost_sales_dc:dc_0", "lost_sales_region:north"} <= figures
     for name in ("fan_baseline.png", "fan_flash_sale.png", "fan_flash_sale_rop_dcs.png", "scenario_baseline.yaml",
-                 "scenario_flash_sale.yaml", "series.npz", "summary.md"):
+                 "scenario_flash_sale.yaml", "series.npz", "summary.md", "stores.csv"):
         assert (out / name).is_file(), name
+    for r in table:  # the penalty cost: backorder + lost-sale cost, part of the total
+        assert 0 < float(r["penalty_cost"]) < float(r["cost"])
+    # per store: every cell's stores, their lost sales (none: stores backorder in this network) and fill rates
+    stores = rows(out, "stores.csv")
+    assert [(r["scenario"], r["policy"], r["store"]) for r in stores[:2]] == [
+        ("baseline", "base_stock", "store_0"), ("baseline", "base_stock", "store_1")]
+    assert len(stores) == CELLS * 2 and {r["home_dc"] for r in stores} == {"dc_0"} and stores[0]["n"] == "3"
+    for r in stores:
+        assert float(r["lost_sales"]) == 0 and 0 < float(r["fill_rate"]) <= 1 and float(r["fill_rate_ci95"]) >= 0
+    by_cell = {(r["scenario"], r["policy"]): r for r in table if r["replication"] == "0"}
+    with np.load(out / "replications" / "flash_sale" / "rop" / "r0000.npz") as data:
+        assert data["store_fill_rate"].shape == (2,) and data["stores_dc_demand"].shape == (60, 1)
+        np.testing.assert_allclose(data["stores_dc_demand"][:, 0], data["network_demand"])
+        np.testing.assert_allclose(data["stores_supplier_filled"][:, 0], data["network_filled"])
+        assert float(by_cell["flash_sale", "rop"]["penalty_cost"]) == pytest.approx(data["costs"][1:3].sum())
     assert yaml.safe_load((out / "scenario_flash_sale.yaml").read_text())["shocks"][0]["start"] == 30
     with np.load(out / "series.npz") as fans:
         assert list(fans["percentiles"]) == [5, 25, 50, 75, 95]

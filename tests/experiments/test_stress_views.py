@@ -146,6 +146,14 @@ def test_the_api_answers_only_for_runs_it_found(dashboard):
     assert bad.status_code == 422 and "figure: 'nope' is not allowed" in bad.json()["detail"]
     bad = httpx.get(f"{dashboard}/api/runs/stress/run1/fan", params={"scenario": "x", "policy": "rop"})
     assert bad.status_code == 422 and "scenario: 'x' is not allowed" in bad.json()["detail"]
+    stores = httpx.get(f"{dashboard}/api/runs/stress/run1/stores",
+                       params={"scenario": ["dc_outage"], "policy": ["rop", "base_stock"], "limit": 3}).json()
+    assert [(r["scenario"], r["home_dc"]) for r in stores] == [("dc_outage", "dc_0")] * 3
+    fill = [r["fill_rate"] for r in stores]  # no lost sales here (stores backorder): the lowest fill rates first
+    assert fill == sorted(fill) and all(r["lost_sales"] == 0 for r in stores)
+    assert len(httpx.get(f"{dashboard}/api/runs/stress/run1/stores").json()) == 2 * 2 * 2  # all, under 20
+    bad = httpx.get(f"{dashboard}/api/runs/stress/run1/stores", params={"policy": "nope"})
+    assert bad.status_code == 422 and "policy: 'nope' is not allowed" in bad.json()["detail"]
     assert httpx.get(f"{dashboard}/api/orders").status_code == 404  # no bundle loaded
     assert httpx.get(f"{dashboard}/assets/plotly.min.js").status_code == 200
     assert httpx.get(f"{dashboard}/assets/..%2Fdashboard.py").status_code == 404
@@ -169,6 +177,10 @@ def test_the_page_in_headless_chromium(dashboard, tmp_path):
             assert comparison == [["base_stock", ["baseline", "dc_outage"]], ["rop", ["baseline", "dc_outage"]]]
             assert page.locator("#comparison-table tr").count() == 5  # a header and four cells
             assert "DC dc_0 closed" in page.locator("#alerts").inner_text()
+            # per store: the worst stores of the ticked scenarios and policies (2 x 2 cells x 2 stores)
+            page.wait_for_function("document.querySelectorAll('#stores tr').length === 9")
+            first = page.locator("#stores tr").nth(1).inner_text()
+            assert first.startswith("dc_outage") and "store_" in first and "dc_0" in first
 
             # a control: another fan-chart metric redraws the fans with its own numbers
             before = page.evaluate("document.getElementById('fans').layout.title.text")
@@ -178,6 +190,7 @@ def test_the_page_in_headless_chromium(dashboard, tmp_path):
             # another: unticking a policy leaves one bar series
             page.uncheck("input[name=policy][value=rop]")
             page.wait_for_function("document.getElementById('comparison').data.length === 1")
+            page.wait_for_function("document.querySelectorAll('#stores tr').length === 5")  # base_stock's 4
             # and the figure select: cost per day, in the table too
             page.select_option("#figure", "cost_per_day")
             page.wait_for_function("document.getElementById('comparison').layout.title.text.startsWith('cost per day')")
