@@ -26,10 +26,12 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import lzma
 import shutil
 import tempfile
 import weakref
 import zipfile
+import zlib
 from functools import cached_property
 from importlib import metadata
 from importlib.util import find_spec
@@ -60,6 +62,7 @@ SAMPLE_TOLERANCE = 1e-4  # max |score difference| of the self-check, as at expor
 # what a saved forecaster needs beyond .[serve] (the forecast extra), checked when a bundle loads
 FORECASTER_PACKAGES = {"gradient_boosting": ("sklearn", "joblib"), "ets": ("statsforecast",),
                        "arima": ("statsforecast",)}
+MAX_ZIP_MEMBERS = 10_000         # a bundle.zip with more files than this is refused (a bundle has tens)
 MAX_UNZIPPED_BYTES = 2 * 2**30  # a bundle.zip larger than this unzipped is refused (a zip bomb)
 SERVING_PACKAGES = ("numpy", "onnxruntime", "pydantic", "supplychain-twin")
 
@@ -328,12 +331,15 @@ def unpack_zip(archive: str | Path, target: str | Path, name: str | None = None)
                     raise BundleError(f"{where}: member {info.filename!r} is not allowed (it would be written "
                                       f"outside the bundle's folder); allowed: relative paths inside the archive")
             size = sum(info.file_size for info in infos)
+            if len(infos) > MAX_ZIP_MEMBERS:
+                raise BundleError(f"{where}: {len(infos):,} members; allowed: at most {MAX_ZIP_MEMBERS:,}")
             if size > MAX_UNZIPPED_BYTES:
                 raise BundleError(f"{where}: {size:,} bytes unzipped; allowed: at most {MAX_UNZIPPED_BYTES:,}")
             target.mkdir(parents=True, exist_ok=True)
             z.extractall(target)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, NotImplementedError, RuntimeError) as error:
-        # not a zip, a damaged one (CRC), an encrypted one or a compression zipfile lacks
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, NotImplementedError, RuntimeError, zlib.error,
+            lzma.LZMAError, ValueError) as error:
+        # not a zip, a damaged one (CRC, a corrupt deflate stream), an encrypted one or a compression zipfile lacks
         raise BundleError(f"{where}: not a readable zip archive ({error}); allowed: the bundle.zip written by "
                           f"experiments.export") from error
     found = [p.parent for p in target.rglob(MANIFEST)]

@@ -162,3 +162,32 @@ def test_a_reload_path_must_resolve_inside_a_root(tmp_path):
     with pytest.raises(OutsideRoots, match="symlinks resolved"):
         confined(allowed / "link", roots)
     shutil.rmtree(outside)
+
+
+def test_any_corrupted_byte_of_a_bundle_zip_is_a_bundle_error(bundle, tmp_path, scratch):
+    """A flipped byte anywhere in the archive (deflate streams included: zlib.error) is refused as a BundleError,
+    which the service answers with 422, never an uncaught error (500)."""
+    original = (bundle.parent / "bundle.zip").read_bytes()
+    step = max(1, len(original) // 60)
+    for at in range(0, len(original), step):
+        damaged = bytearray(original)
+        damaged[at] ^= 0x5A
+        path = tmp_path / f"d{at}.zip"
+        path.write_bytes(bytes(damaged))
+        try:
+            load_bundle(path)
+        except BundleError:
+            pass
+    assert list(scratch.iterdir()) == []
+
+
+def test_a_zip_with_too_many_members_is_refused(tmp_path, scratch, monkeypatch):
+    import agents.deploy.bundle as bundle_module
+
+    monkeypatch.setattr(bundle_module, "MAX_ZIP_MEMBERS", 3)
+    many = tmp_path / "many.zip"
+    with zipfile.ZipFile(many, "w") as z:
+        for i in range(4):
+            z.writestr(f"f{i}.txt", "x")
+    with pytest.raises(BundleError, match="4 members; allowed: at most 3"):
+        load_bundle(many)
