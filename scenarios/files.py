@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +52,7 @@ from twin.spec import NetworkSpec
 FILE_KEYS = ("name", "description", "shocks")
 WINDOW_KEYS = ("type", "start", "end", "duration", "start_date", "end_date")
 RAMP_KEYS = ("ramp_up", "ramp_down")
+MAX_DAY = 36_500  # a day number or date at most 100 years after day 0
 
 
 class DatesAsText(yaml.SafeLoader):
@@ -232,7 +234,7 @@ def read_entry(data: Any, key: str) -> ShockEntry:
         raise SpecError(f"{r.key('duration')}: given with end; allowed: one of end (the first day without the "
                         f"shock) or duration (days)")
     if r.has("duration"):
-        end = start + r.integer("duration", low=1)
+        end = start + r.integer("duration", low=1, high=MAX_DAY)
     elif r.has("end"):
         end = read_day(r, "end")
         if end <= start:
@@ -281,13 +283,20 @@ def read_day(r: ConfigReader, name: str) -> int:
             raise SpecError(f"{r.key(name)}: {value!r} is neither a day number nor a date; {allowed}") from None
     if isinstance(value, dt.date):
         day = twin_day(value)
+        if day > MAX_DAY:
+            raise SpecError(f"{r.key(name)}: {value} is more than {MAX_DAY} days after day 0; {allowed}, "
+                            f"up to day {MAX_DAY}")
         if day < 0:
             raise SpecError(f"{r.key(name)}: {value} is before day 0 ({DAY_ZERO}); {allowed}")
         return day
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or int(value) != value:
         raise SpecError(f"{r.key(name)}: {value!r} is neither a day number nor a date; {allowed}")
     if value < 0:
         raise SpecError(f"{r.key(name)}: {value!r} is before day 0; {allowed}")
+    if value > MAX_DAY:
+        raise SpecError(f"{r.key(name)}: {value!r} is more than {MAX_DAY} days after day 0; {allowed}, "
+                        f"up to day {MAX_DAY}")
     return int(value)
 
 

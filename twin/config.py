@@ -67,8 +67,9 @@ class ConfigReader:
             if optional:
                 return None
             raise SpecError(f"{self.key(name)}: required, expected an integer")
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
-            raise SpecError(f"{self.key(name)}: expected an integer, got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+                or int(value) != value:
+            raise SpecError(f"{self.key(name)}: expected an integer, got {value!r}; allowed: a whole number")
         value = int(value)
         bounds(self.key(name), value, low, high, False)
         return value

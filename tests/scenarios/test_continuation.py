@@ -14,6 +14,7 @@ from twin.testing import OrderUpTo, check_continuation
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
 HORIZON = 365
+EXAMPLE = CONF.parent / "examples" / "scenario_covid_dates.yaml"  # the scenario file conf/scenario/file.yaml names
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +38,8 @@ def order_up_to(network):
 
 @pytest.mark.parametrize("name", sorted(scenarios.SCENARIOS.names))
 def test_every_scenario_continues_exactly_from_a_snapshot_inside_its_shocks(paper, name):
-    params = {"shocks": [{"type": "demand", "start": 60, "end": 90, "multiplier": 1.8}]} if name == "custom" else {}
+    params = {"custom": {"shocks": [{"type": "demand", "start": 60, "end": 90, "multiplier": 1.8}]},
+              "file": {"path": str(EXAMPLE)}}.get(name, {})
     scenario = scenarios.build(name, paper, horizon=HORIZON, **params)
     first = min(scenario.shocks, key=lambda s: s.start, default=None)
     day = (first.start + first.end) // 2 if first else 150  # inside the first shock's window, where one exists
