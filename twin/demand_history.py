@@ -566,6 +566,14 @@ def read_demand_history(path: str | Path, network: NetworkSpec, *, missing: str 
     ordinals = np.array(days, dtype=np.int64)
     first, last = int(ordinals.min()), int(ordinals.max())
     n_days = last - first + 1
+    distinct = np.unique(ordinals)
+    if n_days > 2 * len(distinct) + 366:  # refused before the (days, stores, SKUs) arrays are made: a typo in one
+        # year (2204 for 2024) would otherwise ask for gigabytes
+        jump = int(np.argmax(np.diff(distinct)))
+        problems.add(f"{file.name}: dates jump from {dt.date.fromordinal(int(distinct[jump]))} to "
+                     f"{dt.date.fromordinal(int(distinct[jump + 1]))} ({len(distinct):,} dates over {n_days:,} "
+                     f"days); allowed: one row per day from the first date to the last, no gaps")
+        raise DemandHistoryError(problems.result(), str(path), key)
     cube = np.zeros((n_days, len(stores), len(skus)))
     counts = np.zeros((n_days, len(stores), len(skus)), dtype=np.int64)
     t = ordinals - first

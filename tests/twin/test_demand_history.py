@@ -349,6 +349,8 @@ def set_cell(row: int, column: int, value: str):
     (lambda lines: lines.pop(2), "sales.csv: series 's1/rice' has no row for 2021-01-02; allowed"),
     (lambda lines: lines.insert(3, lines[2]), "sales.csv: series 's1/rice' has 2 rows for 2021-01-02; allowed: one "
                                               "row per series and day"),
+    (set_cell(5, 1, "2204-01-04"), "sales.csv: dates jump from 2021-04-01 to 2204-01-04 (92 dates over 66,842 days); "
+                                   "allowed: one row per day from the first date to the last, no gaps"),
     (lambda lines: lines.__setitem__(0, "series,date,value"), "sales.csv, row 1: missing column(s) series_id "
                                                               "(columns seen: 'series', 'date', 'value'); required: "
                                                               "series_id, date, value"),
