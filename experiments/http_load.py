@@ -37,6 +37,8 @@ class Connection:
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, host: str) -> None:
         self.reader, self.writer, self.host = reader, writer, host
         self._turn = asyncio.Lock()  # one request at a time: a second caller waits for the first answer
+        self.broken: str | None = None  # why this connection can no longer be used (then every request says so)
+        self.timeout = 30.0
 
     @classmethod
     async def open(cls, url: str, timeout: float = 30.0) -> Connection:
@@ -49,13 +51,32 @@ class Connection:
             reader, writer = await asyncio.wait_for(asyncio.open_connection(parts.hostname, port), timeout)
         except (OSError, asyncio.TimeoutError) as error:
             raise HttpError(f"cannot connect to {url}: {error!r}") from error
-        return cls(reader, writer, f"{parts.hostname}:{port}")
+        connection = cls(reader, writer, f"{parts.hostname}:{port}")
+        connection.timeout = timeout
+        return connection
 
     async def request(self, method: str, path: str, headers: dict[str, str] | None = None,
                       body: bytes = b"") -> Reply:
-        """Send one request and read its response (HttpError if the connection breaks)."""
+        """Send one request and read its response within the connection's timeout. HttpError if the connection
+        breaks, times out or was broken before: after an error the stream may be out of step, so the connection
+        is not used again (open another)."""
         async with self._turn:
-            return await self._exchange(method, path, headers or {}, body)
+            if self.broken:
+                raise HttpError(f"connection unusable: {self.broken}")
+            try:
+                reply = await asyncio.wait_for(self._exchange(method, path, headers or {}, body), self.timeout)
+            except asyncio.TimeoutError:
+                self.broken = f"no complete response within {self.timeout:g} s"
+                raise HttpError(self.broken) from None
+            except HttpError as error:
+                self.broken = str(error)
+                raise
+            except BaseException:  # cancelled mid-exchange: the stream is out of step
+                self.broken = "a request was cancelled mid-exchange"
+                raise
+            if reply.headers.get("connection", "").lower() == "close":
+                self.broken = "the server closed it (Connection: close)"
+            return reply
 
     async def _exchange(self, method: str, path: str, headers: dict[str, str], body: bytes) -> Reply:
         lines = [f"{method} {path} HTTP/1.1", f"Host: {self.host}", f"Content-Length: {len(body)}"]
@@ -85,7 +106,10 @@ class Connection:
     async def _chunked(self) -> bytes:
         parts = []
         while True:
-            size = int((await self.reader.readuntil(b"\r\n")).split(b";")[0], 16)
+            try:
+                size = int((await self.reader.readuntil(b"\r\n")).split(b";")[0], 16)
+            except asyncio.LimitOverrunError as error:
+                raise HttpError(f"a chunk size line too long: {error!r}") from error
             if size == 0:
                 await self.reader.readuntil(b"\r\n")  # no trailers are sent by the servers measured
                 return b"".join(parts)

@@ -7,6 +7,7 @@ Figures only have to be complete and sane (counts, no errors, ordered percentile
 from __future__ import annotations
 
 import math
+import time
 
 import pytest
 
@@ -107,6 +108,15 @@ def test_the_load_generators_http_client_against_a_real_server():
 
         def do_POST(self):  # noqa: N802 (http.server's name)
             body = self.rfile.read(int(self.headers["Content-Length"]))
+            if self.path == "/stall":
+                time.sleep(1.0)
+            if self.path == "/close":
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.send_header("Connection", "close")
+                self.end_headers()
+                self.close_connection = True
+                return
             if self.path == "/chunked":
                 self.send_response(200)
                 self.send_header("Transfer-Encoding", "chunked")
@@ -138,11 +148,30 @@ def test_the_load_generators_http_client_against_a_real_server():
             await connection.close()
         return replies, chunked
 
+    async def broken(path: str, timeout: float = 30.0) -> list[str]:
+        connection = await Connection.open(url, timeout=timeout)
+        said = []
+        try:
+            for _ in range(2):
+                try:
+                    await connection.request("POST", path, body=b"x")
+                    said.append("ok")
+                except HttpError as error:
+                    said.append(str(error))
+        finally:
+            await connection.close()
+        return said
+
     try:
         replies, chunked = asyncio.run(exchange())
         assert [(r.status, r.headers["x-seen"], r.body) for r in replies] == [
             (201, str(i), b"body %d!" % i) for i in range(5)]
         assert chunked.status == 200 and chunked.body == b"abcdefgh"
+        # a server that closes, or stalls past the timeout: never used again (its stream may be out of step)
+        assert asyncio.run(broken("/close")) == [
+            "ok", "connection unusable: the server closed it (Connection: close)"]
+        assert asyncio.run(broken("/stall", timeout=0.3)) == [
+            "no complete response within 0.3 s", "connection unusable: no complete response within 0.3 s"]
     finally:
         server.shutdown()
         server.server_close()
