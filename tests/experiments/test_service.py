@@ -93,6 +93,19 @@ def _fresh(url: str, method: str, path: str, **kwargs) -> httpx.Response:
         return http.request(method, path, **kwargs)
 
 
+def _served_by_each_worker(server, workers: int = 2, tries: int = 200) -> dict[int, str]:
+    """The bundle hash each worker process serves: new connections until every worker has answered (a worker is
+    known by the pid /v1/health gives, and asked for /v1/model on that same connection)."""
+    seen: dict[int, str] = {}
+    for _ in range(tries):
+        with httpx.Client(base_url=server.url, timeout=30) as http:
+            pid = http.get("/v1/health").json()["worker"]
+            seen[pid] = http.get("/v1/model", headers=server.auth()).json()["sha256"]
+        if len(seen) == workers:
+            return seen
+    raise AssertionError(f"only workers {sorted(seen)} answered in {tries} connections")
+
+
 # ------------------------------------------------------------------ tokens and authorization
 
 
@@ -399,9 +412,8 @@ def _two_workers(server, bundles: dict[str, Path]) -> None:
         new_sha = swap.json()["sha256"]
         assert new_sha != base_sha and swap.json()["previous_sha256"] == base_sha
 
-        def everywhere(sha: str) -> bool:  # 10 requests on new connections all see `sha`
-            return all(_fresh(server.url, "GET", "/v1/model", headers=server.auth()).json()["sha256"] == sha
-                       for _ in range(10))
+        def everywhere(sha: str) -> bool:  # each of the two workers serves `sha`
+            return set(_served_by_each_worker(server).values()) == {sha}
 
         deadline = time.monotonic() + 10
         while not everywhere(new_sha):
@@ -595,9 +607,8 @@ def _upload_swap(server, bundles: dict[str, Path], zips: dict[str, bytes], bundl
                 statuses.append(_fresh(server.url, "POST", "/v1/decisions", json=STATE,
                                        headers=server.auth()).status_code)
 
-    def everywhere(sha: str) -> bool:  # 10 requests on new connections all see `sha`
-        return all(_fresh(server.url, "GET", "/v1/model", headers=server.auth()).json()["sha256"] == sha
-                   for _ in range(10))
+    def everywhere(sha: str) -> bool:  # each of the two workers serves `sha`
+        return set(_served_by_each_worker(server).values()) == {sha}
 
     assert everywhere(base_sha)
     worker = threading.Thread(target=stream)
