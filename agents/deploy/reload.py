@@ -47,7 +47,11 @@ def confined(path: str | Path, roots: Sequence[Path]) -> Path:
     except (RuntimeError, OSError) as error:  # `~nobody`, a symlink loop
         raise OutsideRoots(f"{str(path)!r} cannot be resolved ({error}); allowed: a bundle in "
                            f"{', '.join(repr(str(r)) for r in roots)}") from None
-    if any(resolved.is_relative_to(root) for root in roots):
+    inside = [root for root in roots if resolved.is_relative_to(root)]
+    if inside and any(part.startswith(".") for part in resolved.relative_to(inside[0]).parts):
+        raise OutsideRoots(f"{str(resolved)!r} is a hidden name (an upload in progress is written as .upload-* "
+                           f"or .unpack-*); allowed: a bundle folder or zip without a leading dot")
+    if inside:
         return resolved
     raise OutsideRoots(f"{str(resolved)!r} (symlinks resolved) is outside the folders a reload may read; allowed: "
                        f"a bundle in {', '.join(repr(str(r)) for r in roots)} (settings bundles_dir, "

@@ -162,6 +162,8 @@ def test_a_reload_path_must_resolve_inside_a_root(tmp_path):
     with pytest.raises(OutsideRoots, match="symlinks resolved"):
         confined(allowed / "link", roots)
     shutil.rmtree(outside)
+    with pytest.raises(OutsideRoots, match="is a hidden name"):  # an upload still being written
+        confined(allowed / ".upload-1234.zip", roots)
 
 
 def test_any_corrupted_byte_of_a_bundle_zip_is_a_bundle_error(bundle, tmp_path, scratch):
