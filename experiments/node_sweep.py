@@ -372,45 +372,47 @@ COLOURS = ("tab:blue", "tab:orange", "tab:red", "tab:purple", "tab:green", "tab:
 
 def plot_risk_matrix(path: Path, rows: Sequence[NodeRow], title: str) -> Path:
     """Likelihood per node (x) against impact, the mean penalty cost increase with its 95% CI (y): a marker
-    per closure length, each node labelled once (at its longest closure), quadrant lines at the median
-    likelihood and the median impact of the longest closure."""
+    per closure length, a node's closures joined by a thin line and labelled once (at its longest closure),
+    nodes of the same likelihood drawn side by side, quadrant lines at the median likelihood and the median
+    impact of the longest closure."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.ticker import FuncFormatter
 
     lengths = sorted({r.closure_days for r in rows})
+    likelihood = {r.node: r.likelihood for r in rows}
+    x = np.array(list(likelihood.values()))
+    x_low, x_high = (0.0, max(2 * x.max(), 0.01)) if np.ptp(x) == 0 else (x.min(), x.max())
+    pad = 0.08 * (x_high - x_low)
+    drawn = _side_by_side(likelihood, 0.012 * (x_high - x_low + 3.5 * pad))
     fig = Figure(figsize=(9.5, 6.5), layout="constrained")
     FigureCanvasAgg(fig)
     ax = fig.subplots()
-    for node in dict.fromkeys(r.node for r in rows):  # a node's closures joined, shortest to longest
+    for node in likelihood:  # a node's closures joined, shortest to longest
         mine = sorted((r for r in rows if r.node == node), key=lambda r: r.closure_days)
-        ax.plot([r.likelihood for r in mine], [r.penalty_cost_increase for r in mine], color="0.7", lw=0.8,
-                zorder=1)
+        ax.plot([drawn[node]] * len(mine), [r.penalty_cost_increase for r in mine], color="0.7", lw=0.8, zorder=1)
     for k, length in enumerate(lengths):
         mine = [r for r in rows if r.closure_days == length]
-        ax.errorbar([r.likelihood for r in mine], [r.penalty_cost_increase for r in mine],
+        ax.errorbar([drawn[r.node] for r in mine], [r.penalty_cost_increase for r in mine],
                     yerr=[r.penalty_cost_increase_ci95 or 0.0 for r in mine], fmt=MARKERS[k % len(MARKERS)],
                     color=COLOURS[k % len(COLOURS)], ms=8, capsize=3, lw=1, alpha=0.85,
                     label=f"closed {length} days")
-    longest = {r.node: r for r in rows if r.closure_days == lengths[-1]}
-    x = np.array([r.likelihood for r in longest.values()])
+    ax.set_xlim(min(max(0.0, x_low - pad), min(drawn.values()) - 0.5 * pad), x_high + 2.5 * pad)  # labels right
     ci = np.array([r.penalty_cost_increase_ci95 or 0.0 for r in rows])
     y_all = np.array([r.penalty_cost_increase for r in rows])
-    x_low, x_high = (0.0, max(2 * x.max(), 0.01)) if np.ptp(x) == 0 else (x.min(), x.max())
-    pad = 0.08 * (x_high - x_low)
-    ax.set_xlim(max(0.0, x_low - pad), x_high + 2.5 * pad)  # room for the labels on the right
     y_low, y_high = min(0.0, (y_all - ci).min()), max((y_all + ci).max(), 1.0)
     y_pad = 0.1 * (y_high - y_low)
     ax.set_ylim(y_low - y_pad, y_high + y_pad)
-    x_mid = float(np.median(x))
-    y_mid = float(np.median([r.penalty_cost_increase for r in longest.values()]))
-    ax.axvline(x_mid, color="0.4", ls="--", lw=0.9)
-    ax.axhline(y_mid, color="0.4", ls="--", lw=0.9)
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
+    longest = {r.node: r for r in rows if r.closure_days == lengths[-1]}
+    ax.axvline(float(np.median(x)), color="0.4", ls="--", lw=0.9)
+    ax.axhline(float(np.median([r.penalty_cost_increase for r in longest.values()])), color="0.4", ls="--", lw=0.9)
     for text, (hx, hy, ha, va) in {"rare, severe": (0.01, 0.99, "left", "top"),
                                    "likely, severe": (0.99, 0.99, "right", "top"),
                                    "rare, mild": (0.01, 0.01, "left", "bottom"),
                                    "likely, mild": (0.99, 0.01, "right", "bottom")}.items():
         ax.text(hx, hy, text, transform=ax.transAxes, ha=ha, va=va, fontsize=9, color="0.45", style="italic")
-    _labels(ax, list(longest.values()))
+    _labels(ax, [(drawn[r.node], r.penalty_cost_increase, r.node) for r in longest.values()])
     ax.set_xlabel("likelihood of a disruption (probability per year)")
     ax.set_ylabel("impact: penalty cost increase over the baseline (mean, 95% CI)")
     ax.set_title(f"Risk matrix: {title}", fontsize=10)
@@ -420,19 +422,30 @@ def plot_risk_matrix(path: Path, rows: Sequence[NodeRow], title: str) -> Path:
     return path
 
 
-def _labels(ax, rows: Sequence[NodeRow]) -> None:
-    """A label per node to the right of its point, moved apart vertically where points sit close together."""
+def _side_by_side(likelihood: Mapping[str, float], step: float) -> dict[str, float]:
+    """Where each node is drawn: at its likelihood, nodes sharing one spread `step` apart around it."""
+    drawn = {}
+    for value in set(likelihood.values()):
+        same = [n for n, v in likelihood.items() if v == value]
+        for i, node in enumerate(same):
+            drawn[node] = value + (i - (len(same) - 1) / 2) * step
+    return drawn
+
+
+def _labels(ax, points: Sequence[tuple[float, float, str]]) -> None:
+    """A label per point to its right, moved up where points sit close together (in the points' order from the
+    bottom, so that the leader lines do not cross)."""
     x_span = np.subtract(*ax.get_xlim()[::-1])
     y_span = np.subtract(*ax.get_ylim()[::-1])
     gap = 0.045 * y_span
     placed: list[tuple[float, float]] = []
-    for r in sorted(rows, key=lambda r: (r.likelihood, r.penalty_cost_increase)):
-        x, y = r.likelihood, r.penalty_cost_increase
+    for x, y, text in sorted(points, key=lambda p: (p[1], p[0])):
         ty = y
-        while any(abs(px - x) < 0.12 * x_span and abs(py - ty) < gap for px, py in placed):
-            ty += gap
+        near = [py for px, py in placed if abs(px - x) < 0.12 * x_span and py > ty - gap]
+        if near:
+            ty = max(ty, max(near) + gap)
         placed.append((x, ty))
-        ax.annotate(r.node, (x, y), xytext=(x + 0.03 * x_span, ty), fontsize=9, va="center",
+        ax.annotate(text, (x, y), xytext=(x + 0.03 * x_span, ty), fontsize=9, va="center",
                     arrowprops={"arrowstyle": "-", "color": "0.5", "lw": 0.6} if ty != y else None)
 
 
