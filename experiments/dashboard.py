@@ -22,6 +22,7 @@ by a path. It binds 127.0.0.1 unless `host` says otherwise.
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig
 
-from experiments.run_catalog import FAN_METRICS, FIGURES, RunError, StressRun, find_runs
+from experiments.run_catalog import FAN_METRICS, FIGURES, RUN_FILES, RunError, StressRun, find_runs
 from experiments.startup import config_errors, plain, run_checked
 from twin.config import SpecError
 
@@ -40,21 +41,38 @@ PAGE_FILES = {"dashboard.js": "text/javascript", "dashboard.css": "text/css"}
 
 
 class Catalog:
-    """The runs under one folder, found again when asked for the list (new runs appear without a restart)."""
+    """The runs under one folder, found again when the list is asked for (new runs appear without a restart). A
+    run's files are read once and kept while they stay unchanged (a rerun or a resume rewrites them: read again),
+    for at most KEEP_LOADED runs (the least recently used are dropped)."""
+
+    KEEP_LOADED = 16
 
     def __init__(self, root: Path) -> None:
         self.root = root
         self._runs: dict[str, StressRun] = {}
+        self._loaded: OrderedDict[tuple[str, tuple[int, ...]], StressRun] = OrderedDict()
         self.refresh()
 
     def refresh(self) -> list[StressRun]:
-        runs = find_runs(self.root)
-        known = {run.run_id: run for run in runs}
-        self._runs = {rid: self._runs.get(rid, run) for rid, run in known.items()}  # keep loaded files
+        self._runs = {run.run_id: run for run in find_runs(self.root)}
         return list(self._runs.values())
 
     def get(self, run_id: str) -> StressRun | None:
-        return self._runs.get(run_id)
+        found = self._runs.get(run_id)
+        if found is None:
+            return None
+        key = (run_id, _stamp(found.path))
+        run = self._loaded.pop(key, None) or StressRun(run_id=run_id, path=found.path)
+        self._loaded[key] = run
+        while len(self._loaded) > self.KEEP_LOADED:
+            self._loaded.popitem(last=False)
+        return run
+
+
+def _stamp(path: Path) -> tuple[int, ...]:
+    """When the run's files last changed (a rewritten run is read again)."""
+    return tuple((path / name).stat().st_mtime_ns if (path / name).exists() else 0
+                 for name in (*RUN_FILES, "stores.csv", "replan_decisions.csv"))
 
 
 def recommended_orders(bundle_path: str, state_path: str) -> dict[str, Any]:
@@ -78,10 +96,15 @@ def recommended_orders(bundle_path: str, state_path: str) -> dict[str, Any]:
 def create_app(runs: Path, *, target: float = 0.95, orders: dict[str, Any] | None = None):
     """The dashboard's ASGI app over the stress runs under `runs`; `orders`: recommended_orders' result."""
     from fastapi import FastAPI, HTTPException, Query
-    from fastapi.responses import FileResponse, HTMLResponse, Response
+    from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 
     catalog = Catalog(runs)
     app = FastAPI(title="Stress-test dashboard", docs_url=None, redoc_url=None, openapi_url=None)
+
+    @app.exception_handler(RunError)
+    async def _unreadable(_request, error: RunError) -> JSONResponse:
+        # a run whose files cannot be read (damaged, half written, not ours): the request names it, never a 500
+        return JSONResponse({"detail": str(error)}, status_code=422)
 
     def run_of(run_id: str) -> StressRun:
         run = catalog.get(run_id)
@@ -111,22 +134,25 @@ def create_app(runs: Path, *, target: float = 0.95, orders: dict[str, Any] | Non
 
     @app.get("/api/runs")
     def list_runs() -> list[dict[str, Any]]:
-        return [{"id": r.run_id, "network": r.network, "scenarios": r.scenarios, "policies": r.policies,
-                 "replications": r.replications, "created": r.created} for r in catalog.refresh()]
+        described = []
+        for r in catalog.refresh():
+            try:
+                described.append({"id": r.run_id, "network": r.network, "scenarios": r.scenarios,
+                                  "policies": r.policies, "replications": r.replications, "created": r.created})
+            except (RunError, OSError, KeyError) as error:  # one damaged run does not hide the others
+                log.warning("run %s left out of the list: %s", r.run_id, error)
+        return described
 
     @app.get("/api/runs/{run_id:path}/overview")
     def overview(run_id: str) -> dict[str, Any]:
         run = run_of(run_id)
-        try:
-            return {"id": run.run_id, "network": run.network, "scenarios": run.scenarios, "policies": run.policies,
-                    "dcs": run.dcs, "replications": run.replications, "warmup": run.warmup, "target": target,
-                    "figures": [{"name": f, "label": FIGURES[f][0], "higher_is_better": FIGURES[f][1]}
-                                for f in run.figures],
-                    "fan_metrics": [{"name": k, "label": v} for k, v in FAN_METRICS.items()],
-                    "alerts": [asdict(a) for a in run.alerts(target)],
-                    "replan_decisions": run.replan_decisions(), "orders": orders is not None}
-        except RunError as error:
-            raise HTTPException(422, str(error)) from error
+        return {"id": run.run_id, "network": run.network, "scenarios": run.scenarios, "policies": run.policies,
+                "dcs": run.dcs, "replications": run.replications, "warmup": run.warmup, "target": target,
+                "figures": [{"name": f, "label": FIGURES[f][0], "higher_is_better": FIGURES[f][1]}
+                            for f in run.figures],
+                "fan_metrics": [{"name": k, "label": v} for k, v in FAN_METRICS.items()],
+                "alerts": [asdict(a) for a in run.alerts(target)],
+                "replan_decisions": run.replan_decisions(), "orders": orders is not None}
 
     @app.get("/api/runs/{run_id:path}/summary")
     def summary(run_id: str, figure: str = Query("fill_rate")) -> list[dict[str, Any]]:
@@ -142,10 +168,7 @@ def create_app(runs: Path, *, target: float = 0.95, orders: dict[str, Any] | Non
         among(policy, run.policies, "policy")
         among(metric, list(FAN_METRICS), "metric")
         among(dc, run.dcs, "dc")
-        try:
-            return asdict(run.fan(metric, scenario, policy, dc))
-        except RunError as error:
-            raise HTTPException(422, str(error)) from error
+        return asdict(run.fan(metric, scenario, policy, dc))
 
     @app.get("/api/runs/{run_id:path}/lost")
     def lost(run_id: str, by: str = "dc") -> list[dict[str, Any]]:

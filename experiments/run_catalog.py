@@ -44,6 +44,8 @@ FIGURES = {  # summary.csv figures shown side by side: name -> (label, higher is
 MAX_RUNS = 500           # a folder with more stress runs than this lists the newest MAX_RUNS
 DEMAND_SPIKE = 1.2       # a demand shock with a multiplier at least this is a demand spike alert
 SUPPLY_DELAY = 1.2       # a lead-time shock with a multiplier at least this is a supply delay alert
+STORE_COLUMNS = ("scenario", "policy", "store", "home_dc", "region", "lost_sales", "lost_sales_ci95", "fill_rate",
+                 "fill_rate_ci95")
 SPAN_GAP = 7             # days: service-below-target spans closer than this are one alert
 
 
@@ -116,11 +118,11 @@ class StressRun:
 
     @cached_property
     def summary_rows(self) -> list[dict[str, str]]:
-        return _read_csv(self.path / "summary.csv")
+        return _read_csv(self.path / "summary.csv", ("scenario", "policy", "figure", "mean", "ci95"))
 
     @cached_property
     def replication_rows(self) -> list[dict[str, str]]:
-        return _read_csv(self.path / "stress.csv")
+        return _read_csv(self.path / "stress.csv", ("scenario", "policy"))
 
     @cached_property
     def scenarios(self) -> list[str]:
@@ -141,8 +143,13 @@ class StressRun:
 
     @cached_property
     def config(self) -> dict:
+        """The run's resolved config (.hydra/config.yaml), {} when absent or unreadable (it only labels)."""
         path = self.path / ".hydra" / "config.yaml"
-        return yaml.safe_load(path.read_text()) or {} if path.exists() else {}
+        try:
+            data = yaml.safe_load(path.read_text()) if path.exists() else {}
+        except (OSError, yaml.YAMLError):
+            return {}
+        return data if isinstance(data, dict) else {}
 
     @property
     def warmup(self) -> int:
@@ -169,7 +176,7 @@ class StressRun:
             try:
                 with np.load(self.path / "series.npz", allow_pickle=False) as data:
                     self._series = {k: data[k] for k in data.files}
-            except (OSError, ValueError) as error:
+            except Exception as error:  # not an npz, damaged, half written: whatever np.load says
                 raise RunError(f"{self.path / 'series.npz'}: {error}") from error
         return self._series
 
@@ -204,7 +211,7 @@ class StressRun:
             return []
         return [StoreRow(r["scenario"], r["policy"], r["store"], r["home_dc"], r["region"], _float(r["lost_sales"]),
                          _float(r["lost_sales_ci95"]), _float(r["fill_rate"]), _float(r["fill_rate_ci95"]))
-                for r in _read_csv(path)]
+                for r in _read_csv(path, STORE_COLUMNS)]
 
     def stores(self, scenarios: Sequence[str] | None = None, policies: Sequence[str] | None = None,
                limit: int | None = None) -> list[StoreRow]:
@@ -235,9 +242,14 @@ class StressRun:
     def shocks(self, scenario: str) -> list[dict]:
         """The scenario's shocks as run (scenario_<name>.yaml), [] when it has none or no file."""
         for path in sorted(self.path.glob("scenario_*.yaml")):
-            data = yaml.safe_load(path.read_text()) or {}
+            try:
+                data = yaml.safe_load(path.read_text()) or {}
+            except (OSError, yaml.YAMLError) as error:
+                raise RunError(f"{path}: {error}") from error
+            if not isinstance(data, dict):
+                continue
             if data.get("name") == scenario or path.stem == f"scenario_{scenario}":
-                return list(data.get("shocks") or [])
+                return [shock for shock in data.get("shocks") or [] if isinstance(shock, dict)]
         return []
 
     def alerts(self, target: float = 0.95) -> list[Alert]:
@@ -280,12 +292,19 @@ def find_runs(root: Path, limit: int = MAX_RUNS) -> list[StressRun]:
 # ---------------------------------------------------------------------------- helpers
 
 
-def _read_csv(path: Path) -> list[dict[str, str]]:
+def _read_csv(path: Path, required: Sequence[str] = ()) -> list[dict[str, str]]:
+    """The rows of a CSV file of the run; RunError if it cannot be read or lacks a `required` column."""
     try:
         with path.open(newline="") as f:
-            return list(csv.DictReader(f))
-    except OSError as error:
+            reader = csv.DictReader(f)
+            rows = list(reader)
+            columns = reader.fieldnames or []
+    except (OSError, UnicodeDecodeError, csv.Error) as error:
         raise RunError(f"{path}: {error}") from error
+    lacking = [c for c in required if c not in columns]
+    if lacking:
+        raise RunError(f"{path}: no column {', '.join(lacking)}; allowed: the files experiments.stress writes")
+    return rows
 
 
 def _unique(values) -> list[str]:
@@ -295,7 +314,11 @@ def _unique(values) -> list[str]:
 def _float(text: str | None) -> float | None:
     if text in (None, ""):
         return None
-    value = float(text)
+    try:
+        value = float(text)
+    except ValueError:
+        raise RunError(f"{text!r} is not a number in one of the run's CSV files; allowed: the files "
+                       f"experiments.stress writes") from None
     return value if math.isfinite(value) else None
 
 
@@ -336,7 +359,9 @@ def _merged(alerts: list[Alert]) -> list[Alert]:
 
 
 def _shock_alert(shock: dict, scenario: str) -> Alert | None:
-    kind, start, end = shock.get("type"), int(shock.get("start", 0)), int(shock.get("end", 0))
+    kind, start, end = shock.get("type"), shock.get("start"), shock.get("end")
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in (start, end)):
+        return None  # not a shock as experiments.stress writes it (day numbers): nothing to raise
     size = shock.get("multiplier", shock.get("factor"))
     size = None if size is None else float(size)
     names = shock.get("groups") or shock.get("regions") or shock.get("sources") or [

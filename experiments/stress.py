@@ -20,6 +20,7 @@ reuses them. The report (experiments/stress_report.py) is written into the run d
     fan_<scenario>.png  network-wide fan charts, a column per policy; fan_<scenario>_<policy>_dcs.png per DC
     stores.csv          per scenario x policy x store: mean lost sales and fill rate with 95% CIs
     scenario_<name>.yaml each scenario as run (a scenario file)
+    replan_decisions.csv a re-planning policy's reviews (day, safety factors, the forks' expected fill and cost)
     report.html         all of it in one self-contained page (experiments/stress_html.py); a Hydra multirun
                         (-m) also writes comparison.html into its sweep folder
 
@@ -36,6 +37,7 @@ line naming the key.
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import importlib.util
 import json
@@ -323,7 +325,7 @@ def write_report(out: Path, config: StressConfig, store: ReplicationStore, title
     """Load every replication, write stress.csv, summary.csv/.md, stores.csv, series.npz and the fan charts (a
     node sweep: node_sweep.csv/.md and the risk matrix instead of the fan charts); return the short table."""
     groups = NodeGroups.of(config.network)
-    figures, cell_fans, stores, samples = {}, {}, [], {}
+    figures, cell_fans, stores, samples, decisions = {}, {}, [], {}, []
     for scenario, built in config.scenarios.items():
         shock_start = first_shock_start(built.shocks)
         for policy in config.policies:
@@ -331,6 +333,8 @@ def write_report(out: Path, config: StressConfig, store: ReplicationStore, title
             figures[scenario, policy] = [replication_figures(rep, config.settings, shock_start) for rep in reps]
             cell_fans[scenario, policy] = fans(reps)
             stores += store_rows(scenario, policy, reps, groups)
+            decisions += [{"scenario": scenario, "policy": policy, "replication": rep.replication, "seed": rep.seed,
+                           **d} for rep in reps for d in rep.decisions]
             if config.sweep is not None:
                 samples[scenario] = [node_sweep.sample(rep, config.sweep, config.settings.target,
                                                        config.settings.window) for rep in reps]
@@ -341,6 +345,11 @@ def write_report(out: Path, config: StressConfig, store: ReplicationStore, title
     (out / "summary.md").write_text(summary_markdown(summaries, config.baseline, config.reference, title,
                                                      config.settings))
     write_stores_csv(out / "stores.csv", stores)
+    if decisions:  # a re-planning policy's reviews, every replication's
+        with (out / "replan_decisions.csv").open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(dict.fromkeys(k for d in decisions for k in d)))
+            writer.writeheader()
+            writer.writerows(decisions)
     np.savez_compressed(out / "series.npz", **fan_arrays(cell_fans, list(config.scenarios), list(config.policies),
                                                          groups.dc_names))
     if config.sweep is not None:

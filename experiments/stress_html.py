@@ -100,8 +100,9 @@ def _png(fig) -> bytes:
 def run_report_html(run: StressRun, target: float = 0.95) -> str:
     """The report of one stress run (see the module docstring)."""
     parts = [f"<h1>Stress test: {html.escape(run.run_id)}</h1>",
-             f"<p class=\"meta\">network {html.escape(run.network)}; scenarios {', '.join(run.scenarios)}; "
-             f"policies {', '.join(run.policies)}; {run.replications} replications per cell; written "
+             f"<p class=\"meta\">network {html.escape(run.network)}; scenarios "
+             f"{html.escape(', '.join(run.scenarios))}; policies {html.escape(', '.join(run.policies))}; "
+             f"{run.replications} replications per cell; written "
              f"{dt.datetime.now().isoformat(timespec='seconds')} from {html.escape(str(run.path))}</p>"]
     sweep, matrix = run.path / "node_sweep.md", run.path / "risk_matrix.png"
     if sweep.exists():
@@ -202,7 +203,7 @@ class MultirunReport(Callback):
         folder = Path(config.hydra.sweep.dir)
         try:
             log.info("comparison report: %s", write_comparison_report(folder))
-        except RunError as error:
+        except Exception as error:  # the sweep's runs are done and kept: a report that fails only says so
             log.warning("no comparison report: %s", error)
 
 

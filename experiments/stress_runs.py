@@ -60,6 +60,7 @@ log = logging.getLogger("experiments.stress")
 SERIES = ("demand", "filled", "on_hand", "backorders", "lost", "cost")
 STORE_SERIES = ("demand", "filled")           # the stores' customer series kept per home DC and per supplier
 PENALTY_KINDS = ("backorder", "lost_sale")    # the costs of not serving customers on time
+UNREPEATABLE = ("seconds",)  # decision fields that differ between identical runs: not kept (files stay identical)
 FILE_FORMAT = "stress.replication/2"          # 2: stores by DC and supplier, per-store figures, costs by kind
 
 
@@ -160,6 +161,7 @@ class Replication:
     store_lost: np.ndarray             # (stores,) each store's lost sales over the KPI days
     store_fill_rate: np.ndarray        # (stores,) each store's fill rate over the KPI days (NaN: no demand)
     costs: np.ndarray                  # (len(COST_KINDS),) the network's cost by kind over the KPI days
+    decisions: tuple[dict, ...] = ()   # a re-planning policy's review decisions in this run (its `decisions`)
 
     @property
     def penalty_cost(self) -> float:
@@ -216,7 +218,9 @@ def run_replication(setup: StressSetup, job: Job, groups: NodeGroups | None = No
         stores_by_dc={f: series[f][:, groups.stores] @ to_dc for f in STORE_SERIES},
         stores_by_supplier={f: series[f][:, groups.stores] @ to_supplier for f in STORE_SERIES},
         store_lost=store_lost, store_fill_rate=store_fill,
-        costs=np.array([float(kpis[f"cost_{c}"]) for c in COST_KINDS]))
+        costs=np.array([float(kpis[f"cost_{c}"]) for c in COST_KINDS]),
+        decisions=tuple({k: v for k, v in d.items() if k not in UNREPEATABLE}
+                        for d in getattr(policy, "decisions", ())))
 
 
 def run_batch(setup: StressSetup, jobs: Sequence[Job]) -> list[Replication]:
@@ -300,7 +304,8 @@ class ReplicationStore:
                       first_day=np.array(rep.first_day), kpi_start=np.array(rep.kpi_start),
                       kpis=np.array([rep.fill_rate, rep.cost, rep.cost_per_day, rep.lost_sales]),
                       lost_by_dc=rep.lost_by_dc, lost_by_region=rep.lost_by_region, store_lost=rep.store_lost,
-                      store_fill_rate=rep.store_fill_rate, costs=rep.costs)
+                      store_fill_rate=rep.store_fill_rate, costs=rep.costs,
+                      decisions=np.array(json.dumps(list(rep.decisions))))
         arrays.update({f"stores_dc_{f}": v for f, v in rep.stores_by_dc.items()})
         arrays.update({f"stores_supplier_{f}": v for f, v in rep.stores_by_supplier.items()})
         temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -324,7 +329,8 @@ class ReplicationStore:
                 lost_by_dc=data["lost_by_dc"], lost_by_region=data["lost_by_region"],
                 stores_by_dc={f: data[f"stores_dc_{f}"] for f in STORE_SERIES},
                 stores_by_supplier={f: data[f"stores_supplier_{f}"] for f in STORE_SERIES},
-                store_lost=data["store_lost"], store_fill_rate=data["store_fill_rate"], costs=data["costs"])
+                store_lost=data["store_lost"], store_fill_rate=data["store_fill_rate"], costs=data["costs"],
+                decisions=tuple(json.loads(str(data["decisions"]))) if "decisions" in data.files else ())
 
 
 def _format_error(path: Path, kind: str) -> str:

@@ -14,6 +14,9 @@ async function api(path) {
   return reply.json();
 }
 
+// a run id is a path of folders: each segment encoded (a # or ? in a folder name must not end the path)
+function runPath(id) { return id.split("/").map(encodeURIComponent).join("/"); }
+
 function say(text) { $("message").textContent = text || ""; }
 
 function options(select, items, label = (x) => x, value = (x) => x) {
@@ -50,7 +53,7 @@ function fmt(x, digits = 4) {
 }
 
 function table(element, header, rows, textColumns = 0) {
-  const head = "<tr>" + header.map((h, i) => `<th class="${i < textColumns ? "text" : ""}">${h}</th>`).join("") + "</tr>";
+  const head = "<tr>" + header.map((h, i) => `<th class="${i < textColumns ? "text" : ""}">${escape(String(h))}</th>`).join("") + "</tr>";
   const body = rows.map((r) => "<tr>" + r.map((c, i) =>
     `<td class="${i < textColumns ? "text" : ""}">${escape(String(c))}</td>`).join("") + "</tr>").join("");
   element.innerHTML = head + (body || `<tr><td class="text" colspan="${header.length}">none</td></tr>`);
@@ -69,7 +72,7 @@ async function loadRuns() {
 
 async function loadRun(id) {
   state.run = id;
-  const o = state.overview = await api(`/api/runs/${encodeURI(id)}/overview`);
+  const o = state.overview = await api(`/api/runs/${runPath(id)}/overview`);
   $("run-info").textContent = `${o.network}, ${o.replications} replications per cell, service target ${(o.target * 100).toFixed(0)}%`;
   checkboxes($("scenarios"), o.scenarios, "scenario");
   checkboxes($("policies"), o.policies, "policy");
@@ -86,26 +89,30 @@ async function loadRun(id) {
   await Promise.all([draw(), lostSales(), orders(o.orders)]);
 }
 
+let drawing = 0;  // the latest draw: an older one's answers, arriving late, are not drawn over it
+
 async function draw() {
+  const mine = ++drawing;
   say("");
   try {
-    await Promise.all([comparison(), fans(), stores()]);
+    await Promise.all([comparison(mine), fans(mine), stores(mine)]);
   } catch (error) {
     say(error.message);
   }
 }
 
-async function comparison() {
+async function comparison(mine) {
   const figure = $("figure").value;
   const meta = state.overview.figures.find((f) => f.name === figure);
   const scenarios = ticked("scenario"), policies = ticked("policy");
-  const cells = (await api(`/api/runs/${encodeURI(state.run)}/summary?figure=${figure}`))
+  const cells = (await api(`/api/runs/${runPath(state.run)}/summary?figure=${encodeURIComponent(figure)}`))
     .filter((c) => scenarios.includes(c.scenario) && policies.includes(c.policy));
   const traces = policies.map((policy, i) => {
     const mine = scenarios.map((s) => cells.find((c) => c.scenario === s && c.policy === policy) || {});
     return { type: "bar", name: policy, x: scenarios, y: mine.map((c) => c.mean ?? null),
       error_y: { type: "data", array: mine.map((c) => c.ci95 ?? 0), visible: true }, marker: { color: COLOURS[i % COLOURS.length] } };
   });
+  if (mine !== drawing) return;
   await Plotly.react("comparison", traces, {
     barmode: "group", margin: { t: 30, r: 10 }, title: { text: `${meta.label} (mean, 95% CI)`, font: { size: 14 } },
     yaxis: { title: meta.label + (meta.higher_is_better ? " (higher is better)" : " (lower is better)") },
@@ -116,13 +123,13 @@ async function comparison() {
       c.vs_reference === null ? "-" : `${fmt(c.vs_reference)} ± ${fmt(c.vs_reference_ci95, 2)}`]), 2);
 }
 
-async function fans() {
+async function fans(mine) {
   const metric = $("metric").value, dc = $("dc").value;
   const scenarios = ticked("scenario"), policies = ticked("policy");
   const cells = scenarios.flatMap((s) => policies.map((p) => [s, p]));
   const query = (s, p) => `scenario=${encodeURIComponent(s)}&policy=${encodeURIComponent(p)}&metric=${metric}` +
     (dc === "network" ? "" : `&dc=${encodeURIComponent(dc)}`);
-  const fans = await Promise.all(cells.map(([s, p]) => api(`/api/runs/${encodeURI(state.run)}/fan?${query(s, p)}`)));
+  const fans = await Promise.all(cells.map(([s, p]) => api(`/api/runs/${runPath(state.run)}/fan?${query(s, p)}`)));
   const traces = [];
   fans.forEach((fan, i) => {
     const colour = COLOURS[i % COLOURS.length], name = `${cells[i][0]} / ${cells[i][1]}`;
@@ -136,6 +143,7 @@ async function fans() {
       { x: fan.dates, y: q(50), mode: "lines", name, line: { color: colour, width: 2 }, legendgroup: name });
   });
   const label = state.overview.fan_metrics.find((m) => m.name === metric).label;
+  if (mine !== drawing) return;
   await Plotly.react("fans", traces, {
     margin: { t: 30, r: 10 }, title: { text: `${label}, ${dc === "network" ? "network-wide" : dc}`, font: { size: 14 } },
     yaxis: { title: label }, hovermode: "x unified",
@@ -149,17 +157,18 @@ function hexToRgba(hex, alpha) {
 
 async function lostSales() {
   for (const by of ["dc", "region"]) {
-    const rows = await api(`/api/runs/${encodeURI(state.run)}/lost?by=${by}`);
+    const rows = await api(`/api/runs/${runPath(state.run)}/lost?by=${by}`);
     table($(`lost-${by}`), ["scenario", "policy", by === "dc" ? "DC" : "region", "lost sales (mean)", "95% CI"],
       rows.map((r) => [r.scenario, r.policy, r.name, fmt(r.mean), r.ci95 === null ? "-" : "± " + fmt(r.ci95, 2)]), 3);
   }
 }
 
-async function stores() {
+async function stores(mine) {
   const query = [...ticked("scenario").map((s) => `scenario=${encodeURIComponent(s)}`),
     ...ticked("policy").map((p) => `policy=${encodeURIComponent(p)}`), "limit=20"].join("&");
   const rows = ticked("scenario").length && ticked("policy").length ?
-    await api(`/api/runs/${encodeURI(state.run)}/stores?${query}`) : [];
+    await api(`/api/runs/${runPath(state.run)}/stores?${query}`) : [];
+  if (mine !== drawing) return;
   table($("stores"), ["scenario", "policy", "store", "home DC", "region", "lost sales (mean)", "95% CI", "fill rate (mean)", "95% CI"],
     rows.map((r) => [r.scenario, r.policy, r.store, r.home_dc || "-", r.region, fmt(r.lost_sales),
       r.lost_sales_ci95 === null ? "-" : "± " + fmt(r.lost_sales_ci95, 2), fmt(r.fill_rate),

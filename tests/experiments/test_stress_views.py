@@ -4,6 +4,7 @@ headless browser, Debian's chromium driven by Playwright; make test installs it)
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -26,8 +27,15 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> Path:
-    """A folder with one small stress run: a baseline and a DC outage on day 40, two policies."""
+    """A folder with two small stress runs: `stress/replan` (rolling re-planning under a DC outage) and, written
+    last so the dashboard opens it first, `stress/run1` (a baseline and a DC outage on day 40, two policies)."""
     root = tmp_path_factory.mktemp("runs")
+    done = subprocess.run(
+        [sys.executable, "-m", "experiments.stress", "network=small", "scenarios=[{name: dc_outage, start_day: 20, "
+         "days: 14}]", "policies=[replan]", "replications=2", "horizon=50", "warmup=7", "ray.enabled=false",
+         "output.plots=false", f"hydra.run.dir={root / 'stress' / 'replan'}"],
+        cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
     done = subprocess.run(
         [sys.executable, "-m", "experiments.stress", "network=small", "scenarios=[baseline,{name: dc_outage, "
          "start_day: 40, days: 21}]", "policies=[base_stock,rop]", "replications=4", "horizon=120", "warmup=14",
@@ -37,36 +45,43 @@ def runs(tmp_path_factory) -> Path:
     return root
 
 
-@pytest.fixture(scope="module")
-def dashboard(runs):
+@contextlib.contextmanager
+def serving(runs: Path, log_path: Path):
+    """`python -m experiments.dashboard runs=RUNS` on a free loopback port, stopped by its pid at the end."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    log = open(runs / "dashboard.log", "wb")  # noqa: SIM115 (closed after the server stops)
-    process = subprocess.Popen([sys.executable, "-m", "experiments.dashboard", f"runs={runs}", f"port={port}"],
-                               cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/api/runs", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert process.poll() is None, (runs / "dashboard.log").read_text()[-3000:]
-            assert time.monotonic() < deadline, "the dashboard did not start"
-            time.sleep(0.2)
+    with log_path.open("wb") as log:
+        process = subprocess.Popen([sys.executable, "-m", "experiments.dashboard", f"runs={runs}", f"port={port}"],
+                                   cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    if httpx.get(f"{url}/api/runs", timeout=2).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                assert process.poll() is None, log_path.read_text()[-3000:]
+                assert time.monotonic() < deadline, "the dashboard did not start"
+                time.sleep(0.2)
+            yield url
+        finally:
+            process.terminate()
+            process.wait(timeout=20)
+
+
+@pytest.fixture(scope="module")
+def dashboard(runs):
+    with serving(runs, runs / "dashboard.log") as url:
         yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=20)
-        log.close()
 
 
 def test_the_catalog_reads_the_run_and_raises_the_outage(runs):
-    [run] = find_runs(runs)
-    assert run.run_id == "stress/run1" and run.network == "small"
+    run, replan = find_runs(runs)  # newest first
+    assert run.run_id == "stress/run1" and run.network == "small" and replan.run_id == "stress/replan"
+    assert run.replan_decisions() == []
     assert run.scenarios == ["baseline", "dc_outage"] and run.policies == ["base_stock", "rop"]
     assert run.replications == 4
     fill = run.summary("fill_rate")
@@ -134,9 +149,52 @@ def test_spans_below_target_merge_short_gaps():
     assert _spans_below([1, 1, 1], 0.95) == []
 
 
+def test_a_stress_run_keeps_the_re_planning_decisions(runs):
+    """Every replication's reviews (every 7 days from day 0 over 50 days: 8 per replication) in
+    replan_decisions.csv, in report.html and in the dashboard's overview."""
+    run = [r for r in find_runs(runs) if r.run_id == "stress/replan"][0]
+    decisions = run.replan_decisions()
+    assert [(d["replication"], d["day"]) for d in decisions] == [(str(r), str(day)) for r in range(2)
+                                                                  for day in range(0, 50, 7)]
+    assert {d["policy"] for d in decisions} == {"replan:seasonal_naive"} and "seconds" not in decisions[0]
+    assert "DcClosure[20,34)" in {d["disruptions"] for d in decisions}
+    assert "<h2>Re-planning decisions</h2>" in (run.path / "report.html").read_text()
+
+
+def test_damaged_runs_are_answered_with_4xx_and_rewritten_runs_are_read_again(runs, tmp_path):
+    folder = tmp_path / "runs"
+    shutil.copytree(runs / "stress" / "run1", folder / "good", ignore=shutil.ignore_patterns("replications"))
+    shutil.copytree(folder / "good", folder / "damaged")
+    (folder / "damaged" / "series.npz").write_bytes(b"not an npz")
+    rows = [line.split(",") for line in (folder / "damaged" / "summary.csv").read_text().splitlines()]
+    rows[1][4] = "lots"  # the first cell's mean
+    (folder / "damaged" / "summary.csv").write_text("\n".join(",".join(r) for r in rows) + "\n")
+    (folder / "damaged" / "scenario_dc_outage.yaml").write_text("name: dc_outage\nshocks: [{type: dc_closure, "
+                                                                  "start: 40, end: null}]\n")
+    (folder / "damaged" / ".hydra" / "config.yaml").write_text("network: [unclosed\n")
+    with serving(folder, tmp_path / "dashboard.log") as url:
+        assert {r["id"] for r in httpx.get(f"{url}/api/runs").json()} == {"good", "damaged"}
+        fan = httpx.get(f"{url}/api/runs/damaged/fan", params={"scenario": "baseline", "policy": "rop"})
+        assert fan.status_code == 422 and "series.npz" in fan.json()["detail"]
+        figure = httpx.get(f"{url}/api/runs/damaged/summary", params={"figure": "fill_rate"})
+        assert figure.status_code == 422 and "'lots' is not a number" in figure.json()["detail"]
+        assert httpx.get(f"{url}/api/runs/damaged/overview").status_code == 422  # the fans behind the alerts
+        # a run rewritten in place (a rerun, a resume) is read again, not served from what was loaded
+        before = httpx.get(f"{url}/api/runs/good/summary", params={"figure": "fill_rate"}).json()
+        rows = [line.split(",") for line in (folder / "good" / "summary.csv").read_text().splitlines()]
+        for row in rows[1:]:
+            if row[2] == "fill_rate":
+                row[4] = "0.5"
+        time.sleep(0.01)
+        (folder / "good" / "summary.csv").write_text("\n".join(",".join(r) for r in rows) + "\n")
+        after = httpx.get(f"{url}/api/runs/good/summary", params={"figure": "fill_rate"}).json()
+        assert {c["mean"] for c in before} != {0.5} and {c["mean"] for c in after} == {0.5}
+    assert "Traceback" not in (tmp_path / "dashboard.log").read_text()
+
+
 def test_the_api_answers_only_for_runs_it_found(dashboard):
     runs = httpx.get(f"{dashboard}/api/runs").json()
-    assert [r["id"] for r in runs] == ["stress/run1"]
+    assert [r["id"] for r in runs] == ["stress/run1", "stress/replan"]
     overview = httpx.get(f"{dashboard}/api/runs/stress/run1/overview").json()
     assert overview["dcs"] == ["dc_0"] and "time_to_recover" in [f["name"] for f in overview["figures"]]
     assert any(a["kind"] == "dc_closure" for a in overview["alerts"])
