@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import csv
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -221,13 +221,17 @@ def summary_rows(s: CellSummary) -> list[dict]:
     return rows
 
 
-def write_summary_csv(path: Path, summaries: Sequence[CellSummary]) -> None:
+def _write_rows(path: Path, columns: Sequence[str], rows: Iterable[Mapping]) -> None:
+    """A CSV file of `rows` under `columns`, numbers written by `_number`."""
     with Path(path).open("w", newline="") as f:
-        writer = csv.DictWriter(f, SUMMARY_COLUMNS)
+        writer = csv.DictWriter(f, columns)
         writer.writeheader()
-        for s in summaries:
-            for row in summary_rows(s):
-                writer.writerow({k: v if isinstance(v, str) else _number(v) for k, v in row.items()})
+        for row in rows:
+            writer.writerow({k: v if isinstance(v, str) else _number(v) for k, v in row.items()})
+
+
+def write_summary_csv(path: Path, summaries: Sequence[CellSummary]) -> None:
+    _write_rows(path, SUMMARY_COLUMNS, (row for s in summaries for row in summary_rows(s)))
 
 
 def _pm(stats: Mapping | None, fmt: str = "{:.4g}") -> str:
@@ -339,11 +343,7 @@ def store_rows(scenario: str, policy: str, reps: Sequence[Replication], groups) 
 
 def write_stores_csv(path: Path, rows: Sequence[Mapping]) -> None:
     """stores.csv: one row per scenario x policy x store (`store_rows`)."""
-    with Path(path).open("w", newline="") as f:
-        writer = csv.DictWriter(f, STORE_COLUMNS)
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: v if isinstance(v, str) else _number(v) for k, v in row.items()})
+    _write_rows(path, STORE_COLUMNS, rows)
 
 
 # ---------------------------------------------------------------------------

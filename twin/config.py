@@ -91,6 +91,16 @@ class ConfigReader:
             raise SpecError(f"{self.key(name)}: expected a non-empty string, got {value!r}")
         return value
 
+    def required_path(self, name: str, required_with: str, allowed: str) -> str:
+        """A file or folder path that must be given (Hydra's `???` counts as missing): `required_with` says when,
+        `allowed` what it may name."""
+        value = self.raw(name)
+        if value is None or value == "???":
+            raise SpecError(f"{self.key(name)}: required with {required_with}; allowed: {allowed}")
+        if not isinstance(value, str) or not value:
+            raise SpecError(f"{self.key(name)}: expected a non-empty path, got {value!r}")
+        return value
+
     def flag(self, name: str, default: bool) -> bool:
         value = self.raw(name, default)
         if not isinstance(value, bool):

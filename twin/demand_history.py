@@ -365,12 +365,7 @@ def demand_source_from_dict(data: Mapping[str, Any] | None, network: NetworkSpec
             r.raw(name)
         r.done()
         return None
-    path = r.raw("path")
-    if path is None or path == "???":
-        raise SpecError(f"{r.key('path')}: required with {key}.mode {mode}; allowed: a CSV file of series_id "
-                        f"(store/sku), date, value")
-    if not isinstance(path, str) or not path:
-        raise SpecError(f"{r.key('path')}: expected a non-empty path, got {path!r}")
+    path = r.required_path("path", f"{key}.mode {mode}", "a CSV file of series_id (store/sku), date, value")
     missing = r.choice("missing", MISSING, "error")
     start_date = _date_setting(r, "start_date")
     block = window = None

@@ -186,12 +186,8 @@ def expand_network_path(config: dict[str, Any], key: str = "network") -> dict[st
     if not isinstance(network, Mapping) or "path" not in network:
         return config
     r = ConfigReader(network, key)
-    path = r.raw("path")
-    if path is None or path == "???":
-        raise SpecError(f"{r.key('path')}: required with network=file; allowed: a folder of CSV files ({LOCATIONS}, "
-                        f"{LANES}, {SKUS}) or one YAML file of a network")
-    if not isinstance(path, str) or not path:
-        raise SpecError(f"{r.key('path')}: expected a non-empty path, got {path!r}")
+    path = r.required_path("path", "network=file",
+                           f"a folder of CSV files ({LOCATIONS}, {LANES}, {SKUS}) or one YAML file of a network")
     r.done()
     return {**config, key: network_data_from_files(path, r.key("path"))}
 

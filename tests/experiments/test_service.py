@@ -11,6 +11,7 @@ serving and nothing kept; their own size limit), path reloads confined to their 
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import json
@@ -91,6 +92,28 @@ def _fresh(url: str, method: str, path: str, **kwargs) -> httpx.Response:
     """A request on a new connection (so the kernel may hand it to any worker)."""
     with httpx.Client(base_url=url, timeout=30) as http:
         return http.request(method, path, **kwargs)
+
+
+@contextlib.contextmanager
+def _decisions_meanwhile(server):
+    """Decisions keep coming, on either worker (a kept connection and new ones), while the block runs; yields the
+    list their statuses are appended to."""
+    statuses, stop = [], threading.Event()
+
+    def stream() -> None:
+        with httpx.Client(base_url=server.url, timeout=30) as http:
+            while not stop.is_set():
+                statuses.append(http.post("/v1/decisions", json=STATE, headers=server.auth()).status_code)
+                statuses.append(_fresh(server.url, "POST", "/v1/decisions", json=STATE,
+                                       headers=server.auth()).status_code)
+
+    worker = threading.Thread(target=stream)
+    worker.start()
+    try:
+        yield statuses
+    finally:
+        stop.set()
+        worker.join(timeout=30)
 
 
 def _served_by_each_worker(server, workers: int = 2, tries: int = 200) -> dict[int, str]:
@@ -394,18 +417,8 @@ def _two_workers(server, bundles: dict[str, Path]) -> None:
     assert 'decision_service_decisions_total{outcome="replayed"} 15.0' in metrics
 
     base_sha = server.http.get("/v1/model", headers=server.auth()).json()["sha256"]
-    statuses, stop = [], threading.Event()
 
-    def stream() -> None:  # decisions keep coming, on either worker, while the bundle changes
-        with httpx.Client(base_url=server.url, timeout=30) as http:
-            while not stop.is_set():
-                statuses.append(http.post("/v1/decisions", json=STATE, headers=server.auth()).status_code)
-                statuses.append(_fresh(server.url, "POST", "/v1/decisions", json=STATE,
-                                       headers=server.auth()).status_code)
-
-    worker = threading.Thread(target=stream)
-    worker.start()
-    try:
+    with _decisions_meanwhile(server) as statuses:
         time.sleep(0.3)
         swap = server.http.post("/v1/admin/bundle", json={"path": str(bundles["other"])}, headers=server.auth("ops"))
         assert swap.status_code == 200, swap.text
@@ -429,9 +442,6 @@ def _two_workers(server, bundles: dict[str, Path]) -> None:
         assert missing.status_code == 422 and "no such directory" in missing.json()["detail"][0]["msg"]
         time.sleep(1.2)  # past a poll of each worker
         assert everywhere(new_sha)
-    finally:
-        stop.set()
-        worker.join(timeout=30)
     assert len(statuses) >= 10 and set(statuses) == {200}, statuses
     decided = _fresh(server.url, "POST", "/v1/decisions", json=STATE, headers=server.auth()).json()
     assert decided["bundle"]["sha256"] == new_sha
@@ -598,22 +608,12 @@ def test_two_workers_swap_to_an_upload_without_a_failed_request(tmp_path, bundle
 
 def _upload_swap(server, bundles: dict[str, Path], zips: dict[str, bytes], bundles_dir: Path) -> None:
     base_sha, other_sha = _sha(bundles["base"]), _sha(bundles["other"])
-    statuses, stop = [], threading.Event()
-
-    def stream() -> None:  # decisions keep coming, on either worker, while the bundle changes
-        with httpx.Client(base_url=server.url, timeout=30) as http:
-            while not stop.is_set():
-                statuses.append(http.post("/v1/decisions", json=STATE, headers=server.auth()).status_code)
-                statuses.append(_fresh(server.url, "POST", "/v1/decisions", json=STATE,
-                                       headers=server.auth()).status_code)
 
     def everywhere(sha: str) -> bool:  # each of the two workers serves `sha`
         return set(_served_by_each_worker(server).values()) == {sha}
 
     assert everywhere(base_sha)
-    worker = threading.Thread(target=stream)
-    worker.start()
-    try:
+    with _decisions_meanwhile(server) as statuses:
         time.sleep(0.3)
         swap = _upload(server, zips["other"])
         assert swap.status_code == 200, swap.text
@@ -628,9 +628,6 @@ def _upload_swap(server, bundles: dict[str, Path], zips: dict[str, bytes], bundl
         assert bad.status_code == 422 and "parameters.npz" in bad.json()["detail"][0]["msg"], bad.text
         time.sleep(1.2)  # past a poll of each worker
         assert everywhere(other_sha)
-    finally:
-        stop.set()
-        worker.join(timeout=30)
     assert len(statuses) >= 10 and set(statuses) == {200}, statuses
     assert [p.name for p in bundles_dir.iterdir()] == [Path(swap.json()["path"]).name]
     decided = _fresh(server.url, "POST", "/v1/decisions", json=STATE, headers=server.auth()).json()
