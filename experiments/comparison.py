@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from experiments.summary import summarize, summarize_paired
+from twin.demand_history import DemandSource
 from twin.engine import Engine
 from twin.shocks import Shock
 from twin.spec import NetworkSpec
@@ -40,6 +41,7 @@ class EvalSetting:
     warmup: int
     seeds: tuple[int, ...]
     initial_on_hand: np.ndarray | None = None
+    demand: DemandSource | None = None   # a planner's sales history (None: the network's own demand model)
 
 
 def network_metrics(kpis: Mapping) -> dict[str, float]:
@@ -59,7 +61,8 @@ def network_metrics(kpis: Mapping) -> dict[str, float]:
 def run_policy(policy, setting: EvalSetting, seed: int) -> dict[str, float]:
     """One run of `policy` on `seed`; a policy with `attach` (a trained one) is attached to the engine first."""
     engine = Engine(setting.network, horizon=setting.horizon, seed=seed, shocks=setting.shocks,
-                    warmup=setting.warmup, invariants="warn", initial_on_hand=setting.initial_on_hand)
+                    warmup=setting.warmup, invariants="warn", initial_on_hand=setting.initial_on_hand,
+                    demand=setting.demand)
     if hasattr(policy, "attach"):
         policy.attach(engine)
     return network_metrics(engine.run(policy).kpis)

@@ -38,6 +38,7 @@ from experiments.startup import config_errors, plain, run_checked, run_dir, writ
 from scenarios.reference import load_case
 from twin import SpecError
 from twin.config import ConfigReader, check_warmup
+from twin.demand_history import demand_source_from_dict
 from twin.spec import network_from_dict
 
 log = logging.getLogger("experiments.evaluate")
@@ -59,17 +60,21 @@ def main(cfg: DictConfig) -> None:
         case_path = r.raw("case")
         entries = r.sequence("policies", ())
         network_data, scenario_data = r.raw("network"), dict(r.raw("scenario") or {})
+        demand_data = r.raw("demand")
         r.done()
         case = load_case(to_absolute_path(str(case_path))) if case_path is not None else None
         network = case.network() if case else network_from_dict(network_data, "network")
         scenario = None if case else scenarios.build(scenario_data.pop("name", "baseline"), network, horizon,
                                                      **scenario_data)
         scenario_name, shocks = (scenario.name, scenario.shocks) if scenario else ("baseline", ())
-        policies = load_policies(entries, network, horizon, policy_seed, case, forecast_z, replan)
+        if case and (demand_data or {}).get("mode", "model") != "model":
+            raise SpecError("demand: a reference case runs its own demand law; allowed: demand=model with case=PATH")
+        demand = None if case else demand_source_from_dict(demand_data, network, horizon)
+        policies = load_policies(entries, network, horizon, policy_seed, case, forecast_z, replan, demand)
         if reference not in policies:
             raise SpecError(f"reference: {reference!r} is not among the policies {list(policies)}")
     seeds = held_out.seeds
-    setting = EvalSetting(network, tuple(shocks), horizon, warmup, seeds, starting_stock(policies, network))
+    setting = EvalSetting(network, tuple(shocks), horizon, warmup, seeds, starting_stock(policies, network), demand)
     log.info("evaluating %s on %s / %s, seeds %s", list(policies), network.name, scenario_name, held_out)
     evaluation = evaluate(policies, setting, progress=lambda name, seed: log.info("%s: seed %d done", name, seed))
     out = run_dir()

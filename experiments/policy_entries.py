@@ -61,8 +61,9 @@ def replan_policy(network: NetworkSpec, name: str | None, key: str, settings=Non
 
 
 def load_policies(entries: list, network: NetworkSpec, horizon: int, seed: int, case=None,
-                  forecast_z: dict[str, float] | None = None, replan=None) -> dict[str, object]:
-    """Build each policy entry (see the module docstring); SpecError naming `policies[i]` if one is bad."""
+                  forecast_z: dict[str, float] | None = None, replan=None, demand=None) -> dict[str, object]:
+    """Build each policy entry (see the module docstring); SpecError naming `policies[i]` if one is bad. `demand`:
+    the run's demand history (twin.demand_history.DemandSource), which the static policies' levels are set from."""
     if not entries:
         raise SpecError("policies: empty; allowed: a list of at least one policy")
     policies: dict[str, object] = {}
@@ -95,7 +96,7 @@ def load_policies(entries: list, network: NetworkSpec, horizon: int, seed: int, 
             if not path.is_file():
                 raise SpecError(f"{key}: policy file {rest!r} does not exist")
             spec = PolicySpec.from_dict(yaml.safe_load(path.read_text()), key)
-            label, policy = f"{spec.name}:{path.stem}", spec.build(network, horizon, seed)
+            label, policy = f"{spec.name}:{path.stem}", spec.build(network, horizon, seed, demand)
         elif sep and kind == "forecast":
             label, policy = f"forecast:{rest}", forecast_policy(rest, key, forecast_z)
         elif entry == "replan" or (sep and kind == "replan"):
@@ -106,7 +107,7 @@ def load_policies(entries: list, network: NetworkSpec, horizon: int, seed: int, 
                 raise SpecError(f"{key}: 'optimal' is only known on a reference case; allowed with case=PATH")
             label, policy = "optimal", optimal_policy(case, network)
         elif entry in POLICIES:
-            label, policy = entry, PolicySpec.from_dict({"name": entry}, key).build(network, horizon, seed)
+            label, policy = entry, PolicySpec.from_dict({"name": entry}, key).build(network, horizon, seed, demand)
         else:
             raise SpecError(f"{key}: {entry!r} is not allowed; allowed: {POLICIES.allowed()}, optimal (case), "
                             f"file:PATH.yaml, checkpoint:DIR, bundle:DIR, service:URL, forecast:NAME, replan, "

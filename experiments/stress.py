@@ -93,6 +93,7 @@ from experiments.stress_runs import (
 from scenarios import SCENARIOS, Scenario
 from twin import TWIN_VERSION, SpecError
 from twin.config import ConfigReader, check_warmup
+from twin.demand_history import DemandSource, demand_source_from_dict
 from twin.shocks import Shock, shock_to_dict
 from twin.snapshot import SNAPSHOT_FORMAT, Snapshot, network_hash, snapshot_from_dict
 from twin.spec import NetworkSpec, network_from_dict
@@ -136,6 +137,7 @@ class StressConfig:
     plots: bool
     policy_settings: dict                # policy_seed and forecast_z: part of each cell's fingerprint
     sweep: NodeSweep | None = None       # mode=node_sweep: the nodes, closure lengths and start day
+    demand: DemandSource | None = None   # demand=history: the planner's sales history (None: the network's model)
 
 
 def load_stress_config(data: Mapping) -> StressConfig:
@@ -180,8 +182,9 @@ def load_stress_config(data: Mapping) -> StressConfig:
         r.raw("scenarios"), r.raw("baseline_scenario")
         built = sweep_scenarios(sweep, start.later_shocks if start else ())
         baseline = node_sweep.BASELINE
+    demand = demand_source_from_dict(r.raw("demand"), network, horizon)
     entries = r.sequence("policies", ())
-    policies = load_policies(entries, network, horizon, policy_seed, None, forecast_z)
+    policies = load_policies(entries, network, horizon, policy_seed, None, forecast_z, demand=demand)
     reference = _among(r.text("reference_policy", optional=True), list(policies), "reference_policy", "policies")
     policy_entries = dict(zip(policies, map(str, entries)))
     if sweep is not None:  # one policy
@@ -190,7 +193,8 @@ def load_stress_config(data: Mapping) -> StressConfig:
     return StressConfig(network=network, scenarios=built, baseline=baseline, policies=policies,
                         policy_entries=policy_entries, reference=reference, seeds=seeds,
                         horizon=horizon, warmup=warmup, start=start, settings=settings, ray=options, plots=plots,
-                        policy_settings={"policy_seed": policy_seed, "forecast_z": forecast_z}, sweep=sweep)
+                        policy_settings={"policy_seed": policy_seed, "forecast_z": forecast_z}, sweep=sweep,
+                        demand=demand)
 
 
 def _among(value: str | None, labels: list[str], key: str, listed: str) -> str:
@@ -290,7 +294,7 @@ def stress_setup(config: StressConfig) -> StressSetup:
     return StressSetup(network=config.network, horizon=config.horizon, warmup=config.warmup,
                        first_seed=config.seeds.first, shocks={k: s.shocks for k, s in config.scenarios.items()},
                        policies=config.policies, initial_on_hand=stock,
-                       start=config.start.snapshot if config.start else None)
+                       start=config.start.snapshot if config.start else None, demand=config.demand)
 
 
 def cell_fingerprints(config: StressConfig, setup: StressSetup) -> dict[tuple[str, str], str]:
@@ -298,6 +302,9 @@ def cell_fingerprints(config: StressConfig, setup: StressSetup) -> dict[tuple[st
     common = {"format": FILE_FORMAT, "twin": TWIN_VERSION, "network": network_hash(config.network),
               "horizon": config.horizon, "warmup": config.warmup, "first_seed": config.seeds.first,
               "start": config.start.digest if config.start else None, **config.policy_settings,
+              "demand": None if config.demand is None else {
+                  **config.demand.describe(), "sha256": hashlib.sha256(Path(config.demand.history.path).read_bytes())
+                  .hexdigest()},
               "initial_on_hand": (None if setup.initial_on_hand is None
                                   else hashlib.sha256(np.ascontiguousarray(setup.initial_on_hand)).hexdigest())}
     prints = {}

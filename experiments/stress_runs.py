@@ -50,6 +50,7 @@ import numpy as np
 
 from twin import SpecError
 from twin.costs import COST_KINDS
+from twin.demand_history import DemandSource
 from twin.engine import Engine
 from twin.shocks import Shock
 from twin.snapshot import Snapshot
@@ -80,6 +81,7 @@ class StressSetup:
     policies: Mapping[str, object]            # policy label -> the configured policy, never run itself
     initial_on_hand: np.ndarray | None = None
     start: Snapshot | None = None
+    demand: DemandSource | None = None       # a planner's sales history (None: the network's demand model)
 
 
 @dataclass(frozen=True, order=True)
@@ -184,7 +186,8 @@ def run_replication(setup: StressSetup, job: Job, groups: NodeGroups | None = No
     policy = copy.deepcopy(setup.policies[job.policy])
     seed = setup.first_seed + job.replication
     engine = Engine(setup.network, horizon=setup.horizon, seed=seed, shocks=setup.shocks[job.scenario],
-                    warmup=setup.warmup, invariants="warn", initial_on_hand=setup.initial_on_hand, start=setup.start)
+                    warmup=setup.warmup, invariants="warn", initial_on_hand=setup.initial_on_hand, start=setup.start,
+                    demand=setup.demand)
     if hasattr(policy, "attach"):
         policy.attach(engine)
     result = engine.run(policy)

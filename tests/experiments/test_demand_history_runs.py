@@ -127,3 +127,47 @@ def test_tune_tunes_on_a_fitted_history(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     tuned = yaml.safe_load((out / "tuned_policy.yaml").read_text())
     assert tuned["name"] == "base_stock" and set(tuned["z"]) == {"store", "dc"}
+
+
+def test_a_stress_test_runs_on_the_history_replayed_and_bootstrapped(tmp_path):
+    """experiments.stress demand=history: every replication of a replay meets the history's demand exactly; a
+    fitted history gives each replication its own path; a changed history is another configuration."""
+    stress = ("scenarios=[baseline]", "policies=[base_stock]", "replications=2", "horizon=40", "warmup=5",
+              "ray.enabled=false", "output.plots=false")
+    out = tmp_path / "replay"
+    done = run("stress", *NETWORK, "demand=history", f"demand.path={HISTORY}", *stress, f"hydra.run.dir={out}")
+    assert done.returncode == 0, done.stderr[-2000:]
+    by_day = np.zeros(40)
+    for (_, day), value in history().items():
+        if day < 40:
+            by_day[day] += value
+    for r in range(2):
+        with np.load(out / "replications" / "baseline" / "base_stock" / f"r{r:04d}.npz") as data:
+            np.testing.assert_array_equal(data["network_demand"], by_day)
+    out = tmp_path / "fitted"
+    done = run("stress", *NETWORK, "demand=history", f"demand.path={HISTORY}", "demand.mode=fitted", *stress,
+               f"hydra.run.dir={out}")
+    assert done.returncode == 0, done.stderr[-2000:]
+    paths = []
+    for r in range(2):
+        with np.load(out / "replications" / "baseline" / "base_stock" / f"r{r:04d}.npz") as data:
+            paths.append(data["network_demand"])
+    assert not np.array_equal(paths[0], paths[1]) and not np.array_equal(paths[0], by_day)
+    # the same run directory with the network's own demand model is refused: another configuration
+    done = run("stress", *NETWORK, *stress, f"hydra.run.dir={out}")
+    assert done.returncode == 2 and "holds replications of another configuration" in done.stderr
+
+
+def test_evaluate_compares_policies_on_the_history(tmp_path):
+    out = tmp_path / "evaluate"
+    done = run("evaluate", *NETWORK, "demand=history", f"demand.path={HISTORY}", "policies=[base_stock,rop]",
+               "reference=rop", "seeds=2", "horizon=40", "warmup=5", f"hydra.run.dir={out}")
+    assert done.returncode == 0, done.stderr[-2000:]
+    with (out / "evaluation.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert {row["policy"] for row in rows} == {"base_stock", "rop"} and len(rows) == 4
+    fill = [float(row["fill_rate"]) for row in rows if row["policy"] == "base_stock"]
+    assert min(fill) > 0.5, "the static levels are set from the history"
+    done = run("evaluate", "case=tests/reference_cases/case_base_stock_SS_example_4_4_L4.json", "demand=history",
+               f"demand.path={HISTORY}", "policies=[optimal]", "reference=optimal", "seeds=1", "horizon=40")
+    assert done.returncode == 2 and "demand: a reference case runs its own demand law" in done.stderr
