@@ -48,7 +48,12 @@ class ForecastBaseStock:
     def act(self, state: Snapshot) -> np.ndarray:
         if self._engine is None:
             raise RuntimeError(f"{self.name}: call attach(engine) before act (evaluate/simulate do)")
-        if not isinstance(state, Snapshot):
-            raise TypeError(f"{self.name}: expected a twin Snapshot (engine.snapshot()), got {type(state).__name__}; "
-                            f"Engine.run passes one to a policy with needs_snapshot")
+        check_snapshot(self.name, state)
         return orders_up_to(self.levels(state), state.inventory_position, self._engine.topology.is_supplier)
+
+
+def check_snapshot(name: str, state: object) -> None:
+    """TypeError unless `state` is a twin Snapshot (Engine.run passes one to a policy with needs_snapshot)."""
+    if not isinstance(state, Snapshot):
+        raise TypeError(f"{name}: expected a twin Snapshot (engine.snapshot()), got {type(state).__name__}; "
+                        f"Engine.run passes one to a policy with needs_snapshot")

@@ -41,6 +41,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from agents.baselines.forecast_policy import check_snapshot
 from agents.baselines.safety import SAFETY_FACTOR_BOUNDS, safety_factors
 from agents.baselines.tuner import coordinate_descent
 from agents.forecasting.live import LiveForecaster, OracleForecaster, forecast_over_protection
@@ -280,9 +281,7 @@ class RollingReplanner:
     def act(self, state: Snapshot) -> np.ndarray:
         if self._seed is None:
             raise RuntimeError(f"{self.name}: call attach(engine) before act (experiments.evaluate does)")
-        if not isinstance(state, Snapshot):
-            raise TypeError(f"{self.name}: expected a twin Snapshot (engine.snapshot()), got {type(state).__name__}; "
-                            f"Engine.run passes one to a policy with needs_snapshot")
+        check_snapshot(self.name, state)
         if self.is_review(state.day):
             self.review(state)
         return orders_up_to(self.levels(state), state.inventory_position, self.is_supplier)

@@ -6,20 +6,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 
 import scenarios
-from twin import network_from_dict
 from twin.testing import OrderUpTo, check_continuation
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
 HORIZON = 365
 EXAMPLE = CONF.parent / "examples" / "scenario_covid_dates.yaml"  # the scenario file conf/scenario/file.yaml names
 
-
-@pytest.fixture(scope="module")
-def paper():
-    return network_from_dict(yaml.safe_load((CONF / "network" / "paper_5x20.yaml").read_text()))
 
 
 def order_up_to(network):

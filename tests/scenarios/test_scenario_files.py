@@ -13,11 +13,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 
 import scenarios
 from scenarios.files import read_scenario_file, scenario_document, scenario_yaml
-from twin import CapacityCut, DcClosure, DemandShock, Engine, LeadTimeShock, SpecError, network_from_dict
+from twin import CapacityCut, DcClosure, DemandShock, Engine, LeadTimeShock, SpecError
 from twin.calendar import calendar_date, twin_day
 from twin.shocks import SupplierOutage
 from twin.testing import OrderUpTo
@@ -27,18 +26,6 @@ CONF = ROOT / "conf"
 EXAMPLE = ROOT / "examples" / "scenario_covid_dates.yaml"
 
 
-def load_network(name: str):
-    return network_from_dict(yaml.safe_load((CONF / "network" / f"{name}.yaml").read_text()))
-
-
-@pytest.fixture(scope="module")
-def paper():
-    return load_network("paper_5x20")
-
-
-@pytest.fixture(scope="module")
-def small():
-    return load_network("small")
 
 
 def write(directory: Path, text: str, name: str = "scenario.yaml") -> Path:

@@ -51,14 +51,6 @@ def conf_params(name: str) -> dict:
     return params
 
 
-@pytest.fixture(scope="module")
-def paper():
-    return load_network("paper_5x20")
-
-
-@pytest.fixture(scope="module")
-def small():
-    return load_network("small")
 
 
 def base_stock(network, horizon: int) -> OrderUpTo:
