@@ -161,32 +161,57 @@ class AuditLog:
     def record(self, record: AuditRecord) -> tuple[bytes, bool]:
         """Record the answer unless this request was answered by this bundle before; return the stored answer
         (the earlier one where it existed) and whether this call wrote it."""
-        key = (request_table.c.request_sha256 == record.request_sha256) & (
-            request_table.c.bundle_sha256 == record.bundle_sha256)
+        return self.record_many([record])[0]
+
+    def record_many(self, records: Sequence[AuditRecord]) -> list[tuple[bytes, bool]]:
+        """`record` for each of `records`, in one transaction (what a worker answered together commits together);
+        a request that comes twice among them is written once and replayed the second time."""
+        if not records:
+            return []
+        keys = list(dict.fromkeys((r.request_sha256, r.bundle_sha256) for r in records))
         for attempt in range(3):
             # read, then write in a transaction of its own: a SQLite transaction that read before another
             # process wrote could not write at all (a stale snapshot); this one waits for the lock instead
             with self.engine.connect() as conn:
-                earlier = conn.execute(sa.select(request_table.c.id, request_table.c.answer).where(key)).first()
+                earlier = {(row.request_sha256, row.bundle_sha256): (row.id, row.answer.encode()) for row in
+                           conn.execute(sa.select(request_table.c.id, request_table.c.request_sha256,
+                                                  request_table.c.bundle_sha256, request_table.c.answer)
+                                        .where(sa.tuple_(request_table.c.request_sha256,
+                                                         request_table.c.bundle_sha256).in_(keys)))}
             try:
                 with self.engine.begin() as conn:
-                    if earlier is not None:
-                        conn.execute(sa.insert(replay_table).values(request_id=earlier.id, client_id=record.client_id,
-                                                               created_at=_now()))
-                        return earlier.answer.encode(), False
-                    request_id = conn.execute(sa.insert(request_table).values(
-                        request_sha256=record.request_sha256, bundle_sha256=record.bundle_sha256,
-                        client_id=record.client_id, created_at=_now(), answer=record.answer.decode())
-                    ).inserted_primary_key[0]
-                    if record.recommendation_ids:
-                        conn.execute(sa.insert(decision_table), [
-                            {"recommendation_id": rid, "request_id": request_id, "position": p}
-                            for p, rid in enumerate(record.recommendation_ids)])
-                return record.answer, True
-            except IntegrityError:  # another process recorded this request in between: read its answer
+                    return self._write(conn, records, earlier)
+            except IntegrityError:  # another process recorded one of these requests in between: read its answer
                 if attempt == 2:
                     raise
         raise AssertionError("unreachable")
+
+    @staticmethod
+    def _write(conn: sa.Connection, records: Sequence[AuditRecord],
+               earlier: dict[tuple[str, str], tuple[int, bytes]]) -> list[tuple[bytes, bool]]:
+        now = _now()
+        stored = dict(earlier)
+        out: list[tuple[bytes, bool]] = []
+        replays, decisions = [], []
+        for record in records:
+            key = (record.request_sha256, record.bundle_sha256)
+            if key in stored:
+                request_id, answer = stored[key]
+                replays.append({"request_id": request_id, "client_id": record.client_id, "created_at": now})
+                out.append((answer, False))
+                continue
+            request_id = conn.execute(sa.insert(request_table).values(
+                request_sha256=record.request_sha256, bundle_sha256=record.bundle_sha256,
+                client_id=record.client_id, created_at=now, answer=record.answer.decode())).inserted_primary_key[0]
+            stored[key] = (request_id, record.answer)
+            decisions += [{"recommendation_id": rid, "request_id": request_id, "position": p}
+                          for p, rid in enumerate(record.recommendation_ids)]
+            out.append((record.answer, True))
+        if replays:
+            conn.execute(sa.insert(replay_table), replays)
+        if decisions:
+            conn.execute(sa.insert(decision_table), decisions)
+        return out
 
     def decision(self, recommendation_id: str) -> dict[str, Any] | None:
         """The decision served under `recommendation_id`, if one was."""

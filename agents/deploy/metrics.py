@@ -3,6 +3,7 @@
     decision_service_requests_total{endpoint, method, status}   requests answered
     decision_service_request_seconds{endpoint}                   latency histogram
     decision_service_decisions_total{outcome}                    decisions served: new, or replayed from the audit
+    decision_service_batch_requests                              decisions requests answered together (histogram)
     decision_service_bundle_info{name, sha256}                   1 for the bundle served, 0 for earlier ones
 
 `endpoint` is the route's path template (`/v1/decisions`), or `unmatched` for paths the service has not, so
@@ -19,6 +20,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 from prometheus_client import multiprocess as prometheus_multiprocess
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
@@ -35,6 +37,9 @@ class ServiceMetrics:
                                  ("endpoint",), buckets=LATENCY_BUCKETS, registry=self.registry)
         self.decisions = Counter("decision_service_decisions", "decisions served (new, or replayed from the audit)",
                                  ("outcome",), registry=self.registry)
+        self.batch = Histogram("decision_service_batch_requests", "decisions requests answered together (one "
+                               "conversion, policy run and audit transaction)", buckets=BATCH_BUCKETS,
+                               registry=self.registry)
         self.bundle = Gauge("decision_service_bundle_info", "the bundle served (1) and those served before (0)",
                             ("name", "sha256"), registry=self.registry, multiprocess_mode="livemax")
 

@@ -175,6 +175,25 @@ def test_audit_records_once_and_returns_the_stored_answer(tmp_path):
         audit.close()
 
 
+def test_audit_records_a_batch_in_one_go_a_request_twice_in_it_is_a_replay(tmp_path):
+    audit = AuditLog(f"sqlite:///{tmp_path / 'audit.sqlite'}")
+    try:
+        assert audit.record_many([]) == []
+        audit.record(_record(2, "old"))
+        batch = [_record(3, "a"), _record(2, "old", client="ops", answer_tag="changed"), _record(1, "b"),
+                 _record(3, "a", client="ops", answer_tag="changed")]
+        results = audit.record_many(batch)
+        assert [written for _, written in results] == [True, False, True, False]
+        # a replay gets the answer stored first: the earlier batch's, or the one written earlier in this batch
+        assert results[1][0] == _record(2, "old").answer and results[3][0] == batch[0].answer
+        assert [r["recommendation_id"] for r in audit.rows()] == ["old-0", "old-1", "a-0", "a-1", "a-2", "b-0"]
+        assert audit.decision("a-2")["order"] == 2 and audit.decision("b-0")["tag"] == "b"
+        assert [(r["request_sha256"], r["client_id"]) for r in audit.replays()] == [("req-old", "ops"),
+                                                                                  ("req-a", "ops")]
+    finally:
+        audit.close()
+
+
 def test_audit_refuses_a_database_of_the_first_layout(tmp_path):
     path = tmp_path / "old.sqlite"
     with sqlite3.connect(path) as old:
@@ -224,3 +243,48 @@ def test_active_bundle_is_one_row(tmp_path):
         assert (active.path, active.sha256, active.changed_by) == ("/b", "2" * 64, "ops")
     finally:
         audit.close()
+
+
+def test_the_batcher_answers_what_queued_up_together_each_caller_its_own_answer():
+    import asyncio
+
+    from agents.deploy.batching import Batcher, BatcherStopped
+
+    seen: list[list[int]] = []
+    gate = threading.Event()
+
+    def answer(jobs: list[int]) -> list:
+        seen.append(list(jobs))
+        if jobs[0] == 0:
+            gate.wait(5)  # the first batch holds the thread while the others queue up
+        if 99 in jobs:
+            raise RuntimeError("the whole batch failed")
+        return [ValueError(f"job {j} refused") if j == 7 else j * 10 for j in jobs]
+
+    batcher = Batcher(answer, max_batch=4)
+
+    async def main() -> list:
+        with pytest.raises(BatcherStopped):
+            await batcher.submit(1)
+        batcher.start()
+        first = asyncio.ensure_future(batcher.submit(0))
+        await asyncio.sleep(0.05)  # job 0 is being answered: the next six queue up
+        rest = [asyncio.ensure_future(batcher.submit(j)) for j in range(1, 7)]
+        await asyncio.sleep(0.05)
+        gate.set()
+        answers = await asyncio.gather(first, *rest)
+        with pytest.raises(ValueError, match="job 7 refused"):
+            await batcher.submit(7)
+        with pytest.raises(RuntimeError, match="the whole batch failed"):
+            await batcher.submit(99)
+        assert await batcher.submit(8) == 80  # the thread goes on after a failed batch
+        return answers
+
+    try:
+        assert asyncio.run(main()) == [0, 10, 20, 30, 40, 50, 60]
+    finally:
+        batcher.stop()
+    assert seen[:3] == [[0], [1, 2, 3, 4], [5, 6]]  # in arrival order, at most max_batch at a time
+    assert batcher.jobs == 10 and batcher.batches == 6
+    with pytest.raises(ValueError, match="max_batch: 0 is not allowed; allowed: >= 1"):
+        Batcher(answer, max_batch=0)
