@@ -6,10 +6,12 @@
 
 Writes `bundle/` and `bundle.zip` into the run directory. A checkpoint becomes the greedy ONNX head of each
 policy id, checked against the RLModule on `samples` sampled observations (greedy actions identical, scores
-within 1e-4), with the item profile its observation is scaled by; a rule becomes its parameters (static levels
-computed from `level_horizon` days of demand statistics of `policy_seed`, or the forecast base-stock's safety
-factors). The bundle is then loaded as a server loads it, and the source policy and the bundle run in the twin on
-the same `kpi` seeds: both KPI sets go into the manifest, and the export fails if they differ.
+within 1e-4), with the item profile its observation is scaled by, and its rule fallback: the parameters
+`policy=base_stock` writes for the same network (fallback/parameters.npz), which decisions use when a request asks
+for it or the learned head's row is not finite; a rule becomes its parameters (static levels computed from
+`level_horizon` days of demand statistics of `policy_seed`, or the forecast base-stock's safety factors). The
+bundle is then loaded as a server loads it, and the source policy and the bundle run in the twin on the same `kpi`
+seeds: both KPI sets go into the manifest, and the export fails if they differ.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from agents.baselines.catalog import PolicySpec
 from agents.baselines.policies import SS, BaseStock, ReorderPointEOQ
 from agents.baselines.safety import read_safety_factors, safety_factors
 from agents.deploy.bundle import (
+    FALLBACK_FILE,
     FORECASTER_DIR,
     PARAMETERS_FILE,
     PROFILE_FILE,
@@ -54,6 +57,8 @@ from twin.state import Topology
 log = logging.getLogger("experiments.export")
 
 EXPORT_PACKAGES = ("numpy", "onnxruntime", "pydantic", "supplychain-twin", "torch", "ray", "onnx")
+# a learned bundle's rule fallback: what `policy=base_stock` exports (conf/policy/base_stock.yaml)
+FALLBACK_POLICY = Path(__file__).resolve().parents[1] / "conf" / "policy" / "base_stock.yaml"
 KPI_TOLERANCE = 1e-9  # relative: the bundle's twin KPIs equal the source policy's
 
 
@@ -87,6 +92,18 @@ def export_rule(entry: str | dict, z: dict[str, float], network_data: dict, hori
     """Write a rule bundle for `entry` (a conf/policy mapping, or rule=forecast:NAME / file:PATH); returns (the
     source policy, the manifest data)."""
     network = network_from_dict(network_data, "network")
+    source, rule, arrays, name, forecaster = rule_of(entry, z, network, horizon, seed)
+    out.mkdir(parents=True, exist_ok=True)
+    write_network(out, network_data)
+    np.savez(out / PARAMETERS_FILE, **arrays)
+    manifest = {**_base_manifest(name, "rule", network, config), "rule": rule, "forecaster": forecaster}
+    finish_bundle(out, manifest)
+    return source, manifest
+
+
+def rule_of(entry: str | dict, z: dict[str, float], network, horizon: int, seed: int):
+    """The rule policy of `entry` on `network`: (the source policy, the rule, its parameter arrays, its name,
+    the forecaster it reads or None)."""
     kind, sep, rest = entry.partition(":") if isinstance(entry, str) else ("", "", "")
     forecaster = None
     if sep and kind == "forecast":
@@ -107,19 +124,28 @@ def export_rule(entry: str | dict, z: dict[str, float], network_data: dict, hori
         source = spec.build(network, horizon, seed)
         rule, arrays = rule_parameters(source)
         name = spec.name if not sep else f"{spec.name}:{Path(rest).stem}"
-    out.mkdir(parents=True, exist_ok=True)
-    write_network(out, network_data)
-    np.savez(out / PARAMETERS_FILE, **arrays)
-    manifest = {**_base_manifest(name, "rule", network, config), "rule": rule, "forecaster": forecaster}
-    finish_bundle(out, manifest)
-    return source, manifest
+    return source, rule, arrays, name, forecaster
 
 
-def export_checkpoint(checkpoint: Path, samples: int, out: Path, serve_network: dict | None = None):
-    """Write a learned bundle for `checkpoint`; returns (the TrainedPolicy, the manifest data, the scenario, the
-    starting stock). With `serve_network` (plain network data) the bundle serves that network instead of the
-    training one: the policy observes days of demand and is shared by role, so it decides for any network whose
-    DCs and stores have the roles it was trained for; the parity source is then the checkpoint's modules on it."""
+def write_fallback(out: Path, network, horizon: int = 365, seed: int = 0) -> dict:
+    """Write a learned bundle's rule fallback into `out` (FALLBACK_FILE): the parameters `experiments.export
+    policy=base_stock policy_seed=SEED level_horizon=HORIZON` writes for `network`; returns its manifest entry."""
+    entry = yaml.safe_load(FALLBACK_POLICY.read_text())
+    _, rule, arrays, name, _ = rule_of(entry, {}, network, horizon, seed)
+    (out / FALLBACK_FILE).parent.mkdir(parents=True, exist_ok=True)
+    np.savez(out / FALLBACK_FILE, **arrays)
+    return {"name": name, "rule": rule, "file": FALLBACK_FILE,
+            "config": {"policy": entry, "policy_seed": seed, "level_horizon": horizon}}
+
+
+def export_checkpoint(checkpoint: Path, samples: int, out: Path, serve_network: dict | None = None,
+                      fallback_horizon: int = 365, fallback_seed: int = 0):
+    """Write a learned bundle for `checkpoint`, with its rule fallback (`write_fallback` for the network it
+    serves, from `fallback_horizon` days of `fallback_seed`); returns (the TrainedPolicy, the manifest data, the
+    scenario, the starting stock). With `serve_network` (plain network data) the bundle serves that network
+    instead of the training one: the policy observes days of demand and is shared by role, so it decides for any
+    network whose DCs and stores have the roles it was trained for; the parity source is then the checkpoint's
+    modules on it."""
     from agents.envs.core import SupplyChainSim
     from agents.rl.algorithms import TrainingSetup
     from agents.rl.checkpoint import read_setup
@@ -168,6 +194,7 @@ def export_checkpoint(checkpoint: Path, samples: int, out: Path, serve_network: 
                   for h in heads],
         "review_period": env.review_period,
         "forecaster": env.forecaster,
+        "fallback": write_fallback(out, network, fallback_horizon, fallback_seed),
     }
     finish_bundle(out, manifest)
     scenario = {"name": env.scenario, **dict(env.scenario_params)}
@@ -176,7 +203,8 @@ def export_checkpoint(checkpoint: Path, samples: int, out: Path, serve_network: 
 
 def attach_forecaster(out: Path, manifest: dict, saved: Path) -> None:
     """Copy a saved forecaster (experiments.forecast output.save_forecaster=true) into the bundle: it forecasts,
-    from a request's daily demand history, the items that come without a forecast."""
+    from a request's daily (or weekly, spread over days) demand history, the items that come without a
+    forecast."""
     from agents.forecasting.saved import load_forecaster
 
     if not saved.is_dir():
@@ -244,7 +272,8 @@ def main(cfg: DictConfig) -> None:
             if not path.is_dir():
                 raise SpecError(f"checkpoint: {str(checkpoint)!r} is not a directory")
             source, manifest, scenario_data, initial = export_checkpoint(path, samples, out,
-                                                                         network_data if retarget else None)
+                                                                         network_data if retarget else None,
+                                                                         horizon, seed)
         else:
             entry = policy if policy is not None else rule
             if retarget:

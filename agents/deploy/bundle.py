@@ -7,6 +7,9 @@
         profile.npz        a learned policy's item profile (the observation's scaling, agents/envs/observation.py)
         <policy id>.onnx   a learned policy's greedy head per policy id (agents/rl/export.py writes it)
         <policy id>.samples.npz   observations and the checkpoint's scores on them: the bundle's self-check
+        fallback/parameters.npz   a learned policy's rule fallback (manifest `fallback`): the parameters that
+                           `experiments.export policy=base_stock` writes for the network; decisions use it when
+                           a request asks (`policy: fallback`) or the learned head's row is not finite
         forecaster/        optional: a saved forecaster (agents/forecasting/saved.py) that forecasts, from the
                            demand history in a request, the items that come without a forecast
 
@@ -57,6 +60,7 @@ MANIFEST = "manifest.json"
 NETWORK_FILE = "network.json"
 FORECASTER_DIR = "forecaster"
 PARAMETERS_FILE = "parameters.npz"
+FALLBACK_FILE = "fallback/parameters.npz"
 PROFILE_FILE = "profile.npz"
 SAMPLE_TOLERANCE = 1e-4  # max |score difference| of the self-check, as at export
 # what a saved forecaster needs beyond .[serve] (the forecast extra), checked when a bundle loads
@@ -104,6 +108,16 @@ class ActionEntry(_Model):
     grid: list[float]
 
 
+class FallbackEntry(_Model):
+    """A learned bundle's rule fallback: a static rule's parameters (as a rule bundle's parameters.npz)."""
+
+    name: str = Field(description="the rule policy's name, as its own rule bundle would be named")
+    rule: Literal["base_stock", "ss", "rop"] = Field(description="a static rule: it decides without a forecast")
+    file: str = Field(FALLBACK_FILE, description="its parameters: one of the bundle's hashed files")
+    config: dict[str, Any] = Field(default_factory=dict, description="the policy, policy_seed and level_horizon "
+                                                                     "it was computed with")
+
+
 class Manifest(_Model):
     """What a bundle is: written at export, checked at load, served at GET /v1/model."""
 
@@ -128,6 +142,8 @@ class Manifest(_Model):
     action: ActionEntry | None = None
     scaling: str | None = None
     heads: list[HeadEntry] = Field(default_factory=list)
+    fallback: FallbackEntry | None = Field(None, description="a learned bundle's rule fallback (bundles exported "
+                                                             "before it existed have none)")
     review_period: int = 1
     forecaster: str | None = Field(None, description="what forecast the policy inside the twin (None: it needs "
                                                      "none); a served request brings its own forecast")
@@ -193,9 +209,10 @@ class Bundle:
     """A loaded, verified bundle: its manifest, network and policy."""
 
     def __init__(self, path: Path, manifest: Manifest, sha256: str, network: NetworkSpec,
-                 policy: RulePolicy | OnnxPolicy, forecaster=None) -> None:
+                 policy: RulePolicy | OnnxPolicy, forecaster=None, fallback: RulePolicy | None = None) -> None:
         self.path, self.manifest, self.sha256, self.network, self.policy = path, manifest, sha256, network, policy
         self.forecaster = forecaster  # a SavedForecaster (agents/forecasting/saved.py), or None
+        self.fallback = fallback      # a learned bundle's rule fallback (manifest.fallback), or None
 
     @property
     def name(self) -> str:
@@ -286,9 +303,18 @@ def _load(path: Path) -> Bundle:
                 raise BundleError(f"{MANIFEST}.heads[{i}].{field}: {name!r} is not one of the bundle's files "
                                   f"({MANIFEST}.files); allowed: a hashed file of the bundle")
     network = _network(path, manifest)
-    policy = _rule_policy(path, manifest, network) if manifest.kind == "rule" else _onnx_policy(path, manifest,
-                                                                                                 network)
-    return Bundle(path, manifest, hashlib.sha256(raw).hexdigest(), network, policy, _forecaster(path, manifest))
+    if manifest.kind == "rule":
+        if manifest.fallback is not None:
+            raise BundleError(f"{MANIFEST}.fallback: a rule bundle has none; allowed: a fallback in a learned bundle")
+        policy = _rule_policy(path, manifest, manifest.rule, PARAMETERS_FILE, network, f"{MANIFEST}.rule")
+    else:
+        policy = _onnx_policy(path, manifest, network)
+    fallback = None
+    if manifest.fallback is not None:
+        fallback = _rule_policy(path, manifest, manifest.fallback.rule, manifest.fallback.file, network,
+                                f"{MANIFEST}.fallback.rule")
+    return Bundle(path, manifest, hashlib.sha256(raw).hexdigest(), network, policy, _forecaster(path, manifest),
+                  fallback)
 
 
 def _forecaster(path: Path, manifest: Manifest):
@@ -375,29 +401,30 @@ def _network(path: Path, manifest: Manifest) -> NetworkSpec:
     return network
 
 
-def _rule_policy(path: Path, manifest: Manifest, network: NetworkSpec) -> RulePolicy:
-    if manifest.rule not in RULES:
-        raise BundleError(f"{MANIFEST}.rule: {manifest.rule!r} is not allowed; allowed: {', '.join(RULES)}")
-    if PARAMETERS_FILE not in manifest.files:
-        raise BundleError(f"{MANIFEST}.files: no {PARAMETERS_FILE}; a rule bundle needs its parameters")
+def _rule_policy(path: Path, manifest: Manifest, rule: str | None, file: str, network: NetworkSpec,
+                 field: str) -> RulePolicy:
+    """The rule policy `rule` (the manifest's `field`) with its parameters from `file`, one of its files."""
+    if rule not in RULES:
+        raise BundleError(f"{field}: {rule!r} is not allowed; allowed: {', '.join(RULES)}")
+    if file not in manifest.files:
+        raise BundleError(f"{MANIFEST}.files: no {file}; a rule policy needs its parameters")
     topo = Topology.of(network)
     shape = (len(topo.names), network.skus.n)
     arrays = {}
-    with np.load(path / PARAMETERS_FILE) as data:
-        for name in RULE_ARRAYS[manifest.rule]:
+    with np.load(path / file) as data:
+        for name in RULE_ARRAYS[rule]:
             if name not in data:
-                raise BundleError(f"{PARAMETERS_FILE}: no array {name!r}; rule {manifest.rule} needs "
-                                  f"{', '.join(RULE_ARRAYS[manifest.rule])}")
+                raise BundleError(f"{file}: no array {name!r}; rule {rule} needs {', '.join(RULE_ARRAYS[rule])}")
             value = np.asarray(data[name], dtype=float)
             want = (shape[0], 1) if name == "z" else shape
             if value.shape != want or not np.all(np.isfinite(value)):
-                raise BundleError(f"{PARAMETERS_FILE}: {name} has shape {value.shape}; allowed: finite values "
+                raise BundleError(f"{file}: {name} has shape {value.shape}; allowed: finite values "
                                   f"of shape {want} (nodes, SKUs of {NETWORK_FILE})")
             arrays[name] = value
     try:
-        return RulePolicy(manifest.rule, arrays, topo.is_supplier)
+        return RulePolicy(rule, arrays, topo.is_supplier)
     except ValueError as error:
-        raise BundleError(f"{PARAMETERS_FILE}: {error}") from error
+        raise BundleError(f"{file}: {error}") from error
 
 
 def _onnx_policy(path: Path, manifest: Manifest, network: NetworkSpec) -> OnnxPolicy:

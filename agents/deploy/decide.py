@@ -15,6 +15,10 @@ action, or its Q-value margin) and reason codes with the numbers behind them:
     DISRUPTION_ACTIVE                a disruption in force on as_of (type, target, days left)
     DEMAND_SPIKE                     the forecast's daily rate >= 1.5 x the recent (28-day) daily history
     ROUNDED_TO_PACK / RAISED_TO_MOQ  the policy's quantity changed by the pack size or minimum order quantity
+    CAPPED_BY_CAPACITY               the order cut to the item's max_order_quantity or to its storage_capacity
+                                     less the inventory position, down to whole packs (0 if the MOQ does not fit)
+    FALLBACK_POLICY_USED             decided by a learned bundle's rule fallback: asked for (policy: fallback), or
+                                     the learned head's observation or scores for the row were not finite
     FORECAST_FROM_HISTORY            the item came with demand history only: the bundle's saved forecaster
                                      forecast it (its name and the days of history it read)
 
@@ -30,6 +34,7 @@ import datetime as dt
 import hashlib
 import io
 import math
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
@@ -38,6 +43,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from agents.deploy.bundle import Bundle
 from agents.deploy.conversion import ErpStateError, TwinInputs, state_to_twin
 from agents.deploy.erp_state import MAX_FORECAST_DAYS, ClientForecast, ErpState, Item, Location
+from agents.deploy.policies import PolicyOutput
 from agents.forecasting.live import daily_sd
 from twin import shocks as twin_shocks
 from twin.config import SpecError
@@ -109,8 +115,32 @@ class DecisionResponse(_Model):
 
 
 def request_sha256(state: ErpState) -> str:
-    """The sha256 of the state's canonical JSON (what a request is, whatever its whitespace or key order)."""
-    return hashlib.sha256(state.model_dump_json().encode()).hexdigest()
+    """The sha256 of the state's canonical JSON (what a request is, whatever its whitespace or key order).
+
+    Fields added to erp.state/1 later (LATER_ITEM_FIELDS, `policy`) count only where given (not at their
+    default), so a request that does not use them keeps the hash, and the recommendation ids, it had before."""
+    return hashlib.sha256(state.model_dump_json(exclude=_later_defaults(state)).encode()).hexdigest()
+
+
+LATER_ITEM_FIELDS = ("max_order_quantity", "storage_capacity")
+
+
+def _later_defaults(state: ErpState) -> dict:
+    """`exclude` for model_dump_json: the later fields where they are at their default."""
+    exclude: dict = {} if state.policy != "bundle" else {"policy": True}
+    locations: dict = {}
+    for li, location in enumerate(state.locations):
+        if all(item.max_order_quantity is None and item.storage_capacity is None for item in location.items):
+            locations[li] = {"items": {"__all__": set(LATER_ITEM_FIELDS)}}  # the usual case, and the quick one
+            continue
+        items = {ii: {f for f in LATER_ITEM_FIELDS if getattr(item, f) is None}
+                 for ii, item in enumerate(location.items)}
+        items = {ii: fields for ii, fields in items.items() if fields}
+        if items:
+            locations[li] = {"items": items}
+    if locations:
+        exclude["locations"] = locations
+    return exclude
 
 
 def recommendation_id(bundle_sha: str, request_sha: str, location: str, sku: str) -> str:
@@ -128,16 +158,54 @@ def decide(bundle: Bundle, state: ErpState) -> DecisionResponse:
     is one the bundle cannot decide for)."""
     _check_served(bundle, state)
     request_sha = request_sha256(state)  # of the request as sent
-    state, from_history = _history_forecasts(bundle, state)
+    policy = _policy_asked(bundle, state)
+    if policy is bundle.policy:
+        state, from_history = _history_forecasts(bundle, state)
+    else:  # the rule fallback reads no forecast
+        from_history = {}
     inputs = state_to_twin(state, bundle.network, review_period=bundle.manifest.review_period)
-    forecast = _checked_forecast(bundle, state, inputs)
+    forecast = _checked_forecast(bundle, state, inputs, policy)
     requested = np.array([bundle.network.index(location.id) for location in state.locations], dtype=np.int64)
-    out = bundle.policy.decide(inputs.snapshot, forecast, nodes=requested)
+    out = policy.decide(inputs.snapshot, forecast, nodes=requested)
+    fallback = _fallback(bundle, policy, inputs, out, requested)
     decisions = []
     for location, i in zip(state.locations, requested.tolist()):
-        decisions += _decisions(bundle, state, inputs, out, i, location, request_sha, from_history)
+        decisions += _decisions(bundle, state, inputs, out, i, location, request_sha, from_history, fallback)
     return DecisionResponse(as_of=state.as_of, request_sha256=request_sha,
                             bundle=BundleRef(name=bundle.name, sha256=bundle.sha256), decisions=decisions)
+
+
+def _policy_asked(bundle: Bundle, state: ErpState):
+    """The policy the request asks for: the bundle's, or its rule fallback (ErpStateError on `policy` if none)."""
+    if state.policy == "bundle":
+        return bundle.policy
+    if bundle.fallback is None:
+        kind = "a rule bundle (the rule is its policy)" if bundle.manifest.kind == "rule" else (
+            "a learned bundle exported without one")
+        raise ErpStateError(("policy",), f"bundle {bundle.name!r} has no rule fallback: {kind}; allowed: bundle, or "
+                                         f"fallback with a learned bundle that carries one (experiments.export "
+                                         f"writes it)")
+    return bundle.fallback
+
+
+@dataclass(frozen=True)
+class _Fallback:
+    """The rule fallback's output where decisions use it: every row (`asked`), or the learned policy's rows that
+    were not finite."""
+
+    out: PolicyOutput
+    name: str
+    asked: bool
+
+
+def _fallback(bundle: Bundle, policy, inputs: TwinInputs, out: PolicyOutput, requested: np.ndarray) -> _Fallback | None:
+    entry = bundle.manifest.fallback
+    if policy is bundle.fallback:
+        return _Fallback(out, entry.name, asked=True)
+    asked_for = set(requested.tolist())
+    if bundle.fallback is None or not any(i in asked_for for i, _ in out.not_finite):
+        return None
+    return _Fallback(bundle.fallback.decide(inputs.snapshot, None, nodes=requested), entry.name, asked=False)
 
 
 def _check_served(bundle: Bundle, state: ErpState) -> None:
@@ -199,8 +267,8 @@ def _history_forecasts(bundle: Bundle, state: ErpState) -> tuple[ErpState, dict[
     return state.model_copy(update={"locations": locations}), reasons
 
 
-def _checked_forecast(bundle: Bundle, state: ErpState, inputs: TwinInputs):
-    policy = bundle.policy
+def _checked_forecast(bundle: Bundle, state: ErpState, inputs: TwinInputs, policy=None):
+    policy = bundle.policy if policy is None else policy
     if not policy.needs_forecast:
         return None
     forecast = inputs.forecast
@@ -226,21 +294,24 @@ def _checked_forecast(bundle: Bundle, state: ErpState, inputs: TwinInputs):
 
 
 def _decisions(bundle: Bundle, state: ErpState, inputs: TwinInputs, out, i: int, location: Location,
-               request_sha: str, from_history: dict[tuple[str, str], Reason]) -> list[Decision]:
+               request_sha: str, from_history: dict[tuple[str, str], Reason],
+               fallback: _Fallback | None = None) -> list[Decision]:
     """The decisions for one location's items: its numbers read as arrays once, the reasons that hold for the
     whole location (lead time, disruptions) and its document's source built once."""
     network, snapshot = bundle.network, inputs.snapshot
     items = location.items
     k = np.array([network.skus.name.index(item.sku) for item in items], dtype=np.int64)
     raw = out.orders[i, k]
+    level = out.levels[i, k]
+    confidence = np.full(len(k), np.nan) if out.confidence is None else out.confidence[i, k]
+    fallen = _fallen(fallback, out, i, k, raw, level, confidence)  # rows the fallback decides, raw etc. updated
     if network.demand.integer_units:  # whole units, as the twin's engine rounds every order it takes
         raw = np.rint(raw)
-    level = out.levels[i, k]
     has_level = np.isfinite(level)
     position = (snapshot.on_hand[i, k] + snapshot.in_transit[i, k] + snapshot.on_order[i, k]
                 - snapshot.backorders[i, k])  # Snapshot.inventory_position, for this location's SKUs
     backorders = snapshot.backorders[i, k]
-    confidence = (np.full(len(k), np.nan) if out.confidence is None else out.confidence[i, k]).tolist()
+    confidence = confidence.tolist()
     shared = _location_reasons(bundle, inputs, i)
     spikes = _spikes(inputs, i, k, items)
     document = _document_fields(bundle, state, inputs, i, location.id)
@@ -249,6 +320,9 @@ def _decisions(bundle: Bundle, state: ErpState, inputs: TwinInputs, out, i: int,
             items, raw.tolist(), level.tolist(), position.tolist(), backorders.tolist(), confidence,
             has_level.tolist())):
         quantity, reasons = _rounded(q, item)
+        quantity, capped = _capped(quantity, item, pos, lv if ok else None, network.demand.integer_units)
+        if capped is not None:
+            reasons.append(capped)
         if ok:
             values = {"inventory_position": pos, "order_up_to_level": lv}
             if q > 0:
@@ -259,6 +333,8 @@ def _decisions(bundle: Bundle, state: ErpState, inputs: TwinInputs, out, i: int,
                 reasons.insert(0, Reason(
                     code="AT_OR_ABOVE_LEVEL", message=f"inventory position {pos:g} reaches the level {lv:g}: no "
                     f"order", values=values))
+        if m in fallen:
+            reasons.insert(0, _fallback_reason(fallback, fallen[m], pos, lv if ok else None))
         if owed > 0:
             reasons.append(Reason(code="BACKORDERS_OUTSTANDING", message=f"{owed:g} units owed",
                                                   values={"backorders": owed}))
@@ -278,6 +354,86 @@ def _decisions(bundle: Bundle, state: ErpState, inputs: TwinInputs, out, i: int,
             order_up_to_level=lv if ok else None, inventory_position=pos,
             confidence=sure if math.isfinite(sure) else None, document=doc, reasons=reasons))
     return decisions
+
+
+def _fallen(fallback: _Fallback | None, out: PolicyOutput, i: int, k: np.ndarray, raw: np.ndarray, level: np.ndarray,
+            confidence: np.ndarray) -> dict[int, tuple[str, float] | None]:
+    """The items (positions in k) the rule fallback decides, each with why (None: asked for; else the learned
+    policy's (what, value) that was not finite); their raw orders and levels replaced by the fallback's, their
+    confidence by NaN (in place)."""
+    if fallback is None:
+        return {}
+    if fallback.asked:
+        return dict.fromkeys(range(len(k)))
+    fallen = {m: out.not_finite[i, kk] for m, kk in enumerate(k.tolist()) if (i, kk) in out.not_finite}
+    for m in fallen:
+        raw[m], level[m], confidence[m] = fallback.out.orders[i, k[m]], fallback.out.levels[i, k[m]], np.nan
+    return fallen
+
+
+def _fallback_reason(fallback: _Fallback, why: tuple[str, float] | None, position: float,
+                     level: float | None) -> Reason:
+    values: dict[str, float | str] = {"fallback": fallback.name, "inventory_position": position}
+    if level is not None:
+        values["order_up_to_level"] = level
+    aim = f": order up to {level:g}" if level is not None else ""
+    if why is None:
+        return Reason(code="FALLBACK_POLICY_USED", message=f"decided by the bundle's rule fallback {fallback.name} "
+                      f"(asked for: policy=fallback){aim}", values={"cause": "asked", **values})
+    what, value = why
+    return Reason(code="FALLBACK_POLICY_USED", message=f"decided by the bundle's rule fallback {fallback.name}: the "
+                  f"learned policy's {what}={value} is not finite{aim}",
+                  values={"cause": "not_finite", "not_finite": what, "value": str(value), **values})
+
+
+def _capped(quantity: float, item: Item, position: float, level: float | None,
+            whole_units: bool) -> tuple[float, Reason | None]:
+    """The quantity within the item's capacity: at most max_order_quantity and storage_capacity - position
+    (never below 0); where that cap binds, down to whole packs (whole units in a network that counts them), and 0
+    if the minimum order quantity does not fit. Unchanged (and no reason) without the fields or below the cap."""
+    caps: dict[str, float] = {}
+    if item.max_order_quantity is not None:
+        caps["max_order_quantity"] = float(item.max_order_quantity)
+    if item.storage_capacity is not None:
+        caps["storage_capacity"] = max(float(item.storage_capacity) - position, 0.0)
+    if not caps or quantity <= 0:
+        return quantity, None
+    which = min(caps, key=caps.__getitem__)  # the tighter one (a tie: max_order_quantity)
+    cap = caps[which]
+    if quantity <= cap:
+        return quantity, None
+    values: dict[str, float | str] = {"wanted": quantity, "cap": cap, "capacity": which, "inventory_position": position}
+    if item.max_order_quantity is not None:
+        values["max_order_quantity"] = float(item.max_order_quantity)
+    if item.storage_capacity is not None:
+        values["storage_capacity"] = float(item.storage_capacity)
+        values["storage_room"] = caps["storage_capacity"]
+    limit = (f"max_order_quantity {cap:g}" if which == "max_order_quantity" else
+             f"storage_capacity {float(item.storage_capacity):g} less inventory position {position:g} = {cap:g}")
+    if item.pack_size:
+        packs = math.floor(cap / item.pack_size + 1e-9)
+        capped = min(packs * item.pack_size, cap)  # 3 x 0.1 is 0.30000000000000004: within a cap of 0.3
+        values.update(pack_size=item.pack_size, packs=float(packs))
+        how = f"{capped:g} ({packs} packs of {item.pack_size:g})"
+    else:
+        capped = float(math.floor(cap + 1e-9)) if whole_units else cap
+        how = f"{capped:g}"
+    moq = item.min_order_quantity
+    if moq and 0 < capped < moq:
+        values["min_order_quantity"] = float(moq)
+        message = (f"{quantity:g} wanted; capped by {limit}: {how} is below the minimum order quantity {moq:g}, so "
+                   f"no order")
+        capped = 0.0
+    elif capped <= 0:
+        message = f"{quantity:g} wanted; capped by {limit}: no room for a{' whole pack' if item.pack_size else 'ny'} " \
+                  f"order"
+        capped = 0.0
+    else:
+        message = f"{quantity:g} wanted; capped by {limit}: order {how}"
+    values.update(order_quantity=capped, position_after_order=position + capped)
+    if level is not None:
+        values["short_of_level"] = max(level - position - capped, 0.0)
+    return capped, Reason(code="CAPPED_BY_CAPACITY", message=message, values=values)
 
 
 def _rounded(raw: float, item: Item) -> tuple[float, list[Reason]]:

@@ -7,7 +7,10 @@ sales are not yet known), per location (a DC or a store, by its node name in the
     open_orders                       lines not received yet: shipped (ship_date, expected_arrival) or not
     lead_time (per location)          the inbound lane's lead time: mean and sd, or observed lead times
     pack_size, min_order_quantity,    kept for decisions; the twin's snapshot does not use them
+    max_order_quantity,               request-only caps on an order (decide.py: CAPPED_BY_CAPACITY); the twin
+    storage_capacity                  has no per-item fields for them
     unit, costs, service_level
+    policy (per state)                decide with the bundle's policy, or with a learned bundle's rule fallback
     demand_history or forecast        sales per day or week (for a forecaster), or the client's forecast per day
     disruptions (per state)           a DC closed, a supplier delayed or out, a demand change, a capacity cut
 
@@ -258,6 +261,14 @@ class Item(_Model):
     pack_size: float | None = Field(None, gt=0, le=MAX_QUANTITY, allow_inf_nan=False, strict=True,
                                     description="units per pack")
     min_order_quantity: Quantity | None = None
+    max_order_quantity: Quantity | None = Field(
+        None, description="the most one order line may be (a supplier allocation, a truck, a contract limit): an "
+                          "order above it is cut to it, down to whole packs. Request-only: the twin has no such "
+                          "per-item field, so a state converted from a twin snapshot leaves it out")
+    storage_capacity: Quantity | None = Field(
+        None, description="the units of this SKU the location can hold: an order is cut to this minus the "
+                          "inventory position, down to whole packs. Request-only: the twin has no such per-item "
+                          "field, so a state converted from a twin snapshot leaves it out")
     unit: str | None = Field(None, max_length=16, description="unit of measure, e.g. EA")
     costs: Costs | None = None
     service_level: float | None = Field(None, gt=0, lt=1, allow_inf_nan=False, strict=True,
@@ -353,6 +364,10 @@ class ErpState(_Model):
     disruptions: list[Disruption] = Field(
         default_factory=list, max_length=MAX_DISRUPTIONS,
         description="in force on as_of, or planned later (none that ended on or before as_of)")
+    policy: Literal["bundle", "fallback"] = Field(
+        "bundle", description="bundle: decide with the bundle's policy; fallback: decide with the bundle's rule "
+                              "fallback, e.g. while the learned policy is under investigation (a bundle without "
+                              "one refuses it)")
 
     @field_validator("locations")
     @classmethod

@@ -75,7 +75,11 @@ class OnnxHead:
         Q-values, the margin between the best and the second-best Q-value (>= 0, in the reward's units;
         +inf with a single action).
         """
-        scores = self.scores(obs).astype(np.float64)
+        return self.choose(self.scores(obs))
+
+    def choose(self, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The greedy actions and their confidence (as `greedy`) for scores this head gave."""
+        scores = np.asarray(scores, dtype=np.float64)
         actions = np.argmax(scores, axis=-1)
         best = np.take_along_axis(scores, actions[..., None], axis=-1)[..., 0]
         if self.kind == "logits":

@@ -17,7 +17,7 @@ checkpoint or baseline it was exported from does, so a twin run with the bundle 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -38,6 +38,9 @@ class PolicyOutput:
     orders: np.ndarray                  # (nodes, SKUs) units to order today (0 at suppliers)
     levels: np.ndarray                  # (nodes, SKUs) the inventory position the order aims at (NaN: none)
     confidence: np.ndarray | None = None  # (nodes, SKUs) a learned policy's confidence in its action
+    # a learned policy's (node, SKU) rows whose observation or scores were not finite: (node, SKU) -> (what, value),
+    # what = "observation feature NAME" or "score of action A" (the first one found); their orders mean nothing
+    not_finite: Mapping[tuple[int, int], tuple[str, float]] = field(default_factory=dict)
 
 
 # each rule's parameter arrays (nodes, SKUs), or z (nodes, 1) for the forecast base-stock: what a bundle stores
@@ -118,15 +121,25 @@ class OnnxPolicy:
         n_sku = obs.shape[1]
         actions = np.zeros((len(c), n_sku), dtype=np.int64)  # rows no head answers for: action 0, as TrainedPolicy
         confidence = np.full((len(c), n_sku), np.nan)
+        not_finite: dict[tuple[int, int], tuple[str, float]] = {}
+        bad_obs = ~np.isfinite(obs).all(axis=-1)  # (rows, SKUs)
+        for r, k in zip(*np.nonzero(bad_obs)):
+            f = int(np.flatnonzero(~np.isfinite(obs[r, k]))[0])
+            not_finite[int(c[r]), int(k)] = (f"observation feature {self.obs_spec.feature_names[f]}",
+                                             float(obs[r, k, f]))
         for head in self.heads:
             mine = np.flatnonzero(np.isin(at, head.nodes))
             if not len(mine):
                 continue
             rows = obs[mine]
             x = rows.reshape(-1, rows.shape[-1]) if head.layout == "per_sku" else rows
-            chosen, sure = head.onnx.greedy(x)
-            actions[mine] = chosen.reshape(len(mine), n_sku)
-            confidence[mine] = sure.reshape(len(mine), n_sku)
+            scores = head.onnx.scores(x).reshape(len(mine), n_sku, -1)
+            chosen, sure = head.onnx.choose(scores)
+            actions[mine] = chosen
+            confidence[mine] = sure
+            for r, k in zip(*np.nonzero(~np.isfinite(scores).all(axis=-1))):
+                a = int(np.flatnonzero(~np.isfinite(scores[r, k]))[0])
+                not_finite.setdefault((int(c[mine[r]]), int(k)), (f"score of action {a}", float(scores[r, k, a])))
         shape = snapshot.on_hand.shape
         orders, levels, full_confidence = np.zeros(shape), np.full(shape, np.nan), np.full(shape, np.nan)
         position = snapshot.inventory_position
@@ -137,7 +150,7 @@ class OnnxPolicy:
         full_confidence[c] = confidence
         if self.integer_units:  # as the envs round (SupplyChainSim.orders)
             orders = np.rint(orders)
-        return PolicyOutput(orders, levels, full_confidence)
+        return PolicyOutput(orders, levels, full_confidence, not_finite)
 
 
 class ServedPolicy:

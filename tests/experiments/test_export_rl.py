@@ -80,6 +80,24 @@ def test_a_learned_bundle_decides_as_its_checkpoint(checkpoint, bundle_dir):
         decide(bundle, ErpState.model_validate(data))
 
 
+def test_a_learned_bundle_carries_the_base_stock_rule_of_its_network_as_its_fallback(bundle_dir, tmp_path):
+    """The fallback is what `experiments.export policy=base_stock` writes for the network (same parameters), and
+    a request asking for it gets that rule bundle's decisions."""
+    manifest = json.loads((bundle_dir / "manifest.json").read_text())
+    assert manifest["fallback"]["rule"] == "base_stock" and "fallback/parameters.npz" in manifest["files"]
+    done = run("experiments.export", "policy=base_stock", "network=small", *KPI, f"hydra.run.dir={tmp_path}")
+    assert done.returncode == 0, done.stderr[-3000:]
+    with np.load(bundle_dir / "fallback" / "parameters.npz") as a, np.load(tmp_path / "bundle" / "parameters.npz") as b:
+        assert np.array_equal(a["levels"], b["levels"])
+    learned, rule = load_bundle(bundle_dir), load_bundle(tmp_path / "bundle")
+    state = twin_day(learned, 20, seed=3).state
+    asked = decide(learned, state.model_copy(update={"policy": "fallback"}))
+    for d, r in zip(asked.decisions, decide(rule, state).decisions, strict=True):
+        assert (d.order_quantity, d.order_up_to_level, d.reasons[1:]) == (r.order_quantity, r.order_up_to_level,
+                                                                          r.reasons)
+        assert d.reasons[0].code == "FALLBACK_POLICY_USED"
+
+
 def test_a_per_sku_policy_retargets_to_a_bigger_network_of_the_same_roles(checkpoint, tmp_path):
     done = run("experiments.export", f"checkpoint={checkpoint}", "retarget=true", "network=small",
                "network.layout.stores=5", *KPI, f"hydra.run.dir={tmp_path}")
