@@ -104,7 +104,8 @@ def main(cfg: DictConfig) -> None:
     log.info("bundle %s (sha256 %s) from %s", served.bundle.name, served.bundle.sha256, served.path)
     log.info("bundle uploads unpack into %s; path reloads within %s", settings.bundles_path(),
              ", ".join(str(r) for r in settings.reload_root_paths()))
-    log.info("serving on %s with %d worker(s); OpenAPI at %s/docs; audit %s", url, server["workers"], url,
+    log.info("serving on %s with %d worker(s); OpenAPI at %s/docs (with a token); audit %s", url, server["workers"],
+             url,
              sa.make_url(settings.audit_url).render_as_string(hide_password=True))
     if server["host"] not in ("127.0.0.1", "localhost", "::1"):
         log.warning("listening beyond loopback on %s: put a TLS-terminating proxy in front", server["host"])

@@ -1,10 +1,13 @@
-"""A request body size limit (pure ASGI middleware): 413 naming the limit, before the app reads anything.
+"""A request body size limit (pure ASGI middleware): 422 naming the limit, before the app reads anything.
+
+The refusal has the shape of every other 422 of the service: `{"detail": [{"loc": "body", "msg": "... over
+max_body_bytes=N ..."}]}` (the body is the field refused, the setting and its value say why).
 
 A `Content-Length` over the limit is refused at once; a body without one (chunked) is counted as it streams
 and refused as soon as it passes the limit. A body within the limit is handed to the app unchanged.
 
 Routes named in `streamed` (an admin's bundle.zip upload) have a limit of their own and are not held in
-memory: the app reads their body as it arrives, counted; past the limit the client gets the 413 and the app
+memory: the app reads their body as it arrives, counted; past the limit the client gets the 422 and the app
 sees the client go away (starlette's `ClientDisconnect`), and whatever it answers then is dropped.
 """
 
@@ -17,7 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
 class BodyLimitMiddleware:
-    """Refuses request bodies over `max_bytes` (the setting `setting`) with 413 `{"detail": "..."}`;
+    """Refuses request bodies over `max_bytes` (the setting `setting`) with 422 `{"detail": [{"loc": "body", ...}]}`;
     `streamed` maps (method, path) to (limit, setting) for routes whose body streams through."""
 
     def __init__(self, app: ASGIApp, max_bytes: int, setting: str = "max_body_bytes",
@@ -38,7 +41,7 @@ class BodyLimitMiddleware:
             except ValueError:
                 declared = -1
             if declared > limit:
-                await self._refuse(send, f"the body is {declared} bytes", limit, setting)
+                await self._refuse(send, f"the body is {declared} bytes (Content-Length)", limit, setting)
                 return
         if streamed:
             await self._stream(scope, receive, send, limit, setting)
@@ -52,7 +55,7 @@ class BodyLimitMiddleware:
                 break
             size += len(message.get("body", b""))
             if size > limit:
-                await self._refuse(send, f"the body passed {limit} bytes", limit, setting)
+                await self._refuse(send, f"the body passed {limit} bytes as it streamed", limit, setting)
                 return
             chunks.append(message)
             if not message.get("more_body", False):
@@ -76,7 +79,7 @@ class BodyLimitMiddleware:
                 size += len(message.get("body", b""))
                 if size > limit and not started:
                     refused = True
-                    await self._refuse(send, f"the body passed {limit} bytes", limit, setting)
+                    await self._refuse(send, f"the body passed {limit} bytes as it streamed", limit, setting)
                     return {"type": "http.disconnect"}
             return message
 
@@ -89,8 +92,9 @@ class BodyLimitMiddleware:
         await self.app(scope, counted, guarded)
 
     async def _refuse(self, send: Send, what: str, limit: int, setting: str) -> None:
-        body = json.dumps({"detail": f"{what}; allowed: at most {limit} bytes ({setting})"}).encode()
-        await send({"type": "http.response.start", "status": 413,
+        message = f"{what}, over {setting}={limit}; allowed: at most {limit} bytes"
+        body = json.dumps({"detail": [{"loc": "body", "msg": message}]}).encode()
+        await send({"type": "http.response.start", "status": 422,
                     "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
                                 (b"connection", b"close")]})
         await send({"type": "http.response.body", "body": body})

@@ -524,6 +524,22 @@ def _history(state: ErpState, network: NetworkSpec) -> dict[str, SeriesPanel]:
     return panels
 
 
+def daily_from_weekly(panel: SeriesPanel) -> SeriesPanel:
+    """A weekly history panel (`_history`'s "weekly") as a daily one for a daily forecaster: each week's total
+    spread evenly over its 7 days (week r, dated by its first day, covers that day and the 6 after it). The
+    daily series ends where the last week ends (the day before `history.end`, within the 7 days before as_of),
+    not on the day before as_of; weeks before a series starts stay NaN. Ids, categories and the (empty)
+    covariates carry over; the frequency becomes DAILY."""
+    if panel.freq.name != "weekly" or panel.future or panel.covariates.shape[2]:
+        raise ValueError(f"daily_from_weekly: a weekly panel without covariates or future periods, not "
+                         f"{panel.freq.name} with {panel.covariates.shape[2]} covariates and {panel.future} future")
+    n, weeks = panel.values.shape
+    values = np.repeat(panel.values / 7.0, 7, axis=1)
+    dates = pd.date_range(panel.dates[0], periods=7 * weeks, freq=DAILY.alias)
+    return SeriesPanel(ids=panel.ids, dates=dates, values=values, freq=DAILY,
+                       covariates=np.zeros((n, 7 * weeks, 0), np.float32), categories=dict(panel.categories))
+
+
 # ------------------------------------------------------------------ twin -> ERP
 
 

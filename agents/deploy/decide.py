@@ -20,7 +20,8 @@ action, or its Q-value margin) and reason codes with the numbers behind them:
     FALLBACK_POLICY_USED             decided by a learned bundle's rule fallback: asked for (policy: fallback), or
                                      the learned head's observation or scores for the row were not finite
     FORECAST_FROM_HISTORY            the item came with demand history only: the bundle's saved forecaster
-                                     forecast it (its name and the days of history it read)
+                                     forecast it (its name and the days of history it read; weekly history:
+                                     the weeks, spread evenly over their days, and the days up to as_of)
 
 Each decision has a recommendation id, a UUID derived from the bundle's hash, the request's content hash and the
 (location, SKU): the same request to the same bundle gives the same ids (an ERP idempotency key), another
@@ -41,7 +42,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from agents.deploy.bundle import Bundle
-from agents.deploy.conversion import ErpStateError, TwinInputs, state_to_twin
+from agents.deploy.conversion import ErpStateError, TwinInputs, daily_from_weekly, state_to_twin
 from agents.deploy.erp_state import MAX_FORECAST_DAYS, ClientForecast, ErpState, Item, Location
 from agents.deploy.policies import PolicyOutput
 from agents.forecasting.live import daily_sd
@@ -218,8 +219,15 @@ def _check_served(bundle: Bundle, state: ErpState) -> None:
 
 def _history_forecasts(bundle: Bundle, state: ErpState) -> tuple[ErpState, dict[tuple[str, str], Reason]]:
     """`state` with the bundle's saved forecaster's daily forecast (mean and sd from `as_of`, over the longest
-    protection period asked for) on every item that has daily demand history and no forecast; and the reason
-    recorded for each. Unchanged without a saved forecaster or when the policy reads no forecast."""
+    protection period asked for) on every item that has demand history and no forecast; and the reason
+    recorded for each. Unchanged without a saved forecaster or when the policy reads no forecast.
+
+    Saved forecasters forecast daily. Daily history is forecast as it is. Weekly history is spread evenly over
+    each week's 7 days (conversion.daily_from_weekly) and forecast from where its last week ends, 0 to 6 days
+    before as_of: the forecast of those days is dropped (their sales are already in the stock the state
+    reports), so every forecast starts on as_of. Refused, naming the field, when the forecaster's max_horizon
+    does not reach past that gap, or when the forecaster cannot read the series (e.g. one saved on weekly data).
+    """
     forecaster = bundle.forecaster
     if forecaster is None or not bundle.policy.needs_forecast:
         return state, {}
@@ -228,42 +236,69 @@ def _history_forecasts(bundle: Bundle, state: ErpState) -> tuple[ErpState, dict[
     if not todo:
         return state, {}
     first = state_to_twin(state, bundle.network, review_period=bundle.manifest.review_period)
-    panel = first.history.get("daily")
-    li, ii = todo[0]
-    if panel is None or any(state.locations[a].items[b].demand_history.frequency != "daily" for a, b in todo):
-        bad = next((a, b) for a, b in todo if state.locations[a].items[b].demand_history.frequency != "daily")
-        raise ErpStateError(("locations", bad[0], "items", bad[1], "demand_history", "frequency"),
-                            f"bundle {bundle.name!r} forecasts from daily history; allowed: daily, or the item's "
-                            f"own forecast")
     # the longest protection period of the request: a DC's forecast is the sum of its stores' over its own period
     days = int(max(first.periods[bundle.network.index(location.id)] for location in state.locations))
     days = min(days, MAX_FORECAST_DAYS)  # longer periods are refused by the conversion, naming the field
-    horizon = max(1, min(days, forecaster.max_horizon or days))
-    try:
-        daily = forecaster.forecast(panel, horizon)
-    except SpecError as error:
-        raise ErpStateError(("locations", li, "items", ii, "demand_history"), f"the bundle's forecaster "
-                                                                            f"{forecaster.name} cannot read it: "
-                                                                            f"{error}") from error
-    mean, sd = np.maximum(daily.mean, 0.0), np.maximum(daily_sd(daily), 0.0)
-    row = {series: r for r, series in enumerate(panel.ids)}
+    # per frequency: series id -> row, and the daily mean and sd from as_of (at most `days`, within max_horizon)
+    forecasts: dict[str, tuple[dict[str, int], np.ndarray, np.ndarray, int]] = {}
+    for frequency in ("daily", "weekly"):
+        mine = [(a, b) for a, b in todo if state.locations[a].items[b].demand_history.frequency == frequency]
+        if not mine:
+            continue
+        li, ii = mine[0]
+        where = ("locations", li, "items", ii, "demand_history")
+        panel = first.history[frequency]
+        gap = 0  # days from the panel's end to as_of, forecast and dropped
+        if frequency == "weekly":
+            panel = daily_from_weekly(panel)
+            gap = (state.as_of - state.locations[li].items[ii].demand_history.end).days
+            if forecaster.max_horizon is not None and gap >= forecaster.max_horizon:
+                end = state.as_of - dt.timedelta(days=gap + 1)
+                raise ErpStateError((*where, "values"), (
+                    f"the last week ends on {end}, leaving {gap} days before as_of without sales; the "
+                    f"bundle's {forecaster.name} forecasts at most {forecaster.max_horizon} days ahead "
+                    f"(max_horizon), so a forecast from that week's end does not reach as_of; allowed: weeks "
+                    f"ending at most {forecaster.max_horizon - 1} days before as_of, daily history, or the "
+                    f"item's own forecast"))
+        horizon = max(1, min(gap + days, forecaster.max_horizon or gap + days))
+        try:
+            daily = forecaster.forecast(panel, horizon)
+        except SpecError as error:
+            raise ErpStateError(where, f"the bundle's forecaster {forecaster.name} cannot read it"
+                                       f"{' (weekly, spread over days)' if frequency == 'weekly' else ''}: "
+                                       f"{error}") from error
+        mean = np.maximum(daily.mean[:, gap:], 0.0)
+        sd = np.maximum(daily_sd(daily)[:, gap:], 0.0)
+        forecasts[frequency] = ({series: r for r, series in enumerate(panel.ids)}, mean, sd, gap)
     locations = list(state.locations)
     reasons = {}
     for a, b in todo:
         location = locations[a]
         item = location.items[b]
+        history = item.demand_history
+        row, mean, sd, gap = forecasts[history.frequency]
         r = row[f"{location.id}/{item.sku}"]
-        pad = max(days - horizon, 0)  # past its horizon, the last day carries on (as live forecasts do)
+        pad = max(days - mean.shape[1], 0)  # past its horizon, the last day carries on (as live forecasts do)
         forecast = ClientForecast(start=state.as_of, mean=[float(v) for v in mean[r]] + [float(mean[r, -1])] * pad,
                                   sd=[float(v) for v in sd[r]] + [float(sd[r, -1])] * pad)
         items = list(location.items)
         items[b] = item.model_copy(update={"forecast": forecast})
         locations[a] = location = location.model_copy(update={"items": items})
-        reasons[location.id, item.sku] = Reason(
-            code="FORECAST_FROM_HISTORY", message=f"forecast by the bundle's {forecaster.name} from "
-            f"{len(item.demand_history.values)} days of history", values={
-                "forecaster": forecaster.name, "history_days": float(len(item.demand_history.values)),
-                "forecast_per_day": float(np.mean(mean[r]))})
+        periods = len(history.values)
+        if history.frequency == "daily":
+            reasons[location.id, item.sku] = Reason(
+                code="FORECAST_FROM_HISTORY", message=f"forecast by the bundle's {forecaster.name} from "
+                f"{periods} days of history", values={
+                    "forecaster": forecaster.name, "history_days": float(periods),
+                    "forecast_per_day": float(np.mean(mean[r]))})
+        else:
+            reasons[location.id, item.sku] = Reason(
+                code="FORECAST_FROM_HISTORY", message=f"forecast by the bundle's {forecaster.name} from "
+                f"{periods} weeks of history, each week's total spread evenly over its 7 days"
+                + (f"; the {gap} days from the last week's end to as_of forecast and dropped" if gap else ""),
+                values={"forecaster": forecaster.name, "history_frequency": "weekly",
+                        "history_weeks": float(periods), "history_days": float(7 * periods),
+                        "days_before_as_of": float(gap), "forecast_per_day": float(np.mean(mean[r]))})
     return state.model_copy(update={"locations": locations}), reasons
 
 
@@ -279,7 +314,8 @@ def _checked_forecast(bundle: Bundle, state: ErpState, inputs: TwinInputs, polic
             loc = ("locations", li, "items", ii, "forecast")
             if not np.isfinite(forecast.mean[i, k]):
                 source = bundle.manifest.forecaster
-                own = (f"forecasts from daily demand history (demand_history) with its {bundle.forecaster.name}"
+                own = (f"forecasts from daily demand history (demand_history; weekly is spread evenly over days) "
+                       f"with its {bundle.forecaster.name}"
                        if bundle.forecaster is not None else "has no forecaster of its own"
                        + (" (inside the twin it used the oracle, which exists only there)" if source == "oracle"
                           else ""))

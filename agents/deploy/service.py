@@ -7,13 +7,15 @@
     GET  /metrics               Prometheus metrics                                               decide or admin
     POST /v1/admin/bundle       {"path": DIR}: check a bundle and serve it, in every worker      admin
     PUT  /v1/admin/bundle       a bundle.zip body: unpack into bundles_dir, check, serve it      admin
+    GET  /openapi.json          the OpenAPI schema                                               decide or admin
+    GET  /docs                  Swagger UI with the OpenAPI schema inline (one authorised GET)   decide or admin
     GET  /v1/health             liveness and the audit database's readiness                     no token
-    GET  /docs, /openapi.json   the API's documentation
 
 Every decision is appended to the audit database; the same request sent again gets the stored answer and
 writes nothing (agents/deploy/audit.py). Errors a client causes are 4xx with a message naming the field or
-the limit: 401 (no valid token), 403 (scope), 413 (body size), 422 (validation, `{"detail": [{"loc": ...,
-"msg": ...}]}`), 429 (rate, with Retry-After). A 500 is a bug: it is logged with its traceback.
+the limit: 401 (no valid token), 403 (scope), 422 (validation, `{"detail": [{"loc": ..., "msg": ...}]}`; a body
+over the size limit too: loc `body`, msg naming max_body_bytes or max_bundle_bytes), 429 (rate, with
+Retry-After). A 500 is a bug: it is logged with its traceback. There is no /redoc or /docs/oauth2-redirect.
 
 `create_app(settings)` builds one app (one worker). `serve(settings, host, port, workers)` checks everything
 first, then runs uvicorn with `workers` processes behind one port; each builds its app with `app_from_env`
@@ -28,6 +30,7 @@ import base64
 import binascii
 import gc
 import hashlib
+import html
 import json
 import logging
 import os
@@ -44,7 +47,7 @@ from fastapi import Depends, FastAPI, Form, Query, Request, Security
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.models import OAuthFlowClientCredentials, OAuthFlows
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.security import OAuth2
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.exceptions import HTTPException
@@ -95,7 +98,7 @@ class Unprocessable(_Model):
 
 
 class Problem(_Model):
-    """An error answer with one message (401, 403, 413, 429, 500)."""
+    """An error answer with one message (401, 403, 429, 500)."""
 
     detail: str
 
@@ -158,7 +161,8 @@ class RateLimited(Exception):
 
 def _responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     described = {401: (Problem, "no valid bearer token"), 403: (Problem, "the token lacks the scope"),
-                 413: (Problem, "body over max_body_bytes"), 422: (Unprocessable, "a field refused, named in loc"),
+                 422: (Unprocessable, "a field refused, named in loc (loc `body`: over max_body_bytes, or "
+                                      "max_bundle_bytes for a bundle upload)"),
                  429: (Problem, "over the client's rate limit; see Retry-After")}
     return {code: {"model": described[code][0], "description": described[code][1]} for code in codes}
 
@@ -228,6 +232,44 @@ def with_erp_state_schema(schema: dict[str, Any]) -> dict[str, Any]:
         if components.setdefault(name, model) != model:
             raise ValueError(f"OpenAPI: two models named {name!r}; allowed: one schema per name")
     return schema
+
+
+SWAGGER_UI = "https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/"  # FastAPI's default assets
+
+
+def _script_json(value: Any) -> str:
+    """`value` as JSON safe inside an HTML <script> (no `<`, `>` or `&`; json.dumps escapes U+2028/9)."""
+    return json.dumps(value).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+def swagger_page(title: str, schema: dict[str, Any]) -> str:
+    """Swagger UI for the OpenAPI `schema`, embedded in the page (`spec`, not a `url` the browser would fetch
+    without the token): one authorised GET of /docs gives a working page. "Authorize" there gets a token by
+    client credentials (POST /v1/token) for trying the operations."""
+    return f"""<!DOCTYPE html>
+<html>
+<head>
+<meta name="viewport" content="width=device-width, initial-scale=1.0">
+<link type="text/css" rel="stylesheet" href="{SWAGGER_UI}swagger-ui.css">
+<title>{html.escape(title)}</title>
+</head>
+<body>
+<div id="swagger-ui"></div>
+<script src="{SWAGGER_UI}swagger-ui-bundle.js"></script>
+<script>
+const ui = SwaggerUIBundle({{
+    spec: {_script_json(schema)},
+    dom_id: "#swagger-ui",
+    layout: "BaseLayout",
+    deepLinking: true,
+    showExtensions: true,
+    showCommonExtensions: true,
+    presets: [SwaggerUIBundle.presets.apis, SwaggerUIBundle.SwaggerUIStandalonePreset],
+}})
+</script>
+</body>
+</html>
+"""
 
 
 def _wants_csv(output: str | None, accept: str) -> bool:
@@ -310,8 +352,10 @@ def create_app(settings: ServiceSettings) -> FastAPI:
             slot.stop()
             audit.close()
 
+    # FastAPI's own /docs, /redoc and /openapi.json need no token: off; /docs and /openapi.json are endpoints
+    # below, behind a token like every other (the schema is still built by app.openapi)
     app = FastAPI(title="Replenishment decision service", version=API_VERSION, lifespan=lifespan,
-                  description=__doc__.split("\n\n")[0])
+                  description=__doc__.split("\n\n")[0], docs_url=None, redoc_url=None, openapi_url=None)
     default_openapi = app.openapi
 
     def openapi() -> dict[str, Any]:
@@ -322,7 +366,7 @@ def create_app(settings: ServiceSettings) -> FastAPI:
     app.openapi = openapi
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes,
                        streamed={("PUT", BUNDLE_ROUTE): (settings.max_bundle_bytes, "max_bundle_bytes")})
-    app.add_middleware(MetricsMiddleware, metrics=metrics)  # added last: outermost, so it sees 413s too
+    app.add_middleware(MetricsMiddleware, metrics=metrics)  # added last: outermost, so it sees size 422s too
 
     oauth2 = OAuth2(flows=OAuthFlows(clientCredentials=OAuthFlowClientCredentials(
         tokenUrl="/v1/token", scopes={"decide": "ask for decisions", "admin": "reload the bundle"})),
@@ -381,7 +425,7 @@ def create_app(settings: ServiceSettings) -> FastAPI:
     # -------------------------------------------------------------- endpoints
 
     @app.post("/v1/token", response_model=TokenResponse, tags=["auth"],
-              responses={400: {"model": OAuthProblem}, 401: {"model": OAuthProblem}, 429: {"model": Problem}})
+              responses={400: {"model": OAuthProblem}, 401: {"model": OAuthProblem}, **_responses(422, 429)})
     async def token(request: Request,
               grant_type: Annotated[str | None, Form(description="client_credentials")] = None,
               client_id: Annotated[str | None, Form()] = None,
@@ -436,7 +480,7 @@ def create_app(settings: ServiceSettings) -> FastAPI:
                   "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErpState"}}}}},
               responses={200: {"model": DecisionResponse, "description": "the decisions (JSON, or CSV)",
                                "content": {"text/csv": {"schema": {"type": "string"}}}},
-                         **_responses(401, 403, 413, 422, 429)})
+                         **_responses(401, 403, 422, 429)})
     async def decisions(request: Request, principal: Annotated[Principal, Depends(caller("decide"))],
                         output: Annotated[Literal["json", "csv"] | None, Query(
                             alias="format", description="csv or json; default: by the Accept header, else json")]
@@ -492,6 +536,22 @@ def create_app(settings: ServiceSettings) -> FastAPI:
         """Prometheus metrics: requests by endpoint and status, latency, decisions, the bundle served."""
         return Response(metrics.exposition(), media_type=metrics.content_type)
 
+    documentation: dict[str, bytes] = {}  # built once, on the first request: the schema never changes
+
+    @app.get("/openapi.json", include_in_schema=False)
+    def openapi_document(_principal: Annotated[Principal, Depends(caller("decide", "admin"))]) -> Response:
+        """The OpenAPI schema of this API."""
+        if "schema" not in documentation:
+            documentation["schema"] = json.dumps(app.openapi()).encode()
+        return Response(documentation["schema"], media_type="application/json")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs(_principal: Annotated[Principal, Depends(caller("decide", "admin"))]) -> Response:
+        """Swagger UI with the OpenAPI schema inline."""
+        if "page" not in documentation:
+            documentation["page"] = swagger_page(app.title, app.openapi()).encode()
+        return HTMLResponse(documentation["page"])
+
     def swapped(new: Served, previous: Served, how: str, principal: Principal) -> BundleSwap:
         log.info("bundle %s by %s: %s (sha256 %s) from %s replaces %s", how, principal.client_id, new.bundle.name,
                  new.bundle.sha256, new.path, previous.bundle.sha256)
@@ -499,7 +559,7 @@ def create_app(settings: ServiceSettings) -> FastAPI:
                           previous_sha256=previous.bundle.sha256, path=new.path)
 
     @app.post(BUNDLE_ROUTE, response_model=BundleSwap, tags=["operations"],
-              responses=_responses(401, 403, 413, 422, 429))
+              responses=_responses(401, 403, 422, 429))
     async def reload_bundle(body: BundleReload,
                             principal: Annotated[Principal, Depends(caller("admin"))]) -> BundleSwap | JSONResponse:
         """Check the bundle at `path` (manifest, file hashes, parity on its own samples) and serve it in every
@@ -519,8 +579,7 @@ def create_app(settings: ServiceSettings) -> FastAPI:
                                                   "max_bundle_bytes)",
                  "content": {media: {"schema": {"type": "string", "format": "binary"}}
                              for media in ("application/zip", "application/octet-stream")}}},
-             responses={**_responses(401, 403, 422, 429),
-                        413: {"model": Problem, "description": "body over max_bundle_bytes"}})
+             responses=_responses(401, 403, 422, 429))
     async def upload_bundle(request: Request,
                             principal: Annotated[Principal, Depends(caller("admin"))]) -> BundleSwap | Response:
         """Upload a bundle.zip (the body, `Content-Type: application/zip`, up to max_bundle_bytes): it is
@@ -537,7 +596,7 @@ def create_app(settings: ServiceSettings) -> FastAPI:
                     async for chunk in request.stream():
                         digest.update(chunk)
                         file.write(chunk)
-                except ClientDisconnect:  # gone, or over max_bundle_bytes (BodyLimitMiddleware answered 413)
+                except ClientDisconnect:  # gone, or over max_bundle_bytes (BodyLimitMiddleware answered 422)
                     log.warning("bundle upload by %s ended before its body did", principal.client_id)
                     return _problem(400, "the upload ended before its body did")
             new, previous = await to_thread.run_sync(slot.upload, archive, digest.hexdigest(), bundles_dir,

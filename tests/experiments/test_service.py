@@ -2,7 +2,8 @@
 (conftest.py's Server), talked to with httpx, with a temporary clients file, signing key and SQLite audit
 database.
 
-Covers: the token flow (form and HTTP Basic), 401 / 403 / 429 / 413 / 422 answers, decisions as JSON and CSV,
+Covers: the token flow (form and HTTP Basic), 401 / 403 / 429 / 422 answers (a body over the size limit is a 422
+too), /docs and /openapi.json behind a token, decisions as JSON and CSV,
 audit rows and idempotency, hot reload (good and tampered bundles, no failed request during the swap), two
 workers behind one port sharing the audit database, bundle.zip uploads (served, or refused with the old bundle
 serving and nothing kept; their own size limit), path reloads confined to their roots, and schemathesis against
@@ -81,7 +82,7 @@ def key(server_class) -> str:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, bundles, clients, server_class):
-    """One worker; small limits so 413 and 429 are cheap to reach."""
+    """One worker; small limits so the body size limit and 429 are cheap to reach."""
     running = server_class(tmp_path_factory.mktemp("server"), bundles["base"], clients, rate_limit=50, burst=100,
                            max_body_bytes=MAX_BODY)
     yield running
@@ -167,10 +168,14 @@ def test_token_flow_form_and_basic(server, key):
 def test_every_endpoint_but_health_needs_a_token(server):
     assert server.http.get("/v1/health").json()["status"] == "ok"
     for method, path in (("GET", "/v1/model"), ("GET", "/v1/schema/erp-state"), ("GET", "/metrics"),
-                         ("POST", "/v1/decisions"), ("POST", "/v1/admin/bundle"), ("PUT", "/v1/admin/bundle")):
+                         ("POST", "/v1/decisions"), ("POST", "/v1/admin/bundle"), ("PUT", "/v1/admin/bundle"),
+                         ("GET", "/openapi.json"), ("GET", "/docs")):
         answer = server.http.request(method, path)
         assert answer.status_code == 401, (path, answer.text)
         assert answer.headers["www-authenticate"].startswith("Bearer"), path
+        assert "bearer token is required" in answer.json()["detail"], path
+    for path in ("/redoc", "/docs/oauth2-redirect"):  # FastAPI's other documentation pages: not served
+        assert server.http.get(path).status_code == 404, path
 
 
 def test_401_bad_signature_expired_and_403_wrong_scope(server, key):
@@ -211,6 +216,45 @@ def test_429_with_retry_after_per_client_and_on_token_requests(server):
                                                      "client_secret": f"guess-{i}"})
         guesses.append(answer.status_code)
     assert guesses[:10] == [401] * 10 and guesses[-1] == 429, guesses
+
+
+def test_docs_and_openapi_need_decide_or_admin_and_count_against_the_rate(server, key):
+    schema = server.http.get("/openapi.json", headers=server.auth())
+    assert schema.status_code == 200 and schema.headers["content-type"] == "application/json"
+    assert schema.json()["info"]["title"] == "Replenishment decision service"
+    assert "/v1/decisions" in schema.json()["paths"] and "/docs" not in schema.json()["paths"]
+    assert "ErpState" in schema.json()["components"]["schemas"]
+    assert server.http.get("/openapi.json", headers=server.auth("ops")).json() == schema.json()  # admin
+
+    page = server.http.get("/docs", headers=server.auth())
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    # one GET gives a working page: the schema is inline (no url the browser would fetch without the token)
+    inline = page.text.split("spec: ", 1)[1].split(",\n    dom_id", 1)[0]
+    assert json.loads(inline) == schema.json()
+    assert "url:" not in page.text and "SwaggerUIBundle({" in page.text
+    assert "</script" not in inline.lower()  # nothing in the schema can end the script
+
+    # a token granting neither scope (the client no longer holds what it was granted): 403, as elsewhere
+    now = int(time.time())
+    scopeless = jwt.encode({"iss": "supplychain-twin", "sub": "erp", "scope": "admin", "iat": now,
+                            "exp": now + 600}, key, algorithm="HS256")
+    for path in ("/openapi.json", "/docs", "/v1/model"):
+        answer = server.http.get(path, headers={"Authorization": f"Bearer {scopeless}"})
+        assert answer.status_code == 403, (path, answer.text)
+        assert answer.json()["detail"] == "this needs the scope 'decide' or 'admin'; the token grants: (none)"
+        assert answer.headers["www-authenticate"] == ('Bearer realm="decisions", error="insufficient_scope", '
+                                                      'scope="decide admin"'), path
+
+    time.sleep(2.5)  # slow's bucket (50 per second, burst 100) full again after the 429 test
+    statuses = []
+    for _ in range(300):
+        answer = server.http.get("/docs" if len(statuses) % 2 else "/openapi.json", headers=server.auth("slow"))
+        statuses.append(answer.status_code)
+        if answer.status_code == 429:
+            assert int(answer.headers["retry-after"]) >= 1
+            break
+    assert statuses[-1] == 429 and statuses.count(200) >= 100, statuses
+    time.sleep(2.5)  # and again for the tests after this one
 
 
 # ------------------------------------------------------------------ decisions, audit, CSV
@@ -296,10 +340,13 @@ def test_422_names_the_field(server, case):
     assert all(p["msg"] for p in problems)
 
 
-def test_413_body_over_the_limit(server):
+def test_422_body_over_the_limit_names_the_body_and_the_setting(server):
     big = json.dumps({**STATE, "padding": "x" * MAX_BODY})
     answer = server.decide(big)
-    assert answer.status_code == 413 and str(MAX_BODY) in answer.json()["detail"]
+    assert answer.status_code == 422, answer.text
+    assert answer.json() == {"detail": [{"loc": "body", "msg": (
+        f"the body is {len(big)} bytes (Content-Length), over max_body_bytes={MAX_BODY}; allowed: at most "
+        f"{MAX_BODY} bytes")}]}
 
     def chunks():  # no Content-Length: counted as it streams
         for _ in range(10):
@@ -307,7 +354,10 @@ def test_413_body_over_the_limit(server):
 
     streamed = server.http.post("/v1/decisions", content=chunks(),
                                 headers={"Content-Type": "application/json", **server.auth()})
-    assert streamed.status_code == 413 and str(MAX_BODY) in streamed.json()["detail"]
+    assert streamed.status_code == 422, streamed.text
+    [problem] = streamed.json()["detail"]
+    assert problem["loc"] == "body" and f"over max_body_bytes={MAX_BODY}" in problem["msg"]
+    assert "as it streamed" in problem["msg"]
 
 
 def test_model_schema_and_metrics(server):
@@ -320,17 +370,19 @@ def test_model_schema_and_metrics(server):
     assert 'decision_service_requests_total{endpoint="/v1/decisions",method="POST",status="200"}' in metrics
     assert 'decision_service_decisions_total{outcome="new"}' in metrics
     assert "decision_service_request_seconds_bucket" in metrics
-    assert server.http.get("/docs").status_code == 200
+    assert server.http.get("/docs", headers=server.auth()).status_code == 200
 
 
 def _schemathesis(server, client: str, *extra: str) -> None:
     """Run schemathesis on the service's OpenAPI with `client`'s token; fail with its report's failures."""
-    # Every check but two that cannot hold here: positive_data_acceptance (a schema-valid state may still name a
-    # location the bundle's network lacks: 422) and negative_data_rejection (it does not count 413 as a refusal).
+    # Every check but one that cannot hold here: positive_data_acceptance (a schema-valid state may still name a
+    # location the bundle's network lacks: 422). negative_data_rejection holds since a body over the size limit is
+    # a 422 (a 413 did not count as a refusal). The schema is fetched with the token too (--header applies to
+    # loading it): /openapi.json needs one.
     # One schemathesis worker: with two, hypothesis' lambda-source parsing is not thread-safe (a runtime error in
     # the client, seen once in eight runs).
     command = [sys.executable, "-m", "schemathesis.cli", "run", f"{server.url}/openapi.json", "--checks", "all",
-               "--exclude-checks", "positive_data_acceptance,negative_data_rejection",
+               "--exclude-checks", "positive_data_acceptance",
                "--max-examples", "30", "--phases", "examples,coverage,fuzzing", "--workers", "1", "--seed", "1",
                "--header", f"Authorization: Bearer {server.token(client)}", "--request-timeout", "30",
                "--suppress-health-check", "all", *extra]
@@ -557,19 +609,25 @@ def test_an_upload_needs_the_admin_scope_and_stays_within_max_bundle_bytes(uploa
     assert 'error="insufficient_scope"' in refused.headers["www-authenticate"]
 
     big = _upload(uploader, b"\0" * (UPLOAD_LIMIT + 1))
-    assert big.status_code == 413, big.text
-    assert big.json()["detail"] == (f"the body is {UPLOAD_LIMIT + 1} bytes; allowed: at most {UPLOAD_LIMIT} bytes "
-                                    f"(max_bundle_bytes)")
+    assert big.status_code == 422, big.text
+    assert big.json() == {"detail": [{"loc": "body", "msg": (
+        f"the body is {UPLOAD_LIMIT + 1} bytes (Content-Length), over max_bundle_bytes={UPLOAD_LIMIT}; allowed: "
+        f"at most {UPLOAD_LIMIT} bytes")}]}
 
     def chunks():  # no Content-Length: counted as it streams
         for _ in range(8):
             yield b"\0" * (UPLOAD_LIMIT // 4)
 
     streamed = _upload(uploader, chunks())
-    assert streamed.status_code == 413 and "(max_bundle_bytes)" in streamed.json()["detail"]
+    assert streamed.status_code == 422, streamed.text
+    [problem] = streamed.json()["detail"]
+    assert problem["loc"] == "body" and f"over max_bundle_bytes={UPLOAD_LIMIT}" in problem["msg"]
     # the other routes keep max_body_bytes
     long_path = uploader.http.post("/v1/admin/bundle", json={"path": "x" * 2000}, headers=uploader.auth("ops"))
-    assert long_path.status_code == 413 and "(max_body_bytes)" in long_path.json()["detail"]
+    assert long_path.status_code == 422, long_path.text
+    assert long_path.json()["detail"] == [{"loc": "body", "msg": (
+        f"the body is {len(long_path.request.content)} bytes (Content-Length), over max_body_bytes=1024; "
+        f"allowed: at most 1024 bytes")}]
     assert _served(uploader) == before
     assert [p.name for p in uploader.bundles_dir.iterdir() if p.name.startswith(".")] == []
 
