@@ -35,6 +35,7 @@ import datetime as dt
 import hashlib
 import io
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -159,6 +160,85 @@ def decide(bundle: Bundle, state: ErpState) -> DecisionResponse:
     is one the bundle cannot decide for)."""
     _check_served(bundle, state)
     request_sha = request_sha256(state)  # of the request as sent
+    per_location = _decide_locations(bundle, state, [request_sha] * len(state.locations))
+    return _response(bundle, state, request_sha, [d for decisions in per_location for d in decisions])
+
+
+def decide_many(bundle: Bundle, states: Sequence[ErpState]) -> list[DecisionResponse | SpecError]:
+    """`decide` for each state, in order (the error, an ErpStateError or another SpecError, in place of a
+    refused state's answer), the same
+    answers byte for byte, but requests that can share one conversion and one policy run do: stores'
+    requests for the same day, disruptions and options, when the bundle decides each store from its own
+    numbers (what the service's concurrent store requests are)."""
+    results: list[DecisionResponse | SpecError | None] = [None] * len(states)
+    groups: dict[str, list[int]] = {}
+    for n, state in enumerate(states):
+        key = _merge_key(bundle, state)
+        if key is None:
+            results[n] = _decide_or_error(bundle, state)
+        else:
+            groups.setdefault(key, []).append(n)
+    for members in groups.values():
+        taken: set[str] = set()
+        batch = []  # requests of this group with no location in common: merged into one state
+        for n in members:
+            ids = {location.id for location in states[n].locations}
+            if taken.isdisjoint(ids):
+                taken |= ids
+                batch.append(n)
+            else:  # a location asked for twice at once: decided on its own
+                results[n] = _decide_or_error(bundle, states[n])
+        if len(batch) == 1:
+            results[batch[0]] = _decide_or_error(bundle, states[batch[0]])
+            continue
+        try:
+            answers = _decide_merged(bundle, [states[n] for n in batch])
+        except SpecError:  # some request is refused: each on its own, so its error names its own fields
+            answers = [_decide_or_error(bundle, states[n]) for n in batch]
+        for n, answer in zip(batch, answers):
+            results[n] = answer
+    return results  # type: ignore[return-value]
+
+
+def _decide_or_error(bundle: Bundle, state: ErpState) -> DecisionResponse | SpecError:
+    try:
+        return decide(bundle, state)
+    except SpecError as error:  # ErpStateError is one
+        return error
+
+
+def _merge_key(bundle: Bundle, state: ErpState) -> str | None:
+    """What requests must share to be decided as one state (everything but their locations), or None when this
+    one is decided on its own: a location other than a store (a DC's numbers come from its stores), an item
+    forecast from history (a panel forecast), or a policy whose node decisions are not independent."""
+    if not bundle.policy.decides_nodes_independently:
+        return None
+    roles = bundle.manifest.roles
+    for location in state.locations:
+        if roles.get(location.id) != "store":
+            return None
+        if any(item.forecast is None and item.demand_history is not None for item in location.items):
+            return None
+    return state.model_dump_json(exclude={"locations"})
+
+
+def _decide_merged(bundle: Bundle, states: list[ErpState]) -> list[DecisionResponse]:
+    """The answers to `states` (stores' requests with no location in common and everything else equal) from one
+    conversion and one policy run over all their locations; each answer as `decide` gives it on its own."""
+    shas = [request_sha256(state) for state in states]
+    merged = states[0].model_copy(update={"locations": [loc for state in states for loc in state.locations]})
+    _check_served(bundle, merged)
+    per_location = iter(_decide_locations(bundle, merged, [sha for state, sha in zip(states, shas)
+                                                            for _ in state.locations]))
+    answers = []
+    for state, sha in zip(states, shas):
+        decisions = [d for _ in state.locations for d in next(per_location)]
+        answers.append(_response(bundle, state, sha, decisions))
+    return answers
+
+
+def _decide_locations(bundle: Bundle, state: ErpState, request_shas: list[str]) -> list[list[dict]]:
+    """The decisions of each location of `state`, its recommendation ids from the request hash given for it."""
     policy = _policy_asked(bundle, state)
     if policy is bundle.policy:
         state, from_history = _history_forecasts(bundle, state)
@@ -169,11 +249,8 @@ def decide(bundle: Bundle, state: ErpState) -> DecisionResponse:
     requested = np.array([bundle.network.index(location.id) for location in state.locations], dtype=np.int64)
     out = policy.decide(inputs.snapshot, forecast, nodes=requested)
     fallback = _fallback(bundle, policy, inputs, out, requested)
-    decisions = []
-    for location, i in zip(state.locations, requested.tolist()):
-        decisions += _decisions(bundle, state, inputs, out, i, location, request_sha, from_history, fallback)
-    return DecisionResponse(as_of=state.as_of, request_sha256=request_sha,
-                            bundle=BundleRef(name=bundle.name, sha256=bundle.sha256), decisions=decisions)
+    return [_decisions(bundle, state, inputs, out, i, location, sha, from_history, fallback)
+            for location, i, sha in zip(state.locations, requested.tolist(), request_shas)]
 
 
 def _policy_asked(bundle: Bundle, state: ErpState):
@@ -207,6 +284,14 @@ def _fallback(bundle: Bundle, policy, inputs: TwinInputs, out: PolicyOutput, req
     if bundle.fallback is None or not any(i in asked_for for i, _ in out.not_finite):
         return None
     return _Fallback(bundle.fallback.decide(inputs.snapshot, None, nodes=requested), entry.name, asked=False)
+
+
+def _response(bundle: Bundle, state: ErpState, request_sha: str, decisions: list[dict]) -> DecisionResponse:
+    # the decisions come as plain dicts (reasons: dicts or Reason objects), validated here in one call: pydantic
+    # builds the nested models in Rust, 2-3 times faster than a Decision(...) and a Reason(...) per SKU
+    return DecisionResponse.model_validate({"as_of": state.as_of, "request_sha256": request_sha,
+                                            "bundle": {"name": bundle.name, "sha256": bundle.sha256},
+                                            "decisions": decisions})
 
 
 def _check_served(bundle: Bundle, state: ErpState) -> None:
@@ -331,7 +416,7 @@ def _checked_forecast(bundle: Bundle, state: ErpState, inputs: TwinInputs, polic
 
 def _decisions(bundle: Bundle, state: ErpState, inputs: TwinInputs, out, i: int, location: Location,
                request_sha: str, from_history: dict[tuple[str, str], Reason],
-               fallback: _Fallback | None = None) -> list[Decision]:
+               fallback: _Fallback | None = None) -> list[dict]:
     """The decisions for one location's items: its numbers read as arrays once, the reasons that hold for the
     whole location (lead time, disruptions) and its document's source built once."""
     network, snapshot = bundle.network, inputs.snapshot
@@ -362,18 +447,18 @@ def _decisions(bundle: Bundle, state: ErpState, inputs: TwinInputs, out, i: int,
         if ok:
             values = {"inventory_position": pos, "order_up_to_level": lv}
             if q > 0:
-                reasons.insert(0, Reason(
+                reasons.insert(0, dict(
                     code="BELOW_LEVEL", message=f"inventory position {pos:g} is below the level {lv:g}: order {q:g}",
                     values={**values, "gap": lv - pos}))
             else:
-                reasons.insert(0, Reason(
+                reasons.insert(0, dict(
                     code="AT_OR_ABOVE_LEVEL", message=f"inventory position {pos:g} reaches the level {lv:g}: no "
                     f"order", values=values))
         if m in fallen:
             reasons.insert(0, _fallback_reason(fallback, fallen[m], pos, lv if ok else None))
         if owed > 0:
-            reasons.append(Reason(code="BACKORDERS_OUTSTANDING", message=f"{owed:g} units owed",
-                                                  values={"backorders": owed}))
+            reasons.append(dict(code="BACKORDERS_OUTSTANDING", message=f"{owed:g} units owed",
+                                values={"backorders": owed}))
         reasons += shared
         if spikes[m] is not None:
             reasons.append(spikes[m])
@@ -383,9 +468,9 @@ def _decisions(bundle: Bundle, state: ErpState, inputs: TwinInputs, out, i: int,
         rec = recommendation_id(bundle.sha256, request_sha, location.id, item.sku)
         doc = None
         if quantity > 0:
-            doc = Document(material=item.sku, quantity=quantity, unit=item.unit or "EA",
-                                           recommendation_id=rec, **document)
-        decisions.append(Decision(
+            doc = dict(material=item.sku, quantity=quantity, unit=item.unit or "EA", recommendation_id=rec,
+                       **document)
+        decisions.append(dict(
             recommendation_id=rec, location=location.id, sku=item.sku, order_quantity=quantity, policy_quantity=q,
             order_up_to_level=lv if ok else None, inventory_position=pos,
             confidence=sure if math.isfinite(sure) else None, document=doc, reasons=reasons))

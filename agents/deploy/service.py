@@ -38,6 +38,7 @@ import shutil
 import tempfile
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import unquote_plus
@@ -55,10 +56,11 @@ from starlette.requests import ClientDisconnect
 
 from agents.deploy.audit import AuditLog, AuditRecord
 from agents.deploy.auth import CLIENT_ID, AuthError, ClientStore, Principal, TokenIssuer, grant, require, signing_key
+from agents.deploy.batching import Batcher
 from agents.deploy.bodylimit import BodyLimitMiddleware
 from agents.deploy.bundle import BundleError
 from agents.deploy.conversion import ErpStateError, error_fields
-from agents.deploy.decide import DecisionResponse, decide, decisions_csv
+from agents.deploy.decide import DecisionResponse, decide_many, decisions_csv
 from agents.deploy.erp_state import ErpState, erp_state_schema, format_loc
 from agents.deploy.metrics import MetricsMiddleware, ServiceMetrics
 from agents.deploy.ratelimit import RateLimiter, retry_after
@@ -73,6 +75,7 @@ MAX_SECRET_CHARS = 256  # longer client secrets are refused before hashing (ours
 TOKEN_HASHES_PER_SECOND = 5  # token requests per second per worker, all clients together (argon2 each) ...
 TOKEN_HASH_BURST = 20        # ... and at once
 REQUEST_THREADS = 1     # threads running sync endpoints per worker: more only contend for the GIL
+MAX_BATCH = 64          # decisions requests answered together at most (those queued while the last were answered)
 LAUNCHER = "service start"
 BUNDLE_ROUTE = "/v1/admin/bundle"  # POST a path to reload, PUT a bundle.zip to upload
 
@@ -149,6 +152,15 @@ class Health(_Model):
 
     status: Literal["ok", "unavailable"]
     worker: int = Field(description="the process id of the worker that answered")
+
+
+@dataclass(frozen=True)
+class DecisionJob:
+    """A decisions request waiting for the batcher: the parsed state, who asked, and CSV or JSON."""
+
+    state: ErpState
+    client_id: str
+    csv: bool
 
 
 class RateLimited(Exception):
@@ -342,6 +354,7 @@ def create_app(settings: ServiceSettings) -> FastAPI:
         # the GIL; REQUEST_THREADS cut CPU per request and memory (bench --serve --profile); scale with workers
         to_thread.current_default_thread_limiter().total_tokens = REQUEST_THREADS
         slot.start()
+        batcher.start()
         # the bundle, the app and the libraries loaded so far are long-lived: out of the collector's sight, a
         # full collection no longer walks them (it paused every ~100th request ~50 ms: open-loop p99 66 -> 16 ms)
         gc.collect()
@@ -349,6 +362,7 @@ def create_app(settings: ServiceSettings) -> FastAPI:
         try:
             yield
         finally:
+            batcher.stop()
             slot.stop()
             audit.close()
 
@@ -374,7 +388,9 @@ def create_app(settings: ServiceSettings) -> FastAPI:
 
     def caller(*scopes: str):
         """A dependency: the caller's token checked (401), then its rate (429), then its scope (403)."""
-        def dependency(authorization: Annotated[str | None, Security(oauth2, scopes=list(scopes))]) -> Principal:
+        # async: a few microseconds of work (the token's claims are kept once checked), not worth a thread hop
+        async def dependency(authorization: Annotated[str | None, Security(oauth2, scopes=list(scopes))]
+                             ) -> Principal:
             scheme, _, token = (authorization or "").partition(" ")
             if scheme.lower() != "bearer" or not token.strip():
                 raise AuthError(401, "a bearer token is required: POST /v1/token, then send "
@@ -494,30 +510,40 @@ def create_app(settings: ServiceSettings) -> FastAPI:
         except ValidationError as error:
             return _unprocessable(_body_problems(error))
         csv = _wants_csv(output, request.headers.get("accept", ""))
-        return await to_thread.run_sync(answer, state, principal, csv)
+        return await batcher.submit(DecisionJob(state, principal.client_id, csv))
 
-    def answer(state: ErpState, principal: Principal, csv: bool) -> Response:
-        """Decide, audit and answer (in a worker thread: CPU and the database)."""
-        served = slot.current  # this request decides with this bundle, whatever a reload does meanwhile
-        try:
-            response = decide(served.bundle, state)
-        except ErpStateError as error:
-            return _unprocessable(error_fields(error))
-        except SpecError as error:  # any other refusal of this state by the bundle
-            return _unprocessable([("state", str(error))])
-        body = response.model_dump_json().encode()  # serialised once: for the audit and for the answer
-        record = AuditRecord(response.request_sha256, served.bundle.sha256, principal.client_id,
-                             [d.recommendation_id for d in response.decisions], body)
-        stored, written = audit.record(record)
-        replayed = 0 if written else len(response.decisions)
-        metrics.decisions.labels("new").inc(len(response.decisions) - replayed)
-        metrics.decisions.labels("replayed").inc(replayed)
-        headers = {"X-Decisions-Replayed": str(replayed)}
-        if csv:
-            if stored != body:  # answered before (e.g. by an earlier release): the stored decisions
-                response = DecisionResponse.model_validate_json(stored)
-            return Response(decisions_csv(response), media_type="text/csv; charset=utf-8", headers=headers)
-        return Response(stored, media_type="application/json", headers=headers)
+    def answer_all(jobs: list[DecisionJob]) -> list[Response]:
+        """Decide, audit and answer the requests that queued up together (on the batcher's thread: CPU and the
+        database): one decision call and one audit transaction for all of them, each answer as if alone."""
+        served = slot.current  # these requests decide with this bundle, whatever a reload does meanwhile
+        metrics.batch.observe(len(jobs))
+        results = decide_many(served.bundle, [job.state for job in jobs])
+        answers: list[Response | None] = [None] * len(jobs)
+        decided, records = [], []
+        for n, result in enumerate(results):
+            if isinstance(result, ErpStateError):
+                answers[n] = _unprocessable(error_fields(result))
+            elif isinstance(result, SpecError):  # any other refusal of this state by the bundle
+                answers[n] = _unprocessable([("state", str(result))])
+            else:
+                body = result.model_dump_json().encode()  # serialised once: for the audit and for the answer
+                decided.append((n, result, body))
+                records.append(AuditRecord(result.request_sha256, served.bundle.sha256, jobs[n].client_id,
+                                           [d.recommendation_id for d in result.decisions], body))
+        for (n, response, body), (stored, written) in zip(decided, audit.record_many(records)):
+            replayed = 0 if written else len(response.decisions)
+            metrics.decisions.labels("new").inc(len(response.decisions) - replayed)
+            metrics.decisions.labels("replayed").inc(replayed)
+            headers = {"X-Decisions-Replayed": str(replayed)}
+            if jobs[n].csv:
+                if stored != body:  # answered before (e.g. by an earlier release): the stored decisions
+                    response = DecisionResponse.model_validate_json(stored)
+                answers[n] = Response(decisions_csv(response), media_type="text/csv; charset=utf-8", headers=headers)
+            else:
+                answers[n] = Response(stored, media_type="application/json", headers=headers)
+        return answers
+
+    batcher = Batcher(answer_all, max_batch=MAX_BATCH, name="decisions")
 
     @app.get("/v1/model", response_model=ModelInfo, tags=["model"], responses=_responses(401, 403, 429))
     def model(_principal: Annotated[Principal, Depends(caller("decide", "admin"))]) -> ModelInfo:

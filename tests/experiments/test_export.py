@@ -252,3 +252,57 @@ def test_csv_keeps_quantities_exact_and_client_text_inert(bundles):
     first = rows[store["id"], store["items"][0]["sku"]]
     assert first["order_quantity"] == "1234567.25"  # not 1.23457e+06
     assert first["unit"] == "'=HYPERLINK(1)"  # a spreadsheet shows it, does not run it
+
+
+@pytest.mark.parametrize("name", ["base_stock", "forecast"])
+def test_requests_decided_together_get_the_answers_each_gets_alone(bundles, name, monkeypatch):
+    from agents.deploy import decide as decide_module
+    from agents.deploy.decide import decide_many
+
+    bundle = load_bundle(bundles[name])
+    state = state_of_day(bundle)[0]
+    kinds = {node.name: node.kind for node in bundle.network.nodes}
+    alone = [state.model_copy(update={"locations": [location]}) for location in state.locations]
+    stores = [s for s in alone if kinds[s.locations[0].id] == "store"]
+    dcs = [s for s in alone if kinds[s.locations[0].id] == "dc"]
+    conversions = []
+    convert = decide_module.state_to_twin
+    monkeypatch.setattr(decide_module, "state_to_twin", lambda s, *a, **k: conversions.append(s) or convert(s, *a,
+                                                                                                            **k))
+    # the stores together; one store twice (decided on its own), a DC (a DC's numbers come from its stores)
+    batch = [*stores, stores[1], dcs[0]]
+    answers = decide_many(bundle, batch)
+    # all stores in one conversion, the repeat and the DC each in one of their own
+    assert len(stores) >= 2 and sorted(len(s.locations) for s in conversions) == [1, 1, len(stores)]
+    conversions.clear()
+    for one, answer in zip(batch, answers):
+        assert answer.model_dump_json() == decide(bundle, one).model_dump_json()
+    # a request the bundle refuses: its own error, naming its own field; the others are answered as alone
+    bad = stores[1].model_dump(mode="json")
+    bad["locations"][0]["items"][0]["sku"] = "no-such-sku"
+    answers = decide_many(bundle, [stores[0], ErpState.model_validate(bad)])
+    assert isinstance(answers[1], ErpStateError) and answers[1].loc == ("locations", 0, "items", 0, "sku")
+    assert answers[0].model_dump_json() == decide(bundle, stores[0]).model_dump_json()
+    # another day is another group
+    later = stores[1].model_copy(update={"as_of": stores[1].as_of + dt.timedelta(days=1)})
+    conversions.clear()
+    answers = decide_many(bundle, [stores[0], stores[1], later])
+    assert [len(s.locations) for s in conversions] == [2, 1]
+    assert answers[1].model_dump_json() == decide(bundle, stores[1]).model_dump_json()
+
+
+def test_an_answer_reads_back_through_validation_unchanged(bundles):
+    """Decisions are built without validating them again (decide.py): every field must already be what validation
+    makes of it (a float where a float is declared, even from integer pack sizes and quantities)."""
+    from agents.deploy.decide import DecisionResponse
+
+    bundle = load_bundle(bundles["base_stock"])
+    data = json.loads(state_of_day(bundle)[0].model_dump_json(exclude_none=True))
+    for n, item in enumerate(i for location in data["locations"] for i in location["items"]):
+        item.update({"pack_size": 6, "min_order_quantity": 12, "unit": "CS"} if n % 3 == 0 else
+                    {"max_order_quantity": 7, "pack_size": 2} if n % 3 == 1 else {"storage_capacity": 5})
+    response = decide(bundle, ErpState.model_validate_json(json.dumps(data)))
+    assert {r.code for d in response.decisions for r in d.reasons} >= {"ROUNDED_TO_PACK", "BELOW_LEVEL"}
+    assert any(d.document is not None for d in response.decisions)
+    text = response.model_dump_json()
+    assert DecisionResponse.model_validate_json(text).model_dump_json() == text

@@ -233,3 +233,34 @@ def test_a_sku_shared_policy_retargets_to_another_number_of_skus(tmp_path):
     assert bundle.manifest.skus == ["rice"] and bundle.manifest.scale_free
     assert {h.layout for h in bundle.manifest.heads} == {"per_node"}
     assert bundle.manifest.kpis["bundle"] == bundle.manifest.kpis["source"]
+
+
+def test_concurrent_store_requests_are_answered_as_each_alone(bundle_dir, clients, server_class, tmp_path):
+    """Store requests arriving together are decided together (one conversion and one ONNX run; the service
+    batches what queued up): in process and over HTTP, each gets the answer it gets alone, byte for byte."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from agents.deploy.decide import decide_many
+
+    bundle = load_bundle(bundle_dir)
+    kinds = {node.name: node.kind for node in bundle.network.nodes}
+    states = [s.model_copy(update={"locations": [location]}) for day in (12, 13, 14)
+              for s in [twin_day(bundle, day, seed=4).state] for location in s.locations]
+    stores = [s for s in states if kinds[s.locations[0].id] == "store"]
+    alone = [decide(bundle, s).model_dump_json() for s in states]
+    assert [r.model_dump_json() for r in decide_many(bundle, states)] == alone
+    server = server_class(tmp_path / "server", bundle_dir, clients)
+    try:
+        with ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(lambda s: server.decide(s.model_dump_json()), states))
+            answers += pool.map(lambda s: server.decide(s.model_dump_json()), stores)  # again, once answered
+        metrics = server.http.get("/metrics", headers=server.auth()).text
+    finally:
+        server.stop()
+    assert [a.status_code for a in answers] == [200] * len(answers)
+    assert [json.loads(a.content) for a in answers[:len(states)]] == [json.loads(text) for text in alone]
+    assert all(a.headers["x-decisions-replayed"] == str(len(s.locations[0].items))
+               for a, s in zip(answers[len(states):], stores))  # the second time: from the audit
+    count = float(next(line.split()[-1] for line in metrics.splitlines()
+                       if line.startswith("decision_service_batch_requests_sum")))
+    assert count == len(answers)
