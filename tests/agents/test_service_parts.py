@@ -108,6 +108,33 @@ def test_signing_key_from_env_or_a_private_file(tmp_path, monkeypatch):
         auth.signing_key("TEST_KEY", path)
 
 
+def test_a_token_checked_before_is_still_refused_once_expired_or_its_client_removed(tmp_path, monkeypatch):
+    monkeypatch.setattr(auth, "RELOAD_CHECK_SECONDS", 0.0)
+    path = tmp_path / "clients.json"
+    add_client(path, "erp", ["decide"])
+    store = ClientStore(path)
+    issuer = TokenIssuer(KEY, 60)
+    token = issuer.issue("erp", ["decide"])
+    assert issuer.verify(token, store).client_id == "erp"
+    decoded = []
+    monkeypatch.setattr(auth.jwt, "decode", lambda *a, **k: decoded.append(1) or pytest.fail("decoded again"))
+    assert issuer.verify(token, store).client_id == "erp" and decoded == []  # its claims are kept ...
+    monkeypatch.undo()
+    monkeypatch.setattr(auth, "RELOAD_CHECK_SECONDS", 0.0)
+    brief = TokenIssuer(KEY, 1)
+    short = brief.issue("erp", ["decide"])
+    assert brief.verify(short, store).client_id == "erp"
+    time.sleep(2.1)  # past its expiry (whole seconds)
+    with pytest.raises(AuthError, match="expired"):  # ... until it expires
+        brief.verify(short, store)
+    other = issuer.issue("erp", ["decide"], now=time.time() - 1)
+    issuer.verify(other, store)
+    auth.remove_client(path, "erp")
+    os.utime(path, ns=(time.time_ns(), time.time_ns() + 10**9))
+    with pytest.raises(AuthError, match="no longer registered"):  # the client is looked up every time
+        issuer.verify(other, store)
+
+
 def test_tokens_expire_are_bound_to_the_key_and_to_registered_clients(tmp_path, monkeypatch):
     monkeypatch.setattr(auth, "RELOAD_CHECK_SECONDS", 0.0)
     path = tmp_path / "clients.json"
