@@ -75,6 +75,7 @@ MAX_SECRET_CHARS = 256  # longer client secrets are refused before hashing (ours
 TOKEN_HASHES_PER_SECOND = 5  # token requests per second per worker, all clients together (argon2 each) ...
 TOKEN_HASH_BURST = 20        # ... and at once
 REQUEST_THREADS = 1     # threads running sync endpoints per worker: more only contend for the GIL
+AUDIT_CHECKPOINT_SECONDS = 1.0  # the audit's WAL copied into the database this often, off the answers' path
 MAX_BATCH = 64          # decisions requests answered together at most (those queued while the last were answered)
 LAUNCHER = "service start"
 BUNDLE_ROUTE = "/v1/admin/bundle"  # POST a path to reload, PUT a bundle.zip to upload
@@ -329,7 +330,7 @@ def create_app(settings: ServiceSettings) -> FastAPI:
     bundle."""
     clients = ClientStore(settings.clients_file)
     issuer = TokenIssuer(signing_key(settings.key_env, settings.key_file), round(settings.token_minutes * 60))
-    audit = AuditLog(settings.audit_url)
+    audit = AuditLog(settings.audit_url, checkpoint_seconds=AUDIT_CHECKPOINT_SECONDS)
     slot = BundleSlot(_initial_bundle(settings, audit), audit, settings.reload_check_seconds)
     limiter = RateLimiter(settings.rate_limit, settings.burst)
     token_limiter = RateLimiter(settings.token_requests_per_minute / 60.0, max(1.0, settings.token_requests_per_minute))

@@ -315,3 +315,47 @@ def test_the_batcher_answers_what_queued_up_together_each_caller_its_own_answer(
     assert batcher.jobs == 10 and batcher.batches == 6
     with pytest.raises(ValueError, match="max_batch: 0 is not allowed; allowed: >= 1"):
         Batcher(answer, max_batch=0)
+
+
+def test_the_audit_checkpoints_its_wal_on_its_own_thread_not_in_commits(tmp_path):
+    """SQLite's automatic checkpoint ran inside the commit crossing 1,000 pages (a 10-25 ms answer every ~130th
+    request); the service's AuditLog turns it off and checkpoints on a thread of its own."""
+    from agents.deploy.audit import make_engine
+
+    big = json.dumps({"decisions": [], "pad": "x" * 40_000}).encode()
+
+    def fill(log: AuditLog, tag: str) -> None:
+        log.record_many([AuditRecord(f"{tag}-{n}", "bundle", "erp", [f"{tag}-{n}-0"], big) for n in range(150)])
+
+    # without a checkpointer and without automatic checkpoints, the database file never grows: all is in the WAL
+    alone = tmp_path / "alone.sqlite"
+    AuditLog(f"sqlite:///{alone}").close()
+    engine = make_engine(f"sqlite:///{alone}", auto_checkpoint=False)
+    with engine.begin() as conn:
+        assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == 0
+        for n in range(150):
+            conn.exec_driver_sql("INSERT INTO requests (request_sha256, bundle_sha256, client_id, created_at, answer) "
+                                 "VALUES (?, 'b', 'c', '2026-01-01', ?)", (f"r{n}", big.decode()))
+    assert alone.stat().st_size < 1_000_000
+    engine.dispose()
+
+    path = tmp_path / "audit.sqlite"
+    log = AuditLog(f"sqlite:///{path}", checkpoint_seconds=0.05)
+    try:
+        with log.engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == 0
+        fill(log, "a")
+        deadline = time.monotonic() + 10
+        while path.stat().st_size < 5_000_000 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert path.stat().st_size >= 5_000_000  # the thread copied the WAL into the database
+    finally:
+        log.close()
+    again = AuditLog(f"sqlite:///{path}")
+    try:
+        with again.engine.connect() as conn:
+            assert conn.exec_driver_sql("SELECT count(*) FROM requests").scalar() == 150
+            assert conn.exec_driver_sql("SELECT count(*) FROM decisions").scalar() == 150
+            assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == 1000  # SQLite's default
+    finally:
+        again.close()
