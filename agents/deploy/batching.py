@@ -36,10 +36,15 @@ class Batcher(Generic[Job]):
     """Calls `answer(jobs)` on its own thread with every job queued since its last call, up to `max_batch`."""
 
     def __init__(self, answer: Callable[[list[Job]], Sequence[Any]], max_batch: int = 64,
-                 name: str = "batcher") -> None:
+                 name: str = "batcher", weight: Callable[[Job], float] | None = None,
+                 max_weight: float = float("inf")) -> None:
+        """`weight(job)` and `max_weight`: a batch takes jobs while their weights add up to at most max_weight
+        (its first job whatever its weight), so a few big jobs do not keep many others waiting for the batch."""
         if max_batch < 1:
             raise ValueError(f"max_batch: {max_batch} is not allowed; allowed: >= 1")
         self.answer, self.max_batch, self.name = answer, max_batch, name
+        self.weight, self.max_weight = weight, max_weight
+        self._carry: tuple | None = None  # the job that did not fit the last batch: the next one starts with it
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self.batches = 0   # calls of `answer` so far ...
@@ -69,12 +74,12 @@ class Batcher(Generic[Job]):
 
     def _run(self) -> None:
         stopping = False
-        while not stopping:
-            first = self._queue.get()
+        while not stopping or self._carry is not None:
+            first, self._carry = (self._carry, None) if self._carry is not None else (self._queue.get(), None)
             if first is _STOP:
                 break
-            batch = [first]
-            while len(batch) < self.max_batch:
+            batch, load = [first], self._weight(first)
+            while len(batch) < self.max_batch and not stopping:
                 try:
                     item = self._queue.get_nowait()
                 except queue.Empty:
@@ -82,8 +87,15 @@ class Batcher(Generic[Job]):
                 if item is _STOP:
                     stopping = True
                     break
+                load += self._weight(item)
+                if load > self.max_weight:
+                    self._carry = item
+                    break
                 batch.append(item)
             self._answer(batch)
+
+    def _weight(self, item: tuple) -> float:
+        return 0.0 if self.weight is None else self.weight(item[0])
 
     def _answer(self, batch: list) -> None:
         try:

@@ -337,11 +337,16 @@ def _owed_to_unlisted(network: NetworkSpec, topo: Topology, day: int, backorders
 def _check_lead(state: ErpState, network: NetworkSpec, topo: Topology, lead: np.ndarray,
                 delays: Sequence[tuple[int, np.ndarray]], where_node: Mapping[int, int]) -> None:
     """Refuse an expected lead time above MAX_LEAD_TIME_DAYS (the models' cap, so that every snapshot converts
-    back): a given one is capped by the models; a derived one names the supplier delay that makes it (the largest
-    on the node's lane), or the location (a network lane longer than the cap)."""
+    back) at a location of the request: a given one is capped by the models; a derived one names the supplier delay
+    that makes it (the largest on the node's lane), or the location (a network lane longer than the cap). A node
+    the request does not list decides nothing: its lead time is capped in place (`lead`), so whether a request is
+    refused never depends on the nodes it leaves out (nor on the requests the service decides together with it)."""
     for i in np.flatnonzero(~topo.is_supplier & (lead > MAX_LEAD_TIME_DAYS)):
         j = where_node.get(int(i))
-        if j is not None and state.locations[j].lead_time is not None:
+        if j is None:
+            lead[i] = MAX_LEAD_TIME_DAYS
+            continue
+        if state.locations[j].lead_time is not None:
             continue  # given: within the cap already
         name, parent = topo.names[i], topo.parent[i]
         hits = [(float(factor[parent]), d) for d, factor in delays if parent >= 0 and factor[parent] != 1.0]
@@ -353,8 +358,7 @@ def _check_lead(state: ErpState, network: NetworkSpec, topo: Topology, lead: np.
             raise ErpStateError(("disruptions", d, "multiplier"), (
                 f"{why} times the delays in force); {allowed}: a smaller multiplier, or the location's own "
                 f"lead_time"))
-        loc: Loc = ("locations", j, "lead_time") if j is not None else ("locations",)
-        raise ErpStateError(loc, f"{why}); {allowed}: give the location's lead_time")
+        raise ErpStateError(("locations", j, "lead_time"), f"{why}); {allowed}: give the location's lead_time")
 
 
 def _listing(values: Sequence[str], limit: int = 20) -> str:

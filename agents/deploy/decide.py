@@ -164,13 +164,13 @@ def decide(bundle: Bundle, state: ErpState) -> DecisionResponse:
     return _response(bundle, state, request_sha, [d for decisions in per_location for d in decisions])
 
 
-def decide_many(bundle: Bundle, states: Sequence[ErpState]) -> list[DecisionResponse | SpecError]:
-    """`decide` for each state, in order (the error, an ErpStateError or another SpecError, in place of a
-    refused state's answer), the same
+def decide_many(bundle: Bundle, states: Sequence[ErpState]) -> list[DecisionResponse | Exception]:
+    """`decide` for each state, in order (what `decide` raised in place of an answer: an ErpStateError or another
+    SpecError for a refused state, anything else a bug, kept to that state), the same
     answers byte for byte, but requests that can share one conversion and one policy run do: stores'
     requests for the same day, disruptions and options, when the bundle decides each store from its own
     numbers (what the service's concurrent store requests are)."""
-    results: list[DecisionResponse | SpecError | None] = [None] * len(states)
+    results: list[DecisionResponse | Exception | None] = [None] * len(states)
     groups: dict[str, list[int]] = {}
     for n, state in enumerate(states):
         key = _merge_key(bundle, state)
@@ -193,17 +193,17 @@ def decide_many(bundle: Bundle, states: Sequence[ErpState]) -> list[DecisionResp
             continue
         try:
             answers = _decide_merged(bundle, [states[n] for n in batch])
-        except SpecError:  # some request is refused: each on its own, so its error names its own fields
+        except Exception:  # some request is refused (or hits a bug): each on its own, so each gets its own answer
             answers = [_decide_or_error(bundle, states[n]) for n in batch]
         for n, answer in zip(batch, answers):
             results[n] = answer
     return results  # type: ignore[return-value]
 
 
-def _decide_or_error(bundle: Bundle, state: ErpState) -> DecisionResponse | SpecError:
+def _decide_or_error(bundle: Bundle, state: ErpState) -> DecisionResponse | Exception:
     try:
         return decide(bundle, state)
-    except SpecError as error:  # ErpStateError is one
+    except Exception as error:  # a refusal (SpecError; ErpStateError is one), or a bug: this request's own answer
         return error
 
 
@@ -323,7 +323,9 @@ def _history_forecasts(bundle: Bundle, state: ErpState) -> tuple[ErpState, dict[
     first = state_to_twin(state, bundle.network, review_period=bundle.manifest.review_period)
     # the longest protection period of the request: a DC's forecast is the sum of its stores' over its own period
     days = int(max(first.periods[bundle.network.index(location.id)] for location in state.locations))
-    days = min(days, MAX_FORECAST_DAYS)  # longer periods are refused by the conversion, naming the field
+    # longer periods are refused by the conversion, naming the field; at least a day (a review period of 0 and lead
+    # times rounding to 0 would leave a weekly history's forecast empty once the days before as_of are dropped)
+    days = max(1, min(days, MAX_FORECAST_DAYS))
     # per frequency: series id -> row, and the daily mean and sd from as_of (at most `days`, within max_horizon)
     forecasts: dict[str, tuple[dict[str, int], np.ndarray, np.ndarray, int]] = {}
     for frequency in ("daily", "weekly"):

@@ -47,6 +47,7 @@ MAX_LEAD_TIME_DAYS = 365.0
 MAX_LEAD_TIME_OBSERVATIONS = 1_000
 MAX_ID_LENGTH = 128
 MAX_QUANTITY = 1e12              # units (and money per unit): beyond any real network, far below float overflow
+MIN_PACK_SIZE = 1e-6             # units: an order is at most MAX_QUANTITY / MIN_PACK_SIZE = 1e18 packs (finite)
 
 Z_80 = 1.2815515655446004  # the standard normal's 90% quantile (as agents/forecasting/live.py): q90 - q10 = 2 Z_80 sd
 
@@ -258,7 +259,7 @@ class Item(_Model):
         None, description="units owed: to customers at a store; to stores at a DC, the sum of their unshipped "
                           "orders from it. Left out: 0 at a store, that sum at a DC")
     open_orders: list[OpenOrder] = Field(default_factory=list, max_length=MAX_OPEN_ORDERS_PER_ITEM)
-    pack_size: float | None = Field(None, gt=0, le=MAX_QUANTITY, allow_inf_nan=False, strict=True,
+    pack_size: float | None = Field(None, ge=MIN_PACK_SIZE, le=MAX_QUANTITY, allow_inf_nan=False, strict=True,
                                     description="units per pack")
     min_order_quantity: Quantity | None = None
     max_order_quantity: Quantity | None = Field(

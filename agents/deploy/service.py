@@ -77,6 +77,7 @@ TOKEN_HASH_BURST = 20        # ... and at once
 REQUEST_THREADS = 1     # threads running sync endpoints per worker: more only contend for the GIL
 AUDIT_CHECKPOINT_SECONDS = 1.0  # the audit's WAL copied into the database this often, off the answers' path
 MAX_BATCH = 64          # decisions requests answered together at most (those queued while the last were answered)
+MAX_BATCH_ITEMS = 2_500  # ... and (location, SKU) items: 50 store requests of 50 SKUs, or 5 DC requests of 500
 LAUNCHER = "service start"
 BUNDLE_ROUTE = "/v1/admin/bundle"  # POST a path to reload, PUT a bundle.zip to upload
 
@@ -526,6 +527,9 @@ def create_app(settings: ServiceSettings) -> FastAPI:
                 answers[n] = _unprocessable(error_fields(result))
             elif isinstance(result, SpecError):  # any other refusal of this state by the bundle
                 answers[n] = _unprocessable([("state", str(result))])
+            elif isinstance(result, Exception):  # a bug, met by this request alone: its own 500, not its batch's
+                log.error("unhandled error deciding for client %s", jobs[n].client_id, exc_info=result)
+                answers[n] = _problem(500, "internal error (logged); the request may be retried")
             else:
                 body = result.model_dump_json().encode()  # serialised once: for the audit and for the answer
                 decided.append((n, result, body))
@@ -544,7 +548,8 @@ def create_app(settings: ServiceSettings) -> FastAPI:
                 answers[n] = Response(stored, media_type="application/json", headers=headers)
         return answers
 
-    batcher = Batcher(answer_all, max_batch=MAX_BATCH, name="decisions")
+    batcher = Batcher(answer_all, max_batch=MAX_BATCH, name="decisions", max_weight=MAX_BATCH_ITEMS,
+                      weight=lambda job: sum(len(location.items) for location in job.state.locations))
 
     @app.get("/v1/model", response_model=ModelInfo, tags=["model"], responses=_responses(401, 403, 429))
     def model(_principal: Annotated[Principal, Depends(caller("decide", "admin"))]) -> ModelInfo:

@@ -364,6 +364,8 @@ def first_line(data):
     (lambda s: s["locations"][0].update(lead_time={"mean_days": 3, "observed_days": [3]}), "locations[0].lead_time"),
     (lambda s: s["locations"][0].update(lead_time={"mean_days": 400}), "locations[0].lead_time.mean_days"),
     (lambda s: s["locations"][0]["items"][0].update(pack_size=0), f"{ITEM}.pack_size"),
+    # 5e-324 made ceil(quantity / pack_size) overflow: a 500 (review)
+    (lambda s: s["locations"][0]["items"][0].update(pack_size=5e-324), f"{ITEM}.pack_size"),
     (lambda s: s["locations"][0]["items"][0].update(service_level=1.0), f"{ITEM}.service_level"),
     (lambda s: s["locations"][0]["items"][0]["forecast"].update(q50=[1.0] * 11), f"{ITEM}.forecast"),
     (lambda s: s["locations"][0]["items"][0]["forecast"].update(sd=[1.0] * 3), f"{ITEM}.forecast.sd"),

@@ -317,6 +317,39 @@ def test_the_batcher_answers_what_queued_up_together_each_caller_its_own_answer(
         Batcher(answer, max_batch=0)
 
 
+def test_a_batch_takes_jobs_up_to_their_weight():
+    import asyncio
+
+    from agents.deploy.batching import Batcher
+
+    seen: list[list[int]] = []
+    gate = threading.Event()
+
+    def answer(jobs: list[int]) -> list[int]:
+        seen.append(list(jobs))
+        if jobs == [0]:
+            gate.wait(5)
+        return jobs
+
+    batcher = Batcher(answer, max_batch=10, weight=lambda job: job, max_weight=10)
+
+    async def main() -> list[int]:
+        batcher.start()
+        first = asyncio.ensure_future(batcher.submit(0))
+        await asyncio.sleep(0.05)
+        rest = [asyncio.ensure_future(batcher.submit(j)) for j in (4, 5, 2, 20, 1)]
+        await asyncio.sleep(0.05)
+        gate.set()
+        return list(await asyncio.gather(first, *rest))
+
+    try:
+        assert asyncio.run(main()) == [0, 4, 5, 2, 20, 1]
+    finally:
+        batcher.stop()
+    # 4 + 5 fit 10, 2 more would not; a job heavier than the limit goes alone, at the head of its batch
+    assert seen == [[0], [4, 5], [2], [20], [1]]
+
+
 def test_the_audit_checkpoints_its_wal_on_its_own_thread_not_in_commits(tmp_path):
     """SQLite's automatic checkpoint ran inside the commit crossing 1,000 pages (a 10-25 ms answer every ~130th
     request); the service's AuditLog turns it off and checkpoints on a thread of its own."""

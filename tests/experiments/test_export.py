@@ -306,3 +306,42 @@ def test_an_answer_reads_back_through_validation_unchanged(bundles):
     assert any(d.document is not None for d in response.decisions)
     text = response.model_dump_json()
     assert DecisionResponse.model_validate_json(text).model_dump_json() == text
+
+
+def test_decided_together_or_alone_a_request_gets_the_same_answer_even_at_the_edges(bundles, monkeypatch):
+    """What the fresh-eyes review found: a request refused alone over a node it leaves out (a derived lead time
+    over the cap) was decided when merged with the request listing that node; and a bug met by one request
+    failed every request decided with it."""
+    from agents.deploy import decide as decide_module
+    from agents.deploy.decide import decide_many
+
+    bundle = load_bundle(bundles["base_stock"])
+    state = state_of_day(bundle)[0]
+    kinds = {node.name: node.kind for node in bundle.network.nodes}
+    dc = next(name for name, kind in kinds.items() if kind == "dc")
+
+    def delayed(location):  # two 50x delays on the DC's lanes: the stores' derived lead times pass the cap
+        data = state.model_copy(update={"locations": [location]}).model_dump(mode="json")
+        data["disruptions"] = [{"type": "supplier_delay", "start_date": str(state.as_of), "end_date": "2070-01-01",
+                                "sources": [dc], "multiplier": 50.0}] * 2
+        data["locations"][0]["lead_time"] = {"mean_days": 1.0}
+        return ErpState.model_validate(data)
+
+    stores = [delayed(location) for location in state.locations if kinds[location.id] == "store"]
+    alone = [decide(bundle, s).model_dump_json() for s in stores]  # the store left out no longer refuses it
+    assert [a.model_dump_json() for a in decide_many(bundle, stores)] == alone
+
+    plain = [state.model_copy(update={"locations": [location]}) for location in state.locations
+             if kinds[location.id] == "store"]
+    rounded = decide_module._rounded
+    victim = plain[1].locations[0].items[0].sku
+
+    def broken(raw, item):
+        if item is plain[1].locations[0].items[0]:
+            raise RuntimeError(f"a bug met by {victim} only")
+        return rounded(raw, item)
+
+    monkeypatch.setattr(decide_module, "_rounded", broken)
+    answers = decide_many(bundle, plain[:2])
+    assert isinstance(answers[1], RuntimeError)
+    assert answers[0].model_dump_json() == decide(bundle, plain[0]).model_dump_json()
