@@ -6,8 +6,13 @@
 
 The run directory (Hydra's, `hydra.run.dir=DIR`) holds checkpoints/iter_NNNNNN
 (the last `keep_checkpoints`, `checkpoints/latest` pointing at the newest),
-learning_curve.csv and .png, and evaluation.md/.csv/.png. Started again with the
-same run directory, training resumes from the latest checkpoint.
+learning_curve.csv and .png, TensorBoard event files in tensorboard/ (`tensorboard --logdir RUN`: the
+curve's fields per iteration, the validation cost per validation) and evaluation.md/.csv/.png. Started again
+with the same run directory, training resumes from the latest checkpoint.
+
+The main returns the objective, so `-m hydra/sweeper=optuna` can tune any key: the best checkpoint's validation
+cost per day with validation on, else the held-out evaluation's cost per day (per period on a case).
+`python -m experiments.sweep` runs trials concurrently with Ray Tune instead (ASHA early stopping).
 
 With `validation.enabled=true` every checkpoint's greedy policy is scored on
 validation seeds (apart from the held-out evaluation seeds; the same seeds for
@@ -28,6 +33,7 @@ import json
 import logging
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -327,6 +333,53 @@ def curve_row(result: dict, iteration: int, env_steps: int, time_s: float) -> di
             "episodes": runners.get("num_episodes_lifetime")}
 
 
+class TensorBoardLog:
+    """TensorBoard event files in RUN/tensorboard (`tensorboard --logdir RUN`), written with tensorboardX (which
+    ray[rllib] installs): each iteration's learning-curve fields as `train/FIELD` and each validation's cost as
+    `validation/cost_per_day`, against the training iteration. A resumed run purges what an earlier writer logged
+    past the checkpoint it resumes (as `RunDirectory.truncate_curve` does for the CSV)."""
+
+    TAGS = tuple(f"train/{name}" for name in CURVE_FIELDS if name != "iteration") + ("validation/cost_per_day",)
+
+    def __init__(self, directory: Path, resumed_at: int = 0) -> None:
+        from tensorboardX import SummaryWriter
+
+        self.writer = SummaryWriter(str(directory), purge_step=resumed_at + 1 if resumed_at else None,
+                                    flush_secs=30)
+
+    def iteration(self, row: dict[str, float]) -> None:
+        for name in CURVE_FIELDS[1:]:
+            if row.get(name) is not None:
+                self.writer.add_scalar(f"train/{name}", float(row[name]), int(row["iteration"]))
+
+    def validation(self, iteration: int, cost: float | None) -> None:
+        if cost is not None:
+            self.writer.add_scalar("validation/cost_per_day", cost, iteration)
+
+    def close(self) -> None:
+        self.writer.close()
+
+    @staticmethod
+    def read(directory: Path) -> dict[str, list[tuple[int, float]]]:
+        """The scalars of the event files in `directory` (and below: Tune's trial folders), tag -> [(step, value)]
+        in file order: the TFRecord framing (length, its CRC, an Event, its CRC) read with tensorboardX's protobuf
+        classes, so neither tensorboard nor tensorflow is needed."""
+        import struct
+
+        from tensorboardX.proto import event_pb2
+
+        scalars: dict[str, list[tuple[int, float]]] = {}
+        for path in sorted(Path(directory).rglob("events.out.tfevents.*")):
+            data, at = path.read_bytes(), 0
+            while at + 12 <= len(data):
+                (length,) = struct.unpack("<Q", data[at:at + 8])
+                event = event_pb2.Event.FromString(data[at + 12:at + 12 + length])
+                at += 12 + length + 4
+                for value in event.summary.value:
+                    scalars.setdefault(value.tag, []).append((int(event.step), float(value.simple_value)))
+        return scalars
+
+
 # ---------------------------------------------------------------------------
 # Training and evaluation
 # ---------------------------------------------------------------------------
@@ -346,8 +399,13 @@ def init_ray(resources: Resources) -> None:
         ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False, configure_logging=False)
 
 
-def train(config: TrainConfig, run: RunDirectory) -> Path:
-    """Train until the stop rule, resuming from the run's latest checkpoint; returns the final checkpoint."""
+Report = Callable[[dict[str, float]], None]
+
+
+def train(config: TrainConfig, run: RunDirectory, report: Report | None = None) -> Path:
+    """Train until the stop rule, resuming from the run's latest checkpoint; returns the final checkpoint (with
+    validation on, the best by validation). `report` (experiments.sweep passes Ray Tune's) gets each iteration's
+    learning-curve row, with `validation_cost_per_day` added in an iteration that saved and validated."""
     env = config.setup.env
     fingerprint = {f"env.{f.name}": repr(getattr(env, f.name)) for f in fields(env) if f.name != "network"}
     fingerprint.update({"agent": repr(config.agent), "network": env.network.name, "seed": config.seed,
@@ -366,46 +424,64 @@ def train(config: TrainConfig, run: RunDirectory) -> Path:
     iteration, env_steps, spent = int(progress["iteration"]), int(progress["env_steps"]), float(progress["time_s"])
     checkpoint = run.latest
     saved_at = iteration
-    while not config.stop.reached(iteration, spent / 60.0, env_steps):
-        started = time.perf_counter()
-        result = algo.train()
-        spent += time.perf_counter() - started
-        iteration += 1
-        env_steps = int(result.get("num_env_steps_sampled_lifetime", env_steps))
-        row = curve_row(result, iteration, env_steps, spent)
-        run.append_curve(row)
-        log.info("iteration %d: %d env steps, %.0f s, episode return %s", iteration, env_steps, spent,
-                 _fmt(row["episode_return_mean"]))
-        if iteration % config.checkpoint_every == 0:
+    board = TensorBoardLog(run.root / "tensorboard", resumed_at=iteration)
+    try:
+        while not config.stop.reached(iteration, spent / 60.0, env_steps):
             started = time.perf_counter()
-            checkpoint = save_and_validate(config, run, algo, iteration, env_steps, spent)
-            saved_at = iteration
-            spent += time.perf_counter() - started  # validation runs count against stop.minutes
-    if checkpoint is None or saved_at != iteration:
-        checkpoint = save_and_validate(config, run, algo, iteration, env_steps, spent)
+            result = algo.train()
+            spent += time.perf_counter() - started
+            iteration += 1
+            env_steps = int(result.get("num_env_steps_sampled_lifetime", env_steps))
+            row = curve_row(result, iteration, env_steps, spent)
+            run.append_curve(row)
+            board.iteration(row)
+            log.info("iteration %d: %d env steps, %.0f s, episode return %s", iteration, env_steps, spent,
+                     _fmt(row["episode_return_mean"]))
+            # the last iteration saves (and validates) here too, so `report` sees its validation cost
+            if iteration % config.checkpoint_every == 0 or config.stop.reached(iteration, spent / 60.0, env_steps):
+                started = time.perf_counter()
+                checkpoint, cost = save_and_validate(config, run, algo, iteration, env_steps, spent)
+                saved_at = iteration
+                spent += time.perf_counter() - started  # validation runs count against stop.minutes
+                board.validation(iteration, cost)
+                if cost is not None:
+                    row = {**row, "validation_cost_per_day": cost}
+            if report is not None:
+                report(row)
+        if checkpoint is None or saved_at != iteration:
+            checkpoint, cost = save_and_validate(config, run, algo, iteration, env_steps, spent)
+            board.validation(iteration, cost)
+    finally:
+        board.close()
     algo.stop()
     plot_curve(run.curve, run.root / "learning_curve.png",
                f"{config.agent.name} on {config.setup.env.network.name} / {config.setup.env.scenario}",
                run.root / "validation.csv")
     log.info("trained %d iterations, %d env steps, %.0f s; checkpoint %s", iteration, env_steps, spent, checkpoint)
     if config.validation is not None and run.best is not None:
-        cost = json.loads((run.best / "validation.json").read_text())["cost_per_day"]
         log.info("the best checkpoint by validation: %s (cost %.4f per day on validation seeds %s)",
-                 run.best.name, cost, list(config.validation.seeds))
+                 run.best.name, best_validation_cost(run), list(config.validation.seeds))
         return run.best
     return checkpoint
 
 
+def best_validation_cost(run: RunDirectory) -> float | None:
+    """The validation cost per day of `checkpoints/best` (None: nothing validated)."""
+    best = run.best
+    return None if best is None else float(json.loads((best / "validation.json").read_text())["cost_per_day"])
+
+
 def save_and_validate(config: TrainConfig, run: RunDirectory, algo, iteration: int, env_steps: int,
-                      spent: float) -> Path:
-    """Save a checkpoint and, with validation on, score it on the validation seeds."""
+                      spent: float) -> tuple[Path, float | None]:
+    """Save a checkpoint and, with validation on, score it on the validation seeds: (checkpoint, its cost or None)."""
     progress = {"iteration": iteration, "env_steps": env_steps, "time_s": spent}
     checkpoint = run.save(algo, config.setup, progress)
-    if config.validation is not None:
-        cost = validation_cost(config, checkpoint)
-        best = run.record_validation(checkpoint, progress, cost)
-        log.info("validation: %s costs %.4f per day%s", checkpoint.name, cost, " (best so far)" if best else "")
-    return checkpoint
+    if config.validation is None:
+        return checkpoint, None
+    cost = validation_cost(config, checkpoint)
+    best = run.record_validation(checkpoint, progress, cost)
+    log.info("validation: %s costs %.4f per day%s", checkpoint.name, cost, " (best so far)" if best else "")
+    return checkpoint, cost
 
 
 def eval_setting(config: TrainConfig, initial_on_hand: np.ndarray, seeds: tuple[int, ...],
@@ -467,8 +543,9 @@ def evaluate_case(config: TrainConfig, checkpoint: Path, out: Path) -> dict[str,
     return figures
 
 
-def evaluate_network(config: TrainConfig, checkpoint: Path, out: Path) -> None:
-    """Learned policy vs the baselines on held-out seeds (common random numbers); report and plot."""
+def evaluate_network(config: TrainConfig, checkpoint: Path, out: Path) -> float:
+    """Learned policy vs the baselines on held-out seeds (common random numbers); report and plot. Returns the
+    learned policy's mean cost per day."""
     from agents.rl.policy import TrainedPolicy
 
     env, ev = config.setup.env, config.evaluation
@@ -486,11 +563,25 @@ def evaluate_network(config: TrainConfig, checkpoint: Path, out: Path) -> None:
     plot_comparison(evaluation, ev["reference"], out / "evaluation.png",
                     f"{env.network.name} / {env.scenario}: {len(seeds)} held-out seeds")
     print(report)
+    return float(evaluation.summary()[config.agent.name]["cost_per_day"]["mean"])
+
+
+def objective(config: TrainConfig, run: RunDirectory, evaluated: float) -> tuple[float, str]:
+    """What a sweep minimises, and where it comes from: the best checkpoint's validation cost per day with
+    validation on (validation seeds: tuning never sees the held-out ones), else `evaluated`, the held-out
+    evaluation's cost per day (per period on a case)."""
+    if config.validation is not None:
+        cost = best_validation_cost(run)
+        if cost is not None:
+            return cost, f"validation cost per day of checkpoints/best ({run.best.name})"
+    unit = "period" if config.case is not None else "day"
+    return float(evaluated), f"held-out evaluation cost per {unit} (validation.enabled=false)"
 
 
 @hydra.main(config_path="../conf", config_name="train", version_base="1.3")
-def main(cfg: DictConfig) -> None:
-    """Validate, train (or resume), evaluate."""
+def main(cfg: DictConfig) -> float:
+    """Validate, train (or resume), evaluate; return the objective (`objective`: Hydra's sweepers, Optuna's
+    included, minimise it)."""
     with config_errors():
         config = load_train_config(plain(cfg))
     out = run_dir()
@@ -498,10 +589,13 @@ def main(cfg: DictConfig) -> None:
     with config_errors():  # a run directory that holds another run's checkpoints
         checkpoint = train(config, run)
     if config.case is not None:
-        evaluate_case(config, checkpoint, out)
+        evaluated = evaluate_case(config, checkpoint, out)["learned_cost"]
     else:
-        evaluate_network(config, checkpoint, out)
+        evaluated = evaluate_network(config, checkpoint, out)
+    value, source = objective(config, run, evaluated)
+    print(f"objective: {value:.6f} ({source})")
     print(f"run directory: {out}")
+    return value
 
 
 if __name__ == "__main__":

@@ -45,6 +45,7 @@ def ppo_run(tmp_path_factory) -> Path:
     done = run("experiments.train", "agent=ppo", *QUICK_NETWORK, *TINY_PPO, *PAPER_OBJECTIVE, "stop.iterations=2",
                "checkpoint_every=1", f"hydra.run.dir={run_dir}")
     assert done.returncode == 0, done.stderr[-3000:]
+    (run_dir / "stdout.txt").write_text(done.stdout)
     return run_dir
 
 
@@ -61,6 +62,46 @@ def test_ppo_trains_checkpoints_and_reports(ppo_run):
     report = (ppo_run / "evaluation.md").read_text()
     assert "| ppo |" in report and "| rop |" in report and "Paired differences to rop" in report
     assert (ppo_run / "evaluation.png").stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_without_validation_the_objective_is_the_evaluation_cost_and_tensorboard_logs_the_curve(ppo_run):
+    from experiments.train import TensorBoardLog
+
+    costs = [float(r["cost_per_day"]) for r in csv.DictReader((ppo_run / "evaluation.csv").open())
+             if r["policy"] == "ppo"]
+    line = next(x for x in (ppo_run / "stdout.txt").read_text().splitlines() if x.startswith("objective: "))
+    assert "held-out evaluation cost per day" in line
+    assert float(line.split()[1]) == pytest.approx(np.mean(costs), abs=1e-3)  # the CSV rounds to 4 decimals
+    scalars = TensorBoardLog.read(ppo_run / "tensorboard")
+    assert set(scalars) == set(TensorBoardLog.TAGS) - {"validation/cost_per_day"}
+    rows = curve(ppo_run)
+    assert [step for step, _ in scalars["train/env_steps"]] == [1, 2]
+    assert [v for _, v in scalars["train/env_steps"]] == [float(r["env_steps"]) for r in rows]
+    assert scalars["train/episode_return_mean"][-1][1] == pytest.approx(float(rows[-1]["episode_return_mean"]),
+                                                                        rel=1e-6)
+
+
+@pytest.mark.slow
+def test_an_optuna_sweep_minimises_the_best_validation_cost(tmp_path):
+    """The main returns the objective, so Hydra's Optuna sweeper tunes train: with validation on, the best
+    checkpoint's validation cost per day (validation.csv), which TensorBoard logs beside the curve."""
+    from experiments.train import TensorBoardLog
+
+    done = run("experiments.train", "-m", "hydra/sweeper=optuna", "hydra.sweeper.n_trials=1", "seed=choice(0)",
+               "agent=ppo", *QUICK_NETWORK, *TINY_PPO, "evaluation.seeds=1", "evaluation.horizon=30",
+               "stop.iterations=2", "checkpoint_every=1", "validation.enabled=true", "validation.seeds=1",
+               "validation.horizon=30", f"hydra.sweep.dir={tmp_path}", "hydra.sweep.subdir=${hydra.job.num}")
+    assert done.returncode == 0, done.stderr[-3000:]
+    (job,) = [p.parent for p in tmp_path.glob("*/validation.csv")]
+    costs = [float(r["validation_cost_per_day"]) for r in csv.DictReader((job / "validation.csv").open())]
+    assert len(costs) == 2
+    best = (tmp_path / "optimization_results.yaml").read_text()
+    assert f"best_value: {min(costs)}" in best
+    assert f"objective: {min(costs):.6f} (validation cost per day of checkpoints/best" in done.stdout
+    scalars = TensorBoardLog.read(job / "tensorboard")
+    assert set(scalars) == set(TensorBoardLog.TAGS)
+    assert scalars["validation/cost_per_day"] == [(i + 1, pytest.approx(c, rel=1e-6)) for i, c in enumerate(costs)]
 
 
 @pytest.mark.slow
