@@ -288,7 +288,8 @@ def main(cfg: DictConfig) -> None:
     from ray import tune
 
     if first.resources.ray_address:
-        init_ray(first.resources)
+        with config_errors():  # a cluster that cannot be joined
+            init_ray(first.resources)
     else:
         ray.init(num_cpus=options.num_cpus or os.cpu_count() or 1, include_dashboard=False, log_to_driver=False,
                  configure_logging=False)
