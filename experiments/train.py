@@ -390,10 +390,12 @@ def init_ray(resources: Resources) -> None:
 
     import ray
 
+    from experiments.ray_cluster import join_cluster
+
     if ray.is_initialized():
         return
     if resources.ray_address:
-        ray.init(address=resources.ray_address, log_to_driver=False)
+        join_cluster(resources.ray_address)  # a SpecError naming trainer.ray_address if it cannot be joined
     else:
         cpus = max(os.cpu_count() or 1, resources.num_env_runners + 1)
         ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False, configure_logging=False)
