@@ -5,15 +5,15 @@
     python -m experiments.sweep validation.enabled=true sweep.metric=validation_cost_per_day
 
 Every combination of `sweep.grid` (keys of conf/train.yaml in Hydra's override syntax, groups such as `agent`
-included) is composed and checked before Ray starts (a bad key or value: one `config error:` line naming the
-grid point, exit status 2). Each trial runs `experiments.train`'s training loop (`train`, the same checkpoints,
-resume, learning curve and TensorBoard files) in its own directory RUN/trials/TRIAL, and reports each iteration to
-Tune (`tune.report`): the learning-curve row, with `validation_cost_per_day` at each validated checkpoint. The
-metric is `episode_return_mean` (maximised, every iteration) or `validation_cost_per_day` (minimised, at each
-checkpoint). Tune's own loggers add result.json, progress.csv and event files to each trial's directory, so
-`tensorboard --logdir RUN` shows every trial. At the end RUN/results.csv and results.md rank the trials by the
-best metric each reached. There is no held-out evaluation here (tuning must not see the held-out seeds): evaluate
-the winner's checkpoint with experiments.evaluate.
+included) is composed and checked before Ray starts (a bad key or value: one `config error:` line naming the grid
+point, exit status 2). Each trial runs the training loop `experiments.train` runs (experiments/training.py: `train`,
+the same checkpoints, resume, learning curve and TensorBoard files) in its own directory RUN/trials/TRIAL, and
+reports each iteration to Tune (`tune.report`): the learning-curve row, with `validation_cost_per_day` at each
+validated checkpoint. The metric is `episode_return_mean` (maximised, every iteration) or `validation_cost_per_day`
+(minimised, at each checkpoint). Tune's own loggers add result.json, progress.csv and event files to each trial's
+directory, so `tensorboard --logdir RUN` shows every trial. At the end RUN/results.csv and results.md rank the
+trials by the best metric each reached. There is no held-out evaluation here (tuning must not see the held-out
+seeds): evaluate the winner's checkpoint with experiments.evaluate.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from experiments.startup import config_errors, plain, run_checked, run_dir
-from experiments.train import RunDirectory, TrainConfig, init_ray, load_train_config, train
+from experiments.training import RunDirectory, TrainConfig, init_ray, load_train_config, train
 from twin import SpecError
 from twin.config import ConfigReader
 

@@ -33,7 +33,7 @@ def results(out: Path) -> list[dict]:
 
 @pytest.mark.slow
 def test_a_two_trial_sweep_runs_concurrently_logs_to_tensorboard_and_ranks_the_trials(tmp_path):
-    from experiments.train import TensorBoardLog
+    from experiments.training import TensorBoardLog
 
     done = run(*TINY, "sweep.grid={seed: [0, 1]}", f"hydra.run.dir={tmp_path}")
     assert done.returncode == 0, done.stderr[-3000:]

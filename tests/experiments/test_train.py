@@ -66,7 +66,7 @@ def test_ppo_trains_checkpoints_and_reports(ppo_run):
 
 @pytest.mark.slow
 def test_without_validation_the_objective_is_the_evaluation_cost_and_tensorboard_logs_the_curve(ppo_run):
-    from experiments.train import TensorBoardLog
+    from experiments.training import TensorBoardLog
 
     costs = [float(r["cost_per_day"]) for r in csv.DictReader((ppo_run / "evaluation.csv").open())
              if r["policy"] == "ppo"]
@@ -86,7 +86,7 @@ def test_without_validation_the_objective_is_the_evaluation_cost_and_tensorboard
 def test_an_optuna_sweep_minimises_the_best_validation_cost(tmp_path):
     """The main returns the objective, so Hydra's Optuna sweeper tunes train: with validation on, the best
     checkpoint's validation cost per day (validation.csv), which TensorBoard logs beside the curve."""
-    from experiments.train import TensorBoardLog
+    from experiments.training import TensorBoardLog
 
     done = run("experiments.train", "-m", "hydra/sweeper=optuna", "hydra.sweeper.n_trials=1", "seed=choice(0)",
                "agent=ppo", *QUICK_NETWORK, *TINY_PPO, "evaluation.seeds=1", "evaluation.horizon=30",
@@ -208,7 +208,7 @@ def test_the_network_experiment_preset_composes_into_a_valid_config():
     from hydra import compose, initialize
     from omegaconf import OmegaConf
 
-    from experiments.train import load_train_config
+    from experiments.training import load_train_config
 
     with initialize(config_path="../../conf", version_base="1.3"):
         cfg = compose(config_name="train", overrides=["+experiment=ppo_network_sku", "scenario=covid_2020",
