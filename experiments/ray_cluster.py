@@ -1,4 +1,5 @@
-"""Joining a running Ray cluster (`trainer.ray_address`), with one clear error when that cannot work.
+"""Joining a running Ray cluster (`trainer.ray_address`, the stress test's `ray.address`), with one clear error
+when that cannot work.
 
 Ray (2.60) rewrites a loopback address: `ray.init(address="127.0.0.1:PORT")` and `ray start --head
 --node-ip-address=127.0.0.1` both dial or register this machine's network-interface address instead,
@@ -41,12 +42,12 @@ def keeps_loopback() -> bool:
     return value.lower() not in ("1", "true")
 
 
-def split_address(address: str) -> tuple[str, int]:
-    """`host:port` (`[v6]:port` too) -> (host, port); a SpecError naming trainer.ray_address otherwise."""
+def split_address(address: str, key: str = "trainer.ray_address") -> tuple[str, int]:
+    """`host:port` (`[v6]:port` too) -> (host, port); a SpecError naming `key` otherwise."""
     host, sep, port = address.rpartition(":")
     host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise SpecError(f"trainer.ray_address: {address!r} is not allowed; allowed: 'auto', null, HOST:PORT "
+        raise SpecError(f"{key}: {address!r} is not allowed; allowed: 'auto', null, HOST:PORT "
                         "(the head's GCS port, 6379 unless `ray start --port` said otherwise) or ray://HOST:PORT")
     return host, int(port)
 
@@ -59,9 +60,9 @@ def answers(host: str, port: int) -> bool:
         return False
 
 
-def check_reachable(address: str) -> None:
-    """Before any work: the address Ray will dial answers, or a SpecError saying why not."""
-    host, port = split_address(address)
+def check_reachable(address: str, key: str = "trainer.ray_address") -> None:
+    """Before any work: the address Ray will dial answers, or a SpecError naming `key` saying why not."""
+    host, port = split_address(address, key)
     dialled = host
     if host in LOOPBACK_HOSTS and not keeps_loopback():
         import ray.util
@@ -70,10 +71,10 @@ def check_reachable(address: str) -> None:
     if answers(dialled, port):
         return
     if dialled != host and answers(host, port):
-        raise SpecError(f"trainer.ray_address: {address} answers only on loopback, and Ray dials this machine's "
+        raise SpecError(f"{key}: {address} answers only on loopback, and Ray dials this machine's "
                         f"address ({dialled}:{port}) instead: set {LOOPBACK_SWITCH}=0 for this command, as for the "
                         f"`ray start --head` that started it ({README})")
-    raise SpecError(f"trainer.ray_address: nothing answers at {dialled}:{port}: start the head first "
+    raise SpecError(f"{key}: nothing answers at {dialled}:{port}: start the head first "
                     f"(`ray start --head --port={port}`) or give its address as HOST:PORT")
 
 
@@ -87,22 +88,22 @@ def refused_token(error: BaseException | None, kind: type) -> bool:
     return False
 
 
-def join_cluster(address: str) -> None:
+def join_cluster(address: str, key: str = "trainer.ray_address") -> None:
     """`ray.init` on the cluster at `address` ('auto': the one `ray start` started on this machine); every
-    failure to join is one SpecError naming trainer.ray_address."""
+    failure to join is one SpecError naming `key` (the setting that gave the address)."""
     import ray
     from ray.exceptions import AuthenticationError
 
     if address != "auto" and "://" not in address and not os.environ.get("RAY_ADDRESS"):
-        check_reachable(address)  # (Ray Client's ray://, and RAY_ADDRESS, which Ray dials instead, left to Ray)
+        check_reachable(address, key)  # (Ray Client's ray://, and RAY_ADDRESS, which Ray dials instead, left to Ray)
     try:
         context = ray.init(address=address, log_to_driver=False)
     except (AuthenticationError, ConnectionError, RuntimeError, ValueError) as error:
         if refused_token(error, AuthenticationError):
-            raise SpecError(f"trainer.ray_address: the cluster at {address} refused this command's token (none is "
+            raise SpecError(f"{key}: the cluster at {address} refused this command's token (none is "
                             "sent without RAY_AUTH_MODE=token): set RAY_AUTH_MODE=token and give the head's token in "
                             "RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token") from error
-        raise SpecError(f"trainer.ray_address: cannot join the Ray cluster at {address}: "
+        raise SpecError(f"{key}: cannot join the Ray cluster at {address}: "
                         f"{str(error).splitlines()[0]}") from error
     nodes = [n["NodeManagerAddress"] for n in ray.nodes() if n.get("Alive")]
     log.info("joined the Ray cluster at %s (GCS %s): %d node(s) at %s, %g CPUs", address,

@@ -59,6 +59,7 @@ from agents.baselines.safety import read_safety_factors
 from experiments import node_sweep
 from experiments.node_sweep import MODES, NodeSweep, read_node_sweep, sweep_scenarios
 from experiments.policy_entries import load_policies, starting_stock
+from experiments.ray_cluster import check_reachable
 from experiments.seeds import HELD_OUT_FIRST_SEED, SeedRange
 from experiments.startup import CONF_DIR, config_errors, plain, run_checked, run_dir, write_scenario
 from experiments.stress_html import write_run_report
@@ -163,6 +164,8 @@ def load_stress_config(data: Mapping) -> StressConfig:
     if options.enabled and importlib.util.find_spec("ray") is None:
         raise SpecError("ray.enabled: true, but ray is not installed (pip install .[rl]); allowed: false, to run "
                         "every replication in this process")
+    if options.enabled and options.address and options.address != "auto" and "://" not in options.address:
+        check_reachable(options.address, key="ray.address")  # before anything is written
     output = r.child("output")
     plots = output.flag("plots", True)
     output.done()

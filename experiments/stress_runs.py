@@ -48,6 +48,7 @@ from pathlib import Path
 
 import numpy as np
 
+from experiments.ray_cluster import join_cluster
 from twin import SpecError
 from twin.costs import COST_KINDS
 from twin.demand_history import DemandSource
@@ -409,7 +410,7 @@ def run_jobs(setup: StressSetup, jobs: Sequence[Job], on_done: Callable[[Replica
     started_here = not ray.is_initialized()
     if started_here:
         if options.address:
-            ray.init(address=options.address, log_to_driver=False, configure_logging=False)
+            join_cluster(options.address, key="ray.address")
         else:
             ray.init(address="local", num_cpus=options.num_cpus or os.cpu_count() or 1, include_dashboard=False,
                      log_to_driver=False, configure_logging=False)

@@ -201,6 +201,8 @@ BASE = {"network": SMALL, "scenarios": ["baseline"], "policies": ["base_stock"],
     ({"reference_policy": "rop"}, "reference_policy: 'rop' is not among the policies ['base_stock']"),
     ({"baseline_scenario": "covid_2020"}, "baseline_scenario: 'covid_2020' is not among the scenarios"),
     ({"ray": {"batch": 0}}, "ray.batch: 0 is out of range"),
+    ({"ray": {"address": "127.0.0.1:1"}}, "ray.address: nothing answers at"),  # checked before anything is written
+    ({"ray": {"address": "head"}}, "ray.address: 'head' is not allowed; allowed: 'auto', null, HOST:PORT"),
     ({"recovery": {"tolerence": 0.1}}, "recovery: unknown key 'tolerence'"),
 ])
 def test_a_bad_config_is_one_error_naming_the_key(change, message, tmp_path, monkeypatch):
