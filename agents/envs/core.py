@@ -17,6 +17,7 @@ import numpy as np
 import scenarios
 from agents.envs.actions import ActionMap, action_from_dict
 from agents.envs.observation import ItemProfile, ObsSpec, observation_inputs
+from agents.envs.worlds import World, WorldSpec, worlds_from_dict
 from agents.forecasting import forecaster_from_name
 from agents.forecasting.factory import FORECASTERS
 from agents.forecasting.live import DemandForecast, forecast_over_protection
@@ -84,6 +85,8 @@ class EnvConfig:
     forecaster: str = "oracle"
     initial_stock: float = 1.0  # start with this multiple of forecast demand over lead time + review on hand
     obs_spec: ObsSpec = field(default_factory=ObsSpec)
+    worlds: WorldSpec | None = None  # a distribution of worlds drawn per episode (agents/envs/worlds.py);
+    # None: every episode runs `scenario`
 
     def __post_init__(self) -> None:
         if self.granularity not in GRANULARITIES:
@@ -99,6 +102,8 @@ class EnvConfig:
         forecaster_from_name(self.forecaster)
         # a scenario error names its key now, not in an env runner later
         scenarios.build(self.scenario, self.network, self.episode_days, **dict(self.scenario_params))
+        if self.worlds is not None:
+            self.worlds.check(self.network, self.episode_days)
 
 
 def env_config_from_dict(data: Mapping[str, Any] | None, network: NetworkSpec,
@@ -122,6 +127,7 @@ def env_config_from_dict(data: Mapping[str, Any] | None, network: NetworkSpec,
         forecaster=r.choice("forecaster", tuple(FORECASTERS), "oracle"),
         initial_stock=r.number("initial_stock", 1.0, low=0.0, high=100.0),
         obs_spec=ObsSpec(pipeline_ages=r.integer("pipeline_ages", 8, low=1, high=365)),
+        worlds=worlds_from_dict(r.raw("worlds")),
     )
     r.done()
     return config
@@ -182,6 +188,7 @@ class SupplyChainSim:
         # what a day of demand costs to hold: the unit that rewards are measured in
         self.cost_scale = np.maximum(rates.holding * self.scale, 1e-6)[self.controlled]
         self.integer = network.demand.integer_units
+        self._daily_mean = stats.mean
         self.initial_on_hand = initial_on_hand(config, self.topology, stats.mean)
         self.engine: Engine | None = None
         self.forecaster = forecaster_from_name(config.forecaster)
@@ -190,6 +197,7 @@ class SupplyChainSim:
         self._forecast = np.zeros((len(self.topology.names), self.n_sku))
         self._spread: np.ndarray | None = None
         self.objective = np.zeros(0)  # the last epoch's cost as the rewards weigh it (cost_weights)
+        self.world: World | None = None  # the episode's drawn world (with config.worlds)
 
     # ---------------------------------------------------------------- episodes
 
@@ -202,8 +210,16 @@ class SupplyChainSim:
             if self._episode_seeds is None:
                 self._episode_seeds = Streams(0).generator("env", "episodes")
             self.episode_seed = int(self._episode_seeds.integers(2**31 - 1))
-        self.engine = Engine(self.network, horizon=self.config.episode_days, seed=self.episode_seed,
-                             shocks=self.shocks, invariants="off", initial_on_hand=self.initial_on_hand,
+        network, shocks, on_hand = self.network, self.shocks, self.initial_on_hand
+        worlds = self.config.worlds
+        if worlds is not None:  # the episode's world comes from its own seed: reproducible, whoever runs it
+            self.world = world = worlds.draw(self.episode_seed)
+            shocks = worlds.shocks(world, network, self.config.episode_days)
+            network = worlds.network(world, network)
+            if world.demand_scale != 1.0:
+                on_hand = initial_on_hand(self.config, self.topology, self._daily_mean * world.demand_scale)
+        self.engine = Engine(network, horizon=self.config.episode_days, seed=self.episode_seed,
+                             shocks=shocks, invariants="off", initial_on_hand=on_hand,
                              sku_costs=self.config.granularity == "node_sku")
         self.forecaster.attach(self.engine)
         return self.observe()

@@ -246,3 +246,23 @@ def test_a_trained_policy_decides_for_the_snapshot_it_is_given(ppo_run):
     assert not np.array_equal(policy.act(a.snapshot()), expected)  # its own state is another one
     with pytest.raises(TypeError, match="expected a twin Snapshot"):
         policy.act(a.state())
+
+
+def test_the_worlds_preset_composes_into_a_valid_config():
+    """`+experiment=ppo_worlds`: ppo_network_sku's settings, the six scenarios drawn per episode and two held out."""
+    from hydra import compose, initialize
+    from omegaconf import OmegaConf
+
+    from experiments.training import load_train_config
+
+    with initialize(config_path="../../conf", version_base="1.3"):
+        cfg = compose(config_name="train", overrides=["+experiment=ppo_worlds"])
+        plain = compose(config_name="train")
+    config = load_train_config(OmegaConf.to_container(cfg, resolve=True))
+    env, worlds = config.setup.env, config.setup.env.worlds
+    assert (env.granularity, env.action.kind, config.agent.train_batch_size) == ("node_sku", "safety_factor", 365)
+    assert set(worlds.scenarios) == {"baseline", "covid_2020", "flash_sale", "port_strike", "dc_outage",
+                                     "holiday_peak"}
+    assert [h["name"] for h in worlds.hold_out] == ["port_strike", "custom"]
+    assert config.setup.plain["env"]["worlds"]["hold_out"][1]["name"] == "custom"  # a checkpoint keeps it
+    assert plain.env.worlds is None  # off unless asked for
