@@ -246,7 +246,10 @@ class Refitting:
             raise SpecError(f"forecaster {self.name!r}: asked for day {day}, but it forecasts from the demand its "
                             f"run has seen, at that run's decision point (day {self.engine.day}); allowed: the "
                             f"attached run's day")
-        if self.fitted_day < 0 or day - self.fitted_day >= self.refit_every or day < self.fitted_day:
+        due = self.fitted_day < 0 or day - self.fitted_day >= self.refit_every or day < self.fitted_day
+        # the run's end (the env's last observation, no decision follows) has no day left to forecast: a refit
+        # there would ask for 0 days, so the last path carries on (its last day's level, as past its end)
+        if due and (self.fitted_day < 0 or day < self.engine.horizon):
             self._refit(day)
         return day - self.fitted_day
 
