@@ -1,4 +1,5 @@
-"""Series panels from arrays, from CSV/Parquet files of `series_id, date, value`, and from the twin.
+"""Series panels from arrays, from CSV/Parquet files of `series_id, date, value` (or Nixtla's `unique_id, ds,
+y`), and from the twin.
 
 A file gets one check before any work starts; each problem raises a DataError
 naming the column, series or row and what is allowed. The frequency is
@@ -69,6 +70,7 @@ def panel_from_arrays(values: np.ndarray, start: str = "2020-01-01", freq: str =
 # ---------------------------------------------------------------------------
 
 REQUIRED_COLUMNS = ("series_id", "date", "value")
+NIXTLA_COLUMNS = ("unique_id", "ds", "y")  # the same three in Nixtla's long format (statsforecast, neuralforecast)
 TWIN_COLUMNS = ("replication", "day", "node", "sku", "demand", "expected_demand")  # experiments.simulate's per-SKU file
 TWIN_START = DAY_ZERO.isoformat()  # day 0 of a twin run (twin/calendar.py)
 
@@ -102,13 +104,15 @@ def load_panel(path: str | Path) -> SeriesPanel:
 
 
 def panel_from_frame(frame: pd.DataFrame, source: str = "data") -> SeriesPanel:
-    """Check a long table of `series_id, date, value` (+ optional columns) and turn it into a panel.
+    """Check a long table of `series_id, date, value` (+ optional columns) and turn it into a panel. Nixtla's
+    names for the three, `unique_id, ds, y`, are read as them (one naming or the other, not a mix).
 
     Numeric extra columns become covariates (known in advance on every date);
     text columns constant within each series become categories. Each series'
     dates must increase and leave no period out; series may start late but
     must all end on the same date. Values must be finite and >= 0.
     """
+    frame = _own_names(frame, source)
     missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
     if missing:
         raise DataError(f"{source}: missing column(s) {', '.join(map(repr, missing))}; required: "
@@ -168,6 +172,26 @@ def panel_from_frame(frame: pd.DataFrame, source: str = "data") -> SeriesPanel:
                        covariate_names=tuple(numeric), categories=categories)
 
 
+def _own_names(frame: pd.DataFrame, source: str) -> pd.DataFrame:
+    """`frame` with Nixtla's `unique_id, ds, y` renamed to `series_id, date, value` (unchanged if it has none of
+    them); DataError for a frame naming a column both ways, or Nixtla's only in part."""
+    nixtla = [c for c in NIXTLA_COLUMNS if c in frame.columns]
+    if not nixtla:
+        return frame
+    both = [f"{n!r} and {o!r}" for n, o in zip(NIXTLA_COLUMNS, REQUIRED_COLUMNS) if n in frame.columns
+            and o in frame.columns]
+    if both:
+        raise DataError(f"{source}: columns {', '.join(both)} name the same thing; allowed: series_id, date, value "
+                        f"or Nixtla's unique_id, ds, y, not both")
+    absent = [c for c in NIXTLA_COLUMNS if c not in frame.columns]
+    if absent:
+        raise DataError(f"{source}: Nixtla's column(s) {', '.join(map(repr, nixtla))} without "
+                        f"{', '.join(map(repr, absent))}; required: unique_id, ds, y (or series_id, date, value)")
+    renamed = frame.rename(columns=dict(zip(NIXTLA_COLUMNS, REQUIRED_COLUMNS)))
+    renamed.attrs["file_names"] = dict(zip(REQUIRED_COLUMNS, NIXTLA_COLUMNS))  # errors name the file's columns
+    return renamed
+
+
 def _first_bad(source: str, frame: pd.DataFrame, bad: pd.Series, column: str, problem: str) -> None:
     """DataError naming the first row where `bad` holds (file row numbers count the header as row 1)."""
     bad = np.asarray(bad, dtype=bool)
@@ -175,7 +199,8 @@ def _first_bad(source: str, frame: pd.DataFrame, bad: pd.Series, column: str, pr
         i = int(np.flatnonzero(bad)[0])
         row = frame.iloc[i]
         value = row[column].item() if hasattr(row[column], "item") else row[column]  # numpy scalar -> plain
-        raise DataError(f"{source}: row {i + 2} (series {str(row['series_id'])!r}): column {column!r} value "
+        shown = frame.attrs.get("file_names", {}).get(column, column)  # the file's own name (Nixtla's y for value)
+        raise DataError(f"{source}: row {i + 2} (series {str(row['series_id'])!r}): column {shown!r} value "
                         f"{value!r} {problem}" + (f" ({int(bad.sum())} rows in all)" if bad.sum() > 1 else ""))
 
 

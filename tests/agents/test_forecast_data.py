@@ -124,3 +124,27 @@ def test_real_series_bundled_in_statsmodels_load(name):
     assert panel.length > 150 and np.isfinite(panel.values).all() and (panel.values >= 0).all()
     with pytest.raises(DataError, match="allowed: statsmodels:elec_equip"):
         load_panel("statsmodels:airline")
+
+
+def test_nixtlas_long_format_reads_as_the_same_panel(tmp_path):
+    data = frame(promo=0.0)
+    data["region"] = np.where(data["series_id"] == "a", "north", "south")
+    data.loc[5, "promo"] = 1.0
+    ours = panel_from_frame(data)
+    nixtla = data.rename(columns={"series_id": "unique_id", "date": "ds", "value": "y"})
+    path = tmp_path / "nixtla.csv"
+    nixtla.to_csv(path, index=False)
+    theirs = load_panel(path)
+    assert theirs.ids == ours.ids and theirs.freq == ours.freq and theirs.covariate_names == ours.covariate_names
+    np.testing.assert_array_equal(theirs.values, ours.values)
+    np.testing.assert_array_equal(theirs.covariates, ours.covariates)
+    assert theirs.categories["region"].tolist() == ours.categories["region"].tolist()
+    # an error names the file's own column
+    bad = nixtla.copy()
+    bad.loc[3, "y"] = -2.0
+    with pytest.raises(DataError, match=r"row 5 \(series 'a'\): column 'y' value -2.0 is not allowed"):
+        panel_from_frame(bad)
+    with pytest.raises(DataError, match=r"columns 'y' and 'value' name the same thing"):
+        panel_from_frame(nixtla.assign(value=1.0))
+    with pytest.raises(DataError, match=r"Nixtla's column\(s\) 'unique_id', 'ds' without 'y'"):
+        panel_from_frame(nixtla.drop(columns="y"))
