@@ -44,7 +44,7 @@ The oracle cannot be saved: it reads the twin's own demand model and exists only
 
 This module imports no torch: saving an LSTM calls the forecaster's own `export_onnx` (torch is loaded with
 the forecaster, where it was trained), and loading or forecasting needs numpy, onnxruntime (LSTM),
-scikit-learn (gradient boosting) or statsforecast (ETS, ARIMA) only.
+scikit-learn (gradient boosting) or statsforecast (ETS, ARIMA, Croston, TSB, ADIDA, IMAPA) only.
 """
 
 from __future__ import annotations
@@ -68,7 +68,8 @@ from twin.config import SpecError
 
 FORMAT = "twin.forecaster/1"
 MANIFEST = "forecaster.json"
-LOCAL = ("seasonal_naive", "moving_average", "ets", "arima")  # fitted on the history they forecast from
+LOCAL = ("seasonal_naive", "moving_average", "ets", "arima",  # fitted on the history they forecast from
+         "croston", "tsb", "adida", "imapa")
 GLOBAL = ("gradient_boosting", "lstm")                         # fitted once, saved with their parameters
 SAVABLE = LOCAL + GLOBAL
 TREE_FILE = "gradient_boosting.joblib"
