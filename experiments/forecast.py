@@ -7,8 +7,10 @@
 
 The config is checked before any work (one `config error:` line naming the key,
 exit status 2; a bad data file likewise). Writes config.yaml, scores.csv,
-scores.md, forecast_vs_actual.png and error_by_horizon.png into the run
-directory, prints the table, and returns the objective (for sweepers).
+scores.md, cv.csv (every forecast as Nixtla's cross-validation frame, which
+utilsforecast.evaluation.evaluate reads), forecast_vs_actual.png and
+error_by_horizon.png into the run directory, prints the table, and returns the
+objective (for sweepers).
 
 With `output.save_forecaster=true` it then fits `forecaster` on the whole
 panel (after `data.max_series` and `data.holdout`) and saves it into
@@ -190,6 +192,7 @@ def main(cfg: DictConfig) -> float:
     (out / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(resolved)))
     rows = result.scores()
     write_scores(out / "scores.csv", rows, result)
+    result.cv_frame().to_csv(out / "cv.csv", index=False)
     table = format_scores(rows, result, config.source)
     (out / "scores.md").write_text(table + "\n")
     plot_forecasts(result, out / "forecast_vs_actual.png", config.plot_series)

@@ -5,6 +5,11 @@ horizon of data after it, so every forecast is scored on real values. Each
 horizon h is scored on the first h periods after every origin (MAE, RMSE, MAPE,
 sMAPE, MASE, pinball loss, 10-90% interval coverage); the error by step ahead
 is kept for plots. Forecasters see only `panel.until(origin, future=H)`.
+
+`BacktestResult.cv_frame()` is the same forecasts as Nixtla's cross-validation
+frame (unique_id, ds, cutoff, y, one column per forecaster, its quantiles as
+`<name>-lo-80`, `<name>-median`, `<name>-hi-80`), which
+`utilsforecast.evaluation.evaluate` reads.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
 from agents.forecasting import metrics
 from agents.forecasting.base import Forecaster, SeriesPanel
@@ -90,9 +96,39 @@ class BacktestResult:
             r["mae_vs_oracle"] = r["mae"] / oracle[r["horizon"]] if oracle.get(r["horizon"]) else float("nan")
         return rows
 
+    def cv_frame(self) -> pd.DataFrame:
+        """Nixtla's cross-validation frame: one row per (series, origin, period after it) with unique_id, ds,
+        cutoff (the last date of the history), y and each forecaster's mean and quantile columns.
+
+        Rows run by series, then origin, then step ahead; a quantile level that a forecaster lacks is NaN.
+        """
+        plan, panel = self.plan, self.panel
+        n_origins, n, longest = self.actual.shape
+        steps = np.arange(longest)
+        frame = pd.DataFrame({
+            "unique_id": np.repeat(np.asarray(panel.ids, dtype=object), n_origins * longest),
+            "ds": np.tile(np.concatenate([panel.dates[o + steps] for o in plan.origins]), n),
+            "cutoff": np.tile(np.repeat(panel.dates[[o - 1 for o in plan.origins]], longest), n),
+            "y": self.actual.transpose(1, 0, 2).reshape(-1)})
+        columns = {}
+        for name, run in self.runs.items():
+            columns[name] = run.mean.transpose(1, 0, 2).reshape(-1)
+            for i, q in enumerate(run.levels):
+                columns[quantile_column(name, q)] = run.quantiles[..., i].transpose(1, 0, 2).reshape(-1)
+        return pd.concat([frame, pd.DataFrame(columns)], axis=1)
+
     def mae_by_step(self) -> dict[str, np.ndarray]:
         """(H,) mean absolute error at each step ahead, per forecaster."""
         return {name: np.nanmean(np.abs(self.actual - run.mean), axis=(0, 1)) for name, run in self.runs.items()}
+
+
+def quantile_column(model: str, q: float) -> str:
+    """Nixtla's name of quantile `q` of `model`: `<model>-lo-80` for 0.1, `<model>-hi-80` for 0.9 (the ends of
+    the central 80% interval), `<model>-median` for 0.5."""
+    if np.isclose(q, 0.5):
+        return f"{model}-median"
+    level = round(abs(2 * q - 1) * 100, 6)
+    return f"{model}-{'lo' if q < 0.5 else 'hi'}-{int(level) if level == int(level) else level:g}"
 
 
 def score(actual: np.ndarray, mean: np.ndarray, quantiles: np.ndarray, levels: tuple[float, ...],
