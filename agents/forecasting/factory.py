@@ -27,6 +27,7 @@ FORECASTERS: Registry[type] = Registry("forecaster.name", {
     "lstm": "agents.forecasting.lstm:LSTMForecaster",
     "ensemble": "agents.forecasting.ensemble:Ensemble",
     "oracle": "agents.forecasting.oracle:TrueMean",
+    "conformal": "agents.forecasting.conformal:Conformal",
 }, lazy=True)
 
 
@@ -57,11 +58,26 @@ def forecaster_factory(spec: str | Mapping[str, Any], path: str = "forecaster") 
 
         def make() -> Forecaster:
             return cls([f() for f in factories], **params)
+    elif name == "conformal":
+        base = params.pop("base", None) or "seasonal_naive"
+        base_name = base if isinstance(base, str) else base.get("name") if isinstance(base, Mapping) else None
+        if (base_name in FORECASTERS and "max_horizon" in inspect.signature(forecaster_class(base_name)).parameters
+                and params.get("max_horizon") is not None):  # a base that needs it calibrates as far
+            base = {"name": base} if isinstance(base, str) else dict(base)
+            base["max_horizon"] = base.get("max_horizon") or params["max_horizon"]
+        if not isinstance(base, (str, Mapping)):
+            raise SpecError(f"{path}.base: {base!r} is not a forecaster config; allowed: a name or a mapping "
+                            f"with name")
+        make_base = forecaster_factory(base, f"{path}.base")
+
+        def make() -> Forecaster:
+            return cls(make_base, **params)
     else:
         def make() -> Forecaster:
             return cls(**params)
     try:
         make()
     except (TypeError, ValueError) as error:
-        raise SpecError(f"{path}: {error}") from error
+        key = str(error).split(": ", 1)[-1].split(" ", 1)[0]  # "Class: key value is not allowed ..."
+        raise SpecError(f"{path}.{key}: {error}" if key in params else f"{path}: {error}") from error
     return make

@@ -21,6 +21,7 @@ SPECS = {
              "verbose": False},
     "ensemble": {"members": ["seasonal_naive", "moving_average"]},
     "oracle": {},
+    "conformal": {"base": "moving_average", "origins": 2, "step": 7, "max_horizon": 14},
 }
 
 

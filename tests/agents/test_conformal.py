@@ -1,0 +1,107 @@
+"""Conformal calibration: the 80% band covers 80% on held-out origins where the base's does not, without look-ahead."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from agents.forecasting.backtest import BacktestPlan, backtest
+from agents.forecasting.classical import MovingAverage, SeasonalNaive
+from agents.forecasting.conformal import Conformal, conformal_offsets
+from agents.forecasting.data import panel_from_arrays
+from agents.forecasting.factory import FORECASTERS, forecaster_factory
+from twin.config import SpecError
+
+
+def coverages(values: np.ndarray, base: str | dict) -> dict[str, float]:
+    """80% coverage of the base and of its conformal wrapper over 3 held-out origins, horizon 28."""
+    panel = panel_from_arrays(values)
+    plan = BacktestPlan.of(panel, horizons=(28,), n_origins=3, step=28)
+    conformal = {"name": "conformal", "base": base, "origins": 4, "step": 28, "max_horizon": 28}
+    result = backtest(panel, {"base": forecaster_factory(base), "conformal": forecaster_factory(conformal)}, plan)
+    return {row["forecaster"]: row["coverage_80"] for row in result.scores()}
+
+
+def test_a_too_wide_band_is_calibrated():
+    # constant level + iid Normal(0, 10): seasonal naive widens its band by sqrt(2) every week ahead (a random
+    # walk's rule), far too wide for white noise past the first week
+    values = 100 + np.random.default_rng(0).normal(0, 10, (300, 400))
+    cover = coverages(values, "seasonal_naive")
+    assert cover["base"] > 0.88, cover
+    assert abs(cover["conformal"] - 0.80) < 0.05, cover
+
+
+def test_a_too_narrow_band_is_calibrated():
+    # a random-walk level + Normal(0, 5) noise: the moving average's flat band from one-step residuals is too
+    # narrow weeks ahead, as the level drifts away
+    rng = np.random.default_rng(1)
+    values = 200 + np.cumsum(rng.normal(0, 1.5, (300, 400)), axis=1) + rng.normal(0, 5, (300, 400))
+    cover = coverages(values, {"name": "moving_average", "window": 28})
+    assert cover["base"] < 0.74, cover
+    assert abs(cover["conformal"] - 0.80) < 0.05, cover
+
+
+class Spy(MovingAverage):
+    """A moving average that keeps every history it was fitted on."""
+
+    fitted: list = []
+
+    def fit(self, history):
+        Spy.fitted.append(history)
+        super().fit(history)
+
+
+def test_calibration_reads_only_prefixes_of_the_fit_history():
+    values = 50 + np.random.default_rng(2).normal(0, 5, (20, 200))
+    history = panel_from_arrays(values).until(150)
+    Spy.fitted = []
+    model = Conformal(Spy, origins=3, step=10, max_horizon=14)
+    model.fit(history)
+    assert model.calibration_origins == (116, 126, 136)  # the last window [136, 150) ends with the history
+    lengths = [h.length for h in Spy.fitted]
+    assert lengths == [116, 126, 136, 150]
+    for fitted in Spy.fitted:
+        np.testing.assert_array_equal(fitted.values, values[:, :fitted.length])
+        assert len(fitted.dates) <= 150  # neither values nor dates past the fit history
+    forecast = model.predict(20)  # longer than calibrated: the last step's offsets carry on
+    assert forecast.mean.shape == (20, 20)
+    np.testing.assert_allclose(forecast.quantiles[:, 13], forecast.quantiles[:, 19])
+
+
+def test_the_mean_is_the_bases_and_the_quantiles_follow_the_offsets():
+    values = 10 + np.random.default_rng(3).normal(0, 1, (30, 120))
+    panel = panel_from_arrays(values)
+    base, model = SeasonalNaive(), Conformal(SeasonalNaive(), origins=2, step=7, max_horizon=7, scale="none")
+    base.fit(panel)
+    model.fit(panel)
+    forecast = model.predict(7)
+    np.testing.assert_array_equal(forecast.mean, base.predict(7).mean)
+    np.testing.assert_allclose(forecast.quantiles, forecast.mean[..., None] + model.offsets[None])
+
+
+def test_finite_sample_quantile():
+    scores = np.arange(1.0, 11.0)  # n = 10
+    # 0.9: ceil(11 * 0.9) = 10th; 0.5: ceil(5.5) = 6th; 0.1: floor(1.1) = 1st
+    np.testing.assert_array_equal(conformal_offsets(scores, (0.1, 0.5, 0.9)), [1.0, 6.0, 10.0])
+    assert np.isnan(conformal_offsets(np.array([np.nan]), (0.5,))).all()
+
+
+@pytest.mark.parametrize(("spec", "key"), [
+    ({"origins": 0}, "forecaster.origins"),
+    ({"step": -1}, "forecaster.step"),
+    ({"max_horizon": 0}, "forecaster.max_horizon"),
+    ({"scale": "log"}, "forecaster.scale"),
+    ({"window": 3}, "forecaster.window"),
+    ({"base": "crystal_ball"}, "forecaster.base.name"),
+    ({"base": {"name": "moving_average", "window": 0}}, "forecaster.base.window"),
+])
+def test_bad_parameters_name_the_key(spec, key):
+    with pytest.raises(SpecError, match=f"^{key}: "):
+        forecaster_factory({"name": "conformal", **spec})
+
+
+def test_registered_and_too_short_a_history_is_an_error():
+    assert "conformal" in FORECASTERS.allowed()
+    model = forecaster_factory({"name": "conformal", "base": "moving_average", "max_horizon": 60})()
+    with pytest.raises(ValueError, match="max_horizon"):
+        model.fit(panel_from_arrays(np.ones((2, 50))))
