@@ -122,6 +122,15 @@ class Forecaster(Protocol):
         for forecasters that read future covariates)."""
 
 
+def fit_starts(values: np.ndarray, max_length: int | None = None) -> np.ndarray:
+    """Per series (rows of `values`, NaN before a series starts): the period a local model fits from, its first
+    observation, or the last `max_length` periods where set; the number of periods for a series never observed."""
+    t = values.shape[1]
+    observed = ~np.isnan(values)
+    first = np.where(observed.any(axis=1), np.argmax(observed, axis=1), t)
+    return np.maximum(first, t - max_length) if max_length else first
+
+
 def check_horizon(name: str, horizon: int, history: SeriesPanel | None, needs_covariates: bool = False) -> SeriesPanel:
     """The fitted history, after checking `predict` may run for `horizon` periods; clear errors otherwise."""
     if history is None:

@@ -12,6 +12,7 @@ from agents.forecasting.base import (
     Forecast,
     SeriesPanel,
     check_horizon,
+    fit_starts,
     nan_quantiles,
     residual_quantiles,
     sorted_quantiles,
@@ -150,10 +151,7 @@ class _StatsForecastModel:
         history = check_horizon(self.name, horizon, self._history)
         values = history.values
         n, t = values.shape
-        observed = ~np.isnan(values)
-        first = np.where(observed.any(axis=1), np.argmax(observed, axis=1), t)
-        if self.max_length:
-            first = np.maximum(first, t - self.max_length)
+        first = fit_starts(values, self.max_length)
         season = max(1, self.season_length or history.freq.season_length)
         seasons = np.where(t - first >= 2 * season, season, 1)
         mean = np.zeros((n, horizon))

@@ -24,7 +24,14 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from agents.forecasting.base import QUANTILE_LEVELS, Forecast, SeriesPanel, check_horizon, residual_quantiles
+from agents.forecasting.base import (
+    QUANTILE_LEVELS,
+    Forecast,
+    SeriesPanel,
+    check_horizon,
+    fit_starts,
+    residual_quantiles,
+)
 
 
 def _check_levels(name: str, levels: tuple) -> tuple[float, ...]:
@@ -74,10 +81,7 @@ class _IntermittentModel:
         history = check_horizon(self.name, horizon, self._history)
         values = history.values
         n, t = values.shape
-        observed = ~np.isnan(values)
-        first = np.where(observed.any(axis=1), np.argmax(observed, axis=1), t)
-        if self.max_length:
-            first = np.maximum(first, t - self.max_length)
+        first = fit_starts(values, self.max_length)
         mean = np.zeros((n, horizon))
         residuals = np.full((n, t), np.nan)
         rows = np.flatnonzero(first < t)
