@@ -209,10 +209,10 @@ def _decide_or_error(bundle: Bundle, state: ErpState) -> DecisionResponse | Exce
 
 def _merge_key(bundle: Bundle, state: ErpState) -> str | None:
     """What requests must share to be decided as one state (everything but their locations), or None when this
-    one is decided on its own: a location other than a store (a DC's numbers come from its stores), an item
-    forecast from history (a panel forecast), or a policy whose node decisions are not independent."""
-    if not bundle.policy.decides_nodes_independently:
-        return None
+    one is decided on its own: a location other than a store (a DC's numbers come from its stores), or an item
+    forecast from history (a panel forecast). Every policy a bundle holds decides a node from its own rows (a rule
+    from its position and forecast; OnnxPolicy from ObsInputs.rows and the network's shock flags, its heads
+    scoring one (node, SKU) or one node's SKUs at a time), so stores' requests merge whatever the policy."""
     roles = bundle.manifest.roles
     for location in state.locations:
         if roles.get(location.id) != "store":

@@ -61,7 +61,6 @@ class RulePolicy:
         self.is_supplier = np.asarray(is_supplier, dtype=bool)
         self.needs_forecast = rule == "forecast_base_stock"
         self.needs_spread = self.needs_forecast
-        self.decides_nodes_independently = True  # each node's order from its own position (and forecast)
         a = self.arrays
         self._static = {"base_stock": lambda: BaseStock(a["levels"]), "ss": lambda: SS(a["s"], a["S"]),
                         "rop": lambda: ReorderPointEOQ(a["reorder_point"], a["quantity"])}.get(rule, lambda: None)()
@@ -100,9 +99,6 @@ class OnnxPolicy:
     """Greedy decisions of exported RLModules: observation (ObsSpec) -> ONNX scores -> argmax -> ActionMap."""
 
     needs_forecast = True
-    # a node's observation is its own rows (ObsInputs.rows) and the network's shock flags; heads score one
-    # (node, SKU) or one node's SKUs at a time
-    decides_nodes_independently = True
     initial_on_hand: np.ndarray | None = None  # the stock its training episodes started with, where known
 
     def __init__(self, heads: list[Head], obs_spec: ObsSpec, profile: ItemProfile, action: ActionMap,

@@ -115,6 +115,15 @@ def _statsforecast_level(q: float) -> tuple[str, float]:
     return ("lo", round((1 - 2 * q) * 100, 6)) if q < 0.5 else ("hi", round((2 * q - 1) * 100, 6))
 
 
+def statsforecast_frame(values: np.ndarray, rows: np.ndarray, first: np.ndarray) -> pd.DataFrame:
+    """statsforecast's long frame (`unique_id, ds, y`) of `rows` of `values`, each from its fit start `first[row]`;
+    `ds` the integer time position (freq=1): robust to any calendar."""
+    t = values.shape[1]
+    row_of = np.repeat(rows, t - first[rows])
+    ds = np.concatenate([np.arange(first[i], t) for i in rows])
+    return pd.DataFrame({"unique_id": row_of, "ds": ds, "y": values[row_of, ds]})
+
+
 class _StatsForecastModel:
     """One statsforecast model fitted per series, all series in one StatsForecast call per season length.
 
@@ -159,10 +168,7 @@ class _StatsForecastModel:
         level = sorted({lv for kind, lv in self._outputs if kind != "mean"})
         for m in np.unique(seasons[first < t]):
             rows = np.flatnonzero((seasons == m) & (first < t))
-            # integer time positions (freq=1) after each series' first observation: robust to any calendar
-            row_of = np.repeat(rows, t - first[rows])
-            ds = np.concatenate([np.arange(first[i], t) for i in rows])
-            df = pd.DataFrame({"unique_id": row_of, "ds": ds, "y": values[row_of, ds]})
+            df = statsforecast_frame(values, rows, first)
             sf = StatsForecast(models=[self._model(int(m))], freq=1, n_jobs=self.n_jobs, fallback_model=Naive())
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")

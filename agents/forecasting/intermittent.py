@@ -22,7 +22,6 @@ import numbers
 import warnings
 
 import numpy as np
-import pandas as pd
 
 from agents.forecasting.base import (
     QUANTILE_LEVELS,
@@ -32,6 +31,7 @@ from agents.forecasting.base import (
     fit_starts,
     residual_quantiles,
 )
+from agents.forecasting.classical import statsforecast_frame
 
 
 def _check_levels(name: str, levels: tuple) -> tuple[float, ...]:
@@ -86,10 +86,7 @@ class _IntermittentModel:
         residuals = np.full((n, t), np.nan)
         rows = np.flatnonzero(first < t)
         if len(rows):
-            # integer time positions (freq=1) after each series' first observation: robust to any calendar
-            row_of = np.repeat(rows, t - first[rows])
-            ds = np.concatenate([np.arange(first[i], t) for i in rows])
-            df = pd.DataFrame({"unique_id": row_of, "ds": ds, "y": values[row_of, ds]})
+            df = statsforecast_frame(values, rows, first)
             sf = StatsForecast(models=[self._model()], freq=1, n_jobs=self.n_jobs, fallback_model=Naive())
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # "computing fitted values is very expensive", divisions by zero
