@@ -56,6 +56,7 @@ def main(cfg: DictConfig) -> None:
         policy_seed = r.integer("policy_seed", 0, low=0)
         reference = r.text("reference", "rop")
         forecast_z = read_safety_factors(r.child("forecast_z"))
+        refit_every = r.integer("forecast_refit_every", 7, low=0, high=10**6)
         replan = ReplanSpec.from_dict(r.raw("replan"), "replan")
         case_path = r.raw("case")
         entries = r.sequence("policies", ())
@@ -70,7 +71,8 @@ def main(cfg: DictConfig) -> None:
         if case and (demand_data or {}).get("mode", "model") != "model":
             raise SpecError("demand: a reference case runs its own demand law; allowed: demand=model with case=PATH")
         demand = None if case else demand_source_from_dict(demand_data, network, horizon)
-        policies = load_policies(entries, network, horizon, policy_seed, case, forecast_z, replan, demand)
+        policies = load_policies(entries, network, horizon, policy_seed, case, forecast_z, replan, demand,
+                                  forecast_refit_every=refit_every)
         if reference not in policies:
             raise SpecError(f"reference: {reference!r} is not among the policies {list(policies)}")
     seeds = held_out.seeds

@@ -23,9 +23,10 @@ from twin import SpecError
 from twin.spec import NetworkSpec
 
 
-def live_forecaster(name: str, key: str):
-    """A fresh live forecaster `name`: the oracle, or a forecaster refitted weekly with the settings of
-    conf/forecaster/NAME.yaml (a null there: the class default); SpecError naming `key` if unknown."""
+def live_forecaster(name: str, key: str, refit_every: int = 7):
+    """A fresh live forecaster `name`: the oracle, or a forecaster with the settings of conf/forecaster/NAME.yaml
+    (a null there: the class default) refitted every `refit_every` days (0: fitted once before the run and
+    re-forecast weekly, as `env.forecast_refit_every=0` does in training); SpecError naming `key` if unknown."""
     from agents.forecasting.factory import FORECASTERS, forecaster_factory
     from agents.forecasting.live import OracleForecaster, Refitting
 
@@ -36,10 +37,10 @@ def live_forecaster(name: str, key: str):
     path = CONF_DIR / "forecaster" / f"{name}.yaml"
     spec = yaml.safe_load(path.read_text()) if path.is_file() else {"name": name}
     spec = {k: v for k, v in spec.items() if v is not None}
-    return Refitting(forecaster_factory(spec, key), name)
+    return Refitting(forecaster_factory(spec, key), name, refit_every=refit_every, key="forecast_refit_every")
 
 
-def forecast_policy(name: str, key: str, z: dict[str, float] | None = None):
+def forecast_policy(name: str, key: str, z: dict[str, float] | None = None, refit_every: int = 7):
     """The forecast-driven base-stock policy with live forecaster `name` (`live_forecaster`)."""
     from agents.baselines.forecast_policy import ForecastBaseStock
     from agents.forecasting.factory import FORECASTERS
@@ -47,7 +48,7 @@ def forecast_policy(name: str, key: str, z: dict[str, float] | None = None):
     if name not in FORECASTERS:
         raise SpecError(f"{key}: forecaster {name!r} is not allowed; allowed: forecast:NAME with NAME one of "
                         f"{FORECASTERS.allowed()}")
-    return ForecastBaseStock(live_forecaster(name, key), z=z)
+    return ForecastBaseStock(live_forecaster(name, key, refit_every), z=z)
 
 
 def replan_policy(network: NetworkSpec, name: str | None, key: str, settings=None):
@@ -61,9 +62,11 @@ def replan_policy(network: NetworkSpec, name: str | None, key: str, settings=Non
 
 
 def load_policies(entries: list, network: NetworkSpec, horizon: int, seed: int, case=None,
-                  forecast_z: dict[str, float] | None = None, replan=None, demand=None) -> dict[str, object]:
+                  forecast_z: dict[str, float] | None = None, replan=None, demand=None,
+                  forecast_refit_every: int = 7) -> dict[str, object]:
     """Build each policy entry (see the module docstring); SpecError naming `policies[i]` if one is bad. `demand`:
-    the run's demand history (twin.demand_history.DemandSource), which the static policies' levels are set from."""
+    the run's demand history (twin.demand_history.DemandSource), which the static policies' levels are set from;
+    `forecast_refit_every`: the refit schedule of `forecast:NAME` entries (`live_forecaster`)."""
     if not entries:
         raise SpecError("policies: empty; allowed: a list of at least one policy")
     policies: dict[str, object] = {}
@@ -98,7 +101,7 @@ def load_policies(entries: list, network: NetworkSpec, horizon: int, seed: int, 
             spec = PolicySpec.from_dict(yaml.safe_load(path.read_text()), key)
             label, policy = f"{spec.name}:{path.stem}", spec.build(network, horizon, seed, demand)
         elif sep and kind == "forecast":
-            label, policy = f"forecast:{rest}", forecast_policy(rest, key, forecast_z)
+            label, policy = f"forecast:{rest}", forecast_policy(rest, key, forecast_z, forecast_refit_every)
         elif entry == "replan" or (sep and kind == "replan"):
             policy = replan_policy(network, rest or None, key, replan)
             label = policy.name

@@ -83,6 +83,7 @@ class EnvConfig:
     cost_weights: CostWeights = field(default_factory=CostWeights)
     downstream_shortage_weight: float = 0.0  # a DC's reward also counts this share of its stores' shortage cost
     forecaster: str = "oracle"
+    forecast_refit_every: int = 7  # days between the learned forecaster's refits; 0: fitted once before the run
     initial_stock: float = 1.0  # start with this multiple of forecast demand over lead time + review on hand
     obs_spec: ObsSpec = field(default_factory=ObsSpec)
     worlds: WorldSpec | None = None  # a distribution of worlds drawn per episode (agents/envs/worlds.py);
@@ -99,7 +100,7 @@ class EnvConfig:
                             f"allowed: [0, 1]")
         if self.episode_days < 1 or self.review_period < 1:
             raise SpecError("env.episode_days and env.review_period: allowed: integers >= 1")
-        forecaster_from_name(self.forecaster)
+        forecaster_from_name(self.forecaster, self.forecast_refit_every)
         # a scenario error names its key now, not in an env runner later
         scenarios.build(self.scenario, self.network, self.episode_days, **dict(self.scenario_params))
         if self.worlds is not None:
@@ -125,6 +126,7 @@ def env_config_from_dict(data: Mapping[str, Any] | None, network: NetworkSpec,
         cost_weights=_cost_weights(r.raw("cost_weights")),
         downstream_shortage_weight=r.number("downstream_shortage_weight", 0.0, low=0.0, high=1.0),
         forecaster=r.choice("forecaster", tuple(FORECASTERS), "oracle"),
+        forecast_refit_every=r.integer("forecast_refit_every", 7, low=0, high=36500),
         initial_stock=r.number("initial_stock", 1.0, low=0.0, high=100.0),
         obs_spec=ObsSpec(pipeline_ages=r.integer("pipeline_ages", 8, low=1, high=365)),
         worlds=worlds_from_dict(r.raw("worlds")),
@@ -191,7 +193,7 @@ class SupplyChainSim:
         self._daily_mean = stats.mean
         self.initial_on_hand = initial_on_hand(config, self.topology, stats.mean)
         self.engine: Engine | None = None
-        self.forecaster = forecaster_from_name(config.forecaster)
+        self.forecaster = forecaster_from_name(config.forecaster, config.forecast_refit_every)
         self._episode_seeds: np.random.Generator | None = None
         self.episode_seed = 0
         self._forecast = np.zeros((len(self.topology.names), self.n_sku))

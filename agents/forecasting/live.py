@@ -155,6 +155,13 @@ class OracleForecaster:
 class Refitting:
     """Any panel forecaster made live: refitted every `refit_every` days on the store demand observed so far.
 
+    `refit_every=0` fits once, on the year before the run, and then re-forecasts
+    every `forecast_every` days from the demand observed so far with the fitted
+    model (`predict_from`: no training), as a model trained offline and deployed
+    does. That is far cheaper (one fit per run, not one a week), which is what
+    makes training RL agents on a learned forecast affordable; only forecasters
+    with `predict_from` (gradient boosting, the LSTM) can do it.
+
     Series are (store, SKU) pairs. Their history is `history_days` of the year
     before the run (the same network and calendar, its own seed and no shocks:
     the sales a retailer has when it starts) followed by the run's demand up to
@@ -166,14 +173,23 @@ class Refitting:
     """
 
     def __init__(self, make: Callable[[], Forecaster], name: str, refit_every: int = 7, history_days: int = 365,
-                 max_periods: int = 30) -> None:
-        if refit_every < 1:
-            raise SpecError(f"refit_every: {refit_every} is not allowed; allowed: >= 1 day")
+                 max_periods: int = 30, forecast_every: int = 7, key: str = "refit_every") -> None:
+        if refit_every < 0:
+            raise SpecError(f"{key}: {refit_every} is not allowed; allowed: >= 1 day, or 0 (fit once, before "
+                            f"the run)")
+        if forecast_every < 1:
+            raise SpecError(f"forecast_every: {forecast_every} is not allowed; allowed: >= 1 day")
+        if refit_every == 0 and not hasattr(make(), "predict_from"):
+            raise SpecError(f"{key}: 0 (fit once) needs a forecaster that forecasts from new demand without "
+                            f"refitting; {name!r} cannot; allowed: gradient_boosting, lstm, or a refit every "
+                            f">= 1 day")
         if history_days < 365 or history_days % 365:
             raise SpecError(f"history_days: {history_days} is not allowed; allowed: a whole number of years "
                             f"(365, 730, ...), so the calendar lines up")
         self.make, self.name = make, name
         self.refit_every, self.history_days, self.max_periods = refit_every, history_days, max_periods
+        # a refit forecasts too; between refits (refit_every=0: after the first) forecasts every forecast_every days
+        self.forecast_every = refit_every or forecast_every
         self.forecaster: Forecaster | None = None
         self.fit_seconds: list[float] = []
         self.fit_days: list[int] = []  # the days a refit happened, and how many days of the run it saw (tests)
@@ -199,7 +215,8 @@ class Refitting:
         self.descendants = topo.descendants[:, self.stores].astype(np.float32)  # (nodes, stores)
         self.path_mean: np.ndarray | None = None
         self.forecaster = None
-        self.fitted_day = -1
+        self.fitted_day = -1      # the day of the last fit
+        self.forecast_day = -1    # the day the current forecast path starts
         self.fit_seconds, self.fit_days = [], []
 
     def history(self, day: int, future: int) -> SeriesPanel:
@@ -214,18 +231,23 @@ class Refitting:
                            covariates=self.covariates[:, :stop], covariate_names=self.template.covariate_names,
                            categories=self.template.categories)
 
-    def _refit(self, day: int) -> None:
-        ahead = self.refit_every + self.max_periods
+    def _refit(self, day: int, fit: bool) -> None:
+        """Forecast the path from `day`: fitted anew on the history so far (`fit`), or by the fitted model."""
+        ahead = self.forecast_every + self.max_periods
         history = self.history(day, future=ahead)
         started = time.perf_counter()
         # one forecaster per run, refitted in place: a model that can warm-start (the LSTM) continues training
         forecaster = self.forecaster if self.forecaster is not None else self.make()
         # not past the run's end (no covariates there) nor past what the model can forecast
         ahead = min(ahead, history.future, getattr(forecaster, "max_horizon", ahead))
-        forecaster.fit(history)
-        forecast = forecaster.predict(ahead)
-        self.fit_seconds.append(time.perf_counter() - started)
-        self.fit_days.append(day)
+        if fit:
+            forecaster.fit(history)
+            forecast = forecaster.predict(ahead)
+            self.fit_seconds.append(time.perf_counter() - started)
+            self.fit_days.append(day)
+            self.fitted_day = day
+        else:
+            forecast = forecaster.predict_from(history, ahead)
         self.forecaster = forecaster
         n_store, n_sku = len(self.stores), self.engine.n_sku
         mean = forecast.mean.reshape(n_store, n_sku, ahead)
@@ -236,8 +258,8 @@ class Refitting:
         zero = np.zeros((1, *node_mean.shape[1:]))
         self.path_mean = np.concatenate([zero, node_mean.cumsum(axis=0)])
         self.path_var = np.concatenate([zero, node_var.cumsum(axis=0)])
-        self.fitted_day = day
-        if len(self.fit_days) == 1 or len(self.fit_days) % 10 == 0:
+        self.forecast_day = day
+        if fit and (len(self.fit_days) == 1 or len(self.fit_days) % 10 == 0):
             log.info("%s: refit %d on day %d (%d series, %.2f s)", self.name, len(self.fit_days), day,
                      history.n, self.fit_seconds[-1])
 
@@ -246,12 +268,13 @@ class Refitting:
             raise SpecError(f"forecaster {self.name!r}: asked for day {day}, but it forecasts from the demand its "
                             f"run has seen, at that run's decision point (day {self.engine.day}); allowed: the "
                             f"attached run's day")
-        due = self.fitted_day < 0 or day - self.fitted_day >= self.refit_every or day < self.fitted_day
+        fit_due = self.fitted_day < 0 or (self.refit_every > 0 and day - self.fitted_day >= self.refit_every)
+        due = fit_due or day - self.forecast_day >= self.forecast_every or day < self.forecast_day
         # the run's end (the env's last observation, no decision follows) has no day left to forecast: a refit
         # there would ask for 0 days, so the last path carries on (its last day's level, as past its end)
-        if due and (self.fitted_day < 0 or day < self.engine.horizon):
-            self._refit(day)
-        return day - self.fitted_day
+        if due and (self.forecast_day < 0 or day < self.engine.horizon):
+            self._refit(day, fit=fit_due or day < self.forecast_day)
+        return day - self.forecast_day
 
     def over(self, day: int, periods: np.ndarray) -> np.ndarray:
         offset = self._path(day)
@@ -265,12 +288,13 @@ class Refitting:
         return np.sqrt(np.maximum(_window_sums(self.path_var, offset, periods, last_day), 0.0))
 
 
-def forecaster_from_name(name: str) -> LiveForecaster:
-    """A fresh live forecaster by name: `oracle`, or any registered panel forecaster (refitted weekly with its
-    default settings); SpecError naming `forecaster` if unknown."""
+def forecaster_from_name(name: str, refit_every: int = 7, key: str = "env.forecast_refit_every") -> LiveForecaster:
+    """A fresh live forecaster by name: `oracle`, or any registered panel forecaster with its default settings,
+    refitted every `refit_every` days (0: fitted once before the run, re-forecast weekly; `Refitting`);
+    SpecError naming `forecaster` if unknown, `key` if the schedule is not allowed."""
     from agents.forecasting.factory import FORECASTERS, forecaster_factory
 
     if name == "oracle":
         return OracleForecaster()
     FORECASTERS.check(name, "env.forecaster")
-    return Refitting(forecaster_factory(name, "env.forecaster"), name)
+    return Refitting(forecaster_factory(name, "env.forecaster"), name, refit_every=refit_every, key=key)

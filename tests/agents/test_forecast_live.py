@@ -48,10 +48,27 @@ class LastWeek:
         return Forecast(mean=mean, quantiles=np.maximum(mean[..., None] + spread, 0), levels=QUANTILE_LEVELS)
 
 
-def run_live(network, shocks=(), days=70, refit_every=7):
+class LastWeekDeployed(LastWeek):
+    """LastWeek that also forecasts from a new history without refitting (what `refit_every=0` needs): the
+    level fitted stays, scaled by how the last week moved against it; keeps every history it forecast from."""
+
+    forecast_from: list[SeriesPanel] = []
+
+    def predict_from(self, history: SeriesPanel, horizon: int) -> Forecast:
+        LastWeekDeployed.forecast_from.append(history)
+        ratio = history.values[:, -7:].mean(axis=1) / np.maximum(self.level, 1e-9)
+        fitted = self.level
+        self.level = fitted * ratio
+        try:
+            return self.predict(horizon)
+        finally:
+            self.level = fitted
+
+
+def run_live(network, shocks=(), days=70, refit_every=7, make=LastWeek):
     """Forecasts over the next 3 days at every decision point of a run placing no orders."""
     engine = Engine(network, horizon=days, seed=3, shocks=shocks)
-    live = Refitting(LastWeek, "last_week", refit_every=refit_every)
+    live = Refitting(make, "last_week", refit_every=refit_every)
     live.attach(engine)
     periods = np.full(engine.n_nodes, 3)
     forecasts = []
@@ -72,6 +89,32 @@ def test_a_refit_sees_the_demand_of_the_days_before_it_and_no_later_day(small):
         expected = np.moveaxis(engine.demand_log[:day, stores, :], 0, -1)
         np.testing.assert_array_equal(run_part, expected)
         assert history.future == min(7 + 30, 70 - day)  # covariates (the plan) ahead, never values
+
+
+def test_fit_once_fits_on_the_year_before_and_forecasts_weekly_from_the_demand_seen(small):
+    """refit_every=0: one fit, on the year before the run; every 7 days after, the fitted model forecasts from
+    the history up to yesterday (no training), and no later demand reaches it."""
+    LastWeek.seen, LastWeekDeployed.forecast_from = [], []
+    engine, live, forecasts = run_live(small, refit_every=0, make=LastWeekDeployed)
+    assert live.fit_days == [0] and len(LastWeek.seen) == 1 and LastWeek.seen[0].length == 365
+    days = list(range(7, 70, 7))
+    assert [h.length - 365 for h in LastWeekDeployed.forecast_from] == days
+    stores = np.flatnonzero(engine.topology.is_store)
+    for day, history in zip(days, LastWeekDeployed.forecast_from):
+        run_part = history.values[:, 365:].reshape(len(stores), engine.n_sku, day)
+        np.testing.assert_array_equal(run_part, np.moveaxis(engine.demand_log[:day, stores, :], 0, -1))
+    surge = DemandShock(start=40, end=70, multiplier=3.0)
+    _, _, shocked = run_live(small, shocks=(surge,), refit_every=0, make=LastWeekDeployed)
+    np.testing.assert_array_equal(forecasts[:40], shocked[:40])
+    assert (shocked[49:] > 1.5 * forecasts[49:]).mean() > 0.9  # re-forecast on day 49 from 9 surge days
+
+
+def test_fit_once_needs_a_forecaster_that_forecasts_without_refitting():
+    with pytest.raises(SpecError, match=r"env.forecast_refit_every: 0 \(fit once\).*'seasonal_naive' cannot"):
+        forecaster_from_name("seasonal_naive", refit_every=0)
+    with pytest.raises(SpecError, match=r"env.forecast_refit_every: -1 is not allowed"):
+        forecaster_from_name("gradient_boosting", refit_every=-1)
+    assert forecaster_from_name("gradient_boosting", refit_every=0).refit_every == 0
 
 
 def test_no_future_demand_reaches_the_forecast(small):

@@ -47,10 +47,11 @@ WORLDS = {"scenarios": {"flash_sale": 1.0, "port_strike": 1.0, "holiday_peak": 1
           "demand_profile": {"scale": {"low": 0.8, "high": 1.2}, "yearly_amplitude": {"low": 0.0, "high": 0.3}}}
 
 
-def training_env(kind: str, forecaster: str):
+def training_env(kind: str, forecaster: str, **env_settings):
     """The env an RLlib env runner builds for experiments.train: `network` (the small network), `worlds` (the same
-    with env.worlds) or `single_node` (a case file: the single-node Gymnasium env, `single_node_env.forecaster`)."""
-    env = {"episode_days": DAYS, "forecaster": forecaster}
+    with env.worlds) or `single_node` (a case file: the single-node Gymnasium env, `single_node_env.forecaster`);
+    `env_settings`: more keys of the env section."""
+    env = {"episode_days": DAYS, "forecaster": forecaster, **env_settings}
     if kind == "single_node":
         plain = {"case": read_case_data(CASE), "env": env}
     else:
@@ -138,9 +139,9 @@ def first_difference(a: list[np.ndarray], b: list[np.ndarray]) -> int | None:
     return next((day for day, (x, y) in enumerate(zip(a, b, strict=True)) if not np.array_equal(x, y)), None)
 
 
-def both_runs(kind: str, name: str, make: LiveForecaster | None = None) -> tuple[Run, Run]:
-    same = run(training_env(kind, name), changed=False, forecaster=make() if make else None)
-    changed = run(training_env(kind, name), changed=True, forecaster=make() if make else None)
+def both_runs(kind: str, name: str, make: LiveForecaster | None = None, **env_settings) -> tuple[Run, Run]:
+    same = run(training_env(kind, name, **env_settings), changed=False, forecaster=make() if make else None)
+    changed = run(training_env(kind, name, **env_settings), changed=True, forecaster=make() if make else None)
     # the construction: demand identical before CHANGE, different on CHANGE and after it
     np.testing.assert_array_equal(same.demand[:CHANGE], changed.demand[:CHANGE])
     assert same.demand[:CHANGE].sum() > 0
@@ -160,6 +161,17 @@ def test_training_observations_hold_no_demand_after_today(kind, name):
     assert first_difference(same.obs, changed.obs) == CHANGE + 1
     # the learned forecast moves at its first refit after CHANGE (the oracle reads the demand model, never the draws)
     assert first_difference(same.forecast, changed.forecast) == (None if name == "oracle" else CHANGE + REFIT)
+
+
+def test_a_forecaster_fitted_once_before_the_episode_sees_no_demand_after_today():
+    """env.forecast_refit_every=0 (the README's Table 2 with a learned forecast): gradient boosting fitted once on
+    the year before the episode, re-forecast weekly from the demand seen; the forecast moves at the first weekly
+    re-forecast after CHANGE, and never earlier."""
+    same, changed = both_runs("network", "gradient_boosting", forecast_refit_every=0)
+    sim = training_env("network", "gradient_boosting", forecast_refit_every=0).par_env.sim
+    assert sim.forecaster.refit_every == 0
+    assert first_difference(same.obs, changed.obs) == CHANGE + 1
+    assert first_difference(same.forecast, changed.forecast) == CHANGE + REFIT
 
 
 def test_a_small_lstm_refitted_as_in_training_sees_no_demand_after_today():

@@ -22,6 +22,10 @@ def test_evaluate_compares_forecast_driven_policies_with_paired_intervals(tmp_pa
     bad = subprocess.run([*args, "policies=[forecast:crystal_ball]"], cwd=ROOT, capture_output=True, text=True,
                          timeout=300)
     assert bad.returncode == 2 and "policies[0]: forecaster 'crystal_ball' is not allowed" in bad.stderr
+    # fit once (forecast_refit_every=0) needs a forecaster that forecasts without refitting: named, before any run
+    bad = subprocess.run([*args, "policies=[forecast:seasonal_naive]", "forecast_refit_every=0"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2 and "forecast_refit_every: 0 (fit once)" in bad.stderr
 
 
 def test_evaluate_runs_the_rolling_replanner_and_writes_its_decisions(tmp_path):
