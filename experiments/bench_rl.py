@@ -1,4 +1,6 @@
-"""RL sampling throughput on the twin: the env alone, then RLlib env runners (0, 1, 2) sampling with a PPO module.
+"""RL sampling throughput on the twin: the env alone, then RLlib env runners (0, 1, 2) sampling with a PPO module,
+and the SKU-batched sampler (`sku_batched=true`: every (node, SKU) pair of a twin as one sub-environment of a vector
+env, sampled in batch by agents/rl/sku_runner.py).
 
     python -m experiments.bench --rl          # the engine benchmark, then this section
     python -m experiments.bench --rl-only
@@ -44,21 +46,23 @@ def env_only(granularity: str, env_steps: int) -> dict:
     return {"agents": agents, "env_steps": steps, "seconds": seconds, "agent_steps_per_s": steps * agents / seconds}
 
 
-def rllib_sampling(granularity: str, runners: int, env_steps: int) -> dict:
-    """Env steps sampled by `runners` env runners (0: the driver) with PPO's module, after one warm-up sample."""
+def rllib_sampling(granularity: str, runners: int, env_steps: int, sku_batched: bool = False) -> dict:
+    """Env steps sampled by `runners` env runners (0: the driver) with PPO's module, after one warm-up sample;
+    `sku_batched`: the SKU-batched sampler (env steps are then twin steps, each a step of every pair)."""
     import ray
 
     from agents.envs import EnvConfig
     from agents.rl.algorithms import PPOAgent, Resources, TrainingSetup
 
     env = EnvConfig(network=paper_network(), granularity=granularity, episode_days=365, cooperative_weight=0.5)
-    setup = TrainingSetup.network(env)
+    setup = TrainingSetup.network(env, sku_batched=sku_batched)
+    # in twin steps; the SKU-batched config turns them into steps of its sub-environments
     config = PPOAgent(train_batch_size=env_steps, minibatch_size=min(500, env_steps)).algorithm_config(
         setup, Resources(num_env_runners=runners, num_envs_per_env_runner=1), seed=0)
     import torch
     torch.set_num_threads(1)
     algo = config.build_algo()
-    per_runner = max(env_steps // max(runners, 1), 1)
+    per_runner = max(env_steps // max(runners, 1), 1) * setup.steps_per_env_step
 
     def sample(runner):
         episodes = runner.sample(num_timesteps=per_runner)
@@ -73,7 +77,7 @@ def rllib_sampling(granularity: str, runners: int, env_steps: int) -> dict:
     algo.stop()
     ray.shutdown()
     steps, agent_steps = (sum(c[i] for c in counts) for i in (0, 1))
-    return {"agents": len(setup.roles), "env_steps": steps, "seconds": seconds,
+    return {"agents": len(setup.roles), "env_steps": steps // setup.steps_per_env_step, "seconds": seconds,
             "agent_steps_per_s": agent_steps / seconds}
 
 
@@ -100,9 +104,20 @@ def main(quick: bool = False) -> dict:
             label = f"RLlib, {granularity}, {runners} env runner(s)"
             print(f"{label:<34}{r['agents']:>8}{r['env_steps']:>11}{r['seconds']:>9.2f}"
                   f"{r['agent_steps_per_s']:>15,.0f}")
+    for runners in (0, 1, 2):
+        ray.init(num_cpus=max(os.cpu_count() or 1, runners + 1), include_dashboard=False, log_to_driver=False,
+                 configure_logging=False)
+        r = rllib_sampling("node_sku", runners, steps, sku_batched=True)
+        out[f"rllib_sku_batched_{runners}"] = r
+        label = f"SKU-batched, {runners} env runner(s)"
+        print(f"{label:<34}{r['agents']:>8}{r['env_steps']:>11}{r['seconds']:>9.2f}"
+              f"{r['agent_steps_per_s']:>15,.0f}")
     base = out["rllib_node_0"]["agent_steps_per_s"]
     print("ratios to 0 env runners (node): " + ", ".join(
         f"{n} runner(s) {out[f'rllib_node_{n}']['agent_steps_per_s'] / base:.2f}x" for n in (1, 2)))
+    per_agent = out["rllib_node_sku_0"]["agent_steps_per_s"]
+    print("SKU-batched against one RLlib agent per (node, SKU), 0 env runners: " + ", ".join(
+        f"{n} runner(s) {out[f'rllib_sku_batched_{n}']['agent_steps_per_s'] / per_agent:.1f}x" for n in (0, 1, 2)))
     print(f"RLlib share of the sampling time (node, 0 runners): "
           f"{1 - out['rllib_node_0']['agent_steps_per_s'] / out['env_only_node']['agent_steps_per_s']:.0%}")
     return out

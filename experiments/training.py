@@ -110,6 +110,7 @@ def load_train_config(data: dict) -> TrainConfig:
     validation = _validation_rule(r.child("validation"), evaluation)
     case_path = r.raw("case")
     shared = r.flag("shared_policy", False)
+    batched = r.flag("sku_batched", False)
     single = r.raw("single_node_env")
     env_data = r.raw("env")
     network_data, scenario_data = r.raw("network"), r.raw("scenario")
@@ -122,7 +123,8 @@ def load_train_config(data: dict) -> TrainConfig:
     else:
         case = None
         setup = TrainingSetup.from_plain({"network": network_data, "scenario": scenario_data, "env": env_data,
-                                          "shared_policy": shared}, discrete_only=agent.discrete_only)
+                                          "shared_policy": shared, "sku_batched": batched},
+                                         discrete_only=agent.discrete_only)
     agent.algorithm_config(setup, resources, seed)  # a bad agent/env combination fails here, before Ray starts
     if case is None and evaluation["reference"] not in [b.name for b in baselines]:
         raise SpecError(f"evaluation.reference: {evaluation['reference']!r} is not among evaluation.baselines "
@@ -390,6 +392,8 @@ def train(config: TrainConfig, run: RunDirectory, report: Report | None = None) 
     fingerprint = {f"env.{f.name}": repr(getattr(env, f.name)) for f in fields(env) if f.name != "network"}
     fingerprint.update({"agent": repr(config.agent), "network": env.network.name, "seed": config.seed,
                         "case": getattr(config.case, "case_id", None), "shared_policy": config.setup.shared_policy})
+    if config.setup.sku_batched:  # only when set, so that earlier runs still resume
+        fingerprint["sku_batched"] = True
     run.check_same_config(fingerprint)
     init_ray(config.resources)
     import torch
@@ -411,7 +415,9 @@ def train(config: TrainConfig, run: RunDirectory, report: Report | None = None) 
             result = algo.train()
             spent += time.perf_counter() - started
             iteration += 1
-            env_steps = int(result.get("num_env_steps_sampled_lifetime", env_steps))
+            # twin steps: with sku_batched RLlib counts a step of each (node, SKU) sub-environment
+            sampled = result.get("num_env_steps_sampled_lifetime")
+            env_steps = env_steps if sampled is None else int(sampled) // config.setup.steps_per_env_step
             row = curve_row(result, iteration, env_steps, spent)
             run.append_curve(row)
             board.iteration(row)

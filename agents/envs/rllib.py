@@ -1,4 +1,5 @@
-"""The RLlib adapter: the ParallelEnv as an RLlib MultiAgentEnv (AgentSpec passes the class to RLlib itself)."""
+"""The RLlib adapters (AgentSpec passes the classes to RLlib itself): the ParallelEnv as an RLlib MultiAgentEnv, and
+the SKU-batched vector env built from RLlib's env context."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from ray.rllib.env.multi_agent_env import MultiAgentEnv
 
 from agents.envs.core import EnvConfig
 from agents.envs.parallel import SupplyChainParallelEnv
+from agents.envs.vector import SkuVectorEnv
+from twin.config import SpecError
 
 
 class SupplyChainMultiAgentEnv(MultiAgentEnv):
@@ -33,3 +36,16 @@ class SupplyChainMultiAgentEnv(MultiAgentEnv):
         truncated["__all__"] = all(truncated.values())
         self.agents = list(self.par_env.agents)
         return obs, rewards, terminated, truncated, infos
+
+
+class SkuBatchedVectorEnv(SkuVectorEnv):
+    """SkuVectorEnv built by RLlib's `vector_entry_point`: env_config = {"env": EnvConfig, "num_envs": N}, N a
+    whole number of twins' (node, SKU) pairs (agents.rl.algorithms sets it)."""
+
+    def __init__(self, env_config: Mapping) -> None:
+        config, num_envs = env_config["env"], int(env_config.get("num_envs", 0))
+        pairs = SkuVectorEnv.pairs_of(config)
+        if num_envs < pairs or num_envs % pairs:
+            raise SpecError(f"num_envs: {num_envs} is not allowed; allowed: a multiple of the {pairs} (node, SKU) "
+                            f"pairs of one twin")
+        super().__init__(config, twins=num_envs // pairs)

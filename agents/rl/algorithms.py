@@ -49,17 +49,20 @@ class TrainingSetup:
     single_node: bool
     roles: Mapping[str, str] = field(default_factory=dict)  # agent id -> role (multi-agent only)
     shared_policy: bool = False
+    sku_batched: bool = False  # the (node, SKU) pairs as one vector env, sampled in batch (agents/envs/vector.py)
     plain: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)
 
     @classmethod
     def from_plain(cls, data: Mapping[str, Any], discrete_only: bool = False) -> TrainingSetup:
         """Build from plain data through the config readers (SpecError naming the key):
 
-            {network: {...}, scenario: {name, params...}, env: {...}, shared_policy: bool}   the network env
-            {case: {...the case file's data}, env: {...}}                                     the single-node env
+            {network: {...}, scenario: {name, params...}, env: {...}, shared_policy: bool, sku_batched: bool}
+                                                                                 the network env
+            {case: {...the case file's data}, env: {...}}                       the single-node env
 
-        `env.granularity: auto` becomes node_sku for a `discrete_only` algorithm, node otherwise; `plain`
-        keeps the data with the granularity resolved, so it rebuilds the same setup without the algorithm.
+        `env.granularity: auto` becomes node_sku for a `discrete_only` algorithm or with `sku_batched`, node
+        otherwise; `plain` keeps the data with the granularity resolved, so it rebuilds the same setup without
+        the algorithm.
         """
         data = plain_data(data, "setup")
         r = ConfigReader(data, "")
@@ -71,18 +74,22 @@ class TrainingSetup:
             setup = cls.single_node_env(single_node_config(case, env))
         else:
             network = network_from_dict(r.raw("network"), "network")
+            batched = r.flag("sku_batched", False)
             env = env_config_from_dict(env_data, network, r.raw("scenario"),
-                                       auto_granularity="node_sku" if discrete_only else "node")
-            setup = cls.network(env, shared_policy=r.flag("shared_policy", False))
+                                       auto_granularity="node_sku" if discrete_only or batched else "node")
+            setup = cls.network(env, shared_policy=r.flag("shared_policy", False), sku_batched=batched)
         r.done()
         data["env"] = {**env_data, "granularity": setup.env.granularity}
         return replace(setup, plain=data)
 
     @classmethod
-    def network(cls, env: EnvConfig, shared_policy: bool = False) -> TrainingSetup:
+    def network(cls, env: EnvConfig, shared_policy: bool = False, sku_batched: bool = False) -> TrainingSetup:
+        if sku_batched and env.granularity != "node_sku":
+            raise SpecError(f"sku_batched: true needs one agent per node and SKU; env.granularity is "
+                            f"{env.granularity!r}; allowed: node_sku (or auto)")
         par = SupplyChainParallelEnv(env)
         return cls(env=env, single_node=False, roles={a: par.role(a) for a in par.possible_agents},
-                   shared_policy=shared_policy)
+                   shared_policy=shared_policy, sku_batched=sku_batched)
 
     @classmethod
     def single_node_env(cls, env: EnvConfig) -> TrainingSetup:
@@ -90,7 +97,7 @@ class TrainingSetup:
 
     @property
     def policy_ids(self) -> list[str]:
-        if self.single_node:
+        if self.single_node or self.sku_batched:
             return ["default_policy"]
         return ["shared"] if self.shared_policy else sorted(set(self.roles.values()))
 
@@ -98,6 +105,11 @@ class TrainingSetup:
     def sku_shared_module(self) -> bool:
         """One agent per node with several SKUs per agent: the SKU is a batch dimension of the module."""
         return not self.single_node and self.env.granularity == "node"
+
+    @property
+    def steps_per_env_step(self) -> int:
+        """RLlib's env steps per step of the twin: the (node, SKU) pairs when they are sub-environments."""
+        return len(self.roles) if self.sku_batched else 1
 
 
 def plain_data(value: Any, path: str) -> Any:
@@ -234,6 +246,17 @@ class AgentSpec:
 
         config = config.framework("torch").debugging(seed=seed, log_level="ERROR")
         config.reporting(metrics_num_episodes_for_smoothing=20)
+        if setup.sku_batched:
+            from agents.envs.rllib import SkuBatchedVectorEnv
+            from agents.rl.sku_runner import SkuBatchedEnvRunner
+
+            config.environment(SkuBatchedVectorEnv, env_config={"env": setup.env})
+            config.rl_module(rl_module_spec=module_spec)
+            resources.apply(config)
+            # a sub-environment per (node, SKU) pair of each of the runner's twins (trainer.num_envs_per_env_runner)
+            return config.env_runners(
+                num_envs_per_env_runner=setup.steps_per_env_step * resources.num_envs_per_env_runner,
+                gym_env_vectorize_mode="vector_entry_point", env_runner_cls=SkuBatchedEnvRunner)
         if setup.single_node:
             config.environment(SingleNodeEnv, env_config={"env": setup.env})
             config.rl_module(rl_module_spec=module_spec)
@@ -283,10 +306,11 @@ class PPOAgent(AgentSpec):
             spec = RLModuleSpec(model_config=DefaultModelConfig(
                 fcnet_hiddens=list(self.hidden), fcnet_activation="tanh", vf_share_layers=False,
                 use_lstm=self.use_lstm, lstm_cell_size=self.lstm_cell_size, max_seq_len=self.max_seq_len))
+        steps = setup.steps_per_env_step  # the batch sizes are in twin steps, as with the multi-agent env
         config = PPOConfig().training(
             lr=self.learning_rate, gamma=self.gamma, lambda_=self.lambda_,
-            train_batch_size_per_learner=self.train_batch_size,
-            minibatch_size=self.minibatch_size, num_epochs=self.num_epochs, clip_param=self.clip_param,
+            train_batch_size_per_learner=self.train_batch_size * steps,
+            minibatch_size=self.minibatch_size * steps, num_epochs=self.num_epochs, clip_param=self.clip_param,
             vf_clip_param=self.vf_clip_param, vf_loss_coeff=self.vf_loss_coeff, entropy_coeff=self.entropy)
         return self._base(config, setup, resources, seed, spec)
 
@@ -329,7 +353,7 @@ class DQNAgent(AgentSpec):
         if setup.sku_shared_module:
             raise SpecError("agent: dqn needs Discrete actions; allowed: env.granularity=node_sku or a case "
                             "(single-node env)")
-        buffer = "EpisodeReplayBuffer" if setup.single_node else "MultiAgentEpisodeReplayBuffer"
+        buffer = "EpisodeReplayBuffer" if setup.single_node or setup.sku_batched else "MultiAgentEpisodeReplayBuffer"
         config = DQNConfig().training(
             lr=self.learning_rate, gamma=self.gamma, train_batch_size_per_learner=self.train_batch_size,
             replay_buffer_config={"type": buffer, "capacity": self.replay_capacity},

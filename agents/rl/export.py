@@ -83,6 +83,10 @@ def export_rl_heads(checkpoint: Path, out_dir: Path, *, samples: int = 10_000, s
         raise SpecError(f"samples: {samples} is not allowed; allowed: at least 1")
     checkpoint, out_dir = Path(checkpoint), Path(out_dir)
     policy = TrainedPolicy.from_checkpoint(checkpoint)
+    if policy.setup.sku_batched:
+        raise SpecError(f"checkpoint {str(checkpoint)!r}: trained with sku_batched=true, whose policy also reads each "
+                        f"pair's role as a feature, which bundles do not carry yet; allowed: a checkpoint trained "
+                        f"with sku_batched=false")
     for pid, module in policy.modules.items():
         if module.is_stateful():
             raise SpecError(f"checkpoint {str(checkpoint)!r}: policy {pid!r} is recurrent (an LSTM); recurrent "

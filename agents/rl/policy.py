@@ -19,6 +19,7 @@ import tree
 from ray.rllib.core.columns import Columns
 
 from agents.envs.core import SupplyChainSim
+from agents.envs.vector import pair_observations, role_column
 from agents.forecasting.live import DemandForecast
 from agents.rl.algorithms import RoleMapping, TrainingSetup
 from agents.rl.checkpoint import read_setup
@@ -53,6 +54,8 @@ class TrainedPolicy:
         # rows of the (agents, ...) observation each policy answers for
         if setup.single_node:
             self.rows = {"default_policy": np.array([0])}
+        elif setup.sku_batched:  # one policy for every (node, SKU) pair, which also reads the pair's role
+            self.rows = {"default_policy": np.arange(n_nodes * n_sku)}
         else:
             agents = [f"{node}/{sku}" for node in self.sim.node_names for sku in setup.env.network.skus.name] \
                 if by_sku else list(self.sim.node_names)
@@ -101,7 +104,10 @@ class TrainedPolicy:
         """Greedy orders (nodes, SKUs) for any snapshot of the training network with `forecast` over each node's
         protection period (mean, and spread for safety-factor actions)."""
         obs = self.sim.observe_snapshot(snapshot, forecast)  # (controlled nodes, SKUs, features)
-        flat = obs.reshape(-1, obs.shape[-1]) if self.by_sku else obs
+        if self.setup.sku_batched:
+            flat = pair_observations(obs, role_column(self.sim))
+        else:
+            flat = obs.reshape(-1, obs.shape[-1]) if self.by_sku else obs
         actions = np.zeros(flat.shape[:-1] if self.by_sku else flat.shape[:2], dtype=np.int64)
         with torch.no_grad():
             for pid, rows in self.rows.items():

@@ -50,9 +50,10 @@ def test_bench_rl_section_prints_throughput_for_0_1_2_env_runners():
                           capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     for label in ("env alone, node", "RLlib, node, 0 env runner(s)", "RLlib, node, 1 env runner(s)",
-                  "RLlib, node, 2 env runner(s)", "RLlib, node_sku, 0 env runner(s)"):
+                  "RLlib, node, 2 env runner(s)", "RLlib, node_sku, 0 env runner(s)", "SKU-batched, 0 env runner(s)",
+                  "SKU-batched, 1 env runner(s)", "SKU-batched, 2 env runner(s)"):
         assert label in done.stdout
-    assert "agent-steps/s" in done.stdout
+    assert "agent-steps/s" in done.stdout and "SKU-batched against one RLlib agent per (node, SKU)" in done.stdout
 
 
 def test_bench_forecast_section_prints_speed_and_error_against_the_oracle():
