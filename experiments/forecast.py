@@ -9,8 +9,10 @@ The config is checked before any work (one `config error:` line naming the key,
 exit status 2; a bad data file likewise). Writes config.yaml, scores.csv,
 scores.md, cv.csv (every forecast as Nixtla's cross-validation frame, which
 utilsforecast.evaluation.evaluate reads), forecast_vs_actual.png and
-error_by_horizon.png into the run directory, prints the table, and returns the
-objective (for sweepers).
+error_by_horizon.png into the run directory (with forecaster=auto also
+auto_choices.csv: per backtest origin and series, the candidate chosen and every
+candidate's validation score), prints the table, and returns the objective (for
+sweepers).
 
 With `output.save_forecaster=true` it then fits `forecaster` on the whole
 panel (after `data.max_series` and `data.holdout`) and saves it into
@@ -29,6 +31,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import hydra
+import pandas as pd
 from hydra.utils import to_absolute_path
 from omegaconf import DictConfig, OmegaConf
 
@@ -165,6 +168,18 @@ def _with_horizon(spec: str | Mapping[str, Any], longest: int) -> str | dict:
     return spec
 
 
+def _keeping_auto(config: ForecastConfig) -> tuple[dict[str, Callable[[], Forecaster]], list]:
+    """The forecasters, the subject's factory keeping every model it builds when the subject is auto."""
+    if config.subject != "auto":
+        return config.forecasters, []
+    fitted: list = []
+
+    def make() -> Forecaster:
+        fitted.append(config.forecasters["auto"]())
+        return fitted[-1]
+    return {**config.forecasters, "auto": make}, fitted
+
+
 def _keywords(name: str) -> list[str]:
     import inspect
 
@@ -186,9 +201,13 @@ def main(cfg: DictConfig) -> float:
              panel.length, panel.freq.name, list(plan.horizons), [str(panel.dates[o].date()) for o in plan.origins],
              list(config.forecasters))
     started = time.perf_counter()
-    result = backtest(panel, config.forecasters, plan)
+    forecasters, fitted = _keeping_auto(config)
+    result = backtest(panel, forecasters, plan)
     out = run_dir()
     out.mkdir(parents=True, exist_ok=True)
+    if fitted:  # forecaster=auto: each origin's choice per series and the validation scores behind it
+        pd.concat([model.choices_frame().assign(cutoff=panel.dates[origin - 1].date())
+                   for origin, model in zip(plan.origins, fitted)]).to_csv(out / "auto_choices.csv", index=False)
     (out / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(resolved)))
     rows = result.scores()
     write_scores(out / "scores.csv", rows, result)

@@ -28,6 +28,7 @@ FORECASTERS: Registry[type] = Registry("forecaster.name", {
     "ensemble": "agents.forecasting.ensemble:Ensemble",
     "oracle": "agents.forecasting.oracle:TrueMean",
     "conformal": "agents.forecasting.conformal:Conformal",
+    "auto": "agents.forecasting.auto:Auto",
 }, lazy=True)
 
 
@@ -58,6 +59,26 @@ def forecaster_factory(spec: str | Mapping[str, Any], path: str = "forecaster") 
 
         def make() -> Forecaster:
             return cls([f() for f in factories], **params)
+    elif name == "auto":  # candidates built like an ensemble's members, each checked under its own key
+        from agents.forecasting.auto import DEFAULT_CANDIDATES
+        candidates = params.pop("candidates", None) or list(DEFAULT_CANDIDATES)
+        if not isinstance(candidates, (list, tuple)):
+            raise SpecError(f"{path}.candidates: {candidates!r} is not allowed; allowed: a list of forecasters")
+        builders = {}
+        for i, entry in enumerate(candidates):
+            if not isinstance(entry, (str, Mapping)):
+                raise SpecError(f"{path}.candidates[{i}]: {entry!r} is not a forecaster config; allowed: a name "
+                                f"or a mapping with name")
+            spec = {"name": entry} if isinstance(entry, str) else dict(entry)
+            label = spec.get("name")
+            if (label in FORECASTERS and params.get("max_horizon") is not None and spec.get("max_horizon") is None
+                    and "max_horizon" in inspect.signature(forecaster_class(label)).parameters):
+                spec["max_horizon"] = params["max_horizon"]  # a candidate that needs it validates as far
+            make_candidate = forecaster_factory(spec, f"{path}.candidates[{i}]")
+            builders[label if label not in builders else f"{label}_{i}"] = make_candidate
+
+        def make() -> Forecaster:
+            return cls(builders, **params)
     elif name == "conformal":
         base = params.pop("base", None) or "seasonal_naive"
         base_name = base if isinstance(base, str) else base.get("name") if isinstance(base, Mapping) else None

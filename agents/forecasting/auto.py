@@ -1,0 +1,198 @@
+"""Per-series model selection (`forecaster=auto`): rolling-origin validation inside the fit history picks, for
+each series, the candidate forecaster that did best on that series' own recent past (or weights them).
+
+At fit time every candidate is backtested (`backtest.backtest`, as `Conformal` backtests its base) on `origins`
+rolling origins inside the history it was given, `step` periods apart, the last one `max_horizon` periods before
+the history's end, so the last validation window ends with the history and nothing after it is read. Each
+candidate gets one score per series: its error over every validation origin and step ahead (`metric`: MASE, each
+origin's absolute errors divided by the series' in-sample seasonal-naive MAE before that origin, as the backtests
+score; or MAE, RMSE). `mode="select"` gives each series the candidate with the lowest score (a series without a
+score, e.g. one that starts inside the validation windows, gets the candidate best over all series, the
+`fallback`); `mode="weight"` averages the candidates' means and quantiles with per-series weights proportional
+to 1 / score (only each series' `top` best, if set). The candidates needed are then refitted on the whole
+history, and `predict` takes each series' rows from its own candidate (mean and quantiles). `choices` (series id
+-> candidate) and `validation_scores` (a table series x candidate) say what was chosen and why;
+`choices_frame()` is the two as one table.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from agents.forecasting.backtest import DEFAULT_HORIZONS, BacktestPlan, backtest
+from agents.forecasting.base import Forecast, Forecaster, SeriesPanel, check_horizon
+from agents.forecasting.features import series_scale
+
+log = logging.getLogger("agents.forecasting.auto")
+
+DEFAULT_CANDIDATES = ("seasonal_naive", "ets", "arima", "croston", "tsb", "adida", "imapa", "gradient_boosting")
+METRICS = ("mase", "mae", "rmse")
+MODES = ("select", "weight")
+
+
+def _label(candidate: object) -> str:
+    """A candidate's name: its `name` attribute (a class or an instance), else its repr."""
+    return str(getattr(candidate, "name", None) or getattr(candidate, "__name__", None) or candidate)
+
+
+class Auto:
+    """The best candidate per series by rolling-origin validation inside the fit history (or a weighted mix).
+
+    `candidates`: a mapping label -> forecaster builder (a class or a function returning a fresh forecaster), or
+    a sequence of builders labelled by their `name`. `origins` validation origins, `step` periods apart (default
+    `max_horizon`), the last `max_horizon` periods before the history's end (default: the longest default
+    backtest horizon of the frequency); origins that would leave less than max(2 seasons, 8) periods of history
+    are dropped (an error if none is left). `metric`: "mase", "mae" or "rmse" per series. `mode`: "select" or
+    "weight" (`top`: only each series' `top` best candidates weighted; None: all). A candidate that raises while
+    it is validated is logged and left out.
+    """
+
+    name = "auto"
+
+    def __init__(self, candidates: Mapping[str, Callable[[], Forecaster]] | Sequence[Callable[[], Forecaster]],
+                 origins: int = 2, step: int | None = None, max_horizon: int | None = None, metric: str = "mase",
+                 mode: str = "select", top: int | None = None) -> None:
+        if isinstance(candidates, Mapping):
+            builders = dict(candidates)
+        elif isinstance(candidates, Sequence) and not isinstance(candidates, str):
+            builders = {}
+            for candidate in candidates:
+                label = _label(candidate)
+                builders[label if label not in builders else f"{label}_{len(builders)}"] = candidate
+        else:
+            raise ValueError(f"Auto: candidates {candidates!r} is not allowed; allowed: a list of forecasters")
+        if not builders or not all(callable(b) for b in builders.values()):
+            raise ValueError(f"Auto: candidates {candidates!r} is not allowed; allowed: one or more forecasters")
+        if isinstance(origins, bool) or not isinstance(origins, int) or origins < 1:
+            raise ValueError(f"Auto: origins {origins!r} is not allowed; allowed: an integer >= 1")
+        if step is not None and (isinstance(step, bool) or not isinstance(step, int) or step < 1):
+            raise ValueError(f"Auto: step {step!r} is not allowed; allowed: an integer >= 1 or null")
+        if max_horizon is not None and (isinstance(max_horizon, bool) or not isinstance(max_horizon, int)
+                                        or max_horizon < 1):
+            raise ValueError(f"Auto: max_horizon {max_horizon!r} is not allowed; allowed: an integer >= 1 or null")
+        if metric not in METRICS:
+            raise ValueError(f"Auto: metric {metric!r} is not allowed; allowed: {', '.join(map(repr, METRICS))}")
+        if mode not in MODES:
+            raise ValueError(f"Auto: mode {mode!r} is not allowed; allowed: {', '.join(map(repr, MODES))}")
+        if top is not None and (isinstance(top, bool) or not isinstance(top, int) or top < 1):
+            raise ValueError(f"Auto: top {top!r} is not allowed; allowed: an integer >= 1 or null")
+        self.candidates = builders
+        self.origins = origins
+        self.step = step
+        self.max_horizon = max_horizon
+        self.metric = metric
+        self.mode = mode
+        self.top = top
+        self.validation_origins: tuple[int, ...] = ()
+        self.validation_scores = pd.DataFrame()
+        self.choices: dict[str, str] = {}
+        self.fallback: str | None = None
+        self.weights: np.ndarray | None = None  # (n, candidates) per-series weights; one-hot when selecting
+        self._models: dict[str, Forecaster] = {}
+        self._labels: list[str] = []
+        self._history: SeriesPanel | None = None
+
+    def plan(self, history: SeriesPanel) -> BacktestPlan:
+        """The validation origins inside `history`: up to `origins` of them, `step` apart, the last window ending
+        with the history, each leaving max(2 seasons, 8) periods before it; ValueError if none fits."""
+        horizon = self.max_horizon or DEFAULT_HORIZONS[history.freq.name][-1]
+        step = self.step or horizon
+        min_train = max(2 * history.freq.season_length, 8)
+        fits = (history.length - horizon - min_train) // step + 1
+        if fits < 1:
+            raise ValueError(f"Auto: a history of {history.length} periods is too short for a validation origin "
+                             f"with max_horizon {horizon} and {min_train} periods before it; allowed: a smaller "
+                             f"max_horizon or a longer history")
+        return BacktestPlan.of(history, (horizon,), min(self.origins, fits), step, min_train)
+
+    def validate(self, history: SeriesPanel) -> pd.DataFrame:
+        """Scores (series x candidate) of every candidate backtested on the validation origins inside `history`
+        (agents.forecasting.backtest, as experiments.forecast scores forecasters)."""
+        plan = self.plan(history)
+        scores = {}
+        for label, build in self.candidates.items():
+            try:
+                result = backtest(history, {label: build}, plan)
+            except Exception as error:  # noqa: BLE001 - a candidate that cannot fit this history is left out
+                log.warning("auto: candidate %s failed in validation (%s: %s); left out", label,
+                            type(error).__name__, error)
+                continue
+            error = np.abs(result.actual - result.runs[label].mean)  # (origins, n, horizon)
+            if self.metric == "mase":  # each origin's in-sample seasonal naive MAE (mean absolute value if flat)
+                flat = np.stack([series_scale(history.values[:, :o]) for o in plan.origins])
+                error = error / np.where(np.isfinite(result.scale), result.scale, flat)[..., None]
+            elif self.metric == "rmse":
+                error = error ** 2
+            finite = np.isfinite(error)
+            with np.errstate(all="ignore"):  # a series without a finite error: NaN
+                per_series = np.where(finite, error, 0.0).sum(axis=(0, 2)) / finite.sum(axis=(0, 2))
+            scores[label] = np.sqrt(per_series) if self.metric == "rmse" else per_series
+        if not scores:
+            raise ValueError("Auto: every candidate failed in validation")
+        self.validation_origins = plan.origins
+        return pd.DataFrame(scores, index=pd.Index(history.ids, name="unique_id"))
+
+    def fit(self, history: SeriesPanel) -> None:
+        """Validate every candidate inside `history`, choose (or weight) per series, refit what is needed on all
+        of it."""
+        scores = self.validate(history)
+        table = scores.to_numpy(dtype=float)  # (n, candidates)
+        labels = list(scores.columns)
+        with np.errstate(all="ignore"):
+            pooled = np.array([np.nanmean(c) if np.isfinite(c).any() else np.inf for c in table.T])
+        best = int(np.argmin(pooled))  # over all series: for a series without a score
+        self.fallback = labels[best]
+        scored = np.isfinite(table).any(axis=1)
+        if self.mode == "select":
+            index = np.where(scored, np.argmin(np.where(np.isfinite(table), table, np.inf), axis=1), best)
+            weights = np.zeros_like(table)
+            weights[np.arange(len(index)), index] = 1.0
+        else:
+            inverse = np.where(np.isfinite(table), 1 / np.maximum(table, 1e-9), 0.0)
+            if self.top is not None and self.top < len(labels):  # only each series' `top` best candidates
+                kth = -np.sort(-inverse, axis=1)[:, self.top - 1: self.top]
+                inverse = np.where(inverse >= kth, inverse, 0.0)
+            inverse[~scored] = np.eye(len(labels))[best]
+            weights = inverse / inverse.sum(axis=1, keepdims=True)
+            index = np.argmax(weights, axis=1)
+        self.validation_scores = scores
+        self.weights = weights
+        self.choices = {sid: labels[i] for sid, i in zip(history.ids, index)}
+        self._models = {}
+        for j, label in enumerate(labels):
+            if weights[:, j].any():
+                model = self.candidates[label]()
+                model.fit(history)
+                self._models[label] = model
+        self._labels = labels
+        self._history = history
+        log.info("auto: %d series, validation origins %s; chosen %s", history.n, list(self.validation_origins),
+                 pd.Series(self.choices).value_counts().to_dict())
+
+    def predict(self, horizon: int) -> Forecast:
+        """Each series' rows of its chosen candidate's forecast (or the weighted average of the candidates')."""
+        history = check_horizon(self.name, horizon, self._history)
+        mean = np.zeros((history.n, horizon))
+        quantiles, levels = None, None
+        for label, model in self._models.items():
+            forecast = model.predict(horizon)
+            if levels is None:
+                levels = forecast.levels
+                quantiles = np.zeros((history.n, horizon, len(levels)))
+            elif forecast.levels != levels:
+                raise ValueError(f"Auto: candidate {label} forecasts quantile levels {forecast.levels}, another "
+                                 f"{levels}; allowed: the same levels for all")
+            w = self.weights[:, self._labels.index(label)]
+            mean += np.where(w[:, None] > 0, w[:, None] * forecast.mean, 0.0)  # a NaN where unused is no NaN
+            quantiles += np.where(w[:, None, None] > 0, w[:, None, None] * forecast.quantiles, 0.0)
+        return Forecast(mean=mean, quantiles=quantiles, levels=levels)  # weighted sums of sorted quantiles: sorted
+
+    def choices_frame(self) -> pd.DataFrame:
+        """One row per series: unique_id, chosen and each candidate's validation score (`metric`)."""
+        frame = self.validation_scores.copy()
+        frame.insert(0, "chosen", [self.choices[sid] for sid in frame.index])
+        return frame.reset_index()

@@ -1,0 +1,200 @@
+"""Per-series model selection (forecaster=auto): the right candidate on series built to favour each, no look-ahead,
+keys checked, and auto_choices.csv from experiments.forecast."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from agents.forecasting.auto import Auto
+from agents.forecasting.classical import MovingAverage, SeasonalNaive
+from agents.forecasting.data import panel_from_arrays
+from agents.forecasting.factory import FORECASTERS, forecaster_factory
+from twin.config import SpecError
+
+ROOT = Path(__file__).resolve().parents[2]
+INTERMITTENT = {"croston", "tsb", "adida", "imapa"}
+CANDIDATES = ["seasonal_naive", "ets", "arima", "croston", "tsb", "adida", "imapa", "gradient_boosting"]
+
+
+@pytest.fixture(scope="module")
+def kinds():
+    """Three kinds of daily series (6 of each, 240 days) and auto fitted on all of them, 2 origins of 14 days."""
+    rng = np.random.default_rng(0)
+    t = np.arange(240)
+    profile = np.array([30.0, 35, 40, 45, 60, 90, 70])  # a weekly season, nothing else
+    season = profile[t % 7][None] * rng.uniform(0.8, 1.2, (6, 1)) + rng.normal(0, 1, (6, 240))
+    trend = 20 + rng.uniform(0.4, 0.6, (6, 1)) * t[None] + rng.normal(0, 1, (6, 240))  # a steady linear trend
+    # zero-inflated: demand on half the days (mean interval 2: intermittent by Syntetos-Boylan), sizes ~ 5 +- 50%
+    intermittent = rng.binomial(1, 0.5, (6, 240)) * np.ceil(rng.lognormal(1.5, 0.5, (6, 240)))
+    panel = panel_from_arrays(np.vstack([season, trend, intermittent]))
+    model = forecaster_factory({"name": "auto", "candidates": CANDIDATES, "origins": 2, "max_horizon": 14})()
+    model.fit(panel)
+    return panel, model
+
+
+def test_a_pure_season_picks_a_seasonal_model(kinds):
+    _, model = kinds
+    chosen = [model.choices[f"s{i}"] for i in range(6)]
+    assert set(chosen) <= {"seasonal_naive", "ets", "arima"}, chosen  # the models with a weekly season
+    scores = model.validation_scores.iloc[:6]
+    # by far: a flat rate misses the weekly profile and scores several times worse
+    assert (scores[["seasonal_naive", "ets"]].min(axis=1) * 3 < scores[sorted(INTERMITTENT)].min(axis=1)).all()
+
+
+def test_a_trend_picks_a_trend_model(kinds):
+    _, model = kinds
+    chosen = [model.choices[f"s{i}"] for i in range(6, 12)]
+    assert set(chosen) <= {"ets", "arima"}, chosen
+    scores = model.validation_scores.iloc[6:12]
+    # seasonal naive lags a week behind the trend, flat rates further
+    assert (scores[["ets", "arima"]].min(axis=1) * 2 < scores["seasonal_naive"]).all()
+
+
+def test_intermittent_demand_picks_a_flat_rate(kinds):
+    # Under MASE (absolute errors) an iid zero-inflated series leaves the flat-rate models (croston, tsb, adida,
+    # imapa, and ETS's or ARIMA's level, flat on such data) within a few percent of each other, so which of them
+    # wins a series is noise; what loses by structure is repeating last week's zeros and spikes (seasonal naive)
+    _, model = kinds
+    chosen = [model.choices[f"s{i}"] for i in range(12, 18)]
+    flat = INTERMITTENT | {"ets", "arima"}
+    assert sum(c in flat for c in chosen) >= 4, chosen
+    assert INTERMITTENT & set(chosen), chosen
+    scores = model.validation_scores.iloc[12:18]
+    intermittent = scores[sorted(INTERMITTENT)].min(axis=1)
+    assert intermittent.mean() * 1.1 < scores["seasonal_naive"].mean(), scores
+    assert (intermittent < scores[["ets", "arima"]].min(axis=1) * 1.1).all(), scores  # as good as a flat level
+
+
+def test_predict_takes_each_series_rows_from_its_choice():
+    rng = np.random.default_rng(1)
+    t = np.arange(150)
+    season = 40 + 15 * np.sin(2 * np.pi * t / 7)[None] + rng.normal(0, 1, (4, 150))
+    level = 40 + rng.normal(0, 8, (4, 150))  # white noise: last week's values are a poor forecast
+    panel = panel_from_arrays(np.vstack([season, level]))
+    candidates = ["seasonal_naive", "moving_average", "tsb"]
+    model = forecaster_factory({"name": "auto", "candidates": candidates, "max_horizon": 14})()
+    model.fit(panel)
+    assert [model.choices[f"s{i}"] for i in range(4)] == ["seasonal_naive"] * 4
+    assert {model.choices[f"s{i}"] for i in range(4, 8)} <= {"moving_average", "tsb"}
+    forecast = model.predict(14)
+    for label in set(model.choices.values()):
+        alone = forecaster_factory(label)()
+        alone.fit(panel)
+        expected = alone.predict(14)
+        rows = [i for i, sid in enumerate(panel.ids) if model.choices[sid] == label]
+        np.testing.assert_allclose(forecast.mean[rows], expected.mean[rows])
+        np.testing.assert_allclose(forecast.quantiles[rows], expected.quantiles[rows])
+    frame = model.choices_frame()
+    assert list(frame.columns) == ["unique_id", "chosen", *candidates]
+    assert frame["chosen"].tolist() == [model.choices[sid] for sid in panel.ids]
+    assert (frame[candidates].idxmin(axis=1) == frame["chosen"]).all()
+
+
+class Spy(MovingAverage):
+    """A moving average that keeps every history it was fitted on."""
+
+    fitted: list = []
+
+    def fit(self, history):
+        Spy.fitted.append(history)
+        super().fit(history)
+
+
+def test_validation_reads_only_prefixes_of_the_fit_history():
+    rng = np.random.default_rng(2)
+    values = 50 + rng.normal(0, 5, (20, 200))
+    Spy.fitted = []
+    model = Auto({"spy": Spy, "seasonal_naive": SeasonalNaive}, origins=3, step=10, max_horizon=14)
+    model.fit(panel_from_arrays(values).until(150))
+    assert model.validation_origins == (116, 126, 136)  # the last window [136, 150) ends with the history
+    assert [h.length for h in Spy.fitted] == [116, 126, 136, 150]
+    for fitted in Spy.fitted:
+        np.testing.assert_array_equal(fitted.values, values[:, :fitted.length])
+        assert len(fitted.dates) <= 150
+    # values after the fit end changed beyond recognition: the same choices and scores
+    changed = values.copy()
+    changed[:, 150:] = rng.normal(500, 100, (20, 50))
+    again = Auto({"spy": Spy, "seasonal_naive": SeasonalNaive}, origins=3, step=10, max_horizon=14)
+    again.fit(panel_from_arrays(changed).until(150))
+    assert again.choices == model.choices
+    pd.testing.assert_frame_equal(again.validation_scores, model.validation_scores)
+    # ... while a change inside the last validation window does move the scores (the check can fail)
+    inside = values.copy()
+    inside[:, 140:150] += 40
+    moved = Auto({"spy": Spy, "seasonal_naive": SeasonalNaive}, origins=3, step=10, max_horizon=14)
+    moved.fit(panel_from_arrays(inside).until(150))
+    assert not np.allclose(moved.validation_scores.to_numpy(), model.validation_scores.to_numpy())
+
+
+def test_weight_mode_averages_with_inverse_error_weights():
+    rng = np.random.default_rng(3)
+    t = np.arange(160)
+    values = 40 + 10 * np.sin(2 * np.pi * t / 7)[None] + rng.normal(0, 2, (5, 160))
+    panel = panel_from_arrays(values)
+    model = Auto({"seasonal_naive": SeasonalNaive, "moving_average": MovingAverage}, max_horizon=14, mode="weight")
+    model.fit(panel)
+    scores = model.validation_scores.to_numpy()
+    np.testing.assert_allclose(model.weights, (1 / scores) / (1 / scores).sum(axis=1, keepdims=True))
+    assert (model.weights[:, 0] > model.weights[:, 1]).all()  # the seasonal model, better here, weighs more
+    parts = []
+    for cls in (SeasonalNaive, MovingAverage):
+        alone = cls()
+        alone.fit(panel)
+        parts.append(alone.predict(14).mean)
+    expected = model.weights[:, :1] * parts[0] + model.weights[:, 1:] * parts[1]
+    np.testing.assert_allclose(model.predict(14).mean, expected)
+    only_best = Auto({"seasonal_naive": SeasonalNaive, "moving_average": MovingAverage}, max_horizon=14,
+                     mode="weight", top=1)  # each series' best candidate alone: selection
+    only_best.fit(panel)
+    np.testing.assert_array_equal(only_best.weights, [[1.0, 0.0]] * 5)
+    np.testing.assert_allclose(only_best.predict(14).mean, parts[0])
+
+
+@pytest.mark.parametrize(("spec", "key"), [
+    ({"candidates": ["seasonal_naive", "ets", "crystal_ball"]}, "forecaster.candidates[2].name"),
+    ({"candidates": ["ets", {"name": "moving_average", "window": 0}]}, "forecaster.candidates[1].window"),
+    ({"candidates": ["ets", 3]}, "forecaster.candidates[1]"),
+    ({"candidates": "ets"}, "forecaster.candidates"),
+    ({"origins": 0}, "forecaster.origins"),
+    ({"step": -1}, "forecaster.step"),
+    ({"max_horizon": 0}, "forecaster.max_horizon"),
+    ({"metric": "mape"}, "forecaster.metric"),
+    ({"mode": "vote"}, "forecaster.mode"),
+    ({"top": 0}, "forecaster.top"),
+    ({"window": 3}, "forecaster.window"),
+])
+def test_bad_settings_name_the_key(spec, key):
+    with pytest.raises(SpecError, match=f"^{re.escape(key)}: "):
+        forecaster_factory({"name": "auto", **spec})
+
+
+def test_registered_with_default_candidates_and_too_short_a_history_is_an_error():
+    assert "auto" in FORECASTERS.allowed()
+    model = forecaster_factory({"name": "auto", "max_horizon": 60})()
+    assert list(model.candidates) == CANDIDATES
+    with pytest.raises(ValueError, match="max_horizon"):
+        model.fit(panel_from_arrays(np.ones((2, 50))))
+
+
+def test_experiments_forecast_writes_auto_choices(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "experiments.forecast", "forecaster=auto",
+                           "forecaster.candidates=[seasonal_naive,ets,croston]", "compare=[seasonal_naive]",
+                           "data.path=statsmodels:macrodata", "backtest.origins=2",
+                           f"hydra.run.dir={tmp_path / 'run'}"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    choices = pd.read_csv(tmp_path / "run" / "auto_choices.csv")
+    assert list(choices.columns) == ["unique_id", "chosen", "seasonal_naive", "ets", "croston", "cutoff"]
+    assert len(choices) == 2 * 6 and choices["cutoff"].nunique() == 2  # 6 series at each of 2 origins
+    assert set(choices["chosen"]) <= {"seasonal_naive", "ets", "croston"}
+    best = choices[["seasonal_naive", "ets", "croston"]].idxmin(axis=1)
+    assert (best == choices["chosen"]).all()
+    scores = pd.read_csv(tmp_path / "run" / "scores.csv")
+    assert {"auto", "seasonal_naive"} <= set(scores["forecaster"])
