@@ -25,7 +25,8 @@ CANDIDATES = ["seasonal_naive", "ets", "arima", "croston", "tsb", "adida", "imap
 
 @pytest.fixture(scope="module")
 def kinds():
-    """Three kinds of daily series (6 of each, 240 days) and auto fitted on all of them, 2 origins of 14 days."""
+    """Three kinds of daily series (6 of each, 240 days) and auto fitted on all of them, 2 origins of 14 days, each
+    series taking its own best."""
     rng = np.random.default_rng(0)
     t = np.arange(240)
     profile = np.array([30.0, 35, 40, 45, 60, 90, 70])  # a weekly season, nothing else
@@ -34,7 +35,10 @@ def kinds():
     # zero-inflated: demand on half the days (mean interval 2: intermittent by Syntetos-Boylan), sizes ~ 5 +- 50%
     intermittent = rng.binomial(1, 0.5, (6, 240)) * np.ceil(rng.lognormal(1.5, 0.5, (6, 240)))
     panel = panel_from_arrays(np.vstack([season, trend, intermittent]))
-    model = forecaster_factory({"name": "auto", "candidates": CANDIDATES, "origins": 2, "max_horizon": 14})()
+    # margin 0: every series takes its own best (the default margin keeps the best over all series unless clearly
+    # beaten, test_the_margin_keeps_the_candidate_best_over_all_series_unless_clearly_beaten)
+    model = forecaster_factory({"name": "auto", "candidates": CANDIDATES, "origins": 2, "max_horizon": 14,
+                                "margin": 0})()
     model.fit(panel)
     return panel, model
 
@@ -70,6 +74,27 @@ def test_intermittent_demand_picks_a_flat_rate(kinds):
     intermittent = scores[sorted(INTERMITTENT)].min(axis=1)
     assert intermittent.mean() * 1.1 < scores["seasonal_naive"].mean(), scores
     assert (intermittent < scores[["ets", "arima"]].min(axis=1) * 1.1).all(), scores  # as good as a flat level
+
+
+def test_the_margin_keeps_the_candidate_best_over_all_series_unless_clearly_beaten(kinds):
+    scores = pd.DataFrame({"a": [0.5, 0.5, 0.5, np.nan, np.nan], "b": [0.45, 0.3, 1.2, np.nan, 0.2]},
+                          index=pd.Index([f"s{i}" for i in range(5)], name="unique_id"))
+    model = Auto({"a": SeasonalNaive, "b": MovingAverage})  # the default margin, 0.2
+    weights = model.choose(scores)
+    assert model.fallback == "a"  # mean 0.5 against 0.5375
+    # s0: 0.45 is not 20% below 0.5; s1: 0.3 is; s3 has no score; s4 has none for the fallback
+    assert [("a", "b")[i] for i in weights.argmax(axis=1)] == ["a", "b", "a", "a", "b"]
+    model.margin = 0.0
+    assert [("a", "b")[i] for i in model.choose(scores).argmax(axis=1)] == ["b", "b", "a", "a", "b"]
+    # on the three kinds: the intermittent series, whose flat-rate candidates are within a few percent of each
+    # other, keep the best over all series (a flat level on them), and every seasonal or trend series still gets a
+    # seasonal or trend model
+    _, fitted = kinds
+    default = Auto(fitted.candidates)
+    chosen = [CANDIDATES[i] for i in default.choose(fitted.validation_scores).argmax(axis=1)]
+    assert default.fallback in {"ets", "arima"}
+    assert chosen[12:] == [default.fallback] * 6, chosen
+    assert set(chosen[:12]) <= {"seasonal_naive", "ets", "arima"}, chosen
 
 
 def test_predict_takes_each_series_rows_from_its_choice():
@@ -168,6 +193,7 @@ def test_weight_mode_averages_with_inverse_error_weights():
     ({"metric": "mape"}, "forecaster.metric"),
     ({"mode": "vote"}, "forecaster.mode"),
     ({"top": 0}, "forecaster.top"),
+    ({"margin": 1}, "forecaster.margin"),
     ({"window": 3}, "forecaster.window"),
 ])
 def test_bad_settings_name_the_key(spec, key):
@@ -194,7 +220,10 @@ def test_experiments_forecast_writes_auto_choices(tmp_path):
     assert list(choices.columns) == ["unique_id", "chosen", "seasonal_naive", "ets", "croston", "cutoff"]
     assert len(choices) == 2 * 6 and choices["cutoff"].nunique() == 2  # 6 series at each of 2 origins
     assert set(choices["chosen"]) <= {"seasonal_naive", "ets", "croston"}
-    best = choices[["seasonal_naive", "ets", "croston"]].idxmin(axis=1)
-    assert (best == choices["chosen"]).all()
+    for _, at in choices.groupby("cutoff"):  # its own best where 20% below the best over all series (the default)
+        scores = at[["seasonal_naive", "ets", "croston"]]
+        fallback = scores.mean().idxmin()
+        clearly = scores.min(axis=1) < 0.8 * scores[fallback]
+        assert (at["chosen"] == scores.idxmin(axis=1).where(clearly, fallback)).all()
     scores = pd.read_csv(tmp_path / "run" / "scores.csv")
     assert {"auto", "seasonal_naive"} <= set(scores["forecaster"])
