@@ -122,12 +122,13 @@ class Auto:
         scores = {}
         for label, build in self.candidates.items():
             try:
-                result = backtest(history, {label: build}, plan)
+                key = f"auto validation, {label}"  # how the backtest's progress lines name it
+                result = backtest(history, {key: build}, plan)
             except Exception as error:  # noqa: BLE001 - a candidate that cannot fit this history is left out
                 log.warning("auto: candidate %s failed in validation (%s: %s); left out", label,
                             type(error).__name__, error)
                 continue
-            error = np.abs(result.actual - result.runs[label].mean)  # (origins, n, horizon)
+            error = np.abs(result.actual - result.runs[key].mean)  # (origins, n, horizon)
             if self.metric == "mase":  # each origin's in-sample seasonal naive MAE (mean absolute value if flat)
                 flat = np.stack([series_scale(history.values[:, :o]) for o in plan.origins])
                 error = error / np.where(np.isfinite(result.scale), result.scale, flat)[..., None]
