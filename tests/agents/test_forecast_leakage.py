@@ -22,6 +22,8 @@ SPECS = {
     "ensemble": {"members": ["seasonal_naive", "moving_average"]},
     "oracle": {},
     "conformal": {"base": "moving_average", "origins": 2, "step": 7, "max_horizon": 14},
+    "auto": {"candidates": ["seasonal_naive", {"name": "moving_average", "window": 7}, "tsb"], "max_horizon": 14,
+             "origins": 2, "step": 7},
 }
 
 
