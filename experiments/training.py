@@ -416,7 +416,9 @@ def train(config: TrainConfig, run: RunDirectory, report: Report | None = None) 
             spent += time.perf_counter() - started
             iteration += 1
             # twin steps: with sku_batched RLlib counts a step of each (node, SKU) sub-environment
-            sampled = result.get("num_env_steps_sampled_lifetime")
+            # RLlib keeps the count under env_runners (the top level has it only when the driver samples)
+            sampled = result.get("env_runners", {}).get("num_env_steps_sampled_lifetime",
+                                                        result.get("num_env_steps_sampled_lifetime"))
             env_steps = env_steps if sampled is None else int(sampled) // config.setup.steps_per_env_step
             row = curve_row(result, iteration, env_steps, spent)
             run.append_curve(row)
