@@ -116,6 +116,8 @@ def load_train_config(data: dict) -> TrainConfig:
     network_data, scenario_data = r.raw("network"), r.raw("scenario")
     r.done()
     # the plain data of the env setup, which each checkpoint stores (agents.rl.checkpoint)
+    if case_path is not None and batched:
+        raise SpecError("sku_batched: true is for a network's (node, SKU) agents; allowed: false with case=")
     if case_path is not None:
         case_data = read_case_data(to_absolute_path(str(case_path)))
         case = case_from_dict(case_data)
@@ -390,6 +392,8 @@ def train(config: TrainConfig, run: RunDirectory, report: Report | None = None) 
     learning-curve row, with `validation_cost_per_day` added in an iteration that saved and validated."""
     env = config.setup.env
     fingerprint = {f"env.{f.name}": repr(getattr(env, f.name)) for f in fields(env) if f.name != "network"}
+    if env.forecast_refit_every == 7:  # the default, which runs from before the setting existed had
+        del fingerprint["env.forecast_refit_every"]
     fingerprint.update({"agent": repr(config.agent), "network": env.network.name, "seed": config.seed,
                         "case": getattr(config.case, "case_id", None), "shared_policy": config.setup.shared_policy})
     if config.setup.sku_batched:  # only when set, so that earlier runs still resume

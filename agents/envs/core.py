@@ -98,6 +98,9 @@ class EnvConfig:
         if not 0.0 <= self.downstream_shortage_weight <= 1.0:
             raise SpecError(f"env.downstream_shortage_weight: {self.downstream_shortage_weight!r} is not allowed; "
                             f"allowed: [0, 1]")
+        if self.forecast_refit_every < 0:
+            raise SpecError(f"env.forecast_refit_every: {self.forecast_refit_every} is not allowed; allowed: >= 1 "
+                            f"day, or 0 (fitted once before the run)")
         if self.episode_days < 1 or self.review_period < 1:
             raise SpecError("env.episode_days and env.review_period: allowed: integers >= 1")
         forecaster_from_name(self.forecaster, self.forecast_refit_every)

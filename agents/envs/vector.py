@@ -49,8 +49,9 @@ class SkuVectorEnv(VectorEnv):
     """Gymnasium VectorEnv whose sub-environments are the (node, SKU) pairs of `twins` twins of one EnvConfig.
 
     Sub-environment i is pair i % pairs of twin i // pairs, pairs in the order of the node_sku agents
-    (`<node>/<sku>`, node-major). `reset(seed=s)` starts twin k from episode seed s + k; without a seed each
-    twin draws its next episode seed from its own stream (twin k's stream starts at `seed + k`).
+    (`<node>/<sku>`, node-major). `reset(seed=s)` starts twin k of T from episode seed s x T + k, so vector envs
+    seeded s, s + 1, ... (RLlib seeds each env runner with the run's seed + the runner's index) never share a
+    twin's stream; without a seed each twin draws its next episode seed from its own stream.
     """
 
     metadata = {"autoreset_mode": AutoresetMode.NEXT_STEP}
@@ -79,6 +80,7 @@ class SkuVectorEnv(VectorEnv):
         self.action_space = batch_space(self.single_action_space, self.num_envs)
         self._ended = False  # the last step ended the episodes: the next step resets (next-step autoreset)
         self._zeros = np.zeros(self.num_envs, dtype=bool)
+        self.last_cost = np.zeros(self.num_envs)  # each pair's cost of the last epoch, in money (tests, reports)
 
     def _observation(self, per_twin: list[np.ndarray]) -> np.ndarray:
         return np.concatenate([pair_observations(o, self.roles) for o in per_twin])
@@ -87,10 +89,11 @@ class SkuVectorEnv(VectorEnv):
         return {"episode_seed": np.repeat([sim.episode_seed for sim in self.sims], self.pairs)}
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
-        """Start every twin's next episode (twin k from episode seed `seed + k` when a seed is given)."""
+        """Start every twin's next episode (twin k of T from episode seed `seed x T + k` when a seed is given)."""
         if seed is None and not self._seeded:
             seed = self.seed
-        obs = [sim.reset(None if seed is None else seed + k) for k, sim in enumerate(self.sims)]
+        twins = len(self.sims)
+        obs = [sim.reset(None if seed is None else seed * twins + k) for k, sim in enumerate(self.sims)]
         self._seeded, self._ended = True, False
         return self._observation(obs), self._infos()
 
@@ -108,12 +111,12 @@ class SkuVectorEnv(VectorEnv):
             rewards.append(sim.rewards(sim.objective).ravel())
             costs.append(cost.ravel())
         self._ended = done  # every twin has the same episode length
-        self.last_cost = np.concatenate(costs)  # each pair's cost of the epoch, in money (tests, reports)
+        self.last_cost = np.concatenate(costs)
         truncated = np.full(self.num_envs, done)
         return self._observation(obs), np.concatenate(rewards), self._zeros, truncated, {}
 
     def close(self, **kwargs) -> None:
-        pass
+        """Nothing to release: the twins are plain Python objects."""
 
     @staticmethod
     def pairs_of(config: EnvConfig) -> int:

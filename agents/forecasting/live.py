@@ -32,6 +32,7 @@ from twin.snapshot import Snapshot
 
 log = logging.getLogger("agents.forecasting.live")
 
+FORECAST_EVERY = 7  # days between the forecasts of a forecaster fitted once (Refitting with refit_every=0)
 Z_80 = 1.2815515655446004  # the standard normal's 90% quantile: (q90 - q10) / (2 Z_80) is a normal's sd
 
 
@@ -156,7 +157,7 @@ class Refitting:
     """Any panel forecaster made live: refitted every `refit_every` days on the store demand observed so far.
 
     `refit_every=0` fits once, on the year before the run, and then re-forecasts
-    every `forecast_every` days from the demand observed so far with the fitted
+    every `FORECAST_EVERY` (7) days from the demand observed so far with the fitted
     model (`predict_from`: no training), as a model trained offline and deployed
     does. That is far cheaper (one fit per run, not one a week), which is what
     makes training RL agents on a learned forecast affordable; only forecasters
@@ -173,12 +174,10 @@ class Refitting:
     """
 
     def __init__(self, make: Callable[[], Forecaster], name: str, refit_every: int = 7, history_days: int = 365,
-                 max_periods: int = 30, forecast_every: int = 7, key: str = "refit_every") -> None:
+                 max_periods: int = 30, key: str = "refit_every") -> None:
         if refit_every < 0:
             raise SpecError(f"{key}: {refit_every} is not allowed; allowed: >= 1 day, or 0 (fit once, before "
                             f"the run)")
-        if forecast_every < 1:
-            raise SpecError(f"forecast_every: {forecast_every} is not allowed; allowed: >= 1 day")
         if refit_every == 0 and not hasattr(make(), "predict_from"):
             raise SpecError(f"{key}: 0 (fit once) needs a forecaster that forecasts from new demand without "
                             f"refitting; {name!r} cannot; allowed: gradient_boosting, lstm, or a refit every "
@@ -188,8 +187,8 @@ class Refitting:
                             f"(365, 730, ...), so the calendar lines up")
         self.make, self.name = make, name
         self.refit_every, self.history_days, self.max_periods = refit_every, history_days, max_periods
-        # a refit forecasts too; between refits (refit_every=0: after the first) forecasts every forecast_every days
-        self.forecast_every = refit_every or forecast_every
+        # a refit forecasts too; with refit_every=0 the fitted model forecasts every FORECAST_EVERY days
+        self.forecast_every = refit_every or FORECAST_EVERY
         self.forecaster: Forecaster | None = None
         self.fit_seconds: list[float] = []
         self.fit_days: list[int] = []  # the days a refit happened, and how many days of the run it saw (tests)

@@ -84,6 +84,7 @@ class TrainingSetup:
 
     @classmethod
     def network(cls, env: EnvConfig, shared_policy: bool = False, sku_batched: bool = False) -> TrainingSetup:
+        """The multi-agent network env (or, with `sku_batched`, its (node, SKU) pairs as one vector env)."""
         if sku_batched and env.granularity != "node_sku":
             raise SpecError(f"sku_batched: true needs one agent per node and SKU; env.granularity is "
                             f"{env.granularity!r}; allowed: node_sku (or auto)")
@@ -232,10 +233,11 @@ class AgentSpec:
     def algorithm_config(self, setup: TrainingSetup, resources: Resources, seed: int):
         raise NotImplementedError
 
-    @property
-    def learning_rate(self):
-        """RLlib's lr: a number, or a [[env step, lr], ...] schedule when lr_end is set."""
-        return [[0, self.lr], [self.lr_decay_steps, self.lr_end]] if self.lr_end > 0 else self.lr
+    def learning_rate(self, steps_per_env_step: int = 1):
+        """RLlib's lr: a number, or a [[env step, lr], ...] schedule when lr_end is set (RLlib counts
+        `steps_per_env_step` env steps per twin step with sku_batched: the schedule stays in twin steps)."""
+        end = self.lr_decay_steps * steps_per_env_step
+        return [[0, self.lr], [end, self.lr_end]] if self.lr_end > 0 else self.lr
 
     # shared by the algorithms
     def _base(self, config, setup: TrainingSetup, resources: Resources, seed: int, module_spec):
@@ -297,6 +299,9 @@ class PPOAgent(AgentSpec):
         if self.minibatch_size > self.train_batch_size:
             raise SpecError(f"agent.minibatch_size: {self.minibatch_size} is more than agent.train_batch_size "
                             f"({self.train_batch_size}); allowed: <= train_batch_size")
+        if setup.sku_batched and self.use_lstm:
+            raise SpecError("agent.use_lstm: not available with sku_batched=true (the batched sampler carries no "
+                            "recurrent state); allowed: use_lstm with sku_batched=false")
         if setup.sku_shared_module:
             if self.use_lstm:
                 raise SpecError("agent.use_lstm: not available with env.granularity=node (the SKU-shared module "
@@ -306,19 +311,18 @@ class PPOAgent(AgentSpec):
             spec = RLModuleSpec(model_config=DefaultModelConfig(
                 fcnet_hiddens=list(self.hidden), fcnet_activation="tanh", vf_share_layers=False,
                 use_lstm=self.use_lstm, lstm_cell_size=self.lstm_cell_size, max_seq_len=self.max_seq_len))
-        steps = setup.steps_per_env_step  # the batch sizes are in twin steps, as with the multi-agent env
+        steps = setup.steps_per_env_step  # batch sizes and schedules are in twin steps, as with the multi-agent env
         config = PPOConfig().training(
-            lr=self.learning_rate, gamma=self.gamma, lambda_=self.lambda_,
+            lr=self.learning_rate(steps), gamma=self.gamma, lambda_=self.lambda_,
             train_batch_size_per_learner=self.train_batch_size * steps,
             minibatch_size=self.minibatch_size * steps, num_epochs=self.num_epochs, clip_param=self.clip_param,
-            vf_clip_param=self.vf_clip_param, vf_loss_coeff=self.vf_loss_coeff, entropy_coeff=self.entropy)
+            vf_clip_param=self.vf_clip_param, vf_loss_coeff=self.vf_loss_coeff, entropy_coeff=self.entropy(steps))
         return self._base(config, setup, resources, seed, spec)
 
-    @property
-    def entropy(self):
-        """RLlib's entropy_coeff: a number, or a schedule to 0 when entropy_decay_steps is set."""
+    def entropy(self, steps_per_env_step: int = 1):
+        """RLlib's entropy_coeff: a number, or a schedule to 0 when entropy_decay_steps (twin steps) is set."""
         if self.entropy_decay_steps > 0 and self.entropy_coeff > 0:
-            return [[0, self.entropy_coeff], [self.entropy_decay_steps, 0.0]]
+            return [[0, self.entropy_coeff], [self.entropy_decay_steps * steps_per_env_step, 0.0]]
         return self.entropy_coeff
 
 
@@ -354,12 +358,14 @@ class DQNAgent(AgentSpec):
             raise SpecError("agent: dqn needs Discrete actions; allowed: env.granularity=node_sku or a case "
                             "(single-node env)")
         buffer = "EpisodeReplayBuffer" if setup.single_node or setup.sku_batched else "MultiAgentEpisodeReplayBuffer"
+        # counts of env steps are in twin steps; with sku_batched RLlib counts a step of each (node, SKU) pair
+        steps = setup.steps_per_env_step
         config = DQNConfig().training(
-            lr=self.learning_rate, gamma=self.gamma, train_batch_size_per_learner=self.train_batch_size,
-            replay_buffer_config={"type": buffer, "capacity": self.replay_capacity},
-            num_steps_sampled_before_learning_starts=self.learning_starts,
-            target_network_update_freq=self.target_network_update_freq,
-            epsilon=[(0, self.epsilon_start), (self.epsilon_timesteps, self.epsilon_end)],
+            lr=self.learning_rate(steps), gamma=self.gamma, train_batch_size_per_learner=self.train_batch_size,
+            replay_buffer_config={"type": buffer, "capacity": self.replay_capacity * steps},
+            num_steps_sampled_before_learning_starts=self.learning_starts * steps,
+            target_network_update_freq=self.target_network_update_freq * steps,
+            epsilon=[(0, self.epsilon_start), (self.epsilon_timesteps * steps, self.epsilon_end)],
             double_q=self.double_q, dueling=self.dueling, n_step=self.n_step,
             training_intensity=self.training_intensity or None)
         config.env_runners(rollout_fragment_length=self.rollout_fragment_length)

@@ -56,6 +56,7 @@ class TrainedPolicy:
             self.rows = {"default_policy": np.array([0])}
         elif setup.sku_batched:  # one policy for every (node, SKU) pair, which also reads the pair's role
             self.rows = {"default_policy": np.arange(n_nodes * n_sku)}
+            self.roles = role_column(self.sim)
         else:
             agents = [f"{node}/{sku}" for node in self.sim.node_names for sku in setup.env.network.skus.name] \
                 if by_sku else list(self.sim.node_names)
@@ -105,7 +106,7 @@ class TrainedPolicy:
         protection period (mean, and spread for safety-factor actions)."""
         obs = self.sim.observe_snapshot(snapshot, forecast)  # (controlled nodes, SKUs, features)
         if self.setup.sku_batched:
-            flat = pair_observations(obs, role_column(self.sim))
+            flat = pair_observations(obs, self.roles)
         else:
             flat = obs.reshape(-1, obs.shape[-1]) if self.by_sku else obs
         actions = np.zeros(flat.shape[:-1] if self.by_sku else flat.shape[:2], dtype=np.int64)

@@ -41,9 +41,10 @@ class SkuBatchedEnvRunner(SingleAgentEnvRunner):
         if not isinstance(env, SkuVectorEnv):
             raise TypeError(f"SkuBatchedEnvRunner samples a SkuVectorEnv, not {type(env).__name__}")
         if force_reset or num_episodes is not None or self._needs_initial_reset or self._rollout is None:
-            self._reset(env)
-        if num_episodes is not None:
-            self._needs_initial_reset = True
+            # only the runner's first reset is seeded (as RLlib's own runner does); later episodes continue the
+            # twins' streams of episode seeds
+            self._reset(env, self._seed if self._needs_initial_reset else None)
+            self._needs_initial_reset = False
         done: list[SingleAgentEpisode] = []
         steps = episodes = twin_episodes = 0
         while (steps < num_timesteps) if num_timesteps is not None else (episodes < num_episodes):
@@ -64,7 +65,7 @@ class SkuBatchedEnvRunner(SingleAgentEnvRunner):
                 seconds = time.perf_counter() - rollout["started"]
                 for twin_return in rollout["twin_return"]:
                     self._log_episode_metrics(rollout["t"] + len(rollout["actions"]), float(twin_return), seconds)
-                self._reset(env)
+                self._reset(env, None)
         ongoing: list[SingleAgentEpisode] = []
         if num_timesteps is not None and self._rollout["actions"]:
             ongoing = self._episodes(env, terminated=False, truncated=False)
@@ -72,14 +73,15 @@ class SkuBatchedEnvRunner(SingleAgentEnvRunner):
             rollout["t"] += len(rollout["actions"])
             rollout["obs"] = rollout["obs"][-1:]
             rollout["actions"], rollout["rewards"], rollout["extra"] = [], [], {}
+        if num_episodes is not None:  # as RLlib's runner: the next call starts new episodes from the seed again
+            self._needs_initial_reset = True
         self._log_env_steps(metric=self._metrics_num_env_steps_sampled, num_steps=steps)
         self._increase_sampled_metrics(steps, twin_episodes)  # episodes of twins, as the learning curve counts
         return done + ongoing
 
-    def _reset(self, env: SkuVectorEnv) -> None:
-        """New episodes in every twin (seeded on the runner's first reset, as RLlib seeds its envs)."""
-        obs, _ = env.reset(seed=self._seed if self._needs_initial_reset else None)
-        self._needs_initial_reset = False
+    def _reset(self, env: SkuVectorEnv, seed: int | None) -> None:
+        """New episodes in every twin (from `seed`, or the twins' next episode seeds) and an empty rollout."""
+        obs, _ = env.reset(seed=seed)
         self._rollout = {"ids": [uuid.uuid4().hex for _ in range(env.num_envs)], "t": 0, "obs": [obs],
                          "actions": [], "rewards": [], "extra": {}, "twin_return": np.zeros(len(env.sims)),
                          "started": time.perf_counter()}
@@ -89,7 +91,8 @@ class SkuBatchedEnvRunner(SingleAgentEnvRunner):
         n, choices = env.num_envs, env.single_action_space.n
         if random_actions or self.module is None:
             actions = self._random.integers(choices, size=n)
-            return actions, {Columns.ACTION_LOGP: np.full(n, -np.log(choices), np.float32)}
+            return actions, {WEIGHTS_SEQ_NO: np.full(n, self._weights_seq_no),
+                             Columns.ACTION_LOGP: np.full(n, -np.log(choices), np.float32)}
         batch = {Columns.OBS: torch.from_numpy(self._rollout["obs"][-1])}
         with torch.no_grad():
             if explore:
@@ -115,6 +118,7 @@ class SkuBatchedEnvRunner(SingleAgentEnvRunner):
 
     @property
     def _random(self) -> np.random.Generator:
+        """The generator of random actions (`random_actions=True`), from the runner's seed."""
         if not hasattr(self, "_random_generator"):
             self._random_generator = np.random.default_rng(self._seed)
         return self._random_generator
@@ -127,7 +131,7 @@ class SkuBatchedEnvRunner(SingleAgentEnvRunner):
         rewards = np.stack(rollout["rewards"], axis=1)
         extra = {key: np.stack(values, axis=1) for key, values in rollout["extra"].items()}
         length = actions.shape[1]
-        infos = [{}] * (length + 1)
+
         out = []
         for i in range(env.num_envs):
             episode = SingleAgentEpisode(
@@ -135,7 +139,7 @@ class SkuBatchedEnvRunner(SingleAgentEnvRunner):
                 observations=InfiniteLookbackBuffer(obs[i], space=env.single_observation_space),
                 actions=InfiniteLookbackBuffer(actions[i], space=env.single_action_space),
                 rewards=InfiniteLookbackBuffer(rewards[i]),
-                infos=InfiniteLookbackBuffer(list(infos)),
+                infos=InfiniteLookbackBuffer([{} for _ in range(length + 1)]),
                 extra_model_outputs={key: InfiniteLookbackBuffer(value[i]) for key, value in extra.items()},
                 observation_space=env.single_observation_space, action_space=env.single_action_space,
                 terminated=terminated, truncated=truncated, t_started=rollout["t"], len_lookback_buffer=0)

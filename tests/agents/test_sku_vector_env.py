@@ -64,7 +64,8 @@ def test_the_vector_env_keeps_gymnasiums_vector_contract(small):
     # the role feature: 1 for a store's pairs, 0 for a DC's, in the node_sku agents' order
     roles = np.array([par.role(a) == "store" for a in par.possible_agents], dtype=np.float32)
     np.testing.assert_array_equal(obs[:, -1], np.tile(roles, 2))
-    assert set(infos["episode_seed"][:env.pairs]) == {3} and set(infos["episode_seed"][env.pairs:]) == {4}
+    # twin k of 2 starts from episode seed 3 x 2 + k: envs seeded 3 and 4 (two env runners) share no twin's stream
+    assert set(infos["episode_seed"][:env.pairs]) == {6} and set(infos["episode_seed"][env.pairs:]) == {7}
     actions = random_actions(DAYS, env.num_envs, env.single_action_space.n)
     for day in range(DAYS):
         obs, rewards, terminated, truncated, _ = env.step(actions[day])
@@ -73,16 +74,16 @@ def test_the_vector_env_keeps_gymnasiums_vector_contract(small):
     # next-step autoreset: the step after the last one starts new episodes, with no reward, and ignores its actions
     obs, rewards, terminated, truncated, infos = env.step(actions[0])
     assert not rewards.any() and not terminated.any() and not truncated.any()
-    assert env.observation_space.contains(obs) and set(infos["episode_seed"]) - {3, 4}
+    assert env.observation_space.contains(obs) and not set(infos["episode_seed"]) & {6, 7}
 
 
 def test_the_vector_env_gives_the_multi_agent_envs_costs_and_rewards_on_the_same_seed(small):
-    """Twin k of the vector env with seed s is the node_sku multi-agent env with seed s + k, pair for pair."""
+    """Twin k of 2 of the vector env with seed s is the node_sku multi-agent env with seed 2s + k, pair for pair."""
     env = SkuVectorEnv(config(small), twins=2)
     env.reset(seed=11)
     singles = [SupplyChainParallelEnv(config(small)) for _ in range(2)]
     for k, single in enumerate(singles):
-        single.reset(seed=11 + k)
+        single.reset(seed=22 + k)
     agents = singles[0].possible_agents
     actions = random_actions(DAYS, env.num_envs, env.single_action_space.n)
     total = np.zeros(env.num_envs)
@@ -110,6 +111,34 @@ def test_bad_settings_are_named(small):
         SkuBatchedVectorEnv({"env": config(small), "num_envs": pairs + 1})
     with pytest.raises(SpecError, match="sku_batched: true needs one agent per node and SKU"):
         TrainingSetup.network(config(small, granularity="node"), sku_batched=True)
+    setup = TrainingSetup.network(config(small), sku_batched=True)
+    with pytest.raises(SpecError, match="agent.use_lstm: not available with sku_batched=true"):
+        PPOAgent(use_lstm=True).algorithm_config(setup, Resources(), seed=0)
+    with pytest.raises(SpecError, match="env.forecast_refit_every: -1 is not allowed"):
+        config(small, forecast_refit_every=-1)
+
+
+def test_schedules_and_batches_stay_in_twin_steps(small):
+    """RLlib counts a step of every (node, SKU) pair; the agents' settings are in twin steps, as with the
+    multi-agent env, so they are scaled by the pairs of a twin (9 on the small network)."""
+    from agents.rl.algorithms import DQNAgent
+
+    batched, plain = (TrainingSetup.network(config(small), sku_batched=b) for b in (True, False))
+    pairs = batched.steps_per_env_step
+    assert pairs == 9 and plain.steps_per_env_step == 1
+    ppo = PPOAgent(train_batch_size=40, minibatch_size=20, entropy_coeff=0.01, entropy_decay_steps=1000,
+                   lr_end=1e-5, lr_decay_steps=2000)
+    a, b = (ppo.algorithm_config(s, Resources(), seed=0) for s in (batched, plain))
+    assert a.train_batch_size_per_learner == 40 * pairs and b.train_batch_size_per_learner == 40
+    assert a.minibatch_size == 20 * pairs
+    assert a.entropy_coeff == [[0, 0.01], [1000 * pairs, 0.0]] and b.entropy_coeff == [[0, 0.01], [1000, 0.0]]
+    assert a.lr == [[0, ppo.lr], [2000 * pairs, 1e-5]]
+    dqn = DQNAgent(learning_starts=100, target_network_update_freq=50, epsilon_timesteps=1000, replay_capacity=500)
+    d = dqn.algorithm_config(batched, Resources(), seed=0)
+    assert d.num_steps_sampled_before_learning_starts == 100 * pairs
+    assert d.target_network_update_freq == 50 * pairs and d.epsilon == [(0, 1.0), (1000 * pairs, 0.02)]
+    assert d.replay_buffer_config["capacity"] == 500 * pairs
+    assert d.train_batch_size_per_learner == dqn.train_batch_size  # transitions per gradient step: not scaled
 
 
 def runner_config(small, runner_cls=None):
@@ -155,18 +184,25 @@ def test_the_batched_runner_samples_what_rllibs_own_runner_samples(small):
         assert logp.shape == (5,) and (logp <= 0).all()
     metrics = batched.get_metrics()
     assert metrics["num_episodes"] == 2  # per twin, as the learning curve counts them
+    # more whole episodes than sub-environments: the twins go on to their next episodes, not the same ones again
+    episodes = batched.sample(num_episodes=2 * n, explore=False)
+    first, second = episodes[:n], episodes[n:]
+    assert len(episodes) == 2 * n
+    assert not all(np.array_equal(a.get_rewards(), b.get_rewards()) for a, b in zip(first, second))
 
 
 def test_training_with_sku_batched_checkpoints_and_evaluates(small, tmp_path):
     """experiments.train with sku_batched=true and a remote env runner: two iterations (counted in twin steps), a
-    checkpoint whose policy decides for the whole network (TrainedPolicy reads the role feature too), validation, and a clear refusal to export it."""
+    checkpoint whose policy decides for the whole network (TrainedPolicy reads the role feature too), validation,
+    and a clear refusal to export it."""
     import subprocess
     import sys
 
     run = tmp_path / "run"
     done = subprocess.run(
         [sys.executable, "-m", "experiments.train", "+experiment=ppo_network_sku", "network=small", "sku_batched=true",
-         "trainer.num_env_runners=1", "stop.minutes=null", "stop.iterations=2", "checkpoint_every=1", "validation.seeds=1", "evaluation.seeds=1",
+         "trainer.num_env_runners=1", "stop.minutes=null", "stop.iterations=2", "checkpoint_every=1",
+         "validation.seeds=1", "evaluation.seeds=1",
          f"agent.train_batch_size={DAYS}", f"agent.minibatch_size={DAYS}", f"env.episode_days={DAYS}",
          "validation.horizon=40", "evaluation.horizon=40", "evaluation.warmup=7", f"hydra.run.dir={run}"],
         cwd=ROOT, capture_output=True, text=True, timeout=600)

@@ -190,6 +190,10 @@ def test_ppo_with_an_lstm_policy_trains_and_evaluates(tmp_path):
     (["agent=dqn", "env.granularity=node"], "agent: dqn needs Discrete actions"),
     ([f"case={CASE}", "agent.minibatch_size=9000"], "agent.minibatch_size"),
     (["stop.iterations=null"], "stop: no limit set"),
+    ([f"case={CASE}", "sku_batched=true"], "sku_batched: true is for a network's (node, SKU) agents"),
+    (["sku_batched=true", "env.granularity=node"], "sku_batched: true needs one agent per node and SKU"),
+    (["env.forecaster=seasonal_naive", "env.forecast_refit_every=0"], "env.forecast_refit_every: 0 (fit once) "
+     "needs a forecaster"),
     (["+agent.learning_rate=0.1"], "agent: unknown key 'learning_rate'"),
     (["evaluation.warmup=400"], "evaluation.warmup: 400 is not allowed; allowed: whole days in "
      "[0, evaluation.horizon - 1]"),
