@@ -15,7 +15,7 @@ import logging
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -181,11 +181,14 @@ class RunDirectory:
             return {"iteration": 0, "env_steps": 0, "time_s": 0.0}
         return json.loads((latest / "progress.json").read_text())
 
-    def check_same_config(self, fingerprint: dict) -> None:
-        """A resumed run must train the same agent on the same env; SpecError otherwise."""
+    def check_same_config(self, fingerprint: dict, defaults: dict | None = None) -> None:
+        """A resumed run must train the same agent on the same env; SpecError otherwise. A key the earlier run's
+        fingerprint lacks (a setting added since) matches when its value is that setting's `defaults` entry."""
         path = self.root / "train_fingerprint.json"
         if path.exists() and self.latest is not None:
             before = json.loads(path.read_text())
+            defaults = defaults or {}
+            before = {**{k: v for k, v in defaults.items() if k in fingerprint}, **before}
             changed = sorted(k for k in set(before) | set(fingerprint) if before.get(k) != fingerprint.get(k))
             if changed:
                 raise SpecError(f"hydra.run.dir: {str(self.root)!r} holds a run with other settings "
@@ -392,13 +395,12 @@ def train(config: TrainConfig, run: RunDirectory, report: Report | None = None) 
     learning-curve row, with `validation_cost_per_day` added in an iteration that saved and validated."""
     env = config.setup.env
     fingerprint = {f"env.{f.name}": repr(getattr(env, f.name)) for f in fields(env) if f.name != "network"}
-    if env.forecast_refit_every == 7:  # the default, which runs from before the setting existed had
-        del fingerprint["env.forecast_refit_every"]
     fingerprint.update({"agent": repr(config.agent), "network": env.network.name, "seed": config.seed,
-                        "case": getattr(config.case, "case_id", None), "shared_policy": config.setup.shared_policy})
-    if config.setup.sku_batched:  # only when set, so that earlier runs still resume
-        fingerprint["sku_batched"] = True
-    run.check_same_config(fingerprint)
+                        "case": getattr(config.case, "case_id", None), "shared_policy": config.setup.shared_policy,
+                        "sku_batched": config.setup.sku_batched})
+    # settings added after a run started resume it at their defaults
+    defaults = {f"env.{f.name}": repr(f.default) for f in fields(env) if f.default is not MISSING}
+    run.check_same_config(fingerprint, {**defaults, "sku_batched": False})
     init_ray(config.resources)
     import torch
     torch.set_num_threads(config.resources.torch_threads)  # the driver samples (0 env runners) and learns

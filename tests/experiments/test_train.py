@@ -270,3 +270,22 @@ def test_the_worlds_preset_composes_into_a_valid_config():
     assert [h["name"] for h in worlds.hold_out] == ["port_strike", "custom"]
     assert config.setup.plain["env"]["worlds"]["hold_out"][1]["name"] == "custom"  # a checkpoint keeps it
     assert plain.env.worlds is None  # off unless asked for
+
+
+def test_a_run_resumes_across_a_setting_added_since_only_at_its_default(tmp_path):
+    """A fingerprint written before a setting existed lacks its key: the run resumes when the setting has its
+    default, and is refused, naming the key, when it has another value."""
+    from experiments.training import RunDirectory
+    from twin import SpecError
+
+    run_dir = RunDirectory(tmp_path, keep=1)
+    (tmp_path / "checkpoints" / "iter_000001").mkdir(parents=True)
+    (tmp_path / "checkpoints" / "latest").symlink_to("iter_000001")
+    (tmp_path / "train_fingerprint.json").write_text(json.dumps({"seed": 0}))
+    defaults = {"env.forecast_refit_every": "7", "sku_batched": False}
+    run_dir.check_same_config({"seed": 0, "env.forecast_refit_every": "7", "sku_batched": False}, defaults)
+    (tmp_path / "train_fingerprint.json").write_text(json.dumps({"seed": 0}))
+    with pytest.raises(SpecError, match=r"other settings \(env.forecast_refit_every\)"):
+        run_dir.check_same_config({"seed": 0, "env.forecast_refit_every": "0", "sku_batched": False}, defaults)
+    with pytest.raises(SpecError, match=r"other settings \(seed\)"):
+        run_dir.check_same_config({"seed": 1, "env.forecast_refit_every": "7", "sku_batched": False}, defaults)
