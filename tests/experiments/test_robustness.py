@@ -1,0 +1,123 @@
+"""experiments.robustness: a policy on every scenario against the base-stock tuned on that scenario, on the same
+held-out seeds, with the scenarios a worlds-trained checkpoint never saw read from the checkpoint."""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+SHORT = ["network=small", "horizon=60", "warmup=7", "seeds=3", "tune.grid=[1.0,3.0]", "tune.max_rounds=1"]
+HELD_PORT_STRIKE = "{name: port_strike, start_day: 10, days: 42, lead_time_multiplier: 5.0, outage_days: 14}"
+
+
+def robustness(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "experiments.robustness", *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=600)
+
+
+def read_rows(path: Path) -> list[dict]:
+    with path.open() as f:
+        return list(csv.DictReader(f))
+
+
+def test_every_scenario_is_judged_against_the_base_stock_tuned_on_it(tmp_path):
+    """Two named scenarios and one held out: the tuned z is the cheapest of its tuning runs, the tuned base-stock
+    runs the same as experiments.evaluate runs its policy file, and the table's paired difference and verdict are
+    those of the per-seed costs written out."""
+    run = tmp_path / "run"
+    done = robustness(*SHORT, "under_test=forecast:seasonal_naive", "scenarios=[baseline,flash_sale]",
+                      f"hold_out=[{HELD_PORT_STRIKE}]", f"hydra.run.dir={run}")
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = read_rows(run / "robustness.csv")
+    labels = ["baseline", "flash_sale", "held out: port_strike"]
+    assert [r["scenario"] for r in rows[::9]] == labels and len(rows) == 3 * 3 * 3  # scenarios x policies x seeds
+    assert {r["held_out"] for r in rows if r["scenario"] == labels[2]} == {"True"}
+    assert {r["policy"] for r in rows} == {"forecast:seasonal_naive", "rop", "base-stock, tuned on the scenario"}
+
+    tuning = read_rows(run / "scenarios" / "flash_sale" / "tuning.csv")
+    cheapest = min(tuning, key=lambda r: float(r["cost_per_day"]))
+    tuned = yaml.safe_load((run / "scenarios" / "flash_sale" / "tuned_policy.yaml").read_text())
+    assert tuned["z"] == {"store": float(cheapest["store"]), "dc": float(cheapest["dc"])}
+
+    # the tuned base-stock, run by experiments.evaluate from its file on the same scenario and seeds
+    check = tmp_path / "check"
+    evaluated = subprocess.run(
+        [sys.executable, "-m", "experiments.evaluate", "network=small", "scenario=flash_sale", "horizon=60",
+         "warmup=7", "seeds=3", f"policies=[file:{run / 'scenarios' / 'flash_sale' / 'tuned_policy.yaml'}]",
+         "reference=base_stock:tuned_policy", f"hydra.run.dir={check}"],
+        cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+    theirs = [float(r["cost_per_day"]) for r in read_rows(check / "evaluation.csv")]
+    ours = [float(r["cost_per_day"]) for r in rows
+            if r["scenario"] == "flash_sale" and r["policy"] == "base-stock, tuned on the scenario"]
+    assert ours == pytest.approx(theirs, rel=1e-5)
+
+    report = (run / "robustness.md").read_text()
+    for label in labels:
+        policy = np.array([float(r["cost_per_day"]) for r in rows
+                           if r["scenario"] == label and r["policy"] == "forecast:seasonal_naive"])
+        base = np.array([float(r["cost_per_day"]) for r in rows
+                         if r["scenario"] == label and r["policy"] == "base-stock, tuned on the scenario"])
+        line = next(line for line in report.splitlines() if line.startswith(f"| {label} |"))
+        diff = (policy - base).mean()
+        assert f"{diff:+.2f}" in line
+        assert f"({diff / base.mean():+.1%})" in line
+        assert ("| win |" in line) + ("| tie |" in line) + ("| loss |" in line) == 1
+    assert (run / "robustness.png").stat().st_size > 10_000
+    assert (run / "scenarios" / "held_out__port_strike" / "scenario.yaml").is_file()
+
+
+def test_the_held_out_scenarios_come_from_the_checkpoints_training(tmp_path):
+    """A PPO trained on worlds that hold a long port strike out: robustness reads that scenario from the checkpoint
+    (hold_out=from_policy) and runs it beside the named ones; it costs more than the baseline for every policy."""
+    train = tmp_path / "train"
+    done = subprocess.run(
+        [sys.executable, "-m", "experiments.train", "+experiment=ppo_worlds", "network=small",
+         "~env.worlds.scenarios", "+env.worlds.scenarios=[baseline,flash_sale,port_strike]",
+         "env.worlds.start_day={low: 0, high: 10}", f"env.worlds.hold_out=[{HELD_PORT_STRIKE}]",
+         "stop.minutes=null", "stop.iterations=1", "checkpoint_every=1", "validation.enabled=false",
+         "evaluation.seeds=1", "agent.train_batch_size=20", "agent.minibatch_size=20", "env.episode_days=20",
+         "evaluation.horizon=30", "evaluation.warmup=7", f"hydra.run.dir={train}"],
+        cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    run = tmp_path / "run"
+    done = robustness(*SHORT, f"under_test=checkpoint:{train / 'checkpoints' / 'latest'}", "scenarios=[baseline]",
+                      "seeds=2", f"hydra.run.dir={run}")
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = read_rows(run / "robustness.csv")
+    assert sorted({(r["scenario"], r["held_out"]) for r in rows}) == [("baseline", "False"),
+                                                                      ("held out: port_strike", "True")]
+    shocks = yaml.safe_load((run / "scenarios" / "held_out__port_strike" / "scenario.yaml").read_text())["shocks"]
+    assert any(s.get("multiplier") == 5.0 for s in shocks)
+    for policy in {r["policy"] for r in rows}:
+        cost = {r["scenario"]: [] for r in rows}
+        for r in rows:
+            if r["policy"] == policy:
+                cost[r["scenario"]].append(float(r["cost_per_day"]))
+        assert np.mean(cost["held out: port_strike"]) > np.mean(cost["baseline"]), policy
+
+
+@pytest.mark.parametrize("args, message", [
+    ([], "under_test: missing"),
+    (["under_test=rop", "tune.first_seed=999999", "tune.seeds=2", "first_seed=1000000"],
+     "tune.first_seed: tuning seeds 999999..1000000 overlap the held-out seeds"),
+    (["under_test=rop", "hold_out=[{name: nowhere}]"], "hold_out[0]: 'nowhere' is not allowed"),
+    (["under_test=rop", "hold_out=sometimes"], "hold_out: 'sometimes' is not allowed; allowed: from_policy"),
+    (["under_test=rop", "scenarios=[]"], "scenarios: empty"),
+    (["under_test=rop", "tune.grid=[]"], "tune.grid: empty"),
+    (["under_test=checkpoint:/nonexistent/dir"], "checkpoint '/nonexistent/dir' is not a directory"),
+])
+def test_bad_settings_are_one_error_naming_the_key_before_any_work(tmp_path, args, message):
+    run = tmp_path / "run"
+    done = robustness("network=small", "scenarios=[baseline]", *args, f"hydra.run.dir={run}")
+    assert done.returncode != 0
+    assert message in done.stderr + done.stdout
+    assert "Traceback" not in done.stderr
+    assert not run.exists() or not any(run.glob("robustness*"))
