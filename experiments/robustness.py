@@ -26,7 +26,9 @@ from __future__ import annotations
 
 import csv
 import logging
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
+from multiprocessing import get_context
 from pathlib import Path
 
 import hydra
@@ -100,6 +102,7 @@ class RobustnessConfig:
     policy_seed: int
     forecast_z: dict[str, float]
     refit_every: int
+    workers: int
 
 
 def read_config(data: dict) -> tuple[RobustnessConfig, dict[str, object]]:
@@ -124,6 +127,7 @@ def read_config(data: dict) -> tuple[RobustnessConfig, dict[str, object]]:
     network = network_from_dict(r.raw("network"), "network")
     named = read_scenarios(r.sequence("scenarios", ()), network, horizon)
     hold_out_entry = r.raw("hold_out")
+    workers = r.integer("workers", 1, low=1, high=64)
     r.done()
     tune_seeds = tuple(range(first_tuning_seed, first_tuning_seed + n_tune))
     if set(tune_seeds) & set(held_out.seeds):
@@ -146,7 +150,7 @@ def read_config(data: dict) -> tuple[RobustnessConfig, dict[str, object]]:
     config = RobustnessConfig(network=network, policy_entry=entry, cases=tuple(cases), also=also, grid=grid,
                               tune_seeds=tune_seeds, rounds=rounds, held_out=held_out, horizon=horizon,
                               warmup=warmup, policy_seed=policy_seed, forecast_z=forecast_z,
-                              refit_every=refit_every)
+                              refit_every=refit_every, workers=workers)
     return config, policies
 
 
@@ -183,7 +187,8 @@ def tune_base_stock(config: RobustnessConfig, case: ScenarioCase, initial_on_han
     return dict(result.best), result.best_cost, list(result.evaluations)
 
 
-def run_case(config: RobustnessConfig, policies: dict[str, object], case: ScenarioCase, out: Path) -> ScenarioResult:
+def run_case(config: RobustnessConfig, policies: dict[str, object], case: ScenarioCase, out: Path,
+             command: str) -> ScenarioResult:
     """Tune the base-stock on the scenario, then run every policy on the held-out seeds."""
     initial = starting_stock(policies, config.network)
     tuned_z, tuning_cost, evaluations = tune_base_stock(config, case, initial)
@@ -195,7 +200,7 @@ def run_case(config: RobustnessConfig, policies: dict[str, object], case: Scenar
                           progress=lambda name, seed: log.info("%s: %s: seed %d done", case.label, name, seed))
     folder = out / "scenarios" / _folder(case.label)
     folder.mkdir(parents=True, exist_ok=True)
-    write_scenario(folder, case.scenario, _command(), config.network.name, config.horizon)
+    write_scenario(folder, case.scenario, command, config.network.name, config.horizon)
     (folder / "tuned_policy.yaml").write_text(
         f"# tuned on {config.network.name} / {case.label}, seeds {list(config.tune_seeds)}: cost per day "
         f"{tuning_cost:.4f}\n" + OmegaConf.to_yaml(OmegaConf.create({"name": "base_stock", "z": tuned_z})))
@@ -213,8 +218,12 @@ def _folder(label: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in label).strip("_")
 
 
-def _command() -> str:
-    return f"python -m experiments.robustness {' '.join(HydraConfig.get().overrides.task)}"
+def run_case_in_worker(data: dict, index: int, out: str, command: str) -> ScenarioResult:
+    """`run_case` for the index-th scenario in a worker process, which reads the config and loads the policies
+    itself (a trained policy is not sent between processes)."""
+    logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(levelname)s] %(message)s", datefmt="%H:%M:%S")
+    config, policies = read_config(data)
+    return run_case(config, policies, config.cases[index], Path(out), command)
 
 
 def write_csv(path: Path, results: list[ScenarioResult]) -> None:
@@ -319,12 +328,28 @@ def main(cfg: DictConfig) -> None:
     out = run_dir()
     out.mkdir(parents=True, exist_ok=True)
     title = f"{config.network.name}: {policy} against the base-stock tuned per scenario, seeds {config.held_out}"
-    results: list[ScenarioResult] = []
-    for i, case in enumerate(config.cases, 1):
-        log.info("scenario %d of %d: %s", i, len(config.cases), case.label)
-        results.append(run_case(config, policies, case, out))
-        write_csv(out / "robustness.csv", results)  # written as scenarios finish: a stopped run keeps them
+    command = f"python -m experiments.robustness {' '.join(HydraConfig.get().overrides.task)}"
+    done: dict[int, ScenarioResult] = {}
+
+    def finished(index: int, result: ScenarioResult) -> None:
+        done[index] = result
+        log.info("scenario %d of %d done: %s", len(done), len(config.cases), result.case.label)
+        results = [done[i] for i in sorted(done)]  # written as scenarios finish: a stopped run keeps them
+        write_csv(out / "robustness.csv", results)
         (out / "robustness.md").write_text(format_report(results, policy, title))
+
+    if config.workers == 1:
+        for i, case in enumerate(config.cases):
+            log.info("scenario %d of %d: %s", i + 1, len(config.cases), case.label)
+            finished(i, run_case(config, policies, case, out, command))
+    else:
+        data = plain(cfg)
+        with ProcessPoolExecutor(min(config.workers, len(config.cases)), mp_context=get_context("spawn")) as pool:
+            futures = {pool.submit(run_case_in_worker, data, i, str(out), command): i
+                       for i in range(len(config.cases))}
+            for future in as_completed(futures):
+                finished(futures[future], future.result())
+    results = [done[i] for i in sorted(done)]
     plot(out / "robustness.png", results, policy, title)
     print(format_report(results, policy, title))
     print(f"written to {out}")

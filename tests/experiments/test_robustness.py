@@ -74,6 +74,21 @@ def test_every_scenario_is_judged_against_the_base_stock_tuned_on_it(tmp_path):
     assert (run / "scenarios" / "held_out__port_strike" / "scenario.yaml").is_file()
 
 
+def test_scenarios_side_by_side_give_the_same_figures(tmp_path):
+    """workers=2 runs the scenarios in two processes; every figure written is the one a single process writes."""
+    args = [*SHORT, "seeds=2", "under_test=forecast:seasonal_naive", "scenarios=[baseline,flash_sale]",
+            f"hold_out=[{HELD_PORT_STRIKE}]"]
+    one, two = tmp_path / "one", tmp_path / "two"
+    for run, workers in ((one, 1), (two, 2)):
+        done = robustness(*args, f"workers={workers}", f"hydra.run.dir={run}")
+        assert done.returncode == 0, done.stderr[-3000:]
+    assert (two / "robustness.csv").read_text() == (one / "robustness.csv").read_text()
+    assert (two / "robustness.md").read_text() == (one / "robustness.md").read_text()
+    for folder in ("baseline", "flash_sale", "held_out__port_strike"):
+        assert ((two / "scenarios" / folder / "tuning.csv").read_text()
+                == (one / "scenarios" / folder / "tuning.csv").read_text())
+
+
 def test_the_held_out_scenarios_come_from_the_checkpoints_training(tmp_path):
     """A PPO trained on worlds that hold a long port strike out: robustness reads that scenario from the checkpoint
     (hold_out=from_policy) and runs it beside the named ones; it costs more than the baseline for every policy."""
@@ -112,6 +127,7 @@ def test_the_held_out_scenarios_come_from_the_checkpoints_training(tmp_path):
     (["under_test=rop", "hold_out=sometimes"], "hold_out: 'sometimes' is not allowed; allowed: from_policy"),
     (["under_test=rop", "scenarios=[]"], "scenarios: empty"),
     (["under_test=rop", "tune.grid=[]"], "tune.grid: empty"),
+    (["under_test=rop", "workers=0"], "workers: 0"),
     (["under_test=checkpoint:/nonexistent/dir"], "checkpoint '/nonexistent/dir' is not a directory"),
 ])
 def test_bad_settings_are_one_error_naming_the_key_before_any_work(tmp_path, args, message):
