@@ -41,10 +41,10 @@ from agents.baselines.catalog import ECHELONS, PolicySpec
 from agents.baselines.safety import read_safety_factors
 from experiments.comparison import METRICS, EvalSetting, Evaluation, evaluate
 from experiments.policy_entries import load_policies, starting_stock
+from experiments.run_config import read_tune_options
+from experiments.scenario_entries import read_scenarios
 from experiments.seeds import HELD_OUT_FIRST_SEED, SeedRange
 from experiments.startup import config_errors, plain, run_checked, run_dir, write_scenario
-from experiments.stress import read_scenarios
-from experiments.tune import read_tune_options
 from scenarios import Scenario
 from twin import SpecError
 from twin.config import ConfigReader, check_warmup

@@ -5,7 +5,7 @@
     config.demand (None: the network's own demand model; else a planner's history, twin/demand_history.py)
 
 experiments.simulate runs it; experiments.tune reads the same config to tune the
-policy's safety factors.
+policy's safety factors, and its `tune` block with `read_tune_options` (as experiments.robustness does).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import numpy as np
 
 import scenarios
 from agents.baselines.catalog import PolicySpec
+from agents.baselines.safety import SAFETY_FACTOR_BOUNDS
 from agents.protocol import Policy
 from experiments.seeds import SeedRange
 from scenarios import Scenario
@@ -127,3 +128,16 @@ def initial_stock(network: NetworkSpec, horizon: int, seed: int, days: Mapping[s
     per_node = np.array([days.get(node.kind, 0.0) for node in network.nodes])
     return starting_stock(DemandStats.of(network, horizon, seed, demand).mean, per_node,
                           integer_units=network.demand.integer_units)
+
+
+def read_tune_options(data) -> tuple[tuple[float, ...], int, int]:
+    """Validate the `tune` block: grid of z values, number of seeds, rounds."""
+    r = ConfigReader(data, "tune")
+    low, high = SAFETY_FACTOR_BOUNDS
+    grid = r.numbers("grid", (0.0, 1.0, 2.0), low=low, high=high)
+    if not grid:
+        raise SpecError(f"tune.grid: empty; allowed: at least one z value in [{low:g}, {high:g}]")
+    seeds = r.integer("seeds", 2, low=1, high=100)
+    rounds = r.integer("max_rounds", 3, low=1, high=20)
+    r.done()
+    return grid, seeds, rounds

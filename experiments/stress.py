@@ -43,25 +43,24 @@ import importlib.util
 import json
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import hydra
 import numpy as np
-import yaml
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import to_absolute_path
 from omegaconf import DictConfig
 
-import scenarios
 from agents.baselines.safety import read_safety_factors
 from experiments import node_sweep
 from experiments.node_sweep import MODES, NodeSweep, read_node_sweep, sweep_scenarios
 from experiments.policy_entries import load_policies, starting_stock
 from experiments.ray_cluster import check_reachable
+from experiments.scenario_entries import read_scenarios
 from experiments.seeds import HELD_OUT_FIRST_SEED, SeedRange
-from experiments.startup import CONF_DIR, config_errors, plain, run_checked, run_dir, write_scenario
+from experiments.startup import config_errors, plain, run_checked, run_dir, write_scenario
 from experiments.stress_html import write_run_report
 from experiments.stress_report import (
     ResilienceSettings,
@@ -91,7 +90,7 @@ from experiments.stress_runs import (
     run_jobs,
     safe_names,
 )
-from scenarios import SCENARIOS, Scenario
+from scenarios import Scenario
 from twin import TWIN_VERSION, SpecError
 from twin.config import ConfigReader, check_warmup
 from twin.demand_history import DemandSource, demand_source_from_dict
@@ -208,39 +207,6 @@ def _among(value: str | None, labels: list[str], key: str, listed: str) -> str:
         raise SpecError(f"{key}: {value!r} is not among the {listed} {labels}; allowed: one of them (null: the "
                         f"first)")
     return value
-
-
-def read_scenarios(entries: Sequence, network: NetworkSpec, horizon: int) -> dict[str, Scenario]:
-    """Each entry built on the network: a conf/scenario name, a mapping {name: ..., params}, or a scenario file;
-    labels are the scenarios' names (a repeated name gets a ' appended). SpecError naming `scenarios[i]`."""
-    if not entries:
-        raise SpecError("scenarios: empty; allowed: a list of at least one scenario name or scenario file")
-    built: dict[str, Scenario] = {}
-    names = [n for n in SCENARIOS.names if n != "file"]
-    for i, entry in enumerate(entries):
-        key = f"scenarios[{i}]"
-        if isinstance(entry, str) and entry.lower().endswith(SCENARIO_FILE_SUFFIXES):
-            params = {"name": "file", "path": to_absolute_path(entry)}
-        elif isinstance(entry, (str, Mapping)):
-            params = {"name": entry} if isinstance(entry, str) else dict(entry)
-            name = params.get("name")
-            if name not in names:
-                raise SpecError(f"{key}: {name!r} is not allowed; allowed: {', '.join(names)}, a mapping "
-                                f"{{name: NAME, PARAMETER: VALUE}}, or a scenario file (FILE.yaml)")
-            defaults = yaml.safe_load((CONF_DIR / "scenario" / f"{name}.yaml").read_text()) or {}
-            params = {**defaults, **params}
-        else:
-            raise SpecError(f"{key}: {entry!r} is not allowed; allowed: a scenario name, a mapping with a name, or "
-                            f"a scenario file (FILE.yaml)")
-        try:
-            scenario = scenarios.build(params.pop("name"), network, horizon, **params)
-        except SpecError as error:
-            raise SpecError(f"{key}: {error}") from None
-        label = scenario.name
-        while label in built:
-            label += "'"
-        built[label] = scenario
-    return built
 
 
 def read_start(path_text: str, network: NetworkSpec, horizon: int) -> StartState:

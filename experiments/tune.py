@@ -20,27 +20,12 @@ from omegaconf import DictConfig, OmegaConf
 
 from agents.baselines import tune
 from agents.baselines.catalog import ECHELONS, PolicySpec
-from agents.baselines.safety import SAFETY_FACTOR_BOUNDS
-from experiments.run_config import load_config
+from experiments.run_config import load_config, read_tune_options
 from experiments.seeds import SeedRange
 from experiments.startup import config_errors, plain, run_checked, run_dir, write_scenario
 from twin import SpecError
-from twin.config import ConfigReader
 
 log = logging.getLogger("experiments.tune")
-
-
-def read_tune_options(data) -> tuple[tuple[float, ...], int, int]:
-    """Validate the `tune` block: grid of z values, number of seeds, rounds."""
-    r = ConfigReader(data, "tune")
-    low, high = SAFETY_FACTOR_BOUNDS
-    grid = r.numbers("grid", (0.0, 1.0, 2.0), low=low, high=high)
-    if not grid:
-        raise SpecError(f"tune.grid: empty; allowed: at least one z value in [{low:g}, {high:g}]")
-    seeds = r.integer("seeds", 2, low=1, high=100)
-    rounds = r.integer("max_rounds", 3, low=1, high=20)
-    r.done()
-    return grid, seeds, rounds
 
 
 @hydra.main(config_path="../conf", config_name="tune", version_base="1.3")
