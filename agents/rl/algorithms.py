@@ -357,9 +357,8 @@ class DQNAgent(AgentSpec):
         if setup.sku_shared_module:
             raise SpecError("agent: dqn needs Discrete actions; allowed: env.granularity=node_sku or a case "
                             "(single-node env)")
-        from agents.rl.replay import BatchEvictingEpisodeReplayBuffer
-
-        buffer = (BatchEvictingEpisodeReplayBuffer if setup.single_node or setup.sku_batched
+        # RLlib takes the buffer by name: a dotted path to ours (agents/rl/replay.py), whose name it must contain
+        buffer = ("agents.rl.replay.BatchEvictingEpisodeReplayBuffer" if setup.single_node or setup.sku_batched
                   else "MultiAgentEpisodeReplayBuffer")
         # counts of env steps are in twin steps; with sku_batched RLlib counts a step of each (node, SKU) pair
         steps = setup.steps_per_env_step

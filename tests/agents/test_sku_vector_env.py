@@ -139,6 +139,12 @@ def test_schedules_and_batches_stay_in_twin_steps(small):
     assert d.target_network_update_freq == 50 * pairs and d.epsilon == [(0, 1.0), (1000 * pairs, 0.02)]
     assert d.replay_buffer_config["capacity"] == 500 * pairs
     assert d.train_batch_size_per_learner == dqn.train_batch_size  # transitions per gradient step: not scaled
+    from ray.rllib.utils import deserialize_type
+
+    from agents.rl.replay import BatchEvictingEpisodeReplayBuffer
+
+    buffer = d.replay_buffer_config["type"]  # by name, as RLlib requires (it tests for "EpisodeReplayBuffer" in it)
+    assert "EpisodeReplayBuffer" in buffer and deserialize_type(buffer) is BatchEvictingEpisodeReplayBuffer
 
 
 def runner_config(small, runner_cls=None):
