@@ -139,7 +139,7 @@ def test_schedules_and_batches_stay_in_twin_steps(small):
     assert d.target_network_update_freq == 50 * pairs and d.epsilon == [(0, 1.0), (1000 * pairs, 0.02)]
     assert d.replay_buffer_config["capacity"] == 500 * pairs
     assert d.train_batch_size_per_learner == dqn.train_batch_size  # transitions per gradient step: not scaled
-    from ray.rllib.utils import deserialize_type
+    from ray.rllib.utils.serialization import deserialize_type
 
     from agents.rl.replay import BatchEvictingEpisodeReplayBuffer
 
