@@ -128,6 +128,9 @@ def main(cfg: DictConfig) -> float:
         evaluated = evaluate_network(config, checkpoint, out)
     value, source = objective(config, run, evaluated)
     print(f"objective: {value:.6f} ({source})")
+    if config.case is None and config.setup.env.worlds is not None:
+        print(f"robustness on every scenario and those held out of training: python -m experiments.robustness "
+              f"under_test=checkpoint:{checkpoint}")
     print(f"run directory: {out}")
     return value
 

@@ -102,6 +102,7 @@ def test_the_held_out_scenarios_come_from_the_checkpoints_training(tmp_path):
          "evaluation.horizon=30", "evaluation.warmup=7", f"hydra.run.dir={train}"],
         cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
+    assert "python -m experiments.robustness under_test=checkpoint:" in done.stdout  # train says what to run next
     run = tmp_path / "run"
     done = robustness(*SHORT, f"under_test=checkpoint:{train / 'checkpoints' / 'latest'}", "scenarios=[baseline]",
                       "seeds=2", f"hydra.run.dir={run}")
