@@ -87,12 +87,10 @@ class ScenarioResult:
 
 @dataclass(frozen=True)
 class RobustnessConfig:
-    """Everything a run needs, checked before any work starts."""
+    """What a run needs beside the policies (read_config loads those), checked before any work starts."""
 
     network: NetworkSpec
-    policy_entry: str
     cases: tuple[ScenarioCase, ...]
-    also: tuple[str, ...]
     grid: tuple[float, ...]
     tune_seeds: tuple[int, ...]
     rounds: int
@@ -100,8 +98,6 @@ class RobustnessConfig:
     horizon: int
     warmup: int
     policy_seed: int
-    forecast_z: dict[str, float]
-    refit_every: int
     workers: int
 
 
@@ -147,10 +143,9 @@ def read_config(data: dict) -> tuple[RobustnessConfig, dict[str, object]]:
         while label in [c.label for c in cases]:
             label += "'"
         cases.append(ScenarioCase(label, scenario, held_out=True))
-    config = RobustnessConfig(network=network, policy_entry=entry, cases=tuple(cases), also=also, grid=grid,
-                              tune_seeds=tune_seeds, rounds=rounds, held_out=held_out, horizon=horizon,
-                              warmup=warmup, policy_seed=policy_seed, forecast_z=forecast_z,
-                              refit_every=refit_every, workers=workers)
+    config = RobustnessConfig(network=network, cases=tuple(cases), grid=grid, tune_seeds=tune_seeds, rounds=rounds,
+                              held_out=held_out, horizon=horizon, warmup=warmup, policy_seed=policy_seed,
+                              workers=workers)
     return config, policies
 
 
