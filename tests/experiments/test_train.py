@@ -272,6 +272,26 @@ def test_the_worlds_preset_composes_into_a_valid_config():
     assert plain.env.worlds is None  # off unless asked for
 
 
+def test_the_dqn_network_preset_composes_into_a_valid_config():
+    """`+experiment=dqn_network_sku`: DQN, SKU-batched, on ppo_network_sku's env, reward and actions; its counts
+    are twin steps, which RLlib gets times the 1,250 pairs of paper_5x20."""
+    from hydra import compose, initialize
+    from omegaconf import OmegaConf
+
+    from agents.rl.algorithms import Resources
+    from experiments.training import load_train_config
+
+    with initialize(config_path="../../conf", version_base="1.3"):
+        cfg = compose(config_name="train", overrides=["+experiment=dqn_network_sku"])
+    config = load_train_config(OmegaConf.to_container(cfg, resolve=True))
+    env, agent = config.setup.env, config.agent
+    assert agent.name == "dqn" and config.setup.sku_batched and config.setup.steps_per_env_step == 1250
+    assert (env.granularity, env.action.kind, env.cost_weights.ordering) == ("node_sku", "safety_factor", 0.0)
+    rllib = agent.algorithm_config(config.setup, Resources(), seed=0)
+    assert rllib.replay_buffer_config["capacity"] == 730 * 1250  # two simulated years of every pair
+    assert rllib.epsilon == [(0, 1.0), (7300 * 1250, 0.02)]
+
+
 def test_a_run_resumes_across_a_setting_added_since_only_at_its_default(tmp_path):
     """A fingerprint written before a setting existed lacks its key: the run resumes when the setting has its
     default, and is refused, naming the key, when it has another value."""
