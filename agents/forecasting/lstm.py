@@ -19,6 +19,19 @@ series' scale, predicts in units of it, and its outputs are multiplied back
 target step enters its scale. With "series", one scale per series (the mean
 absolute value over its whole history) serves all its windows: fine on
 stationary demand, poor where the level moves (trends, shocks).
+
+Trend (`trend`): a window's scale tells the network the level, not where it
+is going, so with "none" (the default) a steady trend past the context's end
+must be learned implicitly (the LSTM missed co2's by about 1.5% of its
+level). With "window", each window's context gets a least-squares line
+(`local_line`, over its observed context values only); the level inputs and
+the reference are taken relative to it, divided by the context's mean
+absolute residual around it, the network predicts residuals (any sign) and
+the line, extrapolated, is added back at every target step, to the mean and
+the quantiles (`window_inputs`, `to_values`). The network also reads the
+line's rise over the context, so it can damp an extrapolation that does not
+hold. The exported model (`_Serving`) computes the same line from the same
+context inputs.
 """
 
 from __future__ import annotations
@@ -43,11 +56,93 @@ from agents.forecasting.lstm_inputs import (
     Normalisation,
     input_arrays,
     last_window,
+    level_lags,
 )
 
 log = logging.getLogger("agents.forecasting.lstm")
 
 SCALINGS = ("window", "series")
+TRENDS = ("none", "window")
+MIN_RESIDUAL_SCALE = 1e-3  # the floor of a trend window's residual scale, relative to its window scale
+
+
+def window_scale(value: torch.Tensor, observed: torch.Tensor) -> torch.Tensor:
+    """(B,) mean absolute observed value of each context (B, C) of series-scaled values, at least
+    MIN_WINDOW_SCALE."""
+    total = (value.abs() * observed).sum(dim=1)
+    return (total / observed.sum(dim=1).clamp(min=1)).clamp(min=MIN_WINDOW_SCALE)
+
+
+def local_line(value: torch.Tensor, observed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Least-squares line through the observed points of each context (B, C), its steps at -C..-1 before the
+    first target step: (B,) its value at the first target step (step 0) and (B,) its slope per step (0 with
+    fewer than two points)."""
+    weight = observed.to(value.dtype)
+    steps = torch.arange(-value.shape[1], 0, device=value.device, dtype=value.dtype)
+    count = weight.sum(dim=1).clamp(min=1)
+    step_mean = (weight * steps).sum(dim=1) / count
+    value_mean = (weight * value).sum(dim=1) / count
+    centred = (steps - step_mean[:, None]) * weight
+    spread = (centred * centred).sum(dim=1)
+    slope = torch.where(spread > 0, (centred * value).sum(dim=1) / spread.clamp(min=1e-12), 0.0)
+    return value_mean - slope * step_mean, slope
+
+
+def _symlog(x: torch.Tensor) -> torch.Tensor:
+    """sign(x) log(1 + |x|): log1p for x >= 0, odd, finite for any x."""
+    return torch.sign(x) * torch.log1p(x.abs())
+
+
+def window_inputs(level: torch.Tensor, value: torch.Tensor, observed: torch.Tensor, reference_value: torch.Tensor,
+                  log_scale: torch.Tensor, season: int, scaling: str, trend: str
+                  ) -> tuple[tuple[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor, torch.Tensor]:
+    """A window's level inputs (B, C, 6), its reference values (B, H) and log scales (B, s) as the network
+    reads them, from its context's series-scaled values (B, C) and observed flags; plus the unit (B,) and the
+    line (B, H) that turn the network's outputs back into series-scaled values (`unit * output + line`).
+
+    With trend "none" the unit is the window's scale (1 with "series" scaling), the line zero and the inputs
+    log1p of the values over the unit. With "window", `local_line` is fitted to the context, the level inputs
+    and the references are taken relative to it (each at the step it reads, `level_lags`), the unit is the
+    mean absolute residual of the context (at least MIN_RESIDUAL_SCALE window scales) and the line is
+    extrapolated over the target steps; the network also reads the log of the unit over the window's scale and
+    the line's rise over the context in units. Only the context enters: nothing at or after step 0.
+    """
+    horizon = reference_value.shape[1]
+    window = torch.ones_like(value[:, 0]) if scaling == "series" else window_scale(value, observed)
+    scales = [log_scale] + ([torch.log(window)[:, None]] if scaling == "window" else [])
+    if trend == "none":
+        past = torch.log1p(level / window[:, None, None])
+        reference = torch.log1p(reference_value / window[:, None])
+        return (past, reference, torch.cat(scales, dim=1)), window, torch.zeros_like(reference_value)
+    start, slope = local_line(value, observed)
+    context = value.shape[1]
+    steps = torch.arange(-context, 0, device=value.device, dtype=value.dtype)
+    residual = (value - start[:, None] - slope[:, None] * steps) * observed
+    unit = torch.maximum((residual.abs().sum(dim=1) / observed.sum(dim=1).clamp(min=1)),
+                         MIN_RESIDUAL_SCALE * window)
+    lags = torch.as_tensor(level_lags(season), device=value.device, dtype=value.dtype)
+    read_at = steps[:, None] - torch.nan_to_num(lags)          # (C, 6): the step each level input reads
+    shift = (start[:, None, None] + slope[:, None, None] * read_at) * torch.isfinite(lags)
+    past = _symlog((level - shift) / unit[:, None, None])
+    ahead = torch.arange(horizon, device=value.device, dtype=value.dtype)
+    earlier = torch.remainder(ahead, season) - season           # the step each reference value was read at
+    reference = _symlog((reference_value - start[:, None] - slope[:, None] * earlier) / unit[:, None])
+    scales += [torch.log(unit / window)[:, None], _symlog(slope * context / unit)[:, None]]
+    line = start[:, None] + slope[:, None] * ahead
+    return (past, reference, torch.cat(scales, dim=1)), unit, line
+
+
+def to_values(mean: torch.Tensor, quantiles: torch.Tensor, unit: torch.Tensor, line: torch.Tensor,
+              scale: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The network's mean (B, H) and quantiles (B, H, L) in the series' units: (unit * output + line) times the
+    series' scale, the mean at least zero (a falling line may cross it; quantiles are clipped when sorted)."""
+    mean = ((mean * unit[:, None] + line) * scale[:, None]).clamp(min=0)
+    return mean, (quantiles * unit[:, None, None] + line[..., None]) * scale[:, None, None]
+
+
+def n_static_scales(scaling: str, trend: str) -> int:
+    """How many scale inputs `window_inputs` gives the network."""
+    return 1 + (scaling == "window") + 2 * (trend == "window")
 
 
 @contextmanager
@@ -67,10 +162,11 @@ class _Network(nn.Module):
     """Stacked LSTM encoder plus a dense head shared by all target steps (told apart by a step embedding)."""
 
     def __init__(self, n_encoder: int, n_decoder: int, cardinalities: list[int], hidden: int, layers: int,
-                 dropout: float, max_horizon: int, n_levels: int, n_scales: int = 1) -> None:
+                 dropout: float, max_horizon: int, n_levels: int, n_scales: int = 1, positive: bool = True) -> None:
         super().__init__()
+        self.positive = positive  # a softplus mean (values); False: any sign (residuals from a trend line)
         self.embeddings = nn.ModuleList([nn.Embedding(card, min(8, card)) for card in cardinalities])
-        # + log of the series' scale (and of the window's, relative to it)
+        # + log of the series' scale (and of the window's, relative to it; with a trend, its unit and rise)
         n_static = sum(e.embedding_dim for e in self.embeddings) + n_scales
         self.lstm = nn.LSTM(n_encoder + n_static, hidden, num_layers=layers, batch_first=True,
                             dropout=dropout if layers > 1 else 0.0)
@@ -90,7 +186,7 @@ class _Network(nn.Module):
         state = torch.cat([encoded[:, -1], static], dim=1)[:, None, :].expand(-1, horizon, -1)
         steps = self.step.weight[:horizon][None].expand(past.shape[0], -1, -1)  # not len(): export keeps the batch free
         out = self.head(torch.cat([state, future, reference[..., None], steps], dim=2))
-        mean = nn.functional.softplus(out[..., 0])
+        mean = nn.functional.softplus(out[..., 0]) if self.positive else out[..., 0]
         # the lowest quantile, then positive increments: quantiles never cross
         quantiles = torch.cat([out[..., 1:2], nn.functional.softplus(out[..., 2:])], dim=2).cumsum(dim=2)
         return mean, quantiles
@@ -109,8 +205,9 @@ class LSTMForecaster:
     (None: torch's default); on a 2-core CPU shared with other work, 1 thread
     trained many times faster than 2. `scaling` is "window" (each window
     divided by the mean absolute value of its own context, DeepAR-style) or
-    "series" (one scale per series over its whole history); see the module
-    docstring.
+    "series" (one scale per series over its whole history); `trend` is "none"
+    or "window" (inputs, targets and outputs relative to a line through each
+    window's context); see the module docstring.
     """
 
     name = "lstm"
@@ -119,10 +216,13 @@ class LSTMForecaster:
                  dropout: float = 0.25, batch_size: int = 256, lr: float = 2e-3, max_epochs: int = 30,
                  windows_per_epoch: int = 8192, patience: int = 5, refit_epochs: int = 5, warm_start: bool = True,
                  levels: tuple[float, ...] = QUANTILE_LEVELS, seed: int = 0, device: str = "auto",
-                 threads: int | None = None, scaling: str = "window", verbose: bool = True) -> None:
+                 threads: int | None = None, scaling: str = "window", trend: str = "none",
+                 verbose: bool = True) -> None:
         if scaling not in SCALINGS:
             raise ValueError(f"LSTMForecaster: scaling {scaling!r} is not allowed; allowed: {', '.join(SCALINGS)}")
-        self.scaling = scaling
+        if trend not in TRENDS:
+            raise ValueError(f"LSTMForecaster: trend {trend!r} is not allowed; allowed: {', '.join(TRENDS)}")
+        self.scaling, self.trend = scaling, trend
         self.context, self.max_horizon, self.hidden, self.layers = context, max_horizon, hidden, layers
         self.dropout, self.batch_size, self.lr, self.max_epochs = dropout, batch_size, lr, max_epochs
         self.windows_per_epoch, self.patience, self.refit_epochs = windows_per_epoch, patience, refit_epochs
@@ -141,7 +241,7 @@ class LSTMForecaster:
         """What the weights depend on: a refit with the same layout may continue from them."""
         cards = tuple((name, int(codes.max()) + 1 if len(codes) else 1) for name, codes in history.categories.items())
         return (history.ids, history.covariate_names, history.covariates.shape[2], cards, history.freq.name,
-                self.levels, self.scaling)
+                self.levels, self.scaling, self.trend)
 
     def _features(self, history: SeriesPanel) -> dict[str, torch.Tensor]:
         """Per-step level inputs (n, T, 5: value, lag, rolling statistics, over the series' scale, not yet
@@ -161,35 +261,37 @@ class LSTMForecaster:
         return Normalisation(cov_mean=self._cov_mean, cov_std=self._cov_std, scale_mean=float(self._scale_mean),
                              scale_std=float(self._scale_std), context=self._context, season=self._season)
 
+    def _context_values(self, f: dict[str, torch.Tensor], rows: torch.Tensor,
+                        origins: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, C) series-scaled values of each window's context [origin - context, origin) and whether each is
+        observed (steps before the series' first period are not)."""
+        back = origins[:, None] + torch.arange(-self._context, 0, device=self.device)
+        index = back.clamp(min=0)
+        return f["value"][rows[:, None], index], f["observed"][rows[:, None], index] & (back >= 0)
+
     def _window_scale(self, f: dict[str, torch.Tensor], rows: torch.Tensor, origins: torch.Tensor) -> torch.Tensor:
         """(B,) scale of each window relative to its series' scale: 1 with "series" scaling; with "window", the
         mean absolute observed value of its context [origin - context, origin), at least MIN_WINDOW_SCALE."""
         if self.scaling == "series":
             return torch.ones(len(rows), device=self.device)
-        back = origins[:, None] + torch.arange(-self._context, 0, device=self.device)
-        index = back.clamp(min=0)
-        observed = f["observed"][rows[:, None], index] & (back >= 0)
-        total = (f["value"][rows[:, None], index].abs() * observed).sum(dim=1)
-        return (total / observed.sum(dim=1).clamp(min=1)).clamp(min=MIN_WINDOW_SCALE)
+        return window_scale(*self._context_values(f, rows, origins))
 
     def _batch(self, f: dict[str, torch.Tensor], rows: torch.Tensor, origins: torch.Tensor,
-               horizon: int) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
-        """Network inputs for windows ending at `origins` (first target step) of series `rows`, and the windows'
-        scales relative to their series' (B,)."""
+               horizon: int) -> tuple[tuple[torch.Tensor, ...], torch.Tensor, torch.Tensor]:
+        """Network inputs for windows ending at `origins` (first target step) of series `rows`, and the unit
+        (B,) and line (B, horizon) that turn its outputs into series-scaled values (`window_inputs`)."""
         season = self._season
-        window = self._window_scale(f, rows, origins)
         back = (origins[:, None] + torch.arange(-self._context, 0, device=self.device)).clamp(min=0)
         ahead = origins[:, None] + torch.arange(horizon, device=self.device)
-        past = torch.cat([torch.log1p(f["level"][rows[:, None], back] / window[:, None, None]),
-                          f["known"][rows[:, None], back]], dim=2)
         # each target step's value one season (or the first whole number of seasons) before it, all in the past
         steps = torch.arange(horizon, device=self.device)
         earlier = origins[:, None] + steps % season - season
-        reference = torch.log1p(f["value"][rows[:, None], earlier.clamp(min=0)] / window[:, None])
-        log_scale = f["log_scale"][rows][:, None]
-        if self.scaling == "window":
-            log_scale = torch.cat([log_scale, torch.log(window)[:, None]], dim=1)
-        return (past, f["known"][rows[:, None], ahead], reference, f["codes"][rows], log_scale), window
+        value, observed = self._context_values(f, rows, origins)
+        (level, reference, log_scale), unit, line = window_inputs(
+            f["level"][rows[:, None], back], value, observed.float(), f["value"][rows[:, None], earlier.clamp(min=0)],
+            f["log_scale"][rows][:, None], season, self.scaling, self.trend)
+        past = torch.cat([level, f["known"][rows[:, None], back]], dim=2)
+        return (past, f["known"][rows[:, None], ahead], reference, f["codes"][rows], log_scale), unit, line
 
     # ---- fitting --------------------------------------------------------------------------------------------
 
@@ -243,7 +345,8 @@ class LSTMForecaster:
             cards = [card for _, card in layout[3]]
             self.network = _Network(f["level"].shape[2] + f["known"].shape[2], f["known"].shape[2], cards,
                                     self.hidden, self.layers, self.dropout, horizon, len(self.levels),
-                                    n_scales=2 if self.scaling == "window" else 1).to(self.device)
+                                    n_scales=n_static_scales(self.scaling, self.trend),
+                                    positive=self.trend == "none").to(self.device)
             self._fitted_layout = layout
         network = self.network
         optimiser = torch.optim.Adam(network.parameters(), lr=self.lr)
@@ -290,13 +393,14 @@ class LSTMForecaster:
               origins: torch.Tensor, levels: torch.Tensor) -> torch.Tensor:
         """Squared error of the mean plus the pinball loss of the quantiles, over observed target steps.
 
-        The network predicts in units of each window's scale; its outputs are multiplied back to units of the
-        series' scale before the loss (rather than the targets divided), so a window at a low level does not
-        weigh more than one at a high level: on the twin's demand that was the better choice.
+        The network predicts in units of each window's scale (with a trend: residuals from the window's line,
+        in units of its residual scale); its outputs are turned back into units of the series' scale before the
+        loss (rather than the targets divided), so a window at a low level does not weigh more than one at a
+        high level: on the twin's demand that was the better choice.
         """
-        inputs, window = self._batch(f, rows, origins, self.max_horizon)
+        inputs, unit, line = self._batch(f, rows, origins, self.max_horizon)
         mean, quantiles = network(*inputs)
-        mean, quantiles = mean * window[:, None], quantiles * window[:, None, None]
+        mean, quantiles = mean * unit[:, None] + line, quantiles * unit[:, None, None] + line[..., None]
         y = target[rows[:, None], origins[:, None] + torch.arange(self.max_horizon, device=self.device)]
         observed = torch.isfinite(y)
         y = torch.nan_to_num(y)
@@ -340,7 +444,7 @@ class LSTMForecaster:
 
     def _check_compatible(self, history: SeriesPanel) -> None:
         """ValueError unless `history` has the fitted frequency, covariates and categories (codes in range)."""
-        _, names, _, cards, freq, _, _ = self._fitted_layout
+        _, names, _, cards, freq, *_ = self._fitted_layout
         if history.freq.name != freq:
             raise ValueError(f"{self.name}: the history is {history.freq.name}; allowed: {freq} (as fitted)")
         if tuple(history.covariate_names) != tuple(names):
@@ -360,10 +464,8 @@ class LSTMForecaster:
         origins = torch.full((n,), t, device=self.device)
         self.network.eval()
         with torch.no_grad(), _threads(self.threads):
-            inputs, window = self._batch(f, rows, origins, horizon)
-            mean, quantiles = self.network(*inputs)
-            scale = f["scale"] * window
-            mean, quantiles = mean * scale[:, None], quantiles * scale[:, None, None]
+            inputs, unit, line = self._batch(f, rows, origins, horizon)
+            mean, quantiles = to_values(*self.network(*inputs), unit, line, f["scale"])
         mean = mean.cpu().double().numpy()
         quantiles = sorted_quantiles(mean, quantiles.cpu().double().numpy() - mean[..., None])
         return Forecast(mean=mean, quantiles=quantiles, levels=self.levels)
@@ -392,7 +494,7 @@ class LSTMForecaster:
         example = last_window(input_arrays(history, self.max_horizon, norm), norm, self.max_horizon)
         rows = np.arange(2) % max(history.n, 1)  # two rows: torch.export specialises a dimension of size 0 or 1
         args = tuple(torch.as_tensor(example[name][rows]) for name in SERVING_INPUTS)
-        serving = _Serving(copy.deepcopy(self.network).cpu().eval(), self.scaling)
+        serving = _Serving(copy.deepcopy(self.network).cpu().eval(), self.scaling, self.trend, self._season)
         batch = torch.export.Dim("batch")
         exporter_log = logging.getLogger("torch.onnx")
         level = exporter_log.level
@@ -410,26 +512,20 @@ class LSTMForecaster:
 
 
 class _Serving(nn.Module):
-    """The forecast window's arithmetic after the gather (lstm_inputs.last_window): the window's scale from its
-    context, log1p of the level inputs and the reference over it, the network, and the outputs times the
-    series' and the window's scale; the same operations as LSTMForecaster._batch and _forecast."""
+    """The forecast window's arithmetic after the gather (lstm_inputs.last_window): the window's unit and line
+    from its context (`window_inputs`), the network, and the outputs back in the series' units (`to_values`);
+    the same functions as LSTMForecaster._batch and _forecast."""
 
-    def __init__(self, network: _Network, scaling: str) -> None:
+    def __init__(self, network: _Network, scaling: str, trend: str, season: int) -> None:
         super().__init__()
-        self.network, self.scaling = network, scaling
+        self.network, self.scaling, self.trend, self.season = network, scaling, trend, season
 
     def forward(self, level: torch.Tensor, past_known: torch.Tensor, context_value: torch.Tensor,
                 context_observed: torch.Tensor, future_known: torch.Tensor, reference_value: torch.Tensor,
                 codes: torch.Tensor, log_scale: torch.Tensor, scale: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.scaling == "series":
-            window = torch.ones_like(scale)
-        else:
-            total = (context_value.abs() * context_observed).sum(dim=1)
-            window = (total / context_observed.sum(dim=1).clamp(min=1)).clamp(min=MIN_WINDOW_SCALE)
-        past = torch.cat([torch.log1p(level / window[:, None, None]), past_known], dim=2)
-        reference = torch.log1p(reference_value / window[:, None])
-        if self.scaling == "window":
-            log_scale = torch.cat([log_scale, torch.log(window)[:, None]], dim=1)
+        (level, reference, log_scale), unit, line = window_inputs(
+            level, context_value, context_observed, reference_value, log_scale, self.season, self.scaling,
+            self.trend)
+        past = torch.cat([level, past_known], dim=2)
         mean, quantiles = self.network(past, future_known, reference, codes, log_scale)
-        factor = scale * window
-        return mean * factor[:, None], quantiles * factor[:, None, None]
+        return to_values(mean, quantiles, unit, line, scale)

@@ -3,8 +3,8 @@
 
 `input_arrays` turns a panel into per-period arrays (the fitted normalisation applied); `last_window` gathers,
 for every series, the inputs of the one window that starts right after the panel's last value (the forecast
-window). The arithmetic after the gather (window scale, log1p, the network, scaling back) happens in the model
-(`lstm._Serving`, exported to ONNX), so numpy only indexes here.
+window). The arithmetic after the gather (window scale, trend line, log1p, the network, scaling back) happens in
+the model (`lstm._Serving`, exported to ONNX), so numpy only indexes here.
 """
 
 from __future__ import annotations
@@ -66,6 +66,18 @@ def rolling(values: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
     return np.where(count > 0, mean, 0.0), np.where(count > 1, std, 0.0)
 
 
+def rolling_windows(season: int) -> tuple[int, int]:
+    """The lengths of the short and the long rolling window of the level inputs."""
+    return max(season, 2), max(4 * season, 8)
+
+
+def level_lags(season: int) -> np.ndarray:
+    """How far back of its step each level input (value, lag, rolling mean, sd, mean, sd) reads on average; NaN
+    for the sds (a spread, not a level). The LSTM's trend option subtracts its line at that point."""
+    short, long = rolling_windows(season)
+    return np.array([0.0, season, (short - 1) / 2, np.nan, (long - 1) / 2, np.nan])
+
+
 def input_arrays(history: SeriesPanel, max_horizon: int, norm: Normalisation) -> dict[str, np.ndarray]:
     """Per-step level inputs "level" (n, T, 6: value, lag, two rolling means and sds, over the series' scale, not
     yet logged), known inputs "known" (n, T + max_horizon, G: calendar and normalised covariates, zero where not
@@ -78,7 +90,8 @@ def input_arrays(history: SeriesPanel, max_horizon: int, norm: Normalisation) ->
     scaled = history.values / scale[:, None]
     lag = np.full_like(scaled, np.nan)
     lag[:, season:] = scaled[:, :-season]
-    level = np.stack([scaled, lag, *rolling(scaled, max(season, 2)), *rolling(scaled, max(4 * season, 8))], axis=2)
+    short, long = rolling_windows(season)
+    level = np.stack([scaled, lag, *rolling(scaled, short), *rolling(scaled, long)], axis=2)
     level = np.nan_to_num(level, nan=0.0)  # divided by each window's scale and logged later
 
     # known inputs up to T + max_horizon: the calendar (dates extended past the panel's), the covariates where

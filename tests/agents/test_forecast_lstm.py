@@ -164,3 +164,80 @@ def test_window_scale_reads_only_the_context():
 def test_bad_scaling():
     with pytest.raises(ValueError, match="scaling 'global' is not allowed; allowed: window, series"):
         LSTMForecaster(scaling="global")
+
+
+def linear_trend_panel(n: int = 8, t: int = 144, future: int = 12, seed: int = 0):
+    """Monthly values on a steady line (level 50-100, rising 0.5-1.5 a month) plus a yearly sine (amplitude 8)
+    and noise (sd 1); no covariates."""
+    rng = np.random.default_rng(seed)
+    months = np.arange(t + future)
+    mean = rng.uniform(50, 100, (n, 1)) + rng.uniform(0.5, 1.5, (n, 1)) * months + 8 * np.sin(2 * np.pi * months / 12)
+    values = mean + rng.normal(0, 1, mean.shape)
+    return panel_from_arrays(values[:, :t], start="2010-01-01", freq="MS"), values[:, t:]
+
+
+TREND_TINY = {**TINY, "context": None, "max_horizon": 12, "max_epochs": 8, "patience": 8}
+
+
+@pytest.fixture(scope="module")
+def trend_models():
+    """The same small LSTM fitted on the linear-trend panel with trend "none" and "window"."""
+    panel, future = linear_trend_panel()
+    models = {}
+    for trend in ("none", "window"):
+        models[trend] = LSTMForecaster(**{**TREND_TINY, "trend": trend})
+        models[trend].fit(panel)
+    return models, panel, future
+
+
+def test_a_trend_line_follows_a_steady_trend(trend_models):
+    models, _, future = trend_models
+    mae = {trend: np.abs(model.predict(12).mean[:, -1] - future[:, -1]).mean() for trend, model in models.items()}
+    assert mae["window"] < 0.3 * mae["none"], mae
+
+
+def test_the_trend_line_reads_only_the_context(trend_models):
+    models, panel, _ = trend_models
+    model = models["window"]
+    f = {k: v.clone() for k, v in model._inputs.items()}
+    context, n = model._context, panel.n
+    rows, origins = torch.arange(n).repeat(2), torch.tensor([context + 10] * n + [100] * n)
+    before = model._batch(f, rows, origins, 12)
+    # the line is the least-squares line through the context (steps -context..-1 before the first target step)
+    values = f["value"].numpy()
+    for r, o, start, slope in zip(rows.tolist(), origins.tolist(), before[2][:, 0].tolist(),
+                                  (before[2][:, 1] - before[2][:, 0]).tolist()):
+        fitted_slope, fitted_start = np.polyfit(np.arange(-context, 0), values[r, o - context:o], 1)
+        assert (start, slope) == pytest.approx((fitted_start, fitted_slope), rel=1e-3, abs=1e-5)
+    # values at and after each window's first target step change nothing: the line, the unit, the inputs
+    f["value"][:, context + 10:] = 1e3
+    f["level"][:, context + 10:] = 1e3
+    f["observed"][:, context + 10:] = False
+    after = model._batch(f, rows[:n], origins[:n], 12)
+    for got, expected in zip([*after[0], after[1], after[2]], [*before[0], before[1], before[2]]):
+        assert torch.equal(got, expected[:n])
+
+
+def test_bad_trend_is_one_spec_error_naming_the_key():
+    from agents.forecasting.factory import forecaster_factory
+    from twin.config import SpecError
+
+    with pytest.raises(SpecError, match=r"^forecaster\.trend: .*'linear' is not allowed; allowed: none, window"):
+        forecaster_factory({"name": "lstm", "trend": "linear"})
+
+
+def test_a_trend_model_serves_as_it_forecasts(trend_models, tmp_path):
+    """The exported model carries the line: the saved forecaster (onnxruntime) forecasts as predict and
+    predict_from do, on the fitted history and on another one."""
+    from agents.forecasting.saved import load_forecaster, save_forecaster
+
+    models, panel, _ = trend_models
+    model = models["window"]
+    save_forecaster(model, "lstm", panel, tmp_path / "lstm")
+    loaded = load_forecaster(tmp_path / "lstm")
+    np.testing.assert_allclose(loaded.forecast(panel, 12).mean, model.predict(12).mean, rtol=0, atol=1e-3)
+    other, _ = linear_trend_panel(n=3, t=100, seed=5)
+    expected = model.predict_from(other, 12)
+    np.testing.assert_allclose(loaded.forecast(other, 12).mean, expected.mean, rtol=0, atol=1e-3)
+    np.testing.assert_allclose(loaded.forecast(other, 12).quantiles, expected.quantiles, rtol=0, atol=1e-3)
+    assert expected.mean[:, -1].mean() > expected.mean[:, 0].mean()  # the new history's trend carries on
