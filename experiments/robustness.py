@@ -247,11 +247,12 @@ def format_report(results: list[ScenarioResult], policy: str, title: str) -> str
         mine, tuned = summary[policy], summary[TUNED]
         diff = res.difference(policy)
         z = " / ".join(f"{res.tuned_z[e]:g}" for e in ECHELONS if e in res.tuned_z)
-        others = " | ".join(_pm(summary[p]["cost_per_day"]) for p in _others(results, policy))
+        digits = 0 if abs(tuned["cost_per_day"]["mean"]) >= 100 else 2  # a network's costs; a small one's
+        others = " | ".join(_pm(summary[p]["cost_per_day"], digits) for p in _others(results, policy))
         lines.append(f"| {res.case.label} | {'yes' if res.case.held_out else 'no'} | "
-                     f"{_pm(mine['cost_per_day'])} | {mine['fill_rate']['mean']:.1%} | {z} | "
-                     f"{_pm(tuned['cost_per_day'])} | {tuned['fill_rate']['mean']:.1%} | "
-                     f"{_num(diff['mean'], '+')} ± {_num(diff['ci95'] or 0)} ({diff['relative']:+.1%}) | "
+                     f"{_pm(mine['cost_per_day'], digits)} | {mine['fill_rate']['mean']:.1%} | {z} | "
+                     f"{_pm(tuned['cost_per_day'], digits)} | {tuned['fill_rate']['mean']:.1%} | "
+                     f"{diff['mean']:+,.{digits}f} ± {diff['ci95'] or 0:,.{digits}f} ({diff['relative']:+.1%}) | "
                      f"{res.verdict(policy)} | {others} |")
     verdicts = [res.verdict(policy) for res in results]
     lines += ["", f"Wins {verdicts.count('win')}, ties {verdicts.count('tie')}, losses {verdicts.count('loss')} "
@@ -268,13 +269,8 @@ def _others(results: list[ScenarioResult], policy: str) -> list[str]:
     return [p for p in results[0].evaluation.policies if p not in (policy, TUNED)] if results else []
 
 
-def _pm(s: dict) -> str:
-    return f"{_num(s['mean'])} ± {_num(s['ci95'] or 0)}"
-
-
-def _num(x: float, sign: str = "") -> str:
-    """Whole numbers from 100 on (the network's costs), two decimals below (a small network's)."""
-    return f"{x:{sign},.0f}" if abs(x) >= 100 else f"{x:{sign}.2f}"
+def _pm(s: dict, digits: int) -> str:
+    return f"{s['mean']:,.{digits}f} ± {s['ci95'] or 0:,.{digits}f}"
 
 
 def plot(path: Path, results: list[ScenarioResult], policy: str, title: str) -> None:
