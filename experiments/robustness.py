@@ -25,7 +25,9 @@ as run). Progress is logged per tuning candidate and per seed.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import logging
+from collections.abc import Mapping
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from multiprocessing import get_context
@@ -58,11 +60,13 @@ PAPER_COVID_SERVICE = 0.95  # the seed paper's service level under its COVID-202
 
 @dataclass(frozen=True)
 class ScenarioCase:
-    """One scenario the policy is judged on: its label, the scenario as built, and whether training held it out."""
+    """One scenario the policy is judged on: its label, the scenario as built, whether training held it out, and
+    the folder (under scenarios/) its files go to, unique within the run."""
 
     label: str
     scenario: Scenario
     held_out: bool
+    folder: str = ""
 
 
 @dataclass(frozen=True)
@@ -107,6 +111,9 @@ def read_config(data: dict) -> tuple[RobustnessConfig, dict[str, object]]:
     horizon = r.integer("horizon", 365, low=2, high=10**6)
     warmup = check_warmup(r.integer("warmup", 28, low=0), horizon)
     held_out = SeedRange.read(r, count=10, first=HELD_OUT_FIRST_SEED)
+    if len(held_out.seeds) < 2:
+        raise SpecError(f"seeds: {len(held_out.seeds)} is not allowed; allowed: at least 2 (the verdict rests on the "
+                        f"95% CI of the paired differences, which needs two seeds)")
     policy_seed = r.integer("policy_seed", 0, low=0)
     forecast_z = read_safety_factors(r.child("forecast_z"))
     refit_every = r.integer("forecast_refit_every", 7, low=0, high=10**6)
@@ -115,7 +122,11 @@ def read_config(data: dict) -> tuple[RobustnessConfig, dict[str, object]]:
         raise SpecError("under_test: missing; allowed: the policy under test, as an experiments.evaluate entry "
                         "(checkpoint:DIR, bundle:DIR, file:PATH.yaml, forecast:NAME, a conf/policy name)")
     also = tuple(r.sequence("also", ()))
-    tune_data = dict(r.raw("tune") or {})
+    tune_data = r.raw("tune") or {}
+    if not isinstance(tune_data, Mapping):
+        raise SpecError(f"tune: {tune_data!r} is not allowed; allowed: a mapping of grid, seeds, first_seed, "
+                        f"max_rounds")
+    tune_data = dict(tune_data)
     first_tuning_seed = tune_data.pop("first_seed", 0)
     if not isinstance(first_tuning_seed, int) or isinstance(first_tuning_seed, bool) or first_tuning_seed < 0:
         raise SpecError(f"tune.first_seed: {first_tuning_seed!r} is not allowed; allowed: a whole number >= 0")
@@ -129,22 +140,30 @@ def read_config(data: dict) -> tuple[RobustnessConfig, dict[str, object]]:
     if set(tune_seeds) & set(held_out.seeds):
         raise SpecError(f"tune.first_seed: tuning seeds {tune_seeds[0]}..{tune_seeds[-1]} overlap the held-out "
                         f"seeds {held_out}; allowed: tuning seeds apart from the held-out ones")
-    policies = load_policies([entry, *also], network, horizon, policy_seed, forecast_z=forecast_z,
-                             forecast_refit_every=refit_every)
+    try:
+        policies = load_policies([entry, *also], network, horizon, policy_seed, forecast_z=forecast_z,
+                                 forecast_refit_every=refit_every)
+    except SpecError as exc:  # load_policies names policies[i]: here under_test, then also[i - 1]
+        message = str(exc)
+        for i in range(len(also), -1, -1):
+            message = message.replace(f"policies[{i}]", f"also[{i - 1}]" if i else "under_test")
+        raise SpecError(message) from None
     under_test = next(iter(policies.values()))
     held = _held_out_entries(hold_out_entry, under_test)
+    where = "hold_out[{}] (the checkpoint's env.worlds.hold_out[{}])" if hold_out_entry == "from_policy" else \
+        "hold_out[{}]"
     cases = [ScenarioCase(label, scenario, held_out=False) for label, scenario in named.items()]
     for i, held_entry in enumerate(held):
         try:
             scenario = next(iter(read_scenarios([held_entry], network, horizon).values()))
         except SpecError as exc:
-            raise SpecError(str(exc).replace("scenarios[0]", f"hold_out[{i}]", 1)) from None
+            raise SpecError(str(exc).replace("scenarios[0]", where.format(i, i), 1)) from None
         label = f"held out: {scenario.name}"
         while label in [c.label for c in cases]:
             label += "'"
         cases.append(ScenarioCase(label, scenario, held_out=True))
-    config = RobustnessConfig(network=network, cases=tuple(cases), grid=grid, tune_seeds=tune_seeds, rounds=rounds,
-                              held_out=held_out, horizon=horizon, warmup=warmup, policy_seed=policy_seed,
+    config = RobustnessConfig(network=network, cases=unique_folders(cases), grid=grid, tune_seeds=tune_seeds,
+                              rounds=rounds, held_out=held_out, horizon=horizon, warmup=warmup, policy_seed=policy_seed,
                               workers=workers)
     return config, policies
 
@@ -155,7 +174,13 @@ def _held_out_entries(entry, policy) -> list:
     if entry == "from_policy":
         setup = getattr(policy, "setup", None)
         worlds = getattr(getattr(setup, "env", None), "worlds", None)
-        return [dict(h) for h in worlds.hold_out] if worlds is not None else []
+        if worlds is None:
+            log.info("hold_out=from_policy: %s was not trained on worlds (only a checkpoint: of a run with "
+                     "env.worlds has held-out scenarios); judging the named scenarios only",
+                     getattr(policy, "name", "the policy"))
+            return []
+        # a scenario file held out in training ({name: file, path}) is named by its path here, as in `scenarios`
+        return [h["path"] if h.get("name") == "file" else dict(h) for h in worlds.hold_out]
     if entry is None:
         return []
     if isinstance(entry, (list, tuple)):
@@ -193,7 +218,7 @@ def run_case(config: RobustnessConfig, policies: dict[str, object], case: Scenar
                           config.held_out.seeds, initial)
     evaluation = evaluate({**policies, TUNED: tuned}, setting,
                           progress=lambda name, seed: log.info("%s: %s: seed %d done", case.label, name, seed))
-    folder = out / "scenarios" / _folder(case.label)
+    folder = out / "scenarios" / case.folder
     folder.mkdir(parents=True, exist_ok=True)
     write_scenario(folder, case.scenario, command, config.network.name, config.horizon)
     (folder / "tuned_policy.yaml").write_text(
@@ -209,8 +234,17 @@ def run_case(config: RobustnessConfig, policies: dict[str, object], case: Scenar
     return ScenarioResult(case, tuned_z, tuning_cost, evaluation)
 
 
-def _folder(label: str) -> str:
-    return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in label).strip("_")
+def unique_folders(cases: list[ScenarioCase]) -> tuple[ScenarioCase, ...]:
+    """Each case with a folder name from its label (letters, digits, - and _), `_2`, `_3`... where two collide."""
+    done: list[ScenarioCase] = []
+    for case in cases:
+        base = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in case.label).strip("_") or "scenario"
+        folder, n = base, 1
+        while folder in {c.folder for c in done}:
+            n += 1
+            folder = f"{base}_{n}"
+        done.append(dataclasses.replace(case, folder=folder))
+    return tuple(done)
 
 
 def run_case_in_worker(data: dict, index: int, out: str, command: str) -> ScenarioResult:
@@ -335,11 +369,21 @@ def main(cfg: DictConfig) -> None:
             finished(i, run_case(config, policies, case, out, command))
     else:
         data = plain(cfg)
+        failure: BaseException | None = None
         with ProcessPoolExecutor(min(config.workers, len(config.cases)), mp_context=get_context("spawn")) as pool:
             futures = {pool.submit(run_case_in_worker, data, i, str(out), command): i
                        for i in range(len(config.cases))}
             for future in as_completed(futures):
-                finished(futures[future], future.result())
+                if future.cancelled():  # after another scenario failed
+                    continue
+                try:
+                    finished(futures[future], future.result())
+                except Exception as exc:  # keep what finished; start no other scenario
+                    log.error("%s failed: %s", config.cases[futures[future]].label, exc)
+                    pool.shutdown(wait=False, cancel_futures=True)
+                    failure = failure or exc
+        if failure is not None:
+            raise failure
     results = [done[i] for i in sorted(done)]
     plot(out / "robustness.png", results, policy, title)
     print(format_report(results, policy, title))

@@ -74,6 +74,16 @@ def test_every_scenario_is_judged_against_the_base_stock_tuned_on_it(tmp_path):
     assert (run / "scenarios" / "held_out__port_strike" / "scenario.yaml").is_file()
 
 
+def test_two_scenarios_of_one_name_get_folders_of_their_own():
+    """port_strike twice (another lead-time multiplier) and its held-out twin: four folders, none shared."""
+    from experiments.robustness import ScenarioCase, unique_folders
+
+    labels = ["port_strike", "port_strike'", "held out: port_strike", "held out: port_strike'"]
+    cases = unique_folders([ScenarioCase(label, None, held_out=i > 1) for i, label in enumerate(labels)])
+    assert [c.folder for c in cases] == ["port_strike", "port_strike_2", "held_out__port_strike",
+                                         "held_out__port_strike_2"]
+
+
 def test_scenarios_side_by_side_give_the_same_figures(tmp_path):
     """workers=2 runs the scenarios in two processes; every figure written is the one a single process writes."""
     args = [*SHORT, "seeds=2", "under_test=forecast:seasonal_naive", "scenarios=[baseline,flash_sale]",
@@ -129,7 +139,10 @@ def test_the_held_out_scenarios_come_from_the_checkpoints_training(tmp_path):
     (["under_test=rop", "scenarios=[]"], "scenarios: empty"),
     (["under_test=rop", "tune.grid=[]"], "tune.grid: empty"),
     (["under_test=rop", "workers=0"], "workers: 0"),
-    (["under_test=checkpoint:/nonexistent/dir"], "checkpoint '/nonexistent/dir' is not a directory"),
+    (["under_test=checkpoint:/nonexistent/dir"], "under_test: checkpoint '/nonexistent/dir' is not a directory"),
+    (["under_test=rop", "also=[rop,nosuch]"], "also[1]: 'nosuch' is not allowed"),
+    (["under_test=rop", "seeds=1"], "seeds: 1 is not allowed; allowed: at least 2"),
+    (["under_test=rop", "tune=5"], "tune: 5 is not allowed; allowed: a mapping"),
 ])
 def test_bad_settings_are_one_error_naming_the_key_before_any_work(tmp_path, args, message):
     run = tmp_path / "run"
