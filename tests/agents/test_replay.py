@@ -36,8 +36,8 @@ def chunks(rng: np.random.Generator, rounds: int, pairs: int, length: int, episo
 
 def test_it_keeps_and_samples_the_same_steps_as_rllibs_buffer():
     """Fragments of 8 steps from 20 pairs, episodes of 30 steps, a capacity of 900 steps (more than a generation of
-    episodes, as in training; RLlib's own buffer fails when it must evict an episode still being added to): after
-    every add both buffers hold the same episodes and step index, and sample the same transitions for one seed."""
+    episodes, as in training): after every add both buffers hold the same episodes and step index, report the same
+    metrics (stored, added, evicted), and sample the same transitions for one seed."""
     rllib, ours = EpisodeReplayBuffer(capacity=900), BatchEvictingEpisodeReplayBuffer(capacity=900)
     evicted_any = False
     for batch in chunks(np.random.default_rng(0), rounds=12, pairs=20, length=8, episode_days=30):
@@ -49,6 +49,7 @@ def test_it_keeps_and_samples_the_same_steps_as_rllibs_buffer():
         assert ours._indices == rllib._indices
         assert ours.episode_id_to_index == rllib.episode_id_to_index
         assert ours._num_episodes_evicted == rllib._num_episodes_evicted
+        assert ours.get_metrics() == rllib.get_metrics()
     assert evicted_any
     rllib.rng, ours.rng = np.random.default_rng(1), np.random.default_rng(1)
     theirs = rllib.sample(num_items=64, n_step=3, gamma=0.9)
