@@ -11,10 +11,18 @@ conformal quantile of those errors at that step: the k-th smallest of n with
 k = ceil((n + 1) q) for q >= 0.5 and k = floor((n + 1) q) for q < 0.5 (the
 finite-sample correction of split conformal; clipped to [1, n]). The mean is
 the base's, unchanged.
+
+The correction needs enough errors per step: with n of them the band between
+the 0.1 and 0.9 levels covers (k_hi - k_lo) / (n + 1) in expectation, which is
+0.8 for n >= 9; below that the ranks are clipped to the smallest and largest
+error and the band covers only (n - 1) / (n + 1) (60% for n = 4, e.g. one
+series and 4 origins). `fit` then logs a warning and `calibration_errors`
+holds the count per step.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable
 
@@ -24,7 +32,14 @@ from agents.forecasting.backtest import DEFAULT_HORIZONS
 from agents.forecasting.base import Forecast, Forecaster, SeriesPanel, check_horizon, sorted_quantiles
 from agents.forecasting.features import series_scale
 
+log = logging.getLogger("agents.forecasting.conformal")
+
 SCALES = ("series", "none")
+
+
+def conformal_ranks(n: int, levels: tuple[float, ...]) -> list[int]:
+    """The split-conformal rank (1-based, unclipped) of each level among `n` scores."""
+    return [math.ceil((n + 1) * q) if q >= 0.5 else math.floor((n + 1) * q) for q in levels]
 
 
 def conformal_offsets(scores: np.ndarray, levels: tuple[float, ...]) -> np.ndarray:
@@ -33,8 +48,19 @@ def conformal_offsets(scores: np.ndarray, levels: tuple[float, ...]) -> np.ndarr
     n = len(values)
     if n == 0:
         return np.full(len(levels), np.nan)
-    ranks = [math.ceil((n + 1) * q) if q >= 0.5 else math.floor((n + 1) * q) for q in levels]
-    return values[np.clip(ranks, 1, n) - 1]
+    return values[np.clip(conformal_ranks(n, levels), 1, n) - 1]
+
+
+def clipped_levels(n: int, levels: tuple[float, ...]) -> tuple[float, ...]:
+    """The levels whose split-conformal rank among `n` scores falls outside [1, n] (too few scores for them)."""
+    return tuple(q for q, k in zip(levels, conformal_ranks(n, levels)) if not 1 <= k <= n)
+
+
+def expected_coverage(n: int, low: float, high: float) -> float:
+    """Expected coverage of the band between levels `low` and `high` from `n` exchangeable scores, ranks clipped
+    to [1, n] as `conformal_offsets` clips them: (k_high - k_low) / (n + 1)."""
+    k_low, k_high = np.clip(conformal_ranks(n, (low, high)), 1, n)
+    return float(k_high - k_low) / (n + 1)
 
 
 class Conformal:
@@ -73,6 +99,7 @@ class Conformal:
         self.max_horizon = max_horizon
         self.scale = scale
         self.calibration_origins: tuple[int, ...] = ()
+        self.calibration_errors: np.ndarray | None = None  # (max_horizon,) finite errors per step
         self.offsets: np.ndarray | None = None  # (max_horizon, levels) scaled conformal offsets
         self.levels: tuple[float, ...] = ()
         self._model: Forecaster | None = None
@@ -109,6 +136,15 @@ class Conformal:
             scores.append((actual - forecast.mean) / self._scale(history.values[:, :origin])[:, None])
         stacked = np.concatenate(scores, axis=0)  # (origins x n, horizon)
         self.offsets = np.stack([conformal_offsets(stacked[:, j], levels) for j in range(horizon)])
+        self.calibration_errors = np.isfinite(stacked).sum(axis=0)
+        fewest = int(self.calibration_errors.min())
+        if fewest and clipped_levels(fewest, levels):
+            log.warning("conformal: %d calibration errors at a step (%d series x %d origins) are too few for "
+                        "the levels %s, which take the smallest or largest error: the band from %g to %g covers "
+                        "%.0f%% in expectation, not %.0f%%; allowed: more origins (one series needs 9 for the "
+                        "0.1/0.9 levels)", fewest, history.n, len(origins), list(clipped_levels(fewest, levels)),
+                        min(levels), max(levels), 100 * expected_coverage(fewest, min(levels), max(levels)),
+                        100 * (max(levels) - min(levels)))
         self.levels = levels
         self.calibration_origins = origins
         self._model = self._fresh()

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pytest
 
 from agents.forecasting.backtest import BacktestPlan, backtest
 from agents.forecasting.classical import MovingAverage, SeasonalNaive
-from agents.forecasting.conformal import Conformal, conformal_offsets
+from agents.forecasting.conformal import Conformal, clipped_levels, conformal_offsets, expected_coverage
 from agents.forecasting.data import panel_from_arrays
 from agents.forecasting.factory import FORECASTERS, forecaster_factory
 from twin.config import SpecError
@@ -77,6 +79,57 @@ def test_the_mean_is_the_bases_and_the_quantiles_follow_the_offsets():
     forecast = model.predict(7)
     np.testing.assert_array_equal(forecast.mean, base.predict(7).mean)
     np.testing.assert_allclose(forecast.quantiles, forecast.mean[..., None] + model.offsets[None])
+
+
+def test_auto_as_the_base_is_calibrated_and_keeps_its_mean():
+    # forecaster=conformal forecaster.base=auto: auto (here over two cheap candidates) validates inside every
+    # calibration history; the conformal forecast keeps auto's mean, so only the band changes
+    values = 100 + np.random.default_rng(4).normal(0, 10, (300, 400))
+    auto = {"name": "auto", "candidates": ["seasonal_naive", {"name": "moving_average", "window": 28}],
+            "max_horizon": 28}
+    panel = panel_from_arrays(values)
+    plan = BacktestPlan.of(panel, horizons=(28,), n_origins=3, step=28)
+    conformal = {"name": "conformal", "base": auto, "origins": 4, "step": 28, "max_horizon": 28}
+    result = backtest(panel, {"base": forecaster_factory(auto), "conformal": forecaster_factory(conformal)}, plan)
+    np.testing.assert_allclose(result.runs["conformal"].mean, result.runs["base"].mean)
+    cover = {row["forecaster"]: row["coverage_80"] for row in result.scores()}
+    assert abs(cover["conformal"] - 0.80) < 0.05, cover
+    model = forecaster_factory({"name": "conformal", "base": "auto", "max_horizon": 12})()
+    assert model._fresh().max_horizon == 12  # the base validates as far ahead as it is calibrated
+
+
+def test_gradient_boosting_as_the_base_keeps_its_mean():
+    values = 30 + np.random.default_rng(5).normal(0, 3, (6, 160))
+    panel = panel_from_arrays(values)
+    gb = {"name": "gradient_boosting", "max_iter": 20, "quantile_max_iter": 20}
+    base = forecaster_factory(gb)()
+    model = forecaster_factory({"name": "conformal", "base": gb, "origins": 2, "max_horizon": 14})()
+    base.fit(panel)
+    model.fit(panel)
+    forecast = model.predict(14)
+    np.testing.assert_allclose(forecast.mean, base.predict(14).mean)
+    assert model.calibration_errors.tolist() == [12] * 14  # 6 series x 2 origins per step
+    assert (np.diff(forecast.quantiles, axis=-1) >= 0).all()
+
+
+def test_too_few_calibration_errors_warn(caplog):
+    # one series: 4 origins give 4 errors per step, so the 0.1/0.9 levels take the smallest/largest of them and
+    # the band covers (4 - 1) / (4 + 1) = 60% in expectation; 9 origins reach the 80%
+    assert clipped_levels(4, (0.1, 0.5, 0.9)) == (0.1, 0.9)
+    assert clipped_levels(9, (0.1, 0.5, 0.9)) == ()
+    assert expected_coverage(4, 0.1, 0.9) == pytest.approx(0.6)
+    assert expected_coverage(9, 0.1, 0.9) == pytest.approx(0.8)
+    assert expected_coverage(99, 0.1, 0.9) == pytest.approx(0.8)
+    panel = panel_from_arrays(50 + np.random.default_rng(6).normal(0, 5, (1, 200)))
+    with caplog.at_level(logging.WARNING, logger="agents.forecasting.conformal"):
+        Conformal(MovingAverage, origins=4, step=7, max_horizon=7).fit(panel)
+    assert "4 calibration errors" in caplog.text and "60%" in caplog.text, caplog.text
+    caplog.clear()
+    model = Conformal(MovingAverage, origins=9, step=7, max_horizon=7)
+    with caplog.at_level(logging.WARNING, logger="agents.forecasting.conformal"):
+        model.fit(panel)
+    assert caplog.text == ""
+    assert model.calibration_errors.tolist() == [9] * 7
 
 
 def test_finite_sample_quantile():
