@@ -71,9 +71,11 @@ class Conformal:
     `step` periods apart (default `max_horizon`), the last one `max_horizon`
     periods before the history's end; origins that would leave less than
     max(2 seasons, 8) periods of history are dropped (an error if none is
-    left). `max_horizon`: the steps calibrated (default: the longest default
-    backtest horizon of the frequency); a longer forecast reuses the last
-    step's offsets. `scale`: "series" (errors relative to each series' mean
+    left), as are those where the base cannot be fitted (a ValueError, e.g.
+    auto, which validates inside that shorter history; logged; an error if
+    none is left). `max_horizon`: the steps calibrated (default: the longest
+    default backtest horizon of the frequency); a longer forecast reuses the
+    last step's offsets. `scale`: "series" (errors relative to each series' mean
     absolute value, pooled over series) or "none" (in the data's units).
     """
 
@@ -126,14 +128,26 @@ class Conformal:
             raise ValueError(f"Conformal: a history of {history.length} periods is too short for a calibration "
                              f"origin with max_horizon {horizon} and {min_train} periods before it; allowed: a "
                              f"smaller max_horizon or a longer history")
-        scores, levels = [], None
+        scores, levels, kept = [], None, []
         for origin in origins:
             model = self._fresh()
-            model.fit(history.until(origin, future=horizon))
+            try:
+                model.fit(history.until(origin, future=horizon))
+            except ValueError as error:  # a base that needs more history (auto validates inside it): left out
+                log.warning("conformal: the base cannot be fitted on the %d periods before calibration origin %d "
+                            "(%s); origin left out", origin, origin, error)
+                last_error = error
+                continue
             forecast = model.predict(horizon)
             levels = forecast.levels if levels is None else levels
             actual = history.values[:, origin: origin + horizon]
             scores.append((actual - forecast.mean) / self._scale(history.values[:, :origin])[:, None])
+            kept.append(origin)
+        if not scores:
+            raise ValueError(f"Conformal: the base cannot be fitted at any calibration origin {list(origins)} of a "
+                             f"history of {history.length} periods ({last_error}); allowed: fewer origins, a smaller "
+                             f"max_horizon or a longer history")
+        origins = tuple(kept)
         stacked = np.concatenate(scores, axis=0)  # (origins x n, horizon)
         self.offsets = np.stack([conformal_offsets(stacked[:, j], levels) for j in range(horizon)])
         self.calibration_errors = np.isfinite(stacked).sum(axis=0)

@@ -158,3 +158,20 @@ def test_registered_and_too_short_a_history_is_an_error():
     model = forecaster_factory({"name": "conformal", "base": "moving_average", "max_horizon": 60})()
     with pytest.raises(ValueError, match="max_horizon"):
         model.fit(panel_from_arrays(np.ones((2, 50))))
+
+
+def test_an_origin_too_early_for_the_base_is_left_out(caplog):
+    # auto validates inside each calibration history and needs max_horizon (21) + 14 periods of it: the two
+    # earliest origins (24, 31) leave it too little, so they are dropped with a warning instead of crashing the fit
+    values = 50 + np.random.default_rng(7).normal(0, 5, (20, 80))
+    auto = {"name": "auto", "candidates": ["seasonal_naive", "moving_average"]}
+    model = forecaster_factory({"name": "conformal", "base": auto, "origins": 6, "step": 7, "max_horizon": 21})()
+    with caplog.at_level(logging.WARNING, logger="agents.forecasting.conformal"):
+        model.fit(panel_from_arrays(values))
+    assert model.calibration_origins == (38, 45, 52, 59), model.calibration_origins
+    assert caplog.text.count("origin left out") == 2, caplog.text
+    assert model.calibration_errors.tolist() == [20 * 4] * 21
+    assert model.predict(21).quantiles.shape == (20, 21, 3)
+    too_short = forecaster_factory({"name": "conformal", "base": auto, "origins": 1, "max_horizon": 21})()
+    with pytest.raises(ValueError, match="cannot be fitted at any calibration origin"):
+        too_short.fit(panel_from_arrays(values[:, :40]))
