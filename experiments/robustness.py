@@ -14,12 +14,13 @@ checkpoint's training never saw, `env.worlds.hold_out` of its run), in this orde
 
 A scenario is a win when the paired 95% CI of the cost difference lies below 0, a loss when above, else a tie.
 The tuned base-stock knows the scenario it is tuned on (its shocks, through its tuning runs), which a policy
-facing an unforeseen shock does not: it is the strong comparison the issue asks for, not a fair fight.
+facing an unforeseen shock does not: it is the strong comparison, not a fair fight (`also` can add the base-stock
+tuned on the baseline, what a planner without foresight runs).
 
 Writes into the run directory: robustness.csv (per scenario, policy and seed), robustness.md (the table, with the
 covid_2020 fill rate against the paper's 95% service), robustness.png (paired differences with CIs, and fill
-rates), and per scenario `scenarios/<label>/` with tuned_policy.yaml, tuning.csv and scenario.yaml (the shocks
-as run). Progress is logged per tuning candidate and per seed.
+rates), and per scenario `scenarios/<folder>/` (its label in letters, digits, - and _) with tuned_policy.yaml,
+tuning.csv and scenario.yaml (the shocks as run). Progress is logged per tuning candidate and per seed.
 """
 
 from __future__ import annotations

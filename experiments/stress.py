@@ -100,7 +100,6 @@ from twin.spec import NetworkSpec, network_from_dict
 
 log = logging.getLogger("experiments.stress")
 
-SCENARIO_FILE_SUFFIXES = (".yaml", ".yml")
 ERP_FORMAT = "erp.state/1"
 
 
