@@ -63,15 +63,16 @@ def replan_policy(network: NetworkSpec, name: str | None, key: str, settings=Non
 
 def load_policies(entries: list, network: NetworkSpec, horizon: int, seed: int, case=None,
                   forecast_z: dict[str, float] | None = None, replan=None, demand=None,
-                  forecast_refit_every: int = 7) -> dict[str, object]:
+                  forecast_refit_every: int = 7, keys: list[str] | None = None) -> dict[str, object]:
     """Build each policy entry (see the module docstring); SpecError naming `policies[i]` if one is bad. `demand`:
     the run's demand history (twin.demand_history.DemandSource), which the static policies' levels are set from;
-    `forecast_refit_every`: the refit schedule of `forecast:NAME` entries (`live_forecaster`)."""
+    `forecast_refit_every`: the refit schedule of `forecast:NAME` entries (`live_forecaster`); `keys`: the config
+    key each entry's errors name (default `policies[i]`)."""
     if not entries:
         raise SpecError("policies: empty; allowed: a list of at least one policy")
     policies: dict[str, object] = {}
     for i, entry in enumerate(entries):
-        key = f"policies[{i}]"
+        key = keys[i] if keys else f"policies[{i}]"
         if not isinstance(entry, str):
             raise SpecError(f"{key}: {entry!r} is not allowed; allowed: a policy name, file:PATH, checkpoint:DIR, "
                             f"bundle:DIR, service:URL")

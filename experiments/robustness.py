@@ -141,24 +141,14 @@ def read_config(data: dict) -> tuple[RobustnessConfig, dict[str, object]]:
     if set(tune_seeds) & set(held_out.seeds):
         raise SpecError(f"tune.first_seed: tuning seeds {tune_seeds[0]}..{tune_seeds[-1]} overlap the held-out "
                         f"seeds {held_out}; allowed: tuning seeds apart from the held-out ones")
-    try:
-        policies = load_policies([entry, *also], network, horizon, policy_seed, forecast_z=forecast_z,
-                                 forecast_refit_every=refit_every)
-    except SpecError as exc:  # load_policies names policies[i]: here under_test, then also[i - 1]
-        message = str(exc)
-        for i in range(len(also), -1, -1):
-            message = message.replace(f"policies[{i}]", f"also[{i - 1}]" if i else "under_test")
-        raise SpecError(message) from None
+    policies = load_policies([entry, *also], network, horizon, policy_seed, forecast_z=forecast_z,
+                             forecast_refit_every=refit_every,
+                             keys=["under_test", *(f"also[{i}]" for i in range(len(also)))])
     under_test = next(iter(policies.values()))
     held = _held_out_entries(hold_out_entry, under_test)
-    where = "hold_out[{}] (the checkpoint's env.worlds.hold_out[{}])" if hold_out_entry == "from_policy" else \
-        "hold_out[{}]"
+    key = "the checkpoint's env.worlds.hold_out" if hold_out_entry == "from_policy" else "hold_out"
     cases = [ScenarioCase(label, scenario, held_out=False) for label, scenario in named.items()]
-    for i, held_entry in enumerate(held):
-        try:
-            scenario = next(iter(read_scenarios([held_entry], network, horizon).values()))
-        except SpecError as exc:
-            raise SpecError(str(exc).replace("scenarios[0]", where.format(i, i), 1)) from None
+    for scenario in (read_scenarios(held, network, horizon, key=key) if held else {}).values():
         label = f"held out: {scenario.name}"
         while label in [c.label for c in cases]:
             label += "'"

@@ -20,32 +20,33 @@ from twin import SpecError
 from twin.spec import NetworkSpec
 
 
-def read_scenarios(entries: Sequence, network: NetworkSpec, horizon: int) -> dict[str, Scenario]:
+def read_scenarios(entries: Sequence, network: NetworkSpec, horizon: int, key: str = "scenarios"
+                   ) -> dict[str, Scenario]:
     """Each entry built on the network: a conf/scenario name, a mapping {name: ..., params}, or a scenario file;
-    labels are the scenarios' names (a repeated name gets a ' appended). SpecError naming `scenarios[i]`."""
+    labels are the scenarios' names (a repeated name gets a ' appended). SpecError naming `<key>[i]`."""
     if not entries:
-        raise SpecError("scenarios: empty; allowed: a list of at least one scenario name or scenario file")
+        raise SpecError(f"{key}: empty; allowed: a list of at least one scenario name or scenario file")
     built: dict[str, Scenario] = {}
     names = [n for n in SCENARIOS.names if n != "file"]
     for i, entry in enumerate(entries):
-        key = f"scenarios[{i}]"
+        where = f"{key}[{i}]"
         if isinstance(entry, str) and entry.lower().endswith(SCENARIO_FILE_SUFFIXES):
             params = {"name": "file", "path": to_absolute_path(entry)}
         elif isinstance(entry, (str, Mapping)):
             params = {"name": entry} if isinstance(entry, str) else dict(entry)
             name = params.get("name")
             if name not in names:
-                raise SpecError(f"{key}: {name!r} is not allowed; allowed: {', '.join(names)}, a mapping "
+                raise SpecError(f"{where}: {name!r} is not allowed; allowed: {', '.join(names)}, a mapping "
                                 f"{{name: NAME, PARAMETER: VALUE}}, or a scenario file (FILE.yaml)")
             defaults = yaml.safe_load((CONF_DIR / "scenario" / f"{name}.yaml").read_text()) or {}
             params = {**defaults, **params}
         else:
-            raise SpecError(f"{key}: {entry!r} is not allowed; allowed: a scenario name, a mapping with a name, or "
+            raise SpecError(f"{where}: {entry!r} is not allowed; allowed: a scenario name, a mapping with a name, or "
                             f"a scenario file (FILE.yaml)")
         try:
             scenario = scenarios.build(params.pop("name"), network, horizon, **params)
         except SpecError as error:
-            raise SpecError(f"{key}: {error}") from None
+            raise SpecError(f"{where}: {error}") from None
         label = scenario.name
         while label in built:
             label += "'"
