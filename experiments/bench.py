@@ -4,6 +4,8 @@
     python -m experiments.bench --quick      # one run per case, no tracemalloc, no per-SKU-series line
     python -m experiments.bench --repeat 5 --json bench.json
     python -m experiments.bench --rl         # ... then RL sampling throughput (experiments/bench_rl.py)
+    python -m experiments.bench --learner-only   # PPO's learner update on the CPU and the GPU
+                                             # (experiments/bench_learner.py)
     python -m experiments.bench --serve-only --bundle PATH --dc-bundle PATH   # the decision service over HTTP
                                              # (experiments/bench_serve.py)
 
@@ -197,6 +199,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--no-pin", action="store_true", help="do not pin each case to one CPU (still one thread)")
     parser.add_argument("--rl", action="store_true", help="then the RL section (experiments/bench_rl.py)")
     parser.add_argument("--rl-only", action="store_true", help="only the RL section")
+    parser.add_argument("--learner", action="store_true",
+                        help="then PPO's learner on the CPU and the GPU (experiments/bench_learner.py)")
+    parser.add_argument("--learner-only", action="store_true", help="only the learner section")
+    parser.add_argument("--learner-overrides", help="train overrides of that section, space-separated (default: "
+                        "+experiment=ppo_network_sku sku_batched=true scenario=baseline)")
     parser.add_argument("--forecast", action="store_true",
                         help="then the forecaster section (experiments/bench_forecast.py)")
     parser.add_argument("--forecast-only", action="store_true", help="only the forecaster section")
@@ -214,6 +221,12 @@ def main(argv: list[str] | None = None) -> dict:
     if args.rl_only:
         from experiments import bench_rl
         return {"rl": bench_rl.main(quick=args.quick)}
+    if args.learner_only:
+        results = {"learner": _learner_section(args)}
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump(results, f, indent=2)
+        return results
     if args.forecast_only:
         return {"forecast": _forecast_section(args)}
     if args.serve_only:
@@ -283,6 +296,8 @@ def main(argv: list[str] | None = None) -> dict:
     if args.rl:
         from experiments import bench_rl
         results["rl"] = bench_rl.main(quick=args.quick)
+    if args.learner:
+        results["learner"] = _learner_section(args)
     if args.forecast:
         results["forecast"] = _forecast_section(args)
     if args.serve:
@@ -292,6 +307,12 @@ def main(argv: list[str] | None = None) -> dict:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2)
     return results
+
+
+def _learner_section(args) -> dict:
+    from experiments import bench_learner
+    overrides = tuple(args.learner_overrides.split()) if args.learner_overrides else bench_learner.DEFAULT_OVERRIDES
+    return bench_learner.main(quick=args.quick, overrides=overrides)
 
 
 def _forecast_section(args) -> list[dict]:
