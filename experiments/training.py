@@ -405,6 +405,8 @@ def train(config: TrainConfig, run: RunDirectory, report: Report | None = None) 
     import torch
     torch.set_num_threads(config.resources.torch_threads)  # the driver samples (0 env runners) and learns
     algo = config.agent.algorithm_config(config.setup, config.resources, config.seed).build_algo()
+    devices = {r.get() for r in algo.learner_group.foreach_learner(lambda learner: str(learner._device))}
+    log.info("learner(s) on %s", ", ".join(sorted(devices)))
     progress = run.progress()
     if run.latest is not None:
         log.info("resuming from %s (iteration %d)", run.latest, progress["iteration"])
