@@ -1,13 +1,14 @@
 """Forecaster speed and accuracy on the twin: 500 store-SKU series x 2 years of daily demand.
 
     python -m experiments.bench --forecast          # the engine benchmark, then this section
-    python -m experiments.bench --forecast-only [--forecasters lstm,ets]
+    python -m experiments.bench --forecast-only [--forecasters lstm,transformer,oracle]
 
 Each forecaster is fitted on the first 670 days (covariates known to day 730)
 and predicts the last 60; the table gives fit and predict seconds and the MAE
 against the actual demand, also relative to the oracle (the true mean). The
-LSTM runs on CUDA when present, else on the CPU with one torch thread. A
-benchmark, not a test: it prints figures and never fails.
+LSTM and the Transformer run on CUDA when present, else on the CPU with one
+torch thread; the device column says which. A benchmark, not a test: it prints
+figures and never fails.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-DEFAULT = ("seasonal_naive", "moving_average", "ets", "arima", "gradient_boosting", "lstm", "oracle")
+DEFAULT = ("seasonal_naive", "moving_average", "ets", "arima", "gradient_boosting", "lstm", "transformer", "oracle")
+NETWORKS = ("lstm", "transformer")  # torch: one CPU thread (CUDA when present), left out of --quick
 SERIES, DAYS, HORIZON = 500, 730, 60
 
 
@@ -38,7 +40,7 @@ def run_one(name: str, panel) -> dict:
     from agents.forecasting.factory import forecaster_factory
 
     params = {"name": name}
-    if name == "lstm":
+    if name in NETWORKS:
         params["threads"] = 1
     forecaster = forecaster_factory(params)()
     history = panel.until(panel.length - HORIZON, future=HORIZON)
@@ -66,7 +68,7 @@ def main(quick: bool = False, forecasters: tuple[str, ...] = DEFAULT) -> list[di
     panel = twin_panel()
     rows = []
     for name in forecasters:
-        if quick and name in ("arima", "lstm"):
+        if quick and name in ("arima", *NETWORKS):
             continue
         rows.append(run_one(name, panel))
         r = rows[-1]

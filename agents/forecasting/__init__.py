@@ -2,7 +2,8 @@
 
 - base.py: the protocol (`SeriesPanel`, `Forecast`, `Forecaster`); data.py: panels from files and the twin;
 - classical.py (seasonal naive, moving average, ETS and ARIMA via statsforecast), tree.py (gradient
-  boosting), lstm.py (a global LSTM in torch), ensemble.py, oracle.py (the twin's true mean);
+  boosting), lstm.py (a global LSTM in torch), transformer.py (a global patch Transformer on the LSTM's
+  inputs and training), ensemble.py, oracle.py (the twin's true mean);
 - registry.py: forecasters by name from config; metrics.py and backtest.py: rolling-origin backtests;
 - live.py: forecasts during a twin run (the oracle, or any forecaster refitted on a schedule) for the
   forecast-driven base-stock policy and the agents' observations; sums of a forecast over protection periods;

@@ -25,6 +25,7 @@ FORECASTERS: Registry[type] = Registry("forecaster.name", {
     "imapa": "agents.forecasting.intermittent:IMAPA",
     "gradient_boosting": "agents.forecasting.tree:GradientBoosting",
     "lstm": "agents.forecasting.lstm:LSTMForecaster",
+    "transformer": "agents.forecasting.transformer:TransformerForecaster",
     "ensemble": "agents.forecasting.ensemble:Ensemble",
     "oracle": "agents.forecasting.oracle:TrueMean",
     "conformal": "agents.forecasting.conformal:Conformal",

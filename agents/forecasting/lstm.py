@@ -145,6 +145,14 @@ def n_static_scales(scaling: str, trend: str) -> int:
     return 1 + (scaling == "window") + 2 * (trend == "window")
 
 
+def mean_and_quantiles(out: torch.Tensor, positive: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """A network's raw outputs (B, H, 1 + levels) as its mean (B, H; softplus when `positive`) and its
+    quantiles (B, H, levels): the lowest, then positive increments, so quantiles never cross."""
+    mean = nn.functional.softplus(out[..., 0]) if positive else out[..., 0]
+    quantiles = torch.cat([out[..., 1:2], nn.functional.softplus(out[..., 2:])], dim=2).cumsum(dim=2)
+    return mean, quantiles
+
+
 @contextmanager
 def _threads(threads: int | None) -> Iterator[None]:
     """Run the block with `threads` torch CPU threads (unchanged when None), restoring the number after."""
@@ -185,11 +193,8 @@ class _Network(nn.Module):
         horizon = future.shape[1]
         state = torch.cat([encoded[:, -1], static], dim=1)[:, None, :].expand(-1, horizon, -1)
         steps = self.step.weight[:horizon][None].expand(past.shape[0], -1, -1)  # not len(): export keeps the batch free
-        out = self.head(torch.cat([state, future, reference[..., None], steps], dim=2))
-        mean = nn.functional.softplus(out[..., 0]) if self.positive else out[..., 0]
-        # the lowest quantile, then positive increments: quantiles never cross
-        quantiles = torch.cat([out[..., 1:2], nn.functional.softplus(out[..., 2:])], dim=2).cumsum(dim=2)
-        return mean, quantiles
+        return mean_and_quantiles(self.head(torch.cat([state, future, reference[..., None], steps], dim=2)),
+                                  self.positive)
 
 
 class LSTMForecaster:
@@ -343,10 +348,8 @@ class LSTMForecaster:
 
         if not warm:
             cards = [card for _, card in layout[3]]
-            self.network = _Network(f["level"].shape[2] + f["known"].shape[2], f["known"].shape[2], cards,
-                                    self.hidden, self.layers, self.dropout, horizon, len(self.levels),
-                                    n_scales=n_static_scales(self.scaling, self.trend),
-                                    positive=self.trend == "none").to(self.device)
+            self.network = self._new_network(f["level"].shape[2] + f["known"].shape[2], f["known"].shape[2],
+                                             cards).to(self.device)
             self._fitted_layout = layout
         network = self.network
         optimiser = torch.optim.Adam(network.parameters(), lr=self.lr)
@@ -388,6 +391,13 @@ class LSTMForecaster:
         self.epochs_run = len(self.losses)
         network.load_state_dict(best_state)
         network.eval()
+
+    def _new_network(self, n_encoder: int, n_decoder: int, cardinalities: list[int]) -> nn.Module:
+        """A fresh network for `n_encoder` context and `n_decoder` known-future inputs per step and these
+        category cardinalities, with `_Network`'s forward signature (a subclass may build another kind)."""
+        return _Network(n_encoder, n_decoder, cardinalities, self.hidden, self.layers, self.dropout,
+                        self.max_horizon, len(self.levels), n_scales=n_static_scales(self.scaling, self.trend),
+                        positive=self.trend == "none")
 
     def _loss(self, network: _Network, f: dict[str, torch.Tensor], target: torch.Tensor, rows: torch.Tensor,
               origins: torch.Tensor, levels: torch.Tensor) -> torch.Tensor:

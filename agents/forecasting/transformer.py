@@ -1,0 +1,192 @@
+"""A global Transformer forecaster: a patch-based encoder over the LSTM's inputs, direct multi-horizon output.
+
+Everything but the network is the LSTM's (`agents.forecasting.lstm`, whose
+`LSTMForecaster` this class extends): the windows, the inputs of
+`lstm_inputs.py` (scaled value, seasonal lag, rolling statistics, calendar,
+known covariates, category embeddings, log scales), window scaling and the
+optional trend line, the loss (squared error of the mean plus pinball loss of
+the quantiles), early stopping on the last periods of every series, warm
+starts, `device` and `threads`.
+
+The network (`_PatchNetwork`, PatchTST-style): the context window is cut into
+patches of `patch` periods (the season by default; the context is left-padded
+with zeros to a whole number of patches); each patch, flattened, is one token.
+Each target step is one more token, made of its known covariates and calendar
+and its value a season earlier. Every token also gets a learned position and
+the series' static inputs (category embeddings, log scales). A Transformer
+encoder (pre-norm, `layers` x `heads`) reads them with a mask: patches attend
+to all patches, target step k to the patches and to the target steps up to k.
+So step k's output depends on nothing after it and `predict(h)` equals the
+first h steps of `predict(max_horizon)`. A linear head maps each target
+token to the mean and the quantiles of its step.
+
+Saving (`agents.forecasting.saved`) supports the LSTM only: saving a
+Transformer stops with a clear error (`export_onnx` too).
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import torch
+from torch import nn
+
+from agents.forecasting.base import QUANTILE_LEVELS, SeriesPanel
+from agents.forecasting.lstm import SCALINGS, TRENDS, LSTMForecaster, mean_and_quantiles, n_static_scales
+
+
+@dataclass(frozen=True)
+class TransformerConfig:
+    """The Transformer forecaster's settings, each checked on creation (ValueError naming the key).
+
+    `context`, `max_horizon`, `batch_size`, `lr`, `max_epochs`, `windows_per_epoch`, `patience`,
+    `refit_epochs`, `warm_start`, `levels`, `seed`, `device`, `threads`, `scaling`, `trend` and `verbose` mean
+    what they mean for the LSTM (`LSTMForecaster`); `patch` (periods per context token; None: the season),
+    `d_model` (token width), `heads` (attention heads; must divide d_model), `layers` (encoder layers),
+    `feedforward` (width of each layer's feed-forward block) and `dropout` shape the network.
+    """
+
+    context: int | None = None
+    max_horizon: int = 60
+    patch: int | None = None
+    d_model: int = 32
+    heads: int = 4
+    layers: int = 2
+    feedforward: int = 64
+    dropout: float = 0.1
+    batch_size: int = 256
+    lr: float = 0.002
+    max_epochs: int = 30
+    windows_per_epoch: int = 8192
+    patience: int = 5
+    refit_epochs: int = 5
+    warm_start: bool = True
+    levels: tuple[float, ...] = QUANTILE_LEVELS
+    seed: int = 0
+    device: str = "auto"
+    threads: int | None = None
+    scaling: str = "window"
+    trend: str = "none"
+    verbose: bool = True
+
+    def __post_init__(self) -> None:
+        for key in ("max_horizon", "d_model", "heads", "layers", "feedforward", "batch_size", "max_epochs",
+                    "windows_per_epoch", "patience", "refit_epochs"):
+            _check(key, getattr(self, key), _is_int(getattr(self, key), 1), "an integer >= 1")
+        for key in ("context", "patch", "threads"):
+            _check(key, getattr(self, key), getattr(self, key) is None or _is_int(getattr(self, key), 1),
+                   "null or an integer >= 1")
+        _check("seed", self.seed, _is_int(self.seed, 0), "an integer >= 0")
+        _check("dropout", self.dropout, _is_number(self.dropout) and 0 <= self.dropout < 1, "a number in [0, 1)")
+        _check("lr", self.lr, _is_number(self.lr) and self.lr > 0, "a number > 0")
+        levels = self.levels
+        _check("levels", levels, isinstance(levels, (list, tuple)) and len(levels) > 0
+               and all(_is_number(q) and 0 < q < 1 for q in levels), "a non-empty list of numbers in (0, 1)")
+        object.__setattr__(self, "levels", tuple(sorted(float(q) for q in levels)))
+        if self.d_model % self.heads:
+            raise ValueError(f"TransformerForecaster: d_model {self.d_model} is not allowed with heads "
+                             f"{self.heads}; allowed: a multiple of heads")
+        for key in ("warm_start", "verbose"):
+            _check(key, getattr(self, key), isinstance(getattr(self, key), bool), "true or false")
+        _check("scaling", self.scaling, self.scaling in SCALINGS, ", ".join(SCALINGS))
+        _check("trend", self.trend, self.trend in TRENDS, ", ".join(TRENDS))
+        device = self.device
+        _check("device", device, isinstance(device, str) and (device in ("auto", "cpu", "cuda")
+                                                              or device.startswith("cuda:")),
+               "auto, cpu, cuda or cuda:N")
+
+
+def _is_int(value: Any, low: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= low
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check(key: str, value: Any, ok: bool, allowed: str) -> None:
+    """ValueError "TransformerForecaster: KEY VALUE is not allowed; allowed: ..." unless `ok` (the factory
+    reports it as `forecaster.KEY`)."""
+    if not ok:
+        raise ValueError(f"TransformerForecaster: {key} {value!r} is not allowed; allowed: {allowed}")
+
+
+class _PatchNetwork(nn.Module):
+    """Patch tokens of the context plus one token per target step, a masked Transformer encoder, a linear head
+    (see the module docstring); the forward signature of the LSTM's network."""
+
+    def __init__(self, n_encoder: int, n_decoder: int, cardinalities: list[int], *, context: int, patch: int,
+                 d_model: int, heads: int, layers: int, feedforward: int, dropout: float, max_horizon: int,
+                 n_levels: int, n_scales: int, positive: bool) -> None:
+        super().__init__()
+        self.positive = positive  # a softplus mean (values); False: any sign (residuals from a trend line)
+        self.patch, self.n_patches = patch, -(-context // patch)
+        self.pad = self.n_patches * patch - context  # zeros before the context's first period
+        self.embeddings = nn.ModuleList([nn.Embedding(card, min(8, card)) for card in cardinalities])
+        n_static = sum(e.embedding_dim for e in self.embeddings) + n_scales
+        self.patch_in = nn.Linear(patch * n_encoder, d_model)
+        self.step_in = nn.Linear(n_decoder + 1, d_model)  # known inputs and the value a season before
+        self.static_in = nn.Linear(n_static, d_model)
+        tokens = self.n_patches + max_horizon
+        self.position = nn.Parameter(0.02 * torch.randn(tokens, d_model))
+        layer = nn.TransformerEncoderLayer(d_model, heads, feedforward, dropout, batch_first=True, norm_first=True)
+        self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(d_model)
+        self.head = nn.Linear(d_model, 1 + n_levels)
+        # True: may not attend. Patches see all patches; target step k sees the patches and steps 0..k.
+        mask = torch.triu(torch.ones(tokens, tokens, dtype=torch.bool), diagonal=1)
+        mask[:self.n_patches, :self.n_patches] = False
+        self.register_buffer("mask", mask, persistent=False)
+
+    def forward(self, past: torch.Tensor, future: torch.Tensor, reference: torch.Tensor, codes: torch.Tensor,
+                log_scale: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Scaled mean (B, H) and non-decreasing quantiles (B, H, levels) from the past (B, C, F), the known
+        future (B, H, G), each step's value a season earlier (B, H), category codes (B, c) and log scales (B, s)."""
+        static = torch.cat([emb(codes[:, j]) for j, emb in enumerate(self.embeddings)] + [log_scale], dim=1)
+        batch, horizon = past.shape[0], future.shape[1]
+        patches = nn.functional.pad(past, (0, 0, self.pad, 0)).reshape(batch, self.n_patches, -1)
+        steps = self.step_in(torch.cat([future, reference[..., None]], dim=2))
+        length = self.n_patches + horizon
+        tokens = torch.cat([self.patch_in(patches), steps], dim=1) + self.position[:length] \
+            + self.static_in(static)[:, None, :]
+        encoded = self.norm(self.encoder(tokens, mask=self.mask[:length, :length]))
+        return mean_and_quantiles(self.head(encoded[:, self.n_patches:]), self.positive)
+
+
+class TransformerForecaster(LSTMForecaster):
+    """Global Transformer forecaster (see the module docstring): the LSTM's inputs, training and protocol,
+    `fit(history)` on a panel, then `predict(h)` (h <= `max_horizon`) giving the mean and quantiles.
+
+    Created from keywords (the fields of `TransformerConfig`, each checked; an unknown one is a TypeError
+    naming it), e.g. `TransformerForecaster(d_model=64, heads=4, patch=7, max_horizon=60)`.
+    """
+
+    name = "transformer"
+    __signature__ = inspect.signature(TransformerConfig)  # the keys the factory allows: the config's fields
+
+    def __init__(self, **options: Any) -> None:
+        allowed = [f.name for f in fields(TransformerConfig)]
+        for key in options:
+            if key not in allowed:
+                raise TypeError(f"TransformerForecaster: {key} is not a setting; allowed: {', '.join(allowed)}")
+        self.config = config = TransformerConfig(**options)
+        shared = {k: v for k, v in asdict(config).items()
+                  if k not in ("patch", "d_model", "heads", "layers", "feedforward")}
+        super().__init__(hidden=config.d_model, layers=config.layers, **shared)
+
+    def _new_network(self, n_encoder: int, n_decoder: int, cardinalities: list[int]) -> nn.Module:
+        """A fresh `_PatchNetwork` for the fitted context (patches of `patch` periods, or the season)."""
+        c = self.config
+        patch = min(c.patch or self._season, self._context)
+        return _PatchNetwork(n_encoder, n_decoder, cardinalities, context=self._context, patch=patch,
+                             d_model=c.d_model, heads=c.heads, layers=c.layers, feedforward=c.feedforward,
+                             dropout=c.dropout, max_horizon=self.max_horizon, n_levels=len(self.levels),
+                             n_scales=n_static_scales(self.scaling, self.trend), positive=self.trend == "none")
+
+    def export_onnx(self, path: str, history: SeriesPanel) -> None:
+        """Not supported: only the LSTM exports to ONNX (agents.forecasting.saved saves the LSTM, not this)."""
+        raise NotImplementedError(f"{self.name}.export_onnx: a Transformer cannot be exported or saved yet; "
+                                  f"allowed: the LSTM (forecaster=lstm)")
