@@ -133,13 +133,15 @@ class _PatchNetwork(nn.Module):
         tokens = self.n_patches + max_horizon
         self.position = nn.Parameter(0.02 * torch.randn(tokens, d_model))
         layer = nn.TransformerEncoderLayer(d_model, heads, feedforward, dropout, batch_first=True, norm_first=True)
+        layer.self_attn.dropout = 0.0  # none on the attention weights: on a CPU it cost more than the rest of a step
         self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(d_model)
         self.head = nn.Linear(d_model, 1 + n_levels)
-        # True: may not attend. Patches see all patches; target step k sees the patches and steps 0..k.
-        mask = torch.triu(torch.ones(tokens, tokens, dtype=torch.bool), diagonal=1)
-        mask[:self.n_patches, :self.n_patches] = False
-        self.register_buffer("mask", mask, persistent=False)
+        # -inf: may not attend. Patches see all patches; target step k sees the patches and steps 0..k.
+        blocked = torch.triu(torch.ones(tokens, tokens, dtype=torch.bool), diagonal=1)
+        blocked[:self.n_patches, :self.n_patches] = False
+        self.register_buffer("mask", torch.zeros(tokens, tokens).masked_fill(blocked, float("-inf")),
+                             persistent=False)
 
     def forward(self, past: torch.Tensor, future: torch.Tensor, reference: torch.Tensor, codes: torch.Tensor,
                 log_scale: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
