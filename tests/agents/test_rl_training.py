@@ -29,6 +29,16 @@ def test_gpus_follow_config_or_detection():
     assert Resources().gpus_per_learner == (1.0 if torch.cuda.is_available() else 0.0)
 
 
+def test_a_local_gpu_learner_without_a_gpu_is_one_config_error(monkeypatch):
+    import torch
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(SpecError, match=r"trainer.num_gpus_per_learner: 1 asks for a GPU, but torch .* sees none"):
+        Resources.from_dict({"num_gpus_per_learner": 1})
+    assert Resources.from_dict({"num_gpus_per_learner": "auto"}).gpus_per_learner == 0.0
+    # remote learners may find their GPUs on a cluster's other nodes
+    assert Resources.from_dict({"num_gpus_per_learner": 1, "num_learners": 1}).gpus_per_learner == 1.0
+
+
 def test_policies_are_shared_by_role(tmp_path):
     import yaml
 
