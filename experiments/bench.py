@@ -218,11 +218,12 @@ def main(argv: list[str] | None = None) -> dict:
     if args.worker:
         _worker(args.worker)
         return {}
+    learner_config = _learner_config(args) if args.learner or args.learner_only else None  # before any work
     if args.rl_only:
         from experiments import bench_rl
         return {"rl": bench_rl.main(quick=args.quick)}
     if args.learner_only:
-        results = {"learner": _learner_section(args)}
+        results = {"learner": _learner_section(args, learner_config)}
         if args.json:
             with open(args.json, "w") as f:
                 json.dump(results, f, indent=2)
@@ -297,7 +298,7 @@ def main(argv: list[str] | None = None) -> dict:
         from experiments import bench_rl
         results["rl"] = bench_rl.main(quick=args.quick)
     if args.learner:
-        results["learner"] = _learner_section(args)
+        results["learner"] = _learner_section(args, learner_config)
     if args.forecast:
         results["forecast"] = _forecast_section(args)
     if args.serve:
@@ -309,10 +310,22 @@ def main(argv: list[str] | None = None) -> dict:
     return results
 
 
-def _learner_section(args) -> dict:
+def _learner_overrides(args) -> tuple[str, ...]:
     from experiments import bench_learner
-    overrides = tuple(args.learner_overrides.split()) if args.learner_overrides else bench_learner.DEFAULT_OVERRIDES
-    return bench_learner.main(quick=args.quick, overrides=overrides)
+    return tuple(args.learner_overrides.split()) if args.learner_overrides else bench_learner.DEFAULT_OVERRIDES
+
+
+def _learner_config(args):
+    """The learner section's train config, checked: a bad override stops with one `config error:` line."""
+    from experiments import bench_learner
+    from experiments.startup import config_errors
+    with config_errors():
+        return bench_learner.compose(_learner_overrides(args))
+
+
+def _learner_section(args, config) -> dict:
+    from experiments import bench_learner
+    return bench_learner.main(quick=args.quick, overrides=_learner_overrides(args), config=config)
 
 
 def _forecast_section(args) -> list[dict]:

@@ -27,15 +27,26 @@ DEFAULT_OVERRIDES = ("+experiment=ppo_network_sku", "sku_batched=true", "scenari
 
 
 def compose(overrides: tuple[str, ...]):
-    """The validated TrainConfig of conf/train.yaml with `overrides`, as experiments.train would build it."""
+    """The validated TrainConfig of conf/train.yaml with `overrides`, as experiments.train would build it; a bad
+    override is a SpecError (a group option conf/ lacks, a key train.yaml lacks, or a bad value, naming it)."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
 
-    from experiments.startup import plain
+    from experiments.startup import CONF_DIR, plain, unknown_choice
     from experiments.training import load_train_config
+    from twin.config import SpecError
 
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base=None):
-        cfg = hydra_compose(config_name="train", overrides=list(overrides))
+    if (message := unknown_choice(overrides, CONF_DIR)) is not None:
+        raise SpecError(message)
+    try:
+        with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base=None):
+            cfg = hydra_compose(config_name="train", overrides=list(overrides))
+    except (HydraException, OmegaConfBaseException) as error:
+        first = next((line.strip() for line in str(error).splitlines() if line.strip()), type(error).__name__)
+        raise SpecError(f"--learner-overrides: {first.rstrip('.')}; allowed: keys and options of the train config "
+                        f"(conf/train.yaml)") from None
     return load_train_config(plain(cfg))
 
 
@@ -92,14 +103,14 @@ def time_updates(config, episodes, *, gpus: float, threads: int, repeat: int) ->
             "warmup_s": warmup, "update_s": seconds, "agent_steps_per_s": trained / seconds}
 
 
-def main(quick: bool = False, overrides: tuple[str, ...] = DEFAULT_OVERRIDES) -> dict:
-    """Print the learner section and return its figures."""
+def main(quick: bool = False, overrides: tuple[str, ...] = DEFAULT_OVERRIDES, config=None) -> dict:
+    """Print the learner section and return its figures (`config`: `compose(overrides)`, when already built)."""
     import ray
     import torch
 
     cores = os.cpu_count() or 1
     repeat = 2 if quick else 5
-    config = compose(overrides)
+    config = config if config is not None else compose(overrides)
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     print(f"\nPPO learner throughput, {config.setup.env.network.name}, overrides {' '.join(overrides)}")
     print(f"torch {torch.__version__}, {cores} CPUs, GPU: {gpu or 'none'}; median of {repeat} updates after a "

@@ -6,6 +6,8 @@ the whole sampled batch, unchanged by the updates before it, and reports the dev
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from experiments import bench_learner
@@ -35,3 +37,26 @@ def test_a_bad_override_is_one_config_error_naming_the_key():
 
     with pytest.raises(SpecError, match="agent.lr"):
         bench_learner.compose((*SMALL, "agent.lr=-1"))
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ("+experiment=ppo_network_sku agent.lr=-1", r"^config error: agent\.lr: -1 is out of range"),
+    ("+experiment=ppo_network_sku agent.nokey=1", r"^config error: --learner-overrides: Could not override "
+                                                   r"'agent\.nokey'.*; allowed: keys and options of the train config"),
+    ("network=nowhere", r"^config error: network: 'nowhere' is not allowed; allowed: .*paper_5x20"),
+])
+@pytest.mark.parametrize("section", ["--learner", "--learner-only"])
+def test_bad_learner_overrides_are_one_line_before_any_work(section, overrides, message, monkeypatch, capsys):
+    """Checked before the engine benchmark (minutes) starts, not after it; one line, exit status 2."""
+    from experiments import bench
+
+    def started(*args, **kwargs):
+        raise AssertionError("the benchmark started before the learner overrides were checked")
+    monkeypatch.setattr(bench, "run_case", started)
+    monkeypatch.setattr(bench_learner, "main", started)
+    with pytest.raises(SystemExit) as stopped:
+        bench.main([section, "--quick", "--learner-overrides", overrides])
+    assert stopped.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert re.search(message, err), err
