@@ -63,12 +63,14 @@ def sample_batch(config):
 
 
 def build(config, *, gpus: float, threads: int):
-    """The training algorithm with the learner on `gpus` GPUs (0: the CPU) and `threads` torch threads."""
+    """The training algorithm with its learner local (in this process, whatever the trainer config says: the one
+    `time_updates` times) on `gpus` GPUs (0: the CPU) and `threads` torch threads."""
     from dataclasses import replace
 
     import torch
 
-    resources = replace(config.resources, num_env_runners=0, num_gpus_per_learner=gpus, torch_threads=threads)
+    resources = replace(config.resources, num_env_runners=0, num_learners=0, num_gpus_per_learner=gpus,
+                        torch_threads=threads)
     torch.set_num_threads(threads)
     return config.agent.algorithm_config(config.setup, resources, config.seed).build_algo()
 

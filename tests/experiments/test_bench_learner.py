@@ -60,3 +60,20 @@ def test_bad_learner_overrides_are_one_line_before_any_work(section, overrides, 
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "Traceback" not in err
     assert re.search(message, err), err
+
+
+def test_each_learner_is_the_local_one_whatever_the_trainer_overrides(monkeypatch):
+    """The section times the driver's own learner (algo.learner_group._learner): trainer=cluster's remote learner
+    (num_learners: 1) would leave it None; every build gets num_learners 0 and the device and threads asked."""
+    config = bench_learner.compose((*SMALL, "trainer=cluster"))
+    assert config.resources.num_learners == 1
+    seen = []
+
+    class Built:
+        def build_algo(self):
+            return "algo"
+
+    monkeypatch.setattr(type(config.agent), "algorithm_config",
+                        lambda self, setup, resources, seed: seen.append(resources) or Built())
+    assert bench_learner.build(config, gpus=1.0, threads=1) == "algo"
+    assert (seen[0].num_learners, seen[0].num_env_runners, seen[0].gpus_per_learner) == (0, 0, 1.0)
