@@ -219,6 +219,8 @@ def main(argv: list[str] | None = None) -> dict:
         _worker(args.worker)
         return {}
     learner_config = _learner_config(args) if args.learner or args.learner_only else None  # before any work
+    if args.forecast or args.forecast_only:
+        _check_forecasters(args)
     if args.rl_only:
         from experiments import bench_rl
         return {"rl": bench_rl.main(quick=args.quick)}
@@ -328,10 +330,23 @@ def _learner_section(args, config) -> dict:
     return bench_learner.main(quick=args.quick, overrides=_learner_overrides(args), config=config)
 
 
+def _forecasters(args) -> tuple[str, ...]:
+    from experiments import bench_forecast
+    return tuple(args.forecasters.split(",")) if args.forecasters else bench_forecast.DEFAULT
+
+
+def _check_forecasters(args) -> None:
+    """An unknown name in --forecasters stops with one `config error:` line, before any work."""
+    from agents.forecasting.factory import FORECASTERS
+    from experiments.startup import config_errors
+    with config_errors():
+        for name in _forecasters(args):
+            FORECASTERS.check(name, "--forecasters")
+
+
 def _forecast_section(args) -> list[dict]:
     from experiments import bench_forecast
-    names = tuple(args.forecasters.split(",")) if args.forecasters else bench_forecast.DEFAULT
-    return bench_forecast.main(quick=args.quick, forecasters=names)
+    return bench_forecast.main(quick=args.quick, forecasters=_forecasters(args))
 
 
 if __name__ == "__main__":

@@ -77,3 +77,4 @@ def test_each_learner_is_the_local_one_whatever_the_trainer_overrides(monkeypatc
                         lambda self, setup, resources, seed: seen.append(resources) or Built())
     assert bench_learner.build(config, gpus=1.0, threads=1) == "algo"
     assert (seen[0].num_learners, seen[0].num_env_runners, seen[0].gpus_per_learner) == (0, 0, 1.0)
+
