@@ -179,9 +179,11 @@ class Resources:
                   num_learners=r.integer("num_learners", 0, low=0), num_gpus_per_learner=gpus,
                   torch_threads=r.integer("torch_threads", 1, low=1, high=256))
         r.done()
-        if out.num_learners == 0 and gpus != "auto" and gpus > 0:
+        if address is None and out.num_learners == 0 and gpus != "auto" and gpus > 0:
             import torch
-            if not torch.cuda.is_available():  # the learner is local: it needs a GPU on this machine
+            # Ray on this machine alone, the learner in this process: it needs a GPU here (on a cluster a sweep's
+            # trials may run on its GPU nodes)
+            if not torch.cuda.is_available():
                 raise SpecError(f"trainer.num_gpus_per_learner: {gpus!r} asks for a GPU, but torch "
                                 f"{torch.__version__} sees none on this machine; allowed here: 0 or 'auto' "
                                 f"(trainer=local), or trainer.num_learners >= 1 on a cluster with GPUs")

@@ -35,8 +35,9 @@ def test_a_local_gpu_learner_without_a_gpu_is_one_config_error(monkeypatch):
     with pytest.raises(SpecError, match=r"trainer.num_gpus_per_learner: 1 asks for a GPU, but torch .* sees none"):
         Resources.from_dict({"num_gpus_per_learner": 1})
     assert Resources.from_dict({"num_gpus_per_learner": "auto"}).gpus_per_learner == 0.0
-    # remote learners may find their GPUs on a cluster's other nodes
+    # remote learners, or a sweep's trials on a cluster, may find their GPUs on its other nodes
     assert Resources.from_dict({"num_gpus_per_learner": 1, "num_learners": 1}).gpus_per_learner == 1.0
+    assert Resources.from_dict({"num_gpus_per_learner": 1, "ray_address": "auto"}).gpus_per_learner == 1.0
 
 
 def test_policies_are_shared_by_role(tmp_path):
