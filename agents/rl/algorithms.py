@@ -186,7 +186,7 @@ class Resources:
             if not torch.cuda.is_available():
                 raise SpecError(f"trainer.num_gpus_per_learner: {gpus!r} asks for a GPU, but torch "
                                 f"{torch.__version__} sees none on this machine; allowed here: 0 or 'auto' "
-                                f"(trainer=local), or trainer.num_learners >= 1 on a cluster with GPUs")
+                                f"(trainer=local), or a cluster with GPUs (trainer.ray_address)")
         return out
 
     @property
