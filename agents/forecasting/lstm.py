@@ -506,9 +506,12 @@ class LSTMForecaster:
         args = tuple(torch.as_tensor(example[name][rows]) for name in SERVING_INPUTS)
         serving = _Serving(copy.deepcopy(self.network).cpu().eval(), self.scaling, self.trend, self._season)
         batch = torch.export.Dim("batch")
-        exporter_log = logging.getLogger("torch.onnx")
-        level = exporter_log.level
-        exporter_log.setLevel(logging.ERROR)  # the exporter logs the optional libraries it skips
+        # the exporter logs the optional libraries it skips, its optimisers (onnxscript, onnx_ir) the rewrites they
+        # try and every constant they merge
+        quiet = [logging.getLogger(name) for name in ("torch.onnx", "onnxscript", "onnx_ir")]
+        levels = [logger.level for logger in quiet]
+        for logger in quiet:
+            logger.setLevel(logging.ERROR)
         try:
             with warnings.catch_warnings(), torch.no_grad():
                 warnings.simplefilter("ignore")
@@ -517,7 +520,8 @@ class LSTMForecaster:
                                   dynamic_shapes=tuple({0: batch} for _ in SERVING_INPUTS), dynamo=True,
                                   external_data=False, verbose=False)
         finally:
-            exporter_log.setLevel(level)
+            for logger, level in zip(quiet, levels, strict=True):
+                logger.setLevel(level)
         return self._forecast(self._features(history), history.n, history.length, self.max_horizon)
 
 

@@ -7,8 +7,8 @@
 The directory holds `forecaster.json` (MANIFEST) and the model's files:
 
     format        "twin.forecaster/1"
-    name          the factory name (agents.forecasting.factory): seasonal_naive, moving_average, ets, arima,
-                  gradient_boosting or lstm
+    name          the factory name (agents.forecasting.factory), i.e. the model's kind: seasonal_naive,
+                  moving_average, ets, arima, croston, tsb, adida, imapa, gradient_boosting, lstm or transformer
     parameters    its constructor's keywords, as set
     frequency     alias, name and season length of the history it was saved with; a history to forecast from
                   must have the same name and season length (the alias's anchor, e.g. the weekday of weekly
@@ -20,7 +20,8 @@ The directory holds `forecaster.json` (MANIFEST) and the model's files:
     training      the window of the history it was saved with: first and last date, series, periods
     version       the project's version; created: when (UTC)
     files         file name -> sha256 of every other file of the directory
-    lstm          (the LSTM only) its input normalisation and the ONNX parity measured at save time
+    lstm          (an LSTM; "transformer" for a Transformer) its input normalisation, scaling and the ONNX
+                  parity measured at save time
 
 How each kind forecasts from a new history:
 
@@ -28,11 +29,12 @@ How each kind forecasts from a new history:
   (one model per series, nothing carried over); the manifest keeps their settings, and they are rebuilt from it;
 - gradient boosting predicts with its saved fitted regressors (`gradient_boosting.joblib`, the forecaster
   without its training data) on features of the given history (`GradientBoosting.predict_from`);
-- the LSTM predicts without torch: at save time its network, with the arithmetic of the forecast window
-  (window scale, log1p, scaling back: `lstm._Serving`), is exported to ONNX (`lstm.onnx`); at load, numpy
-  builds the window's inputs (agents.forecasting.lstm_inputs, the code the torch model trains on) and
-  onnxruntime runs the model. The save is refused unless onnxruntime reproduces torch's forecast on the
-  saved history within ONNX_TOLERANCE.
+- the LSTM and the Transformer (NETWORKS: the Transformer is the LSTM's forecaster with another network)
+  predict without torch: at save time the network, with the arithmetic of the forecast window (window
+  scale, log1p, scaling back: `lstm._Serving`), is exported to ONNX (`lstm.onnx`, `transformer.onnx`); at
+  load, numpy builds the window's inputs (agents.forecasting.lstm_inputs, the code the torch model trains
+  on) and onnxruntime runs the model. The save is refused unless onnxruntime reproduces torch's forecast on
+  the saved history within ONNX_TOLERANCE, or if the export fails.
 
 Bundles are trusted artefacts checked by hash: every file's sha256 is checked against the manifest before it
 is read, and the gradient-boosting file is a pickle (joblib) that is unpickled only after that check. A hash
@@ -42,8 +44,8 @@ from where you load code.
 Every problem with a directory or a history is one `twin.config.SpecError` naming the file or the field.
 The oracle cannot be saved: it reads the twin's own demand model and exists only inside the twin.
 
-This module imports no torch: saving an LSTM calls the forecaster's own `export_onnx` (torch is loaded with
-the forecaster, where it was trained), and loading or forecasting needs numpy, onnxruntime (LSTM),
+This module imports no torch: saving a network calls the forecaster's own `export_onnx` (torch is loaded with
+the forecaster, where it was trained), and loading or forecasting needs numpy, onnxruntime (LSTM, Transformer),
 scikit-learn (gradient boosting) or statsforecast (ETS, ARIMA, Croston, TSB, ADIDA, IMAPA) only.
 """
 
@@ -53,8 +55,9 @@ import datetime as dt
 import hashlib
 import inspect
 import json
+import re
 import tempfile
-from dataclasses import replace
+from dataclasses import is_dataclass, replace
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -70,10 +73,12 @@ FORMAT = "twin.forecaster/1"
 MANIFEST = "forecaster.json"
 LOCAL = ("seasonal_naive", "moving_average", "ets", "arima",  # fitted on the history they forecast from
          "croston", "tsb", "adida", "imapa")
-GLOBAL = ("gradient_boosting", "lstm")                         # fitted once, saved with their parameters
+NETWORKS = ("lstm", "transformer")  # torch networks on lstm_inputs, saved as ONNX (the forecaster's export_onnx)
+GLOBAL = ("gradient_boosting",) + NETWORKS                     # fitted once, saved with their parameters
 SAVABLE = LOCAL + GLOBAL
 TREE_FILE = "gradient_boosting.joblib"
-ONNX_FILE = "lstm.onnx"
+ONNX_FILES = {name: f"{name}.onnx" for name in NETWORKS}
+ONNX_FILE = ONNX_FILES["lstm"]
 ONNX_TOLERANCE = 1e-4  # the largest |torch - onnxruntime| forecast difference (demand units) accepted at save
 PROJECT = "supplychain-twin"
 
@@ -98,7 +103,8 @@ def save_forecaster(forecaster: Forecaster, name: str, history: SeriesPanel, dir
     directory.
 
     SpecError for the oracle (it exists only inside the twin), an ensemble or an unknown name, a global model
-    not fitted yet, or an LSTM whose ONNX export does not reproduce its torch forecast within ONNX_TOLERANCE.
+    not fitted yet, or a network (LSTM, Transformer) whose ONNX export fails or does not reproduce its torch
+    forecast within ONNX_TOLERANCE.
     """
     check_savable("oracle" if getattr(forecaster, "name", None) == "oracle" else name)
     if getattr(forecaster, "name", name) != name:
@@ -121,8 +127,8 @@ def save_forecaster(forecaster: Forecaster, name: str, history: SeriesPanel, dir
     files: list[str] = []
     if name == "gradient_boosting":
         manifest.update(_save_tree(forecaster, history, directory, files))
-    elif name == "lstm":
-        manifest.update(_save_lstm(forecaster, history, directory, files))
+    elif name in NETWORKS:
+        manifest.update(_save_network(forecaster, name, history, directory, files))
     manifest["files"] = {f: sha256_file(directory / f) for f in files}
     _write_atomic(directory / MANIFEST, json.dumps(manifest, indent=2) + "\n")
     return directory
@@ -143,9 +149,11 @@ def _save_tree(forecaster: Any, history: SeriesPanel, directory: Path, files: li
             "categories": {k: v.tolist() for k, v in forecaster._category_values.items()}}
 
 
-def _save_lstm(forecaster: Any, history: SeriesPanel, directory: Path, files: list[str]) -> dict[str, Any]:
+def _save_network(forecaster: Any, name: str, history: SeriesPanel, directory: Path,
+                  files: list[str]) -> dict[str, Any]:
+    """An LSTM or a Transformer (`name`) as ONNX_FILES[name], checked against torch; its manifest fields."""
     if getattr(forecaster, "network", None) is None:
-        raise SpecError("forecaster: lstm is not fitted; call fit(history) before saving it")
+        raise SpecError(f"forecaster: {name} is not fitted; call fit(history) before saving it")
     try:
         forecaster._check_compatible(history)
     except ValueError as error:
@@ -153,32 +161,43 @@ def _save_lstm(forecaster: Any, history: SeriesPanel, directory: Path, files: li
     norm = forecaster.normalisation()
     # the categories in the fitted order (the network's embeddings), each with the codes the fit saw
     fitted = forecaster.history
-    names = [name for name, _ in forecaster._fitted_layout[3]]
+    names = [category for category, _ in forecaster._fitted_layout[3]]
     categories = {k: np.unique(fitted.categories[k]).tolist() for k in names}
-    path = directory / ONNX_FILE
-    torch_forecast = forecaster.export_onnx(str(path), history)
+    path = directory / ONNX_FILES[name]
+    try:
+        torch_forecast = forecaster.export_onnx(str(path), history)
+    except Exception as error:  # noqa: BLE001 - the exporter raises its own types for what it cannot convert
+        path.unlink(missing_ok=True)
+        message = re.sub(r"\x1b\[[0-9;]*m", "", str(error)).strip().splitlines()  # without the exporter's colours
+        raise SpecError(f"forecaster: {name}: the ONNX export failed ({type(error).__name__}: "
+                        f"{message[0] if message else ''}); allowed: a network that torch.onnx exports") from error
     meta = {"normalisation": norm.to_json(), "scaling": forecaster.scaling}
-    model = _OnnxLSTM(path, norm, forecaster.max_horizon)
+    model = _OnnxNetwork(path, norm, forecaster.max_horizon)
     onnx_forecast = model.forecast(history, forecaster.max_horizon, tuple(forecaster.levels))
     diff = max(float(np.abs(onnx_forecast.mean - torch_forecast.mean).max(initial=0.0)),
                float(np.abs(onnx_forecast.quantiles - torch_forecast.quantiles).max(initial=0.0)))
     if not diff <= ONNX_TOLERANCE:
         path.unlink()  # nothing half-checked is left behind
-        raise SpecError(f"forecaster: lstm: the ONNX model differs from torch on the saved history ({history.n} "
+        raise SpecError(f"forecaster: {name}: the ONNX model differs from torch on the saved history ({history.n} "
                         f"series, {forecaster.max_horizon} steps): max |difference| {diff:.3g}; allowed: "
                         f"{ONNX_TOLERANCE:g}")
-    files.append(ONNX_FILE)
+    files.append(ONNX_FILES[name])
     meta["onnx_max_abs_diff"] = diff
     return {"covariates": list(history.covariate_names), "categories": categories,
-            "max_horizon": int(forecaster.max_horizon), "lstm": meta}
+            "max_horizon": int(forecaster.max_horizon), name: meta}
 
 
 def _parameters(forecaster: Any, name: str) -> dict[str, Any]:
-    """The constructor's keywords as the forecaster holds them, as JSON values."""
+    """The constructor's keywords as the forecaster holds them, as JSON values (from its `config` dataclass
+    where it keeps them there, as the Transformer does)."""
+    config = getattr(forecaster, "config", None)
+    holders = ([config] if is_dataclass(config) else []) + [forecaster]
     out = {}
     for key in inspect.signature(forecaster_class(name)).parameters:
-        if hasattr(forecaster, key):
-            out[key] = _plain(getattr(forecaster, key))
+        for holder in holders:
+            if hasattr(holder, key):
+                out[key] = _plain(getattr(holder, key))
+                break
     return out
 
 
@@ -245,7 +264,7 @@ def load_forecaster(directory: str | Path) -> SavedForecaster:
     files = manifest["files"]
     if not isinstance(files, dict) or not isinstance(manifest["parameters"], dict):
         raise SpecError(f"{path}: files and parameters: expected mappings")
-    needed = {"gradient_boosting": [TREE_FILE], "lstm": [ONNX_FILE]}.get(name, [])
+    needed = {"gradient_boosting": [TREE_FILE], **{n: [file] for n, file in ONNX_FILES.items()}}.get(name, [])
     for file in needed:
         if file not in files:
             raise SpecError(f"{path}: files: {file} is not listed; a saved {name} needs it")
@@ -295,14 +314,14 @@ class SavedForecaster:
             self._model = joblib.load(self.directory / TREE_FILE)
             if getattr(self._model, "name", None) != "gradient_boosting" or not hasattr(self._model, "predict_from"):
                 raise SpecError(f"{self.directory / TREE_FILE}: not a saved gradient_boosting forecaster")
-        else:
+        else:  # NETWORKS
             try:
-                norm = Normalisation.from_json(manifest["lstm"]["normalisation"])
+                norm = Normalisation.from_json(manifest[self.name]["normalisation"])
             except (KeyError, TypeError, ValueError) as error:
-                raise SpecError(f"{self.path}: lstm.normalisation: malformed ({error})") from error
+                raise SpecError(f"{self.path}: {self.name}.normalisation: malformed ({error})") from error
             if self.max_horizon is None:
-                raise SpecError(f"{self.path}: max_horizon: required for an lstm")
-            self._model = _OnnxLSTM(self.directory / ONNX_FILE, norm, self.max_horizon)
+                raise SpecError(f"{self.path}: max_horizon: required for a {self.name}")
+            self._model = _OnnxNetwork(self.directory / ONNX_FILES[self.name], norm, self.max_horizon)
 
     def _local_parameters(self) -> dict[str, Any]:
         params = dict(self.manifest["parameters"])
@@ -384,13 +403,14 @@ class SavedForecaster:
                 return self._model.predict_from(history, horizon)
             except ValueError as error:  # checked above; what is left is the model's own refusal
                 raise SpecError(f"history: {error}") from error
-        # the LSTM: categories in the order of the network's embeddings
+        # a network (LSTM, Transformer): categories in the order of its embeddings
         ordered = replace(history, categories={k: history.categories[k] for k in self.categories})
         return self._model.forecast(ordered, horizon, self.levels)
 
 
-class _OnnxLSTM:
-    """The LSTM's serving model (lstm._Serving as ONNX) run by onnxruntime on inputs built with numpy."""
+class _OnnxNetwork:
+    """An LSTM's or a Transformer's serving model (lstm._Serving as ONNX) run by onnxruntime on inputs built with
+    numpy."""
 
     def __init__(self, path: Path, norm: Normalisation, max_horizon: int) -> None:
         import onnxruntime

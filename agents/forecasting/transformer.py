@@ -20,8 +20,16 @@ So step k's output depends on nothing after it and `predict(h)` equals the
 first h steps of `predict(max_horizon)`. A linear head maps each target
 token to the mean and the quantiles of its step.
 
-Saving (`agents.forecasting.saved`) supports the LSTM only: saving a
-Transformer stops with a clear error (`export_onnx` too).
+Saving and serving are the LSTM's, unchanged (`agents.forecasting.saved`,
+name "transformer"): the inherited `export_onnx` writes the LSTM's serving
+model (`lstm._Serving`: window scale, this network, scaling back) to ONNX, the
+attention mask a constant of the graph; onnxruntime then forecasts from inputs
+that numpy builds (`lstm_inputs`), without torch, and a save is refused unless
+it reproduces torch's forecast (`saved.ONNX_TOLERANCE`). The encoder is called
+with `is_causal=False` (true of the mask: patches see every patch): left
+unset, the encoder compares the mask with a causal one, a test on data, and
+the export failed (torch 2.9: a graph with PyTorch's fused encoder-layer
+kernel, which has no ONNX form).
 """
 
 from __future__ import annotations
@@ -34,7 +42,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from agents.forecasting.base import QUANTILE_LEVELS, SeriesPanel
+from agents.forecasting.base import QUANTILE_LEVELS
 from agents.forecasting.lstm import SCALINGS, TRENDS, LSTMForecaster, mean_and_quantiles, n_static_scales
 
 
@@ -154,7 +162,9 @@ class _PatchNetwork(nn.Module):
         length = self.n_patches + horizon
         tokens = torch.cat([self.patch_in(patches), steps], dim=1) + self.position[:length] \
             + self.static_in(static)[:, None, :]
-        encoded = self.norm(self.encoder(tokens, mask=self.mask[:length, :length]))
+        # is_causal=False: true of this mask (patches see every patch); unset, the encoder compares the mask with a
+        # causal one, which the ONNX export cannot trace (module docstring)
+        encoded = self.norm(self.encoder(tokens, mask=self.mask[:length, :length], is_causal=False))
         return mean_and_quantiles(self.head(encoded[:, self.n_patches:]), self.positive)
 
 
@@ -187,8 +197,3 @@ class TransformerForecaster(LSTMForecaster):
                              d_model=c.d_model, heads=c.heads, layers=c.layers, feedforward=c.feedforward,
                              dropout=c.dropout, max_horizon=self.max_horizon, n_levels=len(self.levels),
                              n_scales=n_static_scales(self.scaling, self.trend), positive=self.trend == "none")
-
-    def export_onnx(self, path: str, history: SeriesPanel) -> None:
-        """Not supported: only the LSTM exports to ONNX (agents.forecasting.saved saves the LSTM, not this)."""
-        raise NotImplementedError(f"{self.name}.export_onnx: a Transformer cannot be exported or saved yet; "
-                                  f"allowed: the LSTM (forecaster=lstm)")

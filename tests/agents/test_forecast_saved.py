@@ -1,6 +1,7 @@
 """Saved forecasters (agents.forecasting.saved): save -> load -> forecast equals the fitted model's own forecast,
-bad directories and histories are refused naming the file or field, the oracle is refused, and a saved LSTM
-serves through onnxruntime without torch. And the protection-period sums of a daily forecast (live.py)."""
+bad directories and histories are refused naming the file or field, the oracle is refused, and a saved LSTM or
+Transformer serves through onnxruntime without torch. And the protection-period sums of a daily forecast
+(live.py)."""
 
 from __future__ import annotations
 
@@ -21,7 +22,9 @@ from agents.forecasting.live import Z_80, daily_sd, over_periods
 from agents.forecasting.oracle import TrueMean
 from agents.forecasting.saved import (
     MANIFEST,
+    NETWORKS,
     ONNX_FILE,
+    ONNX_FILES,
     TREE_FILE,
     load_forecaster,
     save_forecaster,
@@ -39,6 +42,9 @@ SPECS = {
     "gradient_boosting": {"name": "gradient_boosting", "max_iter": 20, "quantile_max_iter": 10},
     "lstm": {"name": "lstm", "hidden": 16, "layers": 1, "max_horizon": HORIZON, "context": 14, "batch_size": 128,
              "windows_per_epoch": 512, "max_epochs": 2, "device": "cpu", "threads": 1, "verbose": False},
+    "transformer": {"name": "transformer", "d_model": 16, "heads": 2, "layers": 1, "feedforward": 32,
+                    "max_horizon": HORIZON, "context": 14, "batch_size": 128, "windows_per_epoch": 512,
+                    "max_epochs": 2, "device": "cpu", "threads": 1, "verbose": False},
 }
 PANEL_CODE = (  # the same panel in a subprocess (twin data only: no torch)
     "import yaml\nfrom agents.forecasting.data import panel_from_twin\nfrom twin.spec import network_from_dict\n"
@@ -77,10 +83,10 @@ def test_a_loaded_forecaster_forecasts_as_the_fitted_one(saved, panel, name):
     loaded = load_forecaster(directory)
     expected, got = model.predict(HORIZON), loaded.forecast(panel, HORIZON)
     assert got.mean.shape == (panel.n, HORIZON) and got.levels == expected.levels
-    if name == "lstm":  # onnxruntime against torch
+    if name in NETWORKS:  # onnxruntime against torch
         np.testing.assert_allclose(got.mean, expected.mean, rtol=0, atol=1e-4)
         np.testing.assert_allclose(got.quantiles, expected.quantiles, rtol=0, atol=1e-4)
-        assert loaded.manifest["lstm"]["onnx_max_abs_diff"] <= 1e-4
+        assert loaded.manifest[name]["onnx_max_abs_diff"] <= 1e-4
     else:
         np.testing.assert_array_equal(got.mean, expected.mean)
         np.testing.assert_array_equal(got.quantiles, expected.quantiles)
@@ -89,9 +95,10 @@ def test_a_loaded_forecaster_forecasts_as_the_fitted_one(saved, panel, name):
     assert manifest["frequency"] == {"alias": "D", "name": "daily", "season_length": 7}
     assert manifest["training"] == {"first_date": "2021-01-01", "last_date": str(panel.dates[DAYS - 1].date()),
                                     "series": panel.n, "periods": DAYS}
-    assert set(manifest["files"]) == {"gradient_boosting": {TREE_FILE}, "lstm": {ONNX_FILE}}.get(name, set())
+    assert set(manifest["files"]) == {"gradient_boosting": {TREE_FILE}, "lstm": {ONNX_FILE},
+                                      "transformer": {"transformer.onnx"}}.get(name, set())
     assert manifest["version"] and manifest["created"]
-    if name in ("gradient_boosting", "lstm"):
+    if name in ("gradient_boosting", *NETWORKS):
         assert manifest["covariates"] == list(panel.covariate_names)
         assert set(manifest["categories"]) == set(panel.categories)
     else:  # local models read neither: any covariates and categories are accepted
@@ -100,7 +107,7 @@ def test_a_loaded_forecaster_forecasts_as_the_fitted_one(saved, panel, name):
         {k: v for k, v in SPECS[name].items() if k != "name"}
 
 
-@pytest.mark.parametrize("name", ["gradient_boosting", "lstm"])
+@pytest.mark.parametrize("name", ["gradient_boosting", "lstm", "transformer"])
 def test_a_global_model_forecasts_a_new_history_without_refitting(saved, name):
     """Another run's demand (another seed), some series only, a shorter history: the fitted parameters are
     applied to it, as the model's own predict_from does."""
@@ -108,12 +115,12 @@ def test_a_global_model_forecasts_a_new_history_without_refitting(saved, name):
     other = twin_panel(seed=11).select(np.array([4, 1, 2])).until(120, FUTURE)
     got = load_forecaster(directory).forecast(other, 7)
     expected = model.predict_from(other, 7)
-    np.testing.assert_allclose(got.mean, expected.mean, rtol=0, atol=1e-4 if name == "lstm" else 0)
+    np.testing.assert_allclose(got.mean, expected.mean, rtol=0, atol=1e-4 if name in NETWORKS else 0)
     assert not np.allclose(got.mean, model.predict(7).mean[[4, 1, 2]])  # not the fitted history's forecast
 
 
 def test_a_changed_or_missing_file_is_refused_naming_it(saved, tmp_path):
-    for name, file in (("gradient_boosting", TREE_FILE), ("lstm", ONNX_FILE)):
+    for name, file in (("gradient_boosting", TREE_FILE), *ONNX_FILES.items()):
         copy = tmp_path / name
         copy.mkdir()
         for f in saved[name][1].iterdir():
@@ -135,7 +142,7 @@ def test_a_changed_or_missing_file_is_refused_naming_it(saved, tmp_path):
         load_forecaster(tmp_path / "nothing")
 
 
-@pytest.mark.parametrize("name", ["seasonal_naive", "gradient_boosting", "lstm"])
+@pytest.mark.parametrize("name", ["seasonal_naive", "gradient_boosting", "lstm", "transformer"])
 def test_another_frequency_is_refused_naming_the_field(saved, panel, name):
     weekly = replace(panel, freq=Frequency("W-SUN", "weekly", 52),
                      dates=pd.date_range("2021-01-03", periods=len(panel.dates), freq="W-SUN"))
@@ -143,7 +150,7 @@ def test_another_frequency_is_refused_naming_the_field(saved, panel, name):
         load_forecaster(saved[name][1]).forecast(weekly, 4)
 
 
-@pytest.mark.parametrize("name", ["gradient_boosting", "lstm"])
+@pytest.mark.parametrize("name", ["gradient_boosting", "lstm", "transformer"])
 def test_other_covariates_or_unknown_categories_are_refused_naming_the_field(saved, panel, name):
     loaded = load_forecaster(saved[name][1])
     none = replace(panel, covariates=panel.covariates[:, :, :0], covariate_names=())
@@ -177,9 +184,10 @@ def test_local_models_accept_any_covariates_and_categories(saved, panel):
     np.testing.assert_array_equal(loaded.forecast(bare, 7).mean, saved["seasonal_naive"][0].predict(7).mean)
 
 
-def test_the_lstm_horizon_is_bounded_by_its_max_horizon(saved, panel):
-    with pytest.raises(SpecError, match=rf"horizon: {HORIZON + 1} is over the saved lstm's max_horizon"):
-        load_forecaster(saved["lstm"][1]).forecast(panel, HORIZON + 1)
+@pytest.mark.parametrize("name", NETWORKS)
+def test_a_network_horizon_is_bounded_by_its_max_horizon(saved, panel, name):
+    with pytest.raises(SpecError, match=rf"horizon: {HORIZON + 1} is over the saved {name}'s max_horizon"):
+        load_forecaster(saved[name][1]).forecast(panel, HORIZON + 1)
 
 
 def test_the_oracle_cannot_be_saved(panel, tmp_path):
@@ -199,10 +207,10 @@ def test_an_unfitted_global_model_is_refused(panel, tmp_path):
         save_forecaster(forecaster_factory(SPECS["gradient_boosting"])(), "gradient_boosting", panel, tmp_path)
 
 
-def test_serving_a_saved_lstm_and_gradient_boosting_imports_no_torch(saved):
+def test_serving_a_saved_lstm_transformer_and_gradient_boosting_imports_no_torch(saved):
     code = PANEL_CODE + (
         "import sys\nfrom agents.forecasting.saved import load_forecaster\n"
-        f"for d in [{str(saved['lstm'][1])!r}, {str(saved['gradient_boosting'][1])!r}]:\n"
+        f"for d in {[str(saved[n][1]) for n in ('lstm', 'transformer', 'gradient_boosting')]!r}:\n"
         f"    f = load_forecaster(d).forecast(panel, {HORIZON})\n"
         "    assert f.mean.shape == (panel.n, 14)\n"
         "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.')))\n")

@@ -1,9 +1,15 @@
 """The global Transformer forecaster: it learns a season and a known-in-advance covariate, sees no values after
-its origin, keeps the protocol, is reproducible, and rejects bad settings naming the key."""
+its origin, keeps the protocol, is reproducible, rejects bad settings naming the key, and is saved and served
+as the LSTM is (ONNX, onnxruntime, no torch), its attention mask kept."""
 
 from __future__ import annotations
 
+import json
+import pickle
+import subprocess
+import sys
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,6 +20,7 @@ from agents.forecasting.factory import forecaster_factory
 from agents.forecasting.transformer import TransformerForecaster
 from twin.config import SpecError
 
+ROOT = Path(__file__).resolve().parents[2]
 TINY = dict(d_model=16, heads=2, layers=1, feedforward=32, max_horizon=14, context=14, batch_size=128,
             windows_per_epoch=1024, max_epochs=6, patience=3, device="cpu", threads=1, verbose=False)
 
@@ -127,11 +134,81 @@ def test_a_bad_setting_is_one_spec_error_naming_the_key(spec, message):
         TransformerForecaster(hidden=64)
 
 
-def test_saving_is_refused_clearly(fitted, tmp_path):
+@pytest.fixture(scope="module")
+def saved(fitted, tmp_path_factory):
+    """The fitted Transformer saved once (ONNX export and parity check): its directory."""
     from agents.forecasting.saved import save_forecaster
 
     model, panel, _, _ = fitted
-    with pytest.raises(SpecError, match="'transformer' cannot be saved; allowed: .*lstm"):
-        save_forecaster(model, "transformer", panel, tmp_path / "t")
-    with pytest.raises(NotImplementedError, match="cannot be exported"):
-        model.export_onnx(str(tmp_path / "t.onnx"), panel)
+    return save_forecaster(model, "transformer", panel, tmp_path_factory.mktemp("saved") / "transformer")
+
+
+def test_saved_and_loaded_it_forecasts_as_before_without_torch(fitted, saved, tmp_path):
+    """Saved as the LSTM is (forecaster.json naming the kind, transformer.onnx), loaded and run by onnxruntime
+    in a process that never imports torch: the mean and the quantiles are torch's, to float32 precision."""
+    model, panel, _, _ = fitted
+    manifest = json.loads((saved / "forecaster.json").read_text())
+    assert manifest["format"] == "twin.forecaster/1" and manifest["name"] == "transformer"
+    assert set(manifest["files"]) == {"transformer.onnx"} and manifest["max_horizon"] == 14
+    assert manifest["transformer"]["onnx_max_abs_diff"] <= 1e-4  # the parity check at save time passed
+    assert {k: manifest["parameters"][k] for k in ("d_model", "heads", "layers", "feedforward", "patch")} == \
+        {"d_model": 16, "heads": 2, "layers": 1, "feedforward": 32, "patch": None}
+    with open(tmp_path / "panel.pkl", "wb") as f:
+        pickle.dump(panel, f)
+    code = ("import pickle, sys\nimport numpy as np\nfrom agents.forecasting.saved import load_forecaster\n"
+            f"panel = pickle.load(open({str(tmp_path / 'panel.pkl')!r}, 'rb'))\n"
+            f"forecast = load_forecaster({str(saved)!r}).forecast(panel, 14)\n"
+            f"np.savez({str(tmp_path / 'out.npz')!r}, mean=forecast.mean, quantiles=forecast.quantiles)\n"
+            "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.')))\n")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "[]"  # served without torch
+    got, expected = np.load(tmp_path / "out.npz"), model.predict(14)
+    np.testing.assert_allclose(got["mean"], expected.mean, rtol=0, atol=1e-4)
+    np.testing.assert_allclose(got["quantiles"], expected.quantiles, rtol=0, atol=1e-4)
+
+
+def test_the_exported_attention_mask_keeps_later_steps_out(fitted, saved):
+    """The ONNX model keeps the mask: other promotions from step 7 on change steps 7.. of the served forecast
+    only, as in torch (predict_from on the changed history)."""
+    from agents.forecasting.saved import load_forecaster
+
+    model, panel, _, _ = fitted
+    loaded = load_forecaster(saved)
+    covariates = panel.covariates.copy()
+    covariates[:, panel.length + 7:, 0] = 1 - covariates[:, panel.length + 7:, 0]
+    changed = replace(panel, covariates=covariates)
+    before, after = loaded.forecast(panel, 14), loaded.forecast(changed, 14)
+    np.testing.assert_allclose(after.mean[:, :7], before.mean[:, :7], rtol=0, atol=1e-6)
+    np.testing.assert_allclose(after.quantiles[:, :7], before.quantiles[:, :7], rtol=0, atol=1e-6)
+    assert np.abs(after.mean[:, 7:] - before.mean[:, 7:]).max() > 1.0
+    expected = model.predict_from(changed, 14)
+    np.testing.assert_allclose(after.mean, expected.mean, rtol=0, atol=1e-4)
+    np.testing.assert_allclose(after.quantiles, expected.quantiles, rtol=0, atol=1e-4)
+
+
+def test_what_cannot_be_saved_is_one_clear_error(fitted, tmp_path, monkeypatch):
+    """Unfitted; an export that fails; an ONNX model outside the tolerance: each one SpecError naming the
+    forecaster, and nothing left behind that loads."""
+    import torch
+
+    from agents.forecasting import saved as saving
+
+    model, panel, _, _ = fitted
+    with pytest.raises(SpecError, match=r"^forecaster: transformer is not fitted"):
+        saving.save_forecaster(TransformerForecaster(**TINY), "transformer", panel, tmp_path / "unfitted")
+
+    def unsupported(*args, **kwargs):
+        raise RuntimeError("\x1b[96mNo ONNX function found\x1b[0m for aten.x\n(the exporter's advice)")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(torch.onnx, "export", unsupported)
+        with pytest.raises(SpecError, match=r"^forecaster: transformer: the ONNX export failed \(RuntimeError: No ONNX "
+                                            r"function found for aten\.x\); allowed: a network that torch\.onnx "
+                                            r"exports$"):
+            saving.save_forecaster(model, "transformer", panel, tmp_path / "export")
+    monkeypatch.setattr(saving, "ONNX_TOLERANCE", -1.0)
+    with pytest.raises(SpecError, match=r"^forecaster: transformer: the ONNX model differs from torch"):
+        saving.save_forecaster(model, "transformer", panel, tmp_path / "parity")
+    for directory in ("export", "parity"):
+        assert list((tmp_path / directory).iterdir()) == []
