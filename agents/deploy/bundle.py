@@ -326,7 +326,7 @@ def _forecaster(path: Path, manifest: Manifest):
     if absent:
         raise BundleError(f"{FORECASTER_DIR}/: the saved {manifest.saved_forecaster} needs the package "
                           f"{absent[0]!r}, which is not installed; allowed: pip install .[serve,forecast] (the LSTM, "
-                          f"seasonal naive and moving average need .[serve] only)")
+                          f"the Transformer, seasonal naive and moving average need .[serve] only)")
     try:
         return load_forecaster(path / FORECASTER_DIR)
     except SpecError as error:

@@ -8,7 +8,7 @@
 - live.py: forecasts during a twin run (the oracle, or any forecaster refitted on a schedule) for the
   forecast-driven base-stock policy and the agents' observations; sums of a forecast over protection periods;
 - saved.py: fitted forecasters saved with a manifest and loaded to forecast from a request's history (the LSTM
-  as ONNX, without torch); lstm_inputs.py: the LSTM's inputs in numpy.
+  and the Transformer as ONNX, without torch); lstm_inputs.py: the LSTM's inputs in numpy.
 """
 
 from agents.forecasting.base import Forecast, Forecaster, SeriesPanel
