@@ -13,20 +13,8 @@ TINY = dict(hidden=16, layers=1, max_horizon=14, context=14, batch_size=128, win
             max_epochs=6, patience=3, device="cpu", threads=1, verbose=False)
 
 
-def promotion_panel(n: int = 20, t: int = 240, future: int = 14, seed: int = 0):
-    """Poisson demand (weekly pattern) tripled on random promotion days; the promotions are known in advance."""
-    rng = np.random.default_rng(seed)
-    promo = (rng.random((n, t + future)) < 0.15).astype(np.float32)
-    level = rng.uniform(3, 8, (n, 1))
-    mean = level * (1 + 0.2 * np.sin(2 * np.pi * np.arange(t + future) / 7)) * (1 + 2.0 * promo)
-    demand = rng.poisson(mean).astype(float)
-    panel = panel_from_arrays(demand[:, :t], future=future, covariates=promo[..., None], covariate_names=("promotion",),
-                              categories={"store": np.arange(n) % 4})
-    return panel, demand[:, t:], promo[:, t:]
-
-
 @pytest.fixture(scope="module")
-def fitted():
+def fitted(promotion_panel):
     """A small model fitted once on the promotion panel."""
     panel, future, promo = promotion_panel()
     model = LSTMForecaster(**{**TINY, "max_epochs": 15, "patience": 5})
@@ -53,7 +41,7 @@ def test_shapes_non_negative_and_sorted_quantiles(fitted):
     assert np.isfinite(forecast.quantiles).all()
 
 
-def test_clear_errors():
+def test_clear_errors(promotion_panel):
     with pytest.raises(RuntimeError, match="fit"):
         LSTMForecaster(**TINY).predict(3)
     panel, _, _ = promotion_panel(n=4, t=80, future=30)
@@ -68,7 +56,7 @@ def test_clear_errors():
         model.predict(5)
 
 
-def test_deterministic_for_a_seed():
+def test_deterministic_for_a_seed(promotion_panel):
     panel, _, _ = promotion_panel(n=6, t=120)
     forecasts = []
     for _ in range(2):
@@ -79,7 +67,7 @@ def test_deterministic_for_a_seed():
     assert np.array_equal(forecasts[0].quantiles, forecasts[1].quantiles)
 
 
-def test_late_starts():
+def test_late_starts(promotion_panel):
     panel, _, _ = promotion_panel(n=6, t=160)
     values = panel.values.copy()
     values[1, :60] = np.nan    # starts late, still has training windows
@@ -92,7 +80,7 @@ def test_late_starts():
     assert np.isfinite(forecast.quantiles).all()
 
 
-def test_warm_start_refit_runs_fewer_epochs():
+def test_warm_start_refit_runs_fewer_epochs(promotion_panel):
     panel, _, _ = promotion_panel(n=6, t=160)
     model = LSTMForecaster(**{**TINY, "max_epochs": 4, "patience": 10, "refit_epochs": 2})
     model.fit(panel.until(150, 14))

@@ -25,22 +25,10 @@ TINY = dict(d_model=16, heads=2, layers=1, feedforward=32, max_horizon=14, conte
             windows_per_epoch=1024, max_epochs=6, patience=3, device="cpu", threads=1, verbose=False)
 
 
-def promotion_panel(n: int = 20, t: int = 240, future: int = 14, seed: int = 0):
-    """Poisson demand with a weekly pattern (+-40%), tripled on random promotion days known in advance."""
-    rng = np.random.default_rng(seed)
-    promo = (rng.random((n, t + future)) < 0.15).astype(np.float32)
-    level = rng.uniform(3, 8, (n, 1))
-    mean = level * (1 + 0.4 * np.sin(2 * np.pi * np.arange(t + future) / 7)) * (1 + 2.0 * promo)
-    demand = rng.poisson(mean).astype(float)
-    panel = panel_from_arrays(demand[:, :t], future=future, covariates=promo[..., None], covariate_names=("promotion",),
-                              categories={"store": np.arange(n) % 4})
-    return panel, demand[:, t:], promo[:, t:]
-
-
 @pytest.fixture(scope="module")
-def fitted():
+def fitted(promotion_panel):
     """A small Transformer fitted once on the promotion panel."""
-    panel, future, promo = promotion_panel()
+    panel, future, promo = promotion_panel(weekly=0.4)
     model = TransformerForecaster(**{**TINY, "max_epochs": 15, "patience": 5})
     model.fit(panel)
     return model, panel, future, promo
@@ -93,8 +81,8 @@ def test_values_after_the_origin_do_not_reach_the_forecast():
     assert not np.array_equal(first.mean[1], second.mean[1])
 
 
-def test_deterministic_for_a_seed():
-    panel, _, _ = promotion_panel(n=6, t=120)
+def test_deterministic_for_a_seed(promotion_panel):
+    panel, _, _ = promotion_panel(n=6, t=120, weekly=0.4)
     forecasts = []
     for seed in (3, 3, 4):
         model = TransformerForecaster(**{**TINY, "max_epochs": 2, "seed": seed})
