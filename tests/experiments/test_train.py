@@ -110,6 +110,7 @@ def test_training_resumes_from_the_latest_checkpoint(ppo_run):
                "checkpoint_every=1", f"hydra.run.dir={ppo_run}")
     assert done.returncode == 0, done.stderr[-3000:]
     assert "resuming from" in done.stderr and "(iteration 2)" in done.stderr
+    assert "learner(s) on cpu" in done.stderr  # the device the update ran on (cuda:0 with trainer=gpu)
     rows = curve(ppo_run)
     assert [int(r["iteration"]) for r in rows] == [1, 2, 3]
     assert int(rows[2]["env_steps"]) > int(rows[1]["env_steps"])
