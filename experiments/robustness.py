@@ -30,7 +30,7 @@ import dataclasses
 import logging
 from collections.abc import Mapping
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -42,6 +42,7 @@ from omegaconf import DictConfig, OmegaConf
 from agents.baselines import tune
 from agents.baselines.catalog import ECHELONS, PolicySpec
 from agents.baselines.safety import read_safety_factors
+from agents.baselines.tuner import at_grid_edge
 from experiments.comparison import METRICS, EvalSetting, Evaluation, evaluate
 from experiments.policy_entries import load_policies, starting_stock
 from experiments.run_config import read_tune_options
@@ -78,6 +79,7 @@ class ScenarioResult:
     tuned_z: dict[str, float]
     tuning_cost: float
     evaluation: Evaluation
+    at_grid_edge: dict[str, str] = field(default_factory=dict)  # echelon -> "low" / "high": the optimum may lie beyond
 
     def difference(self, policy: str) -> dict:
         """The paired difference policy - tuned base-stock of the cost per day: mean, ci95, relative."""
@@ -204,6 +206,10 @@ def run_case(config: RobustnessConfig, policies: dict[str, object], case: Scenar
     initial = starting_stock(policies, config.network)
     tuned_z, tuning_cost, evaluations = tune_base_stock(config, case, initial)
     log.info("%s: tuned base-stock z %s (cost per day %.2f on the tuning seeds)", case.label, tuned_z, tuning_cost)
+    edges = at_grid_edge(tuned_z, {e: config.grid for e in tuned_z})
+    for echelon, side in edges.items():
+        log.warning("%s: the tuned %s z %g is the %s end of tune.grid: a wider grid may tune it better",
+                    case.label, echelon, tuned_z[echelon], "top" if side == "high" else "bottom")
     tuned = PolicySpec(name="base_stock", z=tuned_z).build(config.network, config.horizon, config.policy_seed)
     setting = EvalSetting(config.network, tuple(case.scenario.shocks), config.horizon, config.warmup,
                           config.held_out.seeds, initial)
@@ -222,7 +228,7 @@ def run_case(config: RobustnessConfig, policies: dict[str, object], case: Scenar
         for params, cost in sorted(evaluations, key=lambda item: item[1]):
             values = dict(params)
             writer.writerow([values[n] for n in names] + [cost])
-    return ScenarioResult(case, tuned_z, tuning_cost, evaluation)
+    return ScenarioResult(case, tuned_z, tuning_cost, evaluation, edges)
 
 
 def unique_folders(cases: list[ScenarioCase]) -> tuple[ScenarioCase, ...]:
@@ -271,7 +277,8 @@ def format_report(results: list[ScenarioResult], policy: str, title: str) -> str
         summary = res.evaluation.summary()
         mine, tuned = summary[policy], summary[TUNED]
         diff = res.difference(policy)
-        z = " / ".join(f"{res.tuned_z[e]:g}" for e in ECHELONS if e in res.tuned_z)
+        z = " / ".join(f"{res.tuned_z[e]:g}{'*' if e in res.at_grid_edge else ''}" for e in ECHELONS
+                       if e in res.tuned_z)
         digits = 0 if abs(tuned["cost_per_day"]["mean"]) >= 100 else 2  # a network's costs; a small one's
         others = " | ".join(_pm(summary[p]["cost_per_day"], digits) for p in _others(results, policy))
         lines.append(f"| {res.case.label} | {'yes' if res.case.held_out else 'no'} | "
@@ -282,6 +289,9 @@ def format_report(results: list[ScenarioResult], policy: str, title: str) -> str
     verdicts = [res.verdict(policy) for res in results]
     lines += ["", f"Wins {verdicts.count('win')}, ties {verdicts.count('tie')}, losses {verdicts.count('loss')} "
               f"of {len(results)} scenarios (win: the paired CI of the cost difference lies below 0)."]
+    if any(res.at_grid_edge for res in results):
+        lines.append("z marked * is an end of `tune.grid`: the base-stock's optimum may lie beyond it (widen the grid "
+                     "to tune it fully).")
     covid = [res for res in results if res.case.scenario.name == "covid_2020" and not res.case.held_out]
     for res in covid:
         fill = res.evaluation.summary()[policy]["fill_rate"]

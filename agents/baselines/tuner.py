@@ -105,6 +105,19 @@ def coordinate_descent(cost_of: Callable[[dict[str, float]], float], grid: Mappi
     return TuningResult(best=current, best_cost=best_cost, evaluations=tuple(cache.items()))
 
 
+def at_grid_edge(best: Mapping[str, float], grid: Mapping[str, Sequence[float]]) -> dict[str, str]:
+    """The parameters whose best value is the lowest ("low") or highest ("high") of two or more candidates: the
+    optimum may lie beyond the grid, which should then be widened."""
+    edges = {}
+    for name, values in grid.items():
+        if len(set(values)) > 1 and name in best:
+            if best[name] >= max(values):
+                edges[name] = "high"
+            elif best[name] <= min(values):
+                edges[name] = "low"
+    return edges
+
+
 def _check_grid(grid: Mapping[str, Sequence[float]]) -> None:
     if not grid or any(len(values) == 0 for values in grid.values()):
         raise ValueError("grid: every parameter needs at least one candidate value")

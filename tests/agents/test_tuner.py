@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from agents.baselines import BaseStock, tune
+from agents.baselines.tuner import at_grid_edge
 from scenarios.reference import load_case
 
 CASE = Path(__file__).resolve().parents[1] / "reference_cases" / "case_base_stock_SS_example_4_4_L4.json"
@@ -43,3 +44,10 @@ def test_tuner_rejects_an_empty_grid():
         tune(lambda p: None, network, grid={"z": []}, horizon=10, seeds=[0])
     with pytest.raises(ValueError, match="seeds"):
         tune(lambda p: None, network, grid={"z": [1.0]}, horizon=10, seeds=[])
+
+
+def test_a_best_value_at_an_end_of_its_grid_is_named():
+    grid = {"store": [1.0, 2.0, 8.0], "dc": [1.0, 2.0, 8.0], "fixed": [3.0]}
+    assert at_grid_edge({"store": 8.0, "dc": 2.0, "fixed": 3.0}, grid) == {"store": "high"}
+    assert at_grid_edge({"store": 1.0, "dc": 8.0}, grid) == {"store": "low", "dc": "high"}
+    assert at_grid_edge({"store": 2.0, "dc": 2.0}, grid) == {}  # inside; a one-value grid has no end to widen

@@ -45,6 +45,12 @@ def test_every_scenario_is_judged_against_the_base_stock_tuned_on_it(tmp_path):
     cheapest = min(tuning, key=lambda r: float(r["cost_per_day"]))
     tuned = yaml.safe_load((run / "scenarios" / "flash_sale" / "tuned_policy.yaml").read_text())
     assert tuned["z"] == {"store": float(cheapest["store"]), "dc": float(cheapest["dc"])}
+    # a grid of two values: whatever was tuned is an end of it, marked in the table and warned about
+    flash_line = next(line for line in (run / "robustness.md").read_text().splitlines()
+                      if line.startswith("| flash_sale |"))
+    assert f"| {tuned['z']['store']:g}* / {tuned['z']['dc']:g}* |" in flash_line
+    assert "z marked * is an end of `tune.grid`" in (run / "robustness.md").read_text()
+    assert "flash_sale: the tuned store z" in done.stderr and "end of tune.grid" in done.stderr
 
     # the tuned base-stock, run by experiments.evaluate from its file on the same scenario and seeds
     check = tmp_path / "check"

@@ -20,6 +20,9 @@ def test_tune_command_writes_a_usable_policy(tmp_path):
     tuned = yaml.safe_load((out / "tuned_policy.yaml").read_text())
     assert tuned["name"] == "base_stock" and set(tuned["z"]) == {"store", "dc"}
     assert tuned["z"]["store"] in (0.5, 1.5) and tuned["z"]["dc"] in (0.5, 1.5)
+    # two candidates: each best is an end of its grid, and the command says so
+    assert f"note: the best store z {tuned['z']['store']:g} is the " in done.stdout
+    assert f"note: the best dc z {tuned['z']['dc']:g} is the " in done.stdout
     rows = (out / "tuning.csv").read_text().splitlines()
     assert rows[0] == "store,dc,cost_per_day" and len(rows) >= 3
 
