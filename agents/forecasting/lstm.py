@@ -38,10 +38,12 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 import time
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import numpy as np
 import torch
@@ -153,6 +155,23 @@ def mean_and_quantiles(out: torch.Tensor, positive: bool) -> tuple[torch.Tensor,
     return mean, quantiles
 
 
+def is_int(value: Any, low: int) -> bool:
+    """`value` is an int (not a bool) of at least `low`."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= low
+
+
+def is_number(value: Any) -> bool:
+    """`value` is a finite int or float (not a bool)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def check_setting(owner: str, key: str, value: Any, ok: bool, allowed: str) -> None:
+    """ValueError "OWNER: KEY VALUE is not allowed; allowed: ..." unless `ok` (the factory reports it as
+    `forecaster.KEY`)."""
+    if not ok:
+        raise ValueError(f"{owner}: {key} {value!r} is not allowed; allowed: {allowed}")
+
+
 @contextmanager
 def _threads(threads: int | None) -> Iterator[None]:
     """Run the block with `threads` torch CPU threads (unchanged when None), restoring the number after."""
@@ -212,7 +231,10 @@ class LSTMForecaster:
     divided by the mean absolute value of its own context, DeepAR-style) or
     "series" (one scale per series over its whole history); `trend` is "none"
     or "window" (inputs, targets and outputs relative to a line through each
-    window's context); see the module docstring.
+    window's context); see the module docstring. Every keyword is checked on
+    creation: a bad value is one ValueError "LSTMForecaster: KEY VALUE is not
+    allowed; allowed: ..." (a subclass's name in a subclass's), which the
+    factory reports as `forecaster.KEY`.
     """
 
     name = "lstm"
@@ -223,15 +245,36 @@ class LSTMForecaster:
                  levels: tuple[float, ...] = QUANTILE_LEVELS, seed: int = 0, device: str = "auto",
                  threads: int | None = None, scaling: str = "window", trend: str = "none",
                  verbose: bool = True) -> None:
-        if scaling not in SCALINGS:
-            raise ValueError(f"LSTMForecaster: scaling {scaling!r} is not allowed; allowed: {', '.join(SCALINGS)}")
-        if trend not in TRENDS:
-            raise ValueError(f"LSTMForecaster: trend {trend!r} is not allowed; allowed: {', '.join(TRENDS)}")
+        owner = type(self).__name__  # a subclass's errors name it (TransformerForecaster)
+
+        def check(key: str, value: Any, ok: bool, allowed: str) -> None:
+            check_setting(owner, key, value, ok, allowed)
+
+        for key, value in (("max_horizon", max_horizon), ("hidden", hidden), ("layers", layers),
+                           ("batch_size", batch_size), ("max_epochs", max_epochs),
+                           ("windows_per_epoch", windows_per_epoch), ("patience", patience),
+                           ("refit_epochs", refit_epochs)):
+            check(key, value, is_int(value, 1), "an integer >= 1")
+        for key, value in (("context", context), ("threads", threads)):
+            check(key, value, value is None or is_int(value, 1), "null or an integer >= 1")
+        check("seed", seed, is_int(seed, 0), "an integer >= 0")
+        check("dropout", dropout, is_number(dropout) and 0 <= dropout < 1, "a number in [0, 1)")
+        check("lr", lr, is_number(lr) and lr > 0, "a number > 0")
+        check("levels", levels, isinstance(levels, (list, tuple)) and len(levels) > 0
+              and all(is_number(q) and 0 < q < 1 for q in levels), "a non-empty list of numbers in (0, 1)")
+        for key, value in (("warm_start", warm_start), ("verbose", verbose)):
+            check(key, value, isinstance(value, bool), "true or false")
+        check("scaling", scaling, scaling in SCALINGS, ", ".join(SCALINGS))
+        check("trend", trend, trend in TRENDS, ", ".join(TRENDS))
+        check("device", device, isinstance(device, str) and (device in ("auto", "cpu", "cuda")
+                                                             or device.startswith("cuda:")),
+              "auto, cpu, cuda or cuda:N")
         self.scaling, self.trend = scaling, trend
         self.context, self.max_horizon, self.hidden, self.layers = context, max_horizon, hidden, layers
         self.dropout, self.batch_size, self.lr, self.max_epochs = dropout, batch_size, lr, max_epochs
         self.windows_per_epoch, self.patience, self.refit_epochs = windows_per_epoch, patience, refit_epochs
-        self.warm_start, self.levels, self.seed, self.threads = warm_start, tuple(sorted(levels)), seed, threads
+        self.warm_start, self.seed, self.threads = warm_start, seed, threads
+        self.levels = tuple(sorted(float(q) for q in levels))
         self.verbose = verbose
         self.device = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
                                    "cpu" if device == "auto" else device)

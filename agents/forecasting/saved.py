@@ -189,7 +189,8 @@ def _save_network(forecaster: Any, name: str, history: SeriesPanel, directory: P
 
 def _parameters(forecaster: Any, name: str) -> dict[str, Any]:
     """The constructor's keywords as the forecaster holds them, as JSON values (from its `config` dataclass
-    where it keeps them there, as the Transformer does)."""
+    where it keeps them there, as the Transformer keeps its network's; the LSTM's and the Transformer's
+    `device` as resolved, e.g. "cpu" for "auto")."""
     config = getattr(forecaster, "config", None)
     holders = ([config] if is_dataclass(config) else []) + [forecaster]
     out = {}

@@ -6,7 +6,9 @@ Everything but the network is the LSTM's (`agents.forecasting.lstm`, whose
 known covariates, category embeddings, log scales), window scaling and the
 optional trend line, the loss (squared error of the mean plus pinball loss of
 the quantiles), early stopping on the last periods of every series, warm
-starts, `device` and `threads`.
+starts, `device` and `threads`, and every setting but the network's, with its
+default and its check (`LSTMForecaster`'s keywords; the Transformer's keywords
+are built from them, see `TransformerForecaster`).
 
 The network (`_PatchNetwork`, PatchTST-style): the context window is cut into
 patches of `patch` periods (the season by default; the context is left-padded
@@ -35,91 +37,63 @@ kernel, which has no ONNX form).
 from __future__ import annotations
 
 import inspect
-import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from typing import Any
 
 import torch
 from torch import nn
 
-from agents.forecasting.base import QUANTILE_LEVELS
-from agents.forecasting.lstm import SCALINGS, TRENDS, LSTMForecaster, mean_and_quantiles, n_static_scales
+from agents.forecasting.lstm import (
+    LSTMForecaster,
+    check_setting,
+    is_int,
+    is_number,
+    mean_and_quantiles,
+    n_static_scales,
+)
+
+NETWORK_KEYS = ("hidden", "layers", "dropout")  # the LSTM's network keywords; TransformerConfig's fields replace them
 
 
 @dataclass(frozen=True)
 class TransformerConfig:
-    """The Transformer forecaster's settings, each checked on creation (ValueError naming the key).
-
-    `context`, `max_horizon`, `batch_size`, `lr`, `max_epochs`, `windows_per_epoch`, `patience`,
-    `refit_epochs`, `warm_start`, `levels`, `seed`, `device`, `threads`, `scaling`, `trend` and `verbose` mean
-    what they mean for the LSTM (`LSTMForecaster`); `patch` (periods per context token; None: the season),
-    `d_model` (token width), `heads` (attention heads; must divide d_model), `layers` (encoder layers),
-    `feedforward` (width of each layer's feed-forward block) and `dropout` shape the network.
+    """The Transformer's network settings, each checked on creation (ValueError naming the key): `patch`
+    (periods per context token; None: the season), `d_model` (token width), `heads` (attention heads; must
+    divide d_model), `layers` (encoder layers), `feedforward` (width of each layer's feed-forward block) and
+    `dropout`. Every other setting is the LSTM's, with its default and its check (`LSTMForecaster`).
     """
 
-    context: int | None = None
-    max_horizon: int = 60
     patch: int | None = None
     d_model: int = 32
     heads: int = 4
     layers: int = 2
     feedforward: int = 64
-    dropout: float = 0.1
-    batch_size: int = 256
-    lr: float = 0.002
-    max_epochs: int = 30
-    windows_per_epoch: int = 8192
-    patience: int = 5
-    refit_epochs: int = 5
-    warm_start: bool = True
-    levels: tuple[float, ...] = QUANTILE_LEVELS
-    seed: int = 0
-    device: str = "auto"
-    threads: int | None = None
-    scaling: str = "window"
-    trend: str = "none"
-    verbose: bool = True
+    dropout: float = 0.1  # the LSTM's is 0.25
 
     def __post_init__(self) -> None:
-        for key in ("max_horizon", "d_model", "heads", "layers", "feedforward", "batch_size", "max_epochs",
-                    "windows_per_epoch", "patience", "refit_epochs"):
-            _check(key, getattr(self, key), _is_int(getattr(self, key), 1), "an integer >= 1")
-        for key in ("context", "patch", "threads"):
-            _check(key, getattr(self, key), getattr(self, key) is None or _is_int(getattr(self, key), 1),
-                   "null or an integer >= 1")
-        _check("seed", self.seed, _is_int(self.seed, 0), "an integer >= 0")
-        _check("dropout", self.dropout, _is_number(self.dropout) and 0 <= self.dropout < 1, "a number in [0, 1)")
-        _check("lr", self.lr, _is_number(self.lr) and self.lr > 0, "a number > 0")
-        levels = self.levels
-        _check("levels", levels, isinstance(levels, (list, tuple)) and len(levels) > 0
-               and all(_is_number(q) and 0 < q < 1 for q in levels), "a non-empty list of numbers in (0, 1)")
-        object.__setattr__(self, "levels", tuple(sorted(float(q) for q in levels)))
+        for key in ("d_model", "heads", "layers", "feedforward"):
+            _check(key, getattr(self, key), is_int(getattr(self, key), 1), "an integer >= 1")
+        _check("patch", self.patch, self.patch is None or is_int(self.patch, 1), "null or an integer >= 1")
+        _check("dropout", self.dropout, is_number(self.dropout) and 0 <= self.dropout < 1, "a number in [0, 1)")
         if self.d_model % self.heads:
             raise ValueError(f"TransformerForecaster: d_model {self.d_model} is not allowed with heads "
                              f"{self.heads}; allowed: a multiple of heads")
-        for key in ("warm_start", "verbose"):
-            _check(key, getattr(self, key), isinstance(getattr(self, key), bool), "true or false")
-        _check("scaling", self.scaling, self.scaling in SCALINGS, ", ".join(SCALINGS))
-        _check("trend", self.trend, self.trend in TRENDS, ", ".join(TRENDS))
-        device = self.device
-        _check("device", device, isinstance(device, str) and (device in ("auto", "cpu", "cuda")
-                                                              or device.startswith("cuda:")),
-               "auto, cpu, cuda or cuda:N")
-
-
-def _is_int(value: Any, low: int) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= low
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _check(key: str, value: Any, ok: bool, allowed: str) -> None:
-    """ValueError "TransformerForecaster: KEY VALUE is not allowed; allowed: ..." unless `ok` (the factory
-    reports it as `forecaster.KEY`)."""
-    if not ok:
-        raise ValueError(f"TransformerForecaster: {key} {value!r} is not allowed; allowed: {allowed}")
+    check_setting("TransformerForecaster", key, value, ok, allowed)
+
+
+def _signature() -> inspect.Signature:
+    """The Transformer's keywords (the keys the factory allows and a saved manifest records): the LSTM's, with
+    their defaults, its network's (NETWORK_KEYS) replaced, where `hidden` stands, by TransformerConfig's fields."""
+    lstm = list(inspect.signature(LSTMForecaster).parameters.values())
+    names = [p.name for p in lstm]
+    at = sum(name not in NETWORK_KEYS for name in names[:names.index("hidden")])
+    shared = [p for p in lstm if p.name not in NETWORK_KEYS]
+    network = [inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default, annotation=f.type)
+               for f in fields(TransformerConfig)]
+    return inspect.Signature(shared[:at] + network + shared[at:])
 
 
 class _PatchNetwork(nn.Module):
@@ -172,22 +146,23 @@ class TransformerForecaster(LSTMForecaster):
     """Global Transformer forecaster (see the module docstring): the LSTM's inputs, training and protocol,
     `fit(history)` on a panel, then `predict(h)` (h <= `max_horizon`) giving the mean and quantiles.
 
-    Created from keywords (the fields of `TransformerConfig`, each checked; an unknown one is a TypeError
-    naming it), e.g. `TransformerForecaster(d_model=64, heads=4, patch=7, max_horizon=60)`.
+    Created from keywords (those of `__signature__`: the LSTM's but `hidden`, `layers` and `dropout`, with
+    the LSTM's defaults and checks, plus the fields of `TransformerConfig`; an unknown one is a TypeError naming
+    it), e.g. `TransformerForecaster(d_model=64, heads=4, patch=7, max_horizon=60)`.
     """
 
     name = "transformer"
-    __signature__ = inspect.signature(TransformerConfig)  # the keys the factory allows: the config's fields
+    __signature__ = _signature()  # the keys the factory allows
 
     def __init__(self, **options: Any) -> None:
-        allowed = [f.name for f in fields(TransformerConfig)]
+        allowed = list(self.__signature__.parameters)
         for key in options:
             if key not in allowed:
                 raise TypeError(f"TransformerForecaster: {key} is not a setting; allowed: {', '.join(allowed)}")
-        self.config = config = TransformerConfig(**options)
-        shared = {k: v for k, v in asdict(config).items()
-                  if k not in ("patch", "d_model", "heads", "layers", "feedforward")}
-        super().__init__(hidden=config.d_model, layers=config.layers, **shared)
+        network = {f.name for f in fields(TransformerConfig)}
+        self.config = config = TransformerConfig(**{k: v for k, v in options.items() if k in network})
+        shared = {k: v for k, v in options.items() if k not in network}
+        super().__init__(hidden=config.d_model, layers=config.layers, dropout=config.dropout, **shared)
 
     def _new_network(self, n_encoder: int, n_decoder: int, cardinalities: list[int]) -> nn.Module:
         """A fresh `_PatchNetwork` for the fitted context (patches of `patch` periods, or the season)."""

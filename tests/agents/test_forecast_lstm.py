@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -152,6 +154,43 @@ def test_window_scale_reads_only_the_context():
 def test_bad_scaling():
     with pytest.raises(ValueError, match="scaling 'global' is not allowed; allowed: window, series"):
         LSTMForecaster(scaling="global")
+
+
+@pytest.mark.parametrize("setting, allowed", [
+    ({"max_epochs": 0}, "an integer >= 1"),
+    ({"hidden": 2.5}, "an integer >= 1"),
+    ({"max_horizon": None}, "an integer >= 1"),
+    ({"context": 0}, "null or an integer >= 1"),
+    ({"threads": True}, "null or an integer >= 1"),
+    ({"seed": -1}, "an integer >= 0"),
+    ({"dropout": 1.0}, r"a number in \[0, 1\)"),
+    ({"lr": 0}, "a number > 0"),
+    ({"levels": []}, r"a non-empty list of numbers in \(0, 1\)"),
+    ({"levels": [0.1, 1.0]}, r"a non-empty list of numbers in \(0, 1\)"),
+    ({"warm_start": 1}, "true or false"),
+    ({"verbose": "no"}, "true or false"),
+    ({"device": "gpu"}, "auto, cpu, cuda or cuda:N"),
+    ({"trend": "linear"}, "none, window"),
+])
+def test_a_bad_keyword_is_one_value_error_naming_it(setting, allowed):
+    """Every keyword is checked on creation, in the message form the factory maps to `forecaster.KEY`."""
+    (key, value), = setting.items()
+    with pytest.raises(ValueError, match=rf"^LSTMForecaster: {key} {re.escape(repr(value))} is not allowed; "
+                                         rf"allowed: {allowed}$"):
+        LSTMForecaster(**setting)
+
+
+def test_a_bad_keyword_is_one_spec_error_through_the_factory():
+    from agents.forecasting.factory import forecaster_factory
+    from twin.config import SpecError
+
+    with pytest.raises(SpecError, match=r"^forecaster\.max_epochs: LSTMForecaster: max_epochs 0 is not allowed"):
+        forecaster_factory({"name": "lstm", "max_epochs": 0})
+
+
+def test_good_keywords_are_kept():
+    model = LSTMForecaster(levels=[0.9, 0.1], device="cpu", context=None, threads=1, lr=1, dropout=0)
+    assert model.levels == (0.1, 0.9) and model.device.type == "cpu" and model.lr == 1
 
 
 def linear_trend_panel(n: int = 8, t: int = 144, future: int = 12, seed: int = 0):

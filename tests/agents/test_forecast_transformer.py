@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import re
 import subprocess
 import sys
 from dataclasses import replace
@@ -120,6 +121,52 @@ def test_a_bad_setting_is_one_spec_error_naming_the_key(spec, message):
         forecaster_factory({"name": "transformer", **spec})
     with pytest.raises(TypeError, match="hidden is not a setting"):
         TransformerForecaster(hidden=64)
+
+
+def test_keywords_are_the_lstms_but_its_network_plus_the_transformers_network():
+    """One list of shared settings: the Transformer's keywords and defaults are the LSTM's (but hidden, layers
+    and dropout) plus TransformerConfig's, dropout 0.1 (the LSTM's is 0.25)."""
+    import inspect
+    from dataclasses import fields
+
+    from agents.forecasting.lstm import LSTMForecaster
+    from agents.forecasting.transformer import TransformerConfig
+
+    def defaults(cls):
+        return {p.name: p.default for p in inspect.signature(cls).parameters.values()}
+
+    network = {f.name: f.default for f in fields(TransformerConfig)}
+    shared = {k: v for k, v in defaults(LSTMForecaster).items() if k not in ("hidden", "layers", "dropout")}
+    assert defaults(TransformerForecaster) == {**shared, **network}
+    assert network == {"patch": None, "d_model": 32, "heads": 4, "layers": 2, "feedforward": 64, "dropout": 0.1}
+    assert list(defaults(TransformerForecaster))[:3] == ["context", "max_horizon", "patch"]
+    model = TransformerForecaster(device="cpu")
+    assert (model.hidden, model.layers, model.dropout) == (32, 2, 0.1)
+    assert all(getattr(model, k) == v for k, v in shared.items() if k not in ("device", "levels"))
+    assert model.levels == (0.1, 0.5, 0.9)
+
+
+@pytest.mark.parametrize("setting, allowed", [
+    ({"max_epochs": 0}, "an integer >= 1"),
+    ({"levels": []}, r"a non-empty list of numbers in \(0, 1\)"),
+    ({"lr": -1.0}, "a number > 0"),
+    ({"device": "gpu"}, "auto, cpu, cuda or cuda:N"),
+])
+def test_a_bad_shared_keyword_names_the_transformer_and_the_key(setting, allowed):
+    """Checked by the LSTM, reported under the Transformer's name, and by the factory under the key."""
+    (key, value), = setting.items()
+    message = rf"TransformerForecaster: {key} {re.escape(repr(value))} is not allowed; allowed: {allowed}$"
+    with pytest.raises(ValueError, match="^" + message):
+        TransformerForecaster(**setting)
+    with pytest.raises(SpecError, match=rf"^forecaster\.{key}: {message}"):
+        forecaster_factory({"name": "transformer", **setting})
+
+
+def test_an_unknown_keyword_is_a_type_error_listing_the_allowed():
+    with pytest.raises(TypeError, match=r"^TransformerForecaster: width is not a setting; allowed: context, "
+                                        r"max_horizon, patch, d_model, heads, layers, feedforward, dropout, "
+                                        r"batch_size, .*, verbose$"):
+        TransformerForecaster(width=3)
 
 
 @pytest.fixture(scope="module")
