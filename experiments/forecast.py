@@ -12,7 +12,10 @@ utilsforecast.evaluation.evaluate reads), forecast_vs_actual.png and
 error_by_horizon.png into the run directory (with forecaster=auto also
 auto_choices.csv: per backtest origin and series, the candidate chosen and every
 candidate's validation score), prints the table, and returns the objective (for
-sweepers).
+sweepers). When `compare` is not empty it also writes paired.csv and paired.md
+(agents.forecasting.paired): per horizon, the subject's MASE over each compared
+forecaster's and over the best single one's, with a 95% CI by a paired bootstrap
+over cutoffs, and logs the best-single line per horizon.
 
 With `output.save_forecaster=true` it then fits `forecaster` on the whole
 panel (after `data.max_series` and `data.holdout`) and saves it into
@@ -41,8 +44,16 @@ from agents.forecasting.base import Forecaster, SeriesPanel
 from agents.forecasting.data import DataError, load_panel, panel_from_twin
 from agents.forecasting.datasets import is_bundled
 from agents.forecasting.factory import FORECASTERS, forecaster_factory
+from agents.forecasting.paired import BEST_SINGLE, paired_rows
 from agents.forecasting.saved import check_savable, save_forecaster
-from experiments.forecast_report import format_scores, plot_error_by_horizon, plot_forecasts, write_scores
+from experiments.forecast_report import (
+    format_paired,
+    format_scores,
+    plot_error_by_horizon,
+    plot_forecasts,
+    write_paired,
+    write_scores,
+)
 from experiments.startup import config_errors, plain, run_checked, run_dir, stop
 from twin.config import ConfigReader, SpecError
 from twin.spec import network_from_dict
@@ -215,6 +226,15 @@ def main(cfg: DictConfig) -> float:
     result.cv_frame().to_csv(out / "cv.csv", index=False)
     table = format_scores(rows, result, config.source)
     (out / "scores.md").write_text(table + "\n")
+    paired = paired_rows(result, config.subject)
+    if paired:  # the subject against each compared forecaster: MASE ratio with a bootstrap CI over cutoffs
+        write_paired(out / "paired.csv", paired)
+        (out / "paired.md").write_text(format_paired(paired, config.source) + "\n")
+        for r in (r for r in paired if r["versus"] == BEST_SINGLE):
+            ci = "no CI (fewer than 3 cutoffs)" if r["ci_low"] is None else \
+                f"95% CI {r['ci_low']:.3f} .. {r['ci_high']:.3f}"
+            log.info("h=%d: MASE %s / best single (%s) = %.3f, %s over %d cutoffs: %s", r["horizon"], r["forecaster"],
+                     r["compared"], r["ratio"], ci, r["cutoffs"], r["verdict"])
     plot_forecasts(result, out / "forecast_vs_actual.png", config.plot_series)
     plot_error_by_horizon(result, out / "error_by_horizon.png")
     print(table)

@@ -56,6 +56,40 @@ def format_scores(rows: list[dict], result: BacktestResult, source: str) -> str:
     return "\n".join(lines).rstrip()
 
 
+PAIRED_COLUMNS = ("forecaster", "horizon", "versus", "compared", "mase", "mase_compared", "ratio", "ci_low",
+                  "ci_high", "cutoffs", "verdict")
+
+
+def write_paired(path: Path, rows: list[dict]) -> None:
+    """One CSV row per (horizon, compared forecaster) and a `best single` row per horizon
+    (agents.forecasting.paired.paired_rows); an interval left empty where there are fewer than 3 cutoffs."""
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(PAIRED_COLUMNS)
+        for r in rows:
+            writer.writerow([_round(r[c]) if isinstance(r[c], float) or r[c] is None else r[c]
+                             for c in PAIRED_COLUMNS])
+
+
+def format_paired(rows: list[dict], source: str) -> str:
+    """A markdown table: per horizon, the subject's MASE over each compared forecaster's, its 95% CI (paired
+    bootstrap over cutoffs) and the verdict, the best single forecaster's row last in bold."""
+    subject = rows[0]["forecaster"]
+    lines = [f"MASE of {subject} / MASE of each compared forecaster on {source}, at each horizon (periods 1..h "
+             f"after each origin, as in scores.md), with a 95% CI from a paired bootstrap over cutoffs (whole "
+             f"origins resampled); better / worse: the CI is below / above 1, tie: it holds 1; n/a: fewer than 3 "
+             f"cutoffs, no CI. Best single: the compared forecaster with the lowest MASE at that horizon, in "
+             f"hindsight.", "",
+             f"| horizon | versus | MASE {subject} | MASE versus | ratio | 95% CI | cutoffs | verdict |",
+             "|---" * 8 + "|"]
+    for r in rows:
+        ci = "n/a" if r["ci_low"] is None else f"{r['ci_low']:.3f} .. {r['ci_high']:.3f}"
+        versus = f"**best single: {r['compared']}**" if r["versus"] != r["compared"] else r["compared"]
+        lines.append(f"| {r['horizon']} | {versus} | {_cell(r['mase'])} | {_cell(r['mase_compared'])} | "
+                     f"{_cell(r['ratio'])} | {ci} | {r['cutoffs']} | {r['verdict']} |")
+    return "\n".join(lines)
+
+
 def plot_forecasts(result: BacktestResult, path: Path, n_series: int = 4) -> None:
     """Forecast vs actual at the last origin for the busiest series: one row per series, one column per
     forecaster, the 10-90% interval shaded, some history before the origin."""

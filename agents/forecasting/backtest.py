@@ -117,6 +117,13 @@ class BacktestResult:
                 columns[quantile_column(name, q)] = run.quantiles[..., i].transpose(1, 0, 2).reshape(-1)
         return pd.concat([frame, pd.DataFrame(columns)], axis=1)
 
+    def scaled_errors(self, name: str) -> np.ndarray:
+        """(origins, n, H) absolute errors of forecaster `name` over each series' MASE scale at that origin:
+        MASE at horizon h is the mean of the finite ones of `[..., :h]` (agents.forecasting.paired)."""
+        longest = self.actual.shape[-1]  # as `score` reshapes for metrics.mase: one row per (origin, series)
+        return metrics.scaled_errors(self.actual.reshape(-1, longest), self.runs[name].mean.reshape(-1, longest),
+                                     self.scale.reshape(-1)).reshape(self.actual.shape)
+
     def mae_by_step(self) -> dict[str, np.ndarray]:
         """(H,) mean absolute error at each step ahead, per forecaster."""
         return {name: np.nanmean(np.abs(self.actual - run.mean), axis=(0, 1)) for name, run in self.runs.items()}

@@ -85,11 +85,18 @@ def mase(actual: np.ndarray, forecast: np.ndarray, scale: np.ndarray) -> float:
     averaged over every point of the series whose scale is defined."""
     # Hand-written: utilsforecast.losses.mase works out the scale from a training frame itself and divides by a
     # zero scale (a flat history) giving inf, where the README leaves such a series out (naive_scale: NaN).
-    actual, forecast = np.atleast_2d(np.asarray(actual, float)), np.atleast_2d(np.asarray(forecast, float))
-    scale = np.asarray(scale, dtype=float).reshape(-1, *([1] * (actual.ndim - 1)))
-    scaled = np.abs(actual - forecast) / scale
+    scaled = scaled_errors(actual, forecast, scale)
     scaled = scaled[np.isfinite(scaled)]
     return float(np.mean(scaled)) if scaled.size else float("nan")
+
+
+def scaled_errors(actual: np.ndarray, forecast: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """Each point's absolute error over its series' `scale` (rows of `actual`, any trailing axes): the terms that
+    `mase` averages (NaN or inf where the actual, the forecast or the scale is missing; `mase` skips them)."""
+    actual, forecast = np.atleast_2d(np.asarray(actual, float)), np.atleast_2d(np.asarray(forecast, float))
+    scale = np.asarray(scale, dtype=float).reshape(-1, *([1] * (actual.ndim - 1)))
+    with np.errstate(all="ignore"):
+        return np.abs(actual - forecast) / scale
 
 
 def quantile_loss(actual: np.ndarray, quantiles: np.ndarray, levels: tuple[float, ...]) -> float:
