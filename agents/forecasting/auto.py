@@ -57,7 +57,7 @@ class Auto:
     name = "auto"
 
     def __init__(self, candidates: Mapping[str, Callable[[], Forecaster]] | Sequence[Callable[[], Forecaster]],
-                 origins: int = 2, step: int | None = None, max_horizon: int | None = None, metric: str = "mase",
+                 origins: int = 6, step: int | None = None, max_horizon: int | None = None, metric: str = "mase",
                  mode: str = "select", top: int | None = None, margin: float = 0.2) -> None:
         if isinstance(candidates, Mapping):
             builders = dict(candidates)
