@@ -157,3 +157,21 @@ def test_bad_settings_are_one_error_naming_the_key_before_any_work(tmp_path, arg
     assert message in done.stderr + done.stdout
     assert "Traceback" not in done.stderr
     assert not run.exists() or not any(run.glob("robustness*"))
+
+
+
+def test_the_default_settings_are_allowed():
+    """conf/robustness.yaml as composed, with a policy under test, passes the check every run makes first (a z past
+    the allowed range in the default grid once stopped every run that kept it)."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from experiments.robustness import read_config
+
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose(config_name="robustness", overrides=["under_test=rop", "hold_out=[]"])
+    data = OmegaConf.to_container(cfg, resolve=True)
+    data.pop("hydra", None)
+    config, _ = read_config(data)
+    assert list(config.grid) == data["tune"]["grid"] and max(config.grid) >= 8
+    assert len(config.cases) == len(data["scenarios"])
