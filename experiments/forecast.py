@@ -44,7 +44,7 @@ from agents.forecasting.base import Forecaster, SeriesPanel
 from agents.forecasting.data import DataError, load_panel, panel_from_twin
 from agents.forecasting.datasets import is_bundled
 from agents.forecasting.factory import FORECASTERS, forecaster_factory
-from agents.forecasting.paired import BEST_SINGLE, paired_rows
+from agents.forecasting.paired import BEST_SINGLE, MIN_CUTOFFS, paired_rows
 from agents.forecasting.saved import check_savable, save_forecaster
 from experiments.forecast_report import (
     format_paired,
@@ -231,7 +231,7 @@ def main(cfg: DictConfig) -> float:
         write_paired(out / "paired.csv", paired)
         (out / "paired.md").write_text(format_paired(paired, config.source) + "\n")
         for r in (r for r in paired if r["versus"] == BEST_SINGLE):
-            ci = "no CI (fewer than 3 cutoffs)" if r["ci_low"] is None else \
+            ci = f"no CI (fewer than {MIN_CUTOFFS} cutoffs)" if r["ci_low"] is None else \
                 f"95% CI {r['ci_low']:.3f} .. {r['ci_high']:.3f}"
             log.info("h=%d: MASE %s / best single (%s) = %.3f, %s over %d cutoffs: %s", r["horizon"], r["forecaster"],
                      r["compared"], r["ratio"], ci, r["cutoffs"], r["verdict"])

@@ -11,6 +11,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from agents.forecasting.backtest import METRICS, BacktestResult
+from agents.forecasting.paired import MIN_CUTOFFS
 
 COLUMNS = (*METRICS, "mae_vs_oracle")
 
@@ -62,7 +63,7 @@ PAIRED_COLUMNS = ("forecaster", "horizon", "versus", "compared", "mase", "mase_c
 
 def write_paired(path: Path, rows: list[dict]) -> None:
     """One CSV row per (horizon, compared forecaster) and a `best single` row per horizon
-    (agents.forecasting.paired.paired_rows); an interval left empty where there are fewer than 3 cutoffs."""
+    (agents.forecasting.paired.paired_rows); an interval left empty under `MIN_CUTOFFS` (3) cutoffs."""
     with path.open("w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(PAIRED_COLUMNS)
@@ -77,9 +78,9 @@ def format_paired(rows: list[dict], source: str) -> str:
     subject = rows[0]["forecaster"]
     lines = [f"MASE of {subject} / MASE of each compared forecaster on {source}, at each horizon (periods 1..h "
              f"after each origin, as in scores.md), with a 95% CI from a paired bootstrap over cutoffs (whole "
-             f"origins resampled); better / worse: the CI is below / above 1, tie: it holds 1; n/a: fewer than 3 "
-             f"cutoffs, no CI. Best single: the compared forecaster with the lowest MASE at that horizon, in "
-             f"hindsight.", "",
+             f"origins resampled); better / worse: the CI is below / above 1, tie: it holds 1; n/a: fewer than "
+             f"{MIN_CUTOFFS} cutoffs, no CI. Best single: the compared forecaster with the lowest MASE at that "
+             f"horizon, in hindsight.", "",
              f"| horizon | versus | MASE {subject} | MASE versus | ratio | 95% CI | cutoffs | verdict |",
              "|---" * 8 + "|"]
     for r in rows:

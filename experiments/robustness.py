@@ -18,7 +18,8 @@ facing an unforeseen shock does not: it is the strong comparison, not a fair fig
 tuned on the baseline, what a planner without foresight runs).
 
 Writes into the run directory: robustness.csv (per scenario, policy and seed), robustness.md (the table, with the
-covid_2020 fill rate against the paper's 95% service), robustness.png (paired differences with CIs, and fill
+covid_2020 fill rate against the paper's 95% service; a tuned z at an end of `tune.grid` marked * and warned about,
+`agents.baselines.tuner.at_grid_edge`), robustness.png (paired differences with CIs, and fill
 rates), and per scenario `scenarios/<folder>/` (its label in letters, digits, - and _) with tuned_policy.yaml,
 tuning.csv and scenario.yaml (the shocks as run). Progress is logged per tuning candidate and per seed.
 """

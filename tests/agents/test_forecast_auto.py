@@ -205,3 +205,15 @@ def test_registered_with_default_candidates_and_too_short_a_history_is_an_error(
     assert list(model.candidates) == CANDIDATES
     with pytest.raises(ValueError, match="max_horizon"):
         model.fit(panel_from_arrays(np.ones((2, 50))))
+
+
+def test_conf_forecaster_auto_yaml_states_the_class_defaults():
+    """forecaster=auto (conf/forecaster/auto.yaml) and Auto() validate alike: origins 6, margin 0.2, ..."""
+    import inspect
+
+    import yaml
+
+    conf = yaml.safe_load((ROOT / "conf" / "forecaster" / "auto.yaml").read_text())
+    defaults = {p.name: p.default for p in inspect.signature(Auto).parameters.values()}
+    assert conf.pop("name") == "auto" and conf.pop("candidates") == CANDIDATES
+    assert conf == {key: defaults[key] for key in conf} and conf["origins"] == 6

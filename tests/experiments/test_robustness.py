@@ -159,7 +159,6 @@ def test_bad_settings_are_one_error_naming_the_key_before_any_work(tmp_path, arg
     assert not run.exists() or not any(run.glob("robustness*"))
 
 
-
 def test_the_default_settings_are_allowed():
     """conf/robustness.yaml as composed, with a policy under test, passes the check every run makes first (a z past
     the allowed range in the default grid once stopped every run that kept it)."""
