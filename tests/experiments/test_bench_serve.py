@@ -25,13 +25,15 @@ def setup(tmp_path_factory):
     return root, path, bundle, stores, dcs
 
 
-def _sane_latencies(result: dict) -> None:
+def _sane_latencies(result: dict, *, long: bool = True) -> None:
+    """`long`: a phase of a second or more, long enough for the server's CPU time to pass one clock tick (10 ms)."""
     assert result["errors"] == 0, result["error_kinds"]
     assert result["ok"] == result["requests"] > 0
     assert 0 < result["p50_ms"] <= result["p99_ms"] <= result["max_ms"]
     assert result["replayed_decisions"] == 0  # every request was new: decided and audited, not replayed
-    assert result["wall_s"] > 0 and result["server_cpu_s"] > 0
-    assert 0 < result["server_cpu_pct_machine"] <= result["server_cpu_pct_core"]
+    assert result["wall_s"] > 0 and (result["server_cpu_s"] > 0 if long else result["server_cpu_s"] >= 0)
+    assert (0 < result["server_cpu_pct_machine"] if long else 0 <= result["server_cpu_pct_machine"]) \
+        and result["server_cpu_pct_machine"] <= result["server_cpu_pct_core"]
 
 
 def test_states_one_location_each_and_bodies_vary(setup):
@@ -75,7 +77,7 @@ def test_loads_against_a_real_server(setup):
     _sane_latencies(closed)
     assert closed["requests_per_s"] == closed["ok"] / 1.0
     assert dc["requests"] == 5
-    _sane_latencies(dc)
+    _sane_latencies(dc, long=False)  # 5 requests in ~15 ms: the server's CPU time may read 0 ticks (it did, in CI)
     assert memory["server_mb"] > 0 and memory["workers_mb"] == [memory["server_mb"]]
 
 
