@@ -43,7 +43,7 @@ from omegaconf import DictConfig, OmegaConf
 from agents.baselines import tune
 from agents.baselines.catalog import ECHELONS, PolicySpec
 from agents.baselines.safety import read_safety_factors
-from agents.baselines.tuner import at_grid_edge
+from agents.baselines.tuner import TuningResult
 from experiments.comparison import METRICS, EvalSetting, Evaluation, evaluate
 from experiments.policy_entries import load_policies, starting_stock
 from experiments.run_config import read_tune_options
@@ -80,7 +80,7 @@ class ScenarioResult:
     tuned_z: dict[str, float]
     tuning_cost: float
     evaluation: Evaluation
-    at_grid_edge: dict[str, str] = field(default_factory=dict)  # echelon -> "low" / "high": the optimum may lie beyond
+    at_grid_edge: dict[str, str] = field(default_factory=dict)  # echelon -> "top" / "bottom" of tune.grid
 
     def difference(self, policy: str) -> dict:
         """The paired difference policy - tuned base-stock of the cost per day: mean, ci95, relative."""
@@ -183,8 +183,7 @@ def _held_out_entries(entry, policy) -> list:
                     f"training held out), or a list of scenario names, mappings {{name: ..}} or scenario files")
 
 
-def tune_base_stock(config: RobustnessConfig, case: ScenarioCase, initial_on_hand) -> tuple[dict[str, float], float,
-                                                                                                  list]:
+def tune_base_stock(config: RobustnessConfig, case: ScenarioCase, initial_on_hand) -> TuningResult:
     """The base-stock's z per echelon tuned on `case`'s scenario (tuning seeds, common random numbers)."""
     echelons = [e for e in ECHELONS if any(n.kind == e for n in config.network.nodes)]
 
@@ -195,22 +194,21 @@ def tune_base_stock(config: RobustnessConfig, case: ScenarioCase, initial_on_han
     def progress(params: dict[str, float], cost: float) -> None:
         log.info("%s: tuning z %s: cost per day %.2f", case.label, params, cost)
 
-    result = tune(make_policy, config.network, grid={e: config.grid for e in echelons}, horizon=config.horizon,
-                  seeds=config.tune_seeds, shocks=case.scenario.shocks, warmup=config.warmup,
-                  max_rounds=config.rounds, initial_on_hand=initial_on_hand, progress=progress)
-    return dict(result.best), result.best_cost, list(result.evaluations)
+    return tune(make_policy, config.network, grid={e: config.grid for e in echelons}, horizon=config.horizon,
+                seeds=config.tune_seeds, shocks=case.scenario.shocks, warmup=config.warmup,
+                max_rounds=config.rounds, initial_on_hand=initial_on_hand, progress=progress)
 
 
 def run_case(config: RobustnessConfig, policies: dict[str, object], case: ScenarioCase, out: Path,
              command: str) -> ScenarioResult:
     """Tune the base-stock on the scenario, then run every policy on the held-out seeds."""
     initial = starting_stock(policies, config.network)
-    tuned_z, tuning_cost, evaluations = tune_base_stock(config, case, initial)
+    result = tune_base_stock(config, case, initial)
+    tuned_z, tuning_cost, evaluations = dict(result.best), result.best_cost, result.evaluations
     log.info("%s: tuned base-stock z %s (cost per day %.2f on the tuning seeds)", case.label, tuned_z, tuning_cost)
-    edges = at_grid_edge(tuned_z, {e: config.grid for e in tuned_z})
-    for echelon, side in edges.items():
+    for echelon, end in result.at_grid_edge.items():
         log.warning("%s: the tuned %s z %g is the %s end of tune.grid: a wider grid may tune it better",
-                    case.label, echelon, tuned_z[echelon], "top" if side == "high" else "bottom")
+                    case.label, echelon, tuned_z[echelon], end)
     tuned = PolicySpec(name="base_stock", z=tuned_z).build(config.network, config.horizon, config.policy_seed)
     setting = EvalSetting(config.network, tuple(case.scenario.shocks), config.horizon, config.warmup,
                           config.held_out.seeds, initial)
@@ -229,7 +227,7 @@ def run_case(config: RobustnessConfig, policies: dict[str, object], case: Scenar
         for params, cost in sorted(evaluations, key=lambda item: item[1]):
             values = dict(params)
             writer.writerow([values[n] for n in names] + [cost])
-    return ScenarioResult(case, tuned_z, tuning_cost, evaluation, edges)
+    return ScenarioResult(case, tuned_z, tuning_cost, evaluation, result.at_grid_edge)
 
 
 def unique_folders(cases: list[ScenarioCase]) -> tuple[ScenarioCase, ...]:

@@ -20,7 +20,6 @@ from omegaconf import DictConfig, OmegaConf
 
 from agents.baselines import tune
 from agents.baselines.catalog import ECHELONS, PolicySpec
-from agents.baselines.tuner import at_grid_edge
 from experiments.run_config import load_config, read_tune_options
 from experiments.seeds import SeedRange
 from experiments.startup import config_errors, plain, run_checked, run_dir, write_scenario
@@ -71,9 +70,9 @@ def main(cfg: DictConfig) -> None:
             writer.writerow([values[e] for e in echelons] + [cost])
     print(f"best z {result.best} for {config.policy_spec.name}: cost per day {result.best_cost:,.2f} "
           f"({len(result.evaluations)} candidates x {len(seeds)} seeds); written to {out / 'tuned_policy.yaml'}")
-    for echelon, side in at_grid_edge(result.best, {e: grid for e in echelons}).items():
-        print(f"note: the best {echelon} z {result.best[echelon]:g} is the {'top' if side == 'high' else 'bottom'} "
-              f"of tune.grid; a wider grid may find a lower cost")
+    for echelon, end in result.at_grid_edge.items():
+        print(f"note: the best {echelon} z {result.best[echelon]:g} is the {end} of tune.grid; a wider grid may "
+              f"find a lower cost")
 
 
 if __name__ == "__main__":

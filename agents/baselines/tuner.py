@@ -11,7 +11,7 @@ policies have and needs no gradient.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -28,11 +28,13 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class TuningResult:
-    """The best parameters found, their mean cost per day over the seeds, and every evaluation made."""
+    """The best parameters found, their mean cost per day over the seeds, every evaluation made, and the parameters
+    whose best value is an end of their grid (`at_grid_edge`: the optimum may lie beyond)."""
 
     best: dict[str, float]
     best_cost: float
     evaluations: tuple[tuple[tuple[tuple[str, float], ...], float], ...]
+    at_grid_edge: dict[str, str] = field(default_factory=dict)
 
 
 def evaluate(policy: Policy, network: NetworkSpec, *, horizon: int, seeds: Sequence[int],
@@ -102,19 +104,20 @@ def coordinate_descent(cost_of: Callable[[dict[str, float]], float], grid: Mappi
                     current, best_cost, moved = candidate, cost, True
         if not moved:
             break
-    return TuningResult(best=current, best_cost=best_cost, evaluations=tuple(cache.items()))
+    return TuningResult(best=current, best_cost=best_cost, evaluations=tuple(cache.items()),
+                        at_grid_edge=at_grid_edge(current, grid))
 
 
 def at_grid_edge(best: Mapping[str, float], grid: Mapping[str, Sequence[float]]) -> dict[str, str]:
-    """The parameters whose best value is the lowest ("low") or highest ("high") of two or more candidates: the
+    """The parameters whose best value is the lowest ("bottom") or highest ("top") of two or more candidates: the
     optimum may lie beyond the grid, which should then be widened."""
     edges = {}
     for name, values in grid.items():
         if len(set(values)) > 1 and name in best:
             if best[name] >= max(values):
-                edges[name] = "high"
+                edges[name] = "top"
             elif best[name] <= min(values):
-                edges[name] = "low"
+                edges[name] = "bottom"
     return edges
 
 

@@ -32,7 +32,7 @@ def test_tuner_finds_the_critical_ratio_safety_factor():
 
     grid = {"z": [0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5]}
     result = tune(make_policy, network, grid=grid, horizon=4000, warmup=100, seeds=[0])
-    assert result.best["z"] in (0.75, 1.0)
+    assert result.best["z"] in (0.75, 1.0) and result.at_grid_edge == {}  # inside its grid
     assert result.best_cost == min(cost for _, cost in result.evaluations)
     assert result.best_cost == pytest.approx(case.optimal_cost, rel=0.05)
     assert len(result.evaluations) == len(grid["z"])  # each candidate evaluated once (cached)
@@ -48,6 +48,6 @@ def test_tuner_rejects_an_empty_grid():
 
 def test_a_best_value_at_an_end_of_its_grid_is_named():
     grid = {"store": [1.0, 2.0, 8.0], "dc": [1.0, 2.0, 8.0], "fixed": [3.0]}
-    assert at_grid_edge({"store": 8.0, "dc": 2.0, "fixed": 3.0}, grid) == {"store": "high"}
-    assert at_grid_edge({"store": 1.0, "dc": 8.0}, grid) == {"store": "low", "dc": "high"}
+    assert at_grid_edge({"store": 8.0, "dc": 2.0, "fixed": 3.0}, grid) == {"store": "top"}
+    assert at_grid_edge({"store": 1.0, "dc": 8.0}, grid) == {"store": "bottom", "dc": "top"}
     assert at_grid_edge({"store": 2.0, "dc": 2.0}, grid) == {}  # inside; a one-value grid has no end to widen
