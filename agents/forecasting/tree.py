@@ -87,7 +87,7 @@ class GradientBoosting:
         series' category codes and log scale (`_series`).
         """
         pad = self._pad
-        width = max(self._windows)
+        width = pad  # the longest lag or window
         # the `width` scaled values before each period, most recent last
         recent = buffer[rows[:, None], (times + pad)[:, None] + np.arange(-width, 0)[None, :]]
         columns = [recent[:, width - lag] for lag in self._lags]

@@ -169,6 +169,16 @@ def test_gradient_boosting_without_covariates_forecasts_past_the_known_dates():
     check_valid(model.predict(21), 4, 21)
 
 
+def test_gradient_boosting_reads_lags_longer_than_its_longest_window():
+    # lag 7 and 14 with a 3-period window: the lags reach past the window (this used to raise IndexError)
+    values = np.tile(np.tile(PATTERN, 30), (3, 1))
+    model = small_tree(lags=(7, 14), windows=(3,), max_iter=200)
+    model.fit(panel_from_arrays(values))
+    forecast = model.predict(14)
+    check_valid(forecast, 3, 14)
+    np.testing.assert_allclose(forecast.mean, np.tile(np.tile(PATTERN, 2), (3, 1)), rtol=0.05)
+
+
 def test_gradient_boosting_is_deterministic_for_a_seed():
     panel, _, _ = promotion_panel(n=10, t=200, h=14)
     forecasts = []
