@@ -4,11 +4,16 @@ A forecaster's own band (in-sample residuals, a growth rule) can be far too
 narrow or too wide. `Conformal` wraps it: at fit time it backtests the base on
 a few rolling origins inside the history it was given (the last calibration
 window ends at the history's end, so nothing after it is read), keeps the
-signed errors y - mean per step ahead, each divided by its series' scale
-(the mean absolute value before that origin) so that series of any volume
-pool, and at predict time puts each quantile level q at mean + scale x the
-conformal quantile of those errors at that step: the k-th smallest of n with
-k = ceil((n + 1) q) for q >= 0.5 and k = floor((n + 1) q) for q < 0.5 (the
+signed errors y - mean per step ahead, each divided by a scale so that series
+of any volume pool, and at predict time puts each quantile level q at
+mean + scale x the conformal quantile of those errors at that step. The scale
+is the series' mean absolute value before that origin (`series`), or the
+base's own band at that point, the distance between its lowest and highest
+quantile, floored at BAND_FLOOR x that mean absolute value (`band`: normalised
+conformal; the band widens where the base expects more spread, on busy days,
+promotions and holidays, instead of being one width per series), or 1
+(`none`). The conformal quantile of level q is the k-th smallest of the n
+errors with k = ceil((n + 1) q) for q >= 0.5 and k = floor((n + 1) q) for q < 0.5 (the
 finite-sample correction of split conformal; clipped to [1, n]). The mean is
 the base's, unchanged.
 
@@ -34,7 +39,9 @@ from agents.forecasting.features import series_scale
 
 log = logging.getLogger("agents.forecasting.conformal")
 
-SCALES = ("series", "none")
+SCALES = ("series", "band", "none")
+BAND_FLOOR = 0.01  # scale="band": the smallest scale, as a fraction of the series' mean absolute value (a base
+                  # whose band is empty, e.g. on a series of zeros, still gets a band)
 
 
 def conformal_ranks(n: int, levels: tuple[float, ...]) -> list[int]:
@@ -76,7 +83,8 @@ class Conformal:
     none is left). `max_horizon`: the steps calibrated (default: the longest
     default backtest horizon of the frequency); a longer forecast reuses the
     last step's offsets. `scale`: "series" (errors relative to each series' mean
-    absolute value, pooled over series) or "none" (in the data's units).
+    absolute value, pooled over series), "band" (relative to the base's own
+    band at each point, floored) or "none" (in the data's units).
     """
 
     name = "conformal"
@@ -113,9 +121,15 @@ class Conformal:
             return self.base  # type: ignore[return-value]
         return self.base()  # type: ignore[operator]
 
-    def _scale(self, values: np.ndarray) -> np.ndarray:
-        """(n,) each series' scale for the errors: its mean absolute value, or 1."""
-        return series_scale(values) if self.scale == "series" else np.ones(values.shape[0])
+    def _scale(self, forecast: Forecast, values: np.ndarray) -> np.ndarray:
+        """(n, horizon) the scale of each error of `forecast`, made after the observed `values` (n, T)."""
+        if self.scale == "none":
+            return np.ones_like(forecast.mean)
+        mean_absolute = series_scale(values)[:, None]
+        if self.scale == "series":
+            return np.broadcast_to(mean_absolute, forecast.mean.shape)
+        band = np.nan_to_num(forecast.quantiles[..., -1] - forecast.quantiles[..., 0])
+        return np.maximum(band, BAND_FLOOR * mean_absolute)
 
     def fit(self, history: SeriesPanel) -> None:
         """Backtest the base on the calibration origins inside `history`, keep the offsets, fit it on all of it."""
@@ -141,7 +155,7 @@ class Conformal:
             forecast = model.predict(horizon)
             levels = forecast.levels if levels is None else levels
             actual = history.values[:, origin: origin + horizon]
-            scores.append((actual - forecast.mean) / self._scale(history.values[:, :origin])[:, None])
+            scores.append((actual - forecast.mean) / self._scale(forecast, history.values[:, :origin]))
             kept.append(origin)
         if not scores:
             raise ValueError(f"Conformal: the base cannot be fitted at any calibration origin {list(origins)} of a "
@@ -167,14 +181,15 @@ class Conformal:
 
     def predict(self, horizon: int) -> Forecast:
         """The base's mean; quantiles at mean + scale x the calibrated offset of each step (the base's own
-        quantiles at a step without calibration errors)."""
+        quantiles at a step without calibration errors; with scale "band" the scale is the base's band of
+        this forecast)."""
         history = check_horizon(self.name, horizon, self._history)
         forecast = self._model.predict(horizon)
         if forecast.levels != self.levels:
             raise ValueError(f"Conformal: the base forecast levels {forecast.levels}, calibrated on {self.levels}")
         steps = np.minimum(np.arange(horizon), len(self.offsets) - 1)
         offsets = self.offsets[steps]  # (horizon, levels)
-        scaled = offsets[None, :, :] * self._scale(history.values)[:, None, None]
+        scaled = offsets[None, :, :] * self._scale(forecast, history.values)[..., None]
         quantiles = sorted_quantiles(forecast.mean, np.nan_to_num(scaled))
         missing = np.isnan(offsets).any(axis=1)  # no calibration error at that step: keep the base's band
         quantiles[:, missing] = forecast.quantiles[:, missing]

@@ -43,6 +43,37 @@ def test_a_too_narrow_band_is_calibrated():
     assert abs(cover["conformal"] - 0.80) < 0.05, cover
 
 
+def test_a_band_scale_covers_quiet_and_noisy_series_alike():
+    # the same level, noise sd 2 on half the series and 20 on the other half: with one scale per series (its mean,
+    # the same for all) the pooled errors give every series the same band, too wide for the quiet half and too
+    # narrow for the noisy one; scaled by the base's own band (each series' residual spread) both get 80%
+    rng = np.random.default_rng(8)
+    noise = np.where(np.arange(300)[:, None] < 150, 2.0, 20.0)
+    panel = panel_from_arrays(100 + noise * rng.normal(0, 1, (300, 400)))
+    plan = BacktestPlan.of(panel, horizons=(28,), n_origins=3, step=28)
+    spec = {"name": "conformal", "base": "moving_average", "origins": 4, "step": 28, "max_horizon": 28}
+    result = backtest(panel, {scale: forecaster_factory({**spec, "scale": scale}) for scale in ("series", "band")},
+                      plan)
+    for scale, run in result.runs.items():
+        inside = (result.actual >= run.quantiles[..., 0]) & (result.actual <= run.quantiles[..., -1])
+        quiet, noisy = inside[:, :150].mean(), inside[:, 150:].mean()
+        if scale == "series":
+            assert quiet > 0.95 and noisy < 0.65, (quiet, noisy)
+        else:
+            assert abs(quiet - 0.80) < 0.05 and abs(noisy - 0.80) < 0.05, (quiet, noisy)
+
+
+def test_a_base_with_an_empty_band_gets_the_floor():
+    # a constant series: the moving average's band is empty, so scale="band" falls back to BAND_FLOOR x its mean
+    values = np.full((4, 120), 10.0)
+    values[:, 100:] = 12.0  # the last windows' errors are 2
+    model = Conformal(MovingAverage, origins=2, step=7, max_horizon=7, scale="band")
+    model.fit(panel_from_arrays(values))
+    assert np.isfinite(model.offsets).all()
+    quantiles = model.predict(7).quantiles
+    assert np.isfinite(quantiles).all() and (np.diff(quantiles, axis=-1) >= 0).all()
+
+
 class Spy(MovingAverage):
     """A moving average that keeps every history it was fitted on."""
 
