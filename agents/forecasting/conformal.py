@@ -3,19 +3,28 @@
 A forecaster's own band (in-sample residuals, a growth rule) can be far too
 narrow or too wide. `Conformal` wraps it: at fit time it backtests the base on
 a few rolling origins inside the history it was given (the last calibration
-window ends at the history's end, so nothing after it is read), keeps the
-signed errors y - mean per step ahead, each divided by a scale so that series
-of any volume pool, and at predict time puts each quantile level q at
-mean + scale x the conformal quantile of those errors at that step. The scale
-is the series' mean absolute value before that origin (`series`), or the
-base's own band at that point, the distance between its lowest and highest
-quantile, floored at BAND_FLOOR x that mean absolute value (`band`: normalised
-conformal; the band widens where the base expects more spread, on busy days,
-promotions and holidays, instead of being one width per series), or 1
-(`none`). The conformal quantile of level q is the k-th smallest of the n
-errors with k = ceil((n + 1) q) for q >= 0.5 and k = floor((n + 1) q) for q < 0.5 (the
-finite-sample correction of split conformal; clipped to [1, n]). The mean is
-the base's, unchanged.
+window ends at the history's end, so nothing after it is read) and keeps the
+signed errors y - mean per step ahead, each divided by a scale; at predict time
+it puts each quantile level q at mean + scale x the conformal quantile of those
+scaled errors at that step. The mean is the base's, unchanged.
+
+The scale of an error, or of a forecast point (`scale`):
+- `series`: the series' mean absolute value (pooled, series of any volume
+  share one set of errors);
+- `band`: the width of the base's own band at that point (its highest minus its
+  lowest quantile), at least BAND_FLOOR x the series' mean absolute value:
+  normalised conformal, where the calibrated band keeps the base's shape (wide
+  on busy days, promotions and holidays, narrow on quiet ones) and only its
+  width is corrected; a base with one quantile level has no band, so it reduces
+  to `series`;
+- `none`: 1, errors in the data's units.
+At fit time a scale reads the history before that calibration origin and the
+forecast made there; at predict time the whole fit history and the final
+forecast.
+
+The conformal quantile of level q is the k-th smallest of the n errors with
+k = ceil((n + 1) q) for q >= 0.5 and k = floor((n + 1) q) for q < 0.5 (the
+finite-sample correction of split conformal; clipped to [1, n]).
 
 The correction needs enough errors per step: with n of them the band between
 the 0.1 and 0.9 levels covers (k_hi - k_lo) / (n + 1) in expectation, which is
@@ -41,7 +50,10 @@ log = logging.getLogger("agents.forecasting.conformal")
 
 SCALES = ("series", "band", "none")
 BAND_FLOOR = 0.01  # scale="band": the smallest scale, as a fraction of the series' mean absolute value (a base
-                  # whose band is empty, e.g. on a series of zeros, still gets a band)
+                  # whose band is empty, e.g. on a constant series, still gets a band). Small, so that a quiet
+                  # series' narrow band is kept (10% undid the point on 2%-noise series); the cost: an error
+                  # where the base's band collapsed becomes a large score, which the pooled ranks absorb only
+                  # while such points are few
 
 
 def conformal_ranks(n: int, levels: tuple[float, ...]) -> list[int]:
@@ -82,9 +94,11 @@ class Conformal:
     auto, which validates inside that shorter history; logged; an error if
     none is left). `max_horizon`: the steps calibrated (default: the longest
     default backtest horizon of the frequency); a longer forecast reuses the
-    last step's offsets. `scale`: "series" (errors relative to each series' mean
-    absolute value, pooled over series), "band" (relative to the base's own
-    band at each point, floored) or "none" (in the data's units).
+    last step's offsets (with "band" times the base's band at each later step,
+    so its width keeps following the base's). `scale`: "series" (errors
+    relative to each series' mean absolute value, pooled over series), "band"
+    (relative to the base's own band at each point, floored) or "none" (in the
+    data's units); the module docstring says more.
     """
 
     name = "conformal"

@@ -9,7 +9,7 @@ import pytest
 
 from agents.forecasting.backtest import BacktestPlan, backtest
 from agents.forecasting.classical import MovingAverage, SeasonalNaive
-from agents.forecasting.conformal import Conformal, clipped_levels, conformal_offsets, expected_coverage
+from agents.forecasting.conformal import BAND_FLOOR, Conformal, clipped_levels, conformal_offsets, expected_coverage
 from agents.forecasting.data import panel_from_arrays
 from agents.forecasting.factory import FORECASTERS, forecaster_factory
 from twin.config import SpecError
@@ -63,12 +63,30 @@ def test_a_band_scale_covers_quiet_and_noisy_series_alike():
             assert abs(quiet - 0.80) < 0.05 and abs(noisy - 0.80) < 0.05, (quiet, noisy)
 
 
+def test_a_band_scale_follows_the_bases_band_at_every_step():
+    # seasonal naive's band widens with every season ahead: the calibrated quantiles are the base's mean plus the
+    # offsets times the base's band at each point (floored), one point at a time
+    values = 10 + np.random.default_rng(9).normal(0, 1, (30, 120))
+    panel = panel_from_arrays(values)
+    base, model = SeasonalNaive(), Conformal(SeasonalNaive(), origins=2, step=7, max_horizon=14, scale="band")
+    base.fit(panel)
+    model.fit(panel)
+    own = base.predict(21)
+    band = own.quantiles[..., -1] - own.quantiles[..., 0]
+    assert (band[:, 13] > band[:, 0]).all()  # the base's band does widen
+    forecast = model.predict(21)  # past max_horizon the last step's offsets, times the base's later bands
+    steps = np.minimum(np.arange(21), 13)
+    scale = np.maximum(band, BAND_FLOOR * np.mean(np.abs(values), axis=1)[:, None])
+    np.testing.assert_allclose(forecast.quantiles, own.mean[..., None] + model.offsets[steps][None] * scale[..., None])
+
+
 def test_a_base_with_an_empty_band_gets_the_floor():
     # a constant series: the moving average's band is empty, so scale="band" falls back to BAND_FLOOR x its mean
     values = np.full((4, 120), 10.0)
     values[:, 100:] = 12.0  # the last windows' errors are 2
     model = Conformal(MovingAverage, origins=2, step=7, max_horizon=7, scale="band")
     model.fit(panel_from_arrays(values))
+    assert model.calibration_errors.tolist() == [8] * 7  # 4 series x 2 origins: none lost to a division by 0
     assert np.isfinite(model.offsets).all()
     quantiles = model.predict(7).quantiles
     assert np.isfinite(quantiles).all() and (np.diff(quantiles, axis=-1) >= 0).all()
