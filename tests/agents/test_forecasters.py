@@ -9,6 +9,7 @@ from agents.forecasting.base import Forecast
 from agents.forecasting.classical import AutoARIMA, AutoETS, MovingAverage, SeasonalNaive
 from agents.forecasting.data import panel_from_arrays
 from agents.forecasting.ensemble import Ensemble
+from agents.forecasting.features import calendar_features
 from agents.forecasting.tree import GradientBoosting
 
 PATTERN = np.array([3.0, 5, 9, 4, 6, 8, 2])
@@ -177,6 +178,20 @@ def test_gradient_boosting_reads_lags_longer_than_its_longest_window():
     forecast = model.predict(14)
     check_valid(forecast, 3, 14)
     np.testing.assert_allclose(forecast.mean, np.tile(np.tile(PATTERN, 2), (3, 1)), rtol=0.05)
+
+
+def test_gradient_boosting_lag_features_read_the_right_periods():
+    # lag 5 with a 3-period window: the old feature window (the longest window, 3) read lag 2 here without an error
+    values = np.tile(np.arange(1.0, 61.0), (2, 1))
+    panel = panel_from_arrays(values)
+    model = small_tree(lags=(1, 5), windows=(3,))
+    model.fit(panel)
+    _, scaled, static, buffer = model._series(panel)
+    rows, times = np.array([0, 1]), np.array([20, 40])
+    x = model._features(buffer, rows, times, calendar_features(panel.dates, panel.freq), panel.covariates, static)
+    np.testing.assert_allclose(x[:, 0], scaled[rows, times - 1], rtol=1e-6)
+    np.testing.assert_allclose(x[:, 1], scaled[rows, times - 5], rtol=1e-6)
+    np.testing.assert_allclose(x[:, 2], scaled[rows, times - 2], rtol=1e-6)  # the mean of t-3..t-1 of a line
 
 
 def test_gradient_boosting_is_deterministic_for_a_seed():
