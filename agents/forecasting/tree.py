@@ -86,11 +86,11 @@ class GradientBoosting:
         `calendar` (periods, 4) and `covariates` (n, periods, k) cover the same periods; `static` (n, c + 1) the
         series' category codes and log scale (`_series`).
         """
-        pad = self._pad
-        width = pad  # the longest lag or window
-        # the `width` scaled values before each period, most recent last
-        recent = buffer[rows[:, None], (times + pad)[:, None] + np.arange(-width, 0)[None, :]]
-        columns = [recent[:, width - lag] for lag in self._lags]
+        at = times + self._pad  # each period's column in `buffer`
+        columns = [buffer[rows, at - lag] for lag in self._lags]
+        width = max(self._windows)
+        # the `width` scaled values before each period, most recent last, for the rolling means
+        recent = buffer[rows[:, None], at[:, None] + np.arange(-width, 0)[None, :]]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # windows before a series' start: NaN
             columns += [np.nanmean(recent[:, width - w:], axis=1) for w in self._windows]
