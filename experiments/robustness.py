@@ -31,7 +31,7 @@ import dataclasses
 import logging
 from collections.abc import Mapping
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -74,13 +74,12 @@ class ScenarioCase:
 
 @dataclass(frozen=True)
 class ScenarioResult:
-    """A scenario's tuned base-stock (its z per echelon and tuning cost) and every policy's figures on its seeds."""
+    """A scenario's tuned base-stock (`tuning`: its z per echelon, tuning cost, evaluations and the z at an end of
+    `tune.grid`) and every policy's figures on its seeds."""
 
     case: ScenarioCase
-    tuned_z: dict[str, float]
-    tuning_cost: float
+    tuning: TuningResult
     evaluation: Evaluation
-    at_grid_edge: dict[str, str] = field(default_factory=dict)  # echelon -> "top" / "bottom" of tune.grid
 
     def difference(self, policy: str) -> dict:
         """The paired difference policy - tuned base-stock of the cost per day: mean, ci95, relative."""
@@ -203,10 +202,11 @@ def run_case(config: RobustnessConfig, policies: dict[str, object], case: Scenar
              command: str) -> ScenarioResult:
     """Tune the base-stock on the scenario, then run every policy on the held-out seeds."""
     initial = starting_stock(policies, config.network)
-    result = tune_base_stock(config, case, initial)
-    tuned_z, tuning_cost, evaluations = dict(result.best), result.best_cost, result.evaluations
-    log.info("%s: tuned base-stock z %s (cost per day %.2f on the tuning seeds)", case.label, tuned_z, tuning_cost)
-    for echelon, end in result.at_grid_edge.items():
+    tuning = tune_base_stock(config, case, initial)
+    tuned_z = dict(tuning.best)
+    log.info("%s: tuned base-stock z %s (cost per day %.2f on the tuning seeds)", case.label, tuned_z,
+             tuning.best_cost)
+    for echelon, end in tuning.at_grid_edge.items():
         log.warning("%s: the tuned %s z %g is the %s end of tune.grid: a wider grid may tune it better",
                     case.label, echelon, tuned_z[echelon], end)
     tuned = PolicySpec(name="base_stock", z=tuned_z).build(config.network, config.horizon, config.policy_seed)
@@ -219,15 +219,15 @@ def run_case(config: RobustnessConfig, policies: dict[str, object], case: Scenar
     write_scenario(folder, case.scenario, command, config.network.name, config.horizon)
     (folder / "tuned_policy.yaml").write_text(
         f"# tuned on {config.network.name} / {case.label}, seeds {list(config.tune_seeds)}: cost per day "
-        f"{tuning_cost:.4f}\n" + OmegaConf.to_yaml(OmegaConf.create({"name": "base_stock", "z": tuned_z})))
+        f"{tuning.best_cost:.4f}\n" + OmegaConf.to_yaml(OmegaConf.create({"name": "base_stock", "z": tuned_z})))
     with (folder / "tuning.csv").open("w", newline="") as f:
         writer = csv.writer(f)
         names = sorted(tuned_z)
         writer.writerow([*names, "cost_per_day"])
-        for params, cost in sorted(evaluations, key=lambda item: item[1]):
+        for params, cost in sorted(tuning.evaluations, key=lambda item: item[1]):
             values = dict(params)
             writer.writerow([values[n] for n in names] + [cost])
-    return ScenarioResult(case, tuned_z, tuning_cost, evaluation, result.at_grid_edge)
+    return ScenarioResult(case, tuning, evaluation)
 
 
 def unique_folders(cases: list[ScenarioCase]) -> tuple[ScenarioCase, ...]:
@@ -276,8 +276,8 @@ def format_report(results: list[ScenarioResult], policy: str, title: str) -> str
         summary = res.evaluation.summary()
         mine, tuned = summary[policy], summary[TUNED]
         diff = res.difference(policy)
-        z = " / ".join(f"{res.tuned_z[e]:g}{'*' if e in res.at_grid_edge else ''}" for e in ECHELONS
-                       if e in res.tuned_z)
+        z = " / ".join(f"{res.tuning.best[e]:g}{'*' if e in res.tuning.at_grid_edge else ''}" for e in ECHELONS
+                       if e in res.tuning.best)
         digits = 0 if abs(tuned["cost_per_day"]["mean"]) >= 100 else 2  # a network's costs; a small one's
         others = " | ".join(_pm(summary[p]["cost_per_day"], digits) for p in _others(results, policy))
         lines.append(f"| {res.case.label} | {'yes' if res.case.held_out else 'no'} | "
@@ -288,7 +288,7 @@ def format_report(results: list[ScenarioResult], policy: str, title: str) -> str
     verdicts = [res.verdict(policy) for res in results]
     lines += ["", f"Wins {verdicts.count('win')}, ties {verdicts.count('tie')}, losses {verdicts.count('loss')} "
               f"of {len(results)} scenarios (win: the paired CI of the cost difference lies below 0)."]
-    if any(res.at_grid_edge for res in results):
+    if any(res.tuning.at_grid_edge for res in results):
         lines.append("z marked * is an end of `tune.grid`: the base-stock's optimum may lie beyond it (widen the grid "
                      "to tune it fully).")
     covid = [res for res in results if res.case.scenario.name == "covid_2020" and not res.case.held_out]
