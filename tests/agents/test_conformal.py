@@ -63,23 +63,6 @@ def test_a_band_scale_covers_quiet_and_noisy_series_alike():
             assert abs(quiet - 0.80) < 0.05 and abs(noisy - 0.80) < 0.05, (quiet, noisy)
 
 
-def test_a_band_scale_follows_the_bases_band_at_every_step():
-    # seasonal naive's band widens with every season ahead: the calibrated quantiles are the base's mean plus the
-    # offsets times the base's band at each point (floored), one point at a time
-    values = 10 + np.random.default_rng(9).normal(0, 1, (30, 120))
-    panel = panel_from_arrays(values)
-    base, model = SeasonalNaive(), Conformal(SeasonalNaive(), origins=2, step=7, max_horizon=14, scale="band")
-    base.fit(panel)
-    model.fit(panel)
-    own = base.predict(21)
-    band = own.quantiles[..., -1] - own.quantiles[..., 0]
-    assert (band[:, 13] > band[:, 0]).all()  # the base's band does widen
-    forecast = model.predict(21)  # past max_horizon the last step's offsets, times the base's later bands
-    steps = np.minimum(np.arange(21), 13)
-    scale = np.maximum(band, BAND_FLOOR * np.mean(np.abs(values), axis=1)[:, None])
-    np.testing.assert_allclose(forecast.quantiles, own.mean[..., None] + model.offsets[steps][None] * scale[..., None])
-
-
 def test_a_base_with_an_empty_band_gets_the_floor():
     # a constant series: the moving average's band is empty, so scale="band" falls back to BAND_FLOOR x its mean
     values = np.full((4, 120), 10.0)
@@ -119,15 +102,25 @@ def test_calibration_reads_only_prefixes_of_the_fit_history():
     np.testing.assert_allclose(forecast.quantiles[:, 13], forecast.quantiles[:, 19])
 
 
-def test_the_mean_is_the_bases_and_the_quantiles_follow_the_offsets():
+@pytest.mark.parametrize("scale", ["none", "series", "band"])
+def test_the_mean_is_the_bases_and_the_quantiles_follow_the_offsets(scale):
+    # quantiles = the base's mean + the offsets times the scale of each point: 1, the series' mean absolute value,
+    # or the base's own band there (floored); seasonal naive's band widens with every season ahead, so "band" must
+    # follow it step by step, past max_horizon too (the last step's offsets)
     values = 10 + np.random.default_rng(3).normal(0, 1, (30, 120))
     panel = panel_from_arrays(values)
-    base, model = SeasonalNaive(), Conformal(SeasonalNaive(), origins=2, step=7, max_horizon=7, scale="none")
+    base, model = SeasonalNaive(), Conformal(SeasonalNaive(), origins=2, step=7, max_horizon=14, scale=scale)
     base.fit(panel)
     model.fit(panel)
-    forecast = model.predict(7)
-    np.testing.assert_array_equal(forecast.mean, base.predict(7).mean)
-    np.testing.assert_allclose(forecast.quantiles, forecast.mean[..., None] + model.offsets[None])
+    own, forecast = base.predict(21), model.predict(21)
+    np.testing.assert_array_equal(forecast.mean, own.mean)
+    band = own.quantiles[..., -1] - own.quantiles[..., 0]
+    assert (band[:, 13] > band[:, 0]).all()  # the base's band does widen
+    mean_absolute = np.mean(np.abs(values), axis=1)[:, None]
+    expected_scale = {"none": np.ones_like(band), "series": np.broadcast_to(mean_absolute, band.shape),
+                      "band": np.maximum(band, BAND_FLOOR * mean_absolute)}[scale]
+    offsets = model.offsets[np.minimum(np.arange(21), 13)]
+    np.testing.assert_allclose(forecast.quantiles, own.mean[..., None] + offsets[None] * expected_scale[..., None])
 
 
 def test_auto_as_the_base_is_calibrated_and_keeps_its_mean():

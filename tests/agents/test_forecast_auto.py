@@ -3,12 +3,14 @@ keys checked, and auto_choices.csv from experiments.forecast."""
 
 from __future__ import annotations
 
+import inspect
 import re
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from agents.forecasting.auto import Auto
 from agents.forecasting.classical import MovingAverage, SeasonalNaive
@@ -209,10 +211,6 @@ def test_registered_with_default_candidates_and_too_short_a_history_is_an_error(
 
 def test_conf_forecaster_auto_yaml_states_the_class_defaults():
     """forecaster=auto (conf/forecaster/auto.yaml) and Auto() validate alike: origins 6, margin 0.2, ..."""
-    import inspect
-
-    import yaml
-
     conf = yaml.safe_load((ROOT / "conf" / "forecaster" / "auto.yaml").read_text())
     defaults = {p.name: p.default for p in inspect.signature(Auto).parameters.values()}
     assert conf.pop("name") == "auto" and conf.pop("candidates") == CANDIDATES
