@@ -90,9 +90,12 @@ def scenario_file_overrides(overrides: Sequence[str]) -> list[str]:
     rewritten = []
     for item in overrides:
         group, sep, value = item.partition("=")
+        if group != "scenario" or not sep:  # only scenario= may name files (another value may be no path at all)
+            rewritten.append(item)
+            continue
         files = [value] if Path(value).is_file() else [v.strip() for v in value.split(",")]  # a sweep: a,b
         is_file = [v.lower().endswith(SCENARIO_FILE_SUFFIXES) for v in files]
-        if group != "scenario" or not sep or not any(is_file):
+        if not any(is_file):
             rewritten.append(item)
             continue
         if not all(is_file):

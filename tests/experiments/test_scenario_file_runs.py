@@ -47,6 +47,14 @@ def test_a_scenario_file_value_is_rewritten_to_the_file_option():
         scenario_file_overrides(["scenario=covid_2020,a.yaml"])
 
 
+def test_a_long_value_of_another_key_passes_through_untouched():
+    # no path: the old code asked the file system about every value and crashed on this one (name too long)
+    shocks = ",".join(f"{{type:demand,start:{d},end:{d + 1},multiplier:2.0}}" for d in range(60))
+    long_value = f"hold_out=[{{name:custom,shocks:[{shocks}]}}]"
+    assert len(long_value) > 1000
+    assert scenario_file_overrides([long_value, "scenario=baseline"]) == [long_value, "scenario=baseline"]
+
+
 def test_simulate_runs_a_scenario_file_and_writes_the_scenario_as_run(tmp_path):
     path = tmp_path / "spring.yaml"
     path.write_text(SCENARIO)
