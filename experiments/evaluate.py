@@ -8,9 +8,10 @@
 Policies: conf/policy names (static levels from the demand model, default safety factors), policy files
 (`file:PATH.yaml`, e.g. a tuned policy), training checkpoints (`checkpoint:DIR`), bundles (`bundle:DIR`), the
 decision service (`service:URL`), the forecast-driven base-stock with a live forecaster (`forecast:lstm`,
-`forecast:oracle`, `forecast:seasonal_naive`...; safety factors `forecast_z`), rolling re-planning (`replan`, or
-`replan:NAME` with live forecaster NAME; settings `replan.every`, `replan.paths`, `replan.lookahead`, `replan.grid`,
-`replan.fill_target`...: conf/evaluate.yaml), and, on a reference case, `optimal` (the case's optimal policy).
+`forecast:oracle`, `forecast:seasonal_naive`...; safety factors `forecast_z`, and `forecast_z_disrupted` while a
+disruption is in force), rolling re-planning (`replan`, or `replan:NAME` with live forecaster NAME; settings
+`replan.every`, `replan.paths`, `replan.lookahead`, `replan.grid`, `replan.fill_target`...: conf/evaluate.yaml),
+and, on a reference case, `optimal` (the case's optimal policy).
 Every policy starts from the same stock and runs on the same seeds.
 Writes evaluation.csv (per policy and seed), evaluation.md (tables), evaluation.png, replan_decisions.csv (every
 review of a `replan` policy, per seed: day, chosen z per echelon, the paths' expected fill rate and cost) and, but
@@ -56,6 +57,8 @@ def main(cfg: DictConfig) -> None:
         policy_seed = r.integer("policy_seed", 0, low=0)
         reference = r.text("reference", "rop")
         forecast_z = read_safety_factors(r.child("forecast_z"))
+        forecast_z_disrupted = (read_safety_factors(r.child("forecast_z_disrupted"))
+                                if r.raw("forecast_z_disrupted") is not None else None)
         refit_every = r.integer("forecast_refit_every", 7, low=0, high=10**6)
         replan = ReplanSpec.from_dict(r.raw("replan"), "replan")
         case_path = r.raw("case")
@@ -72,7 +75,7 @@ def main(cfg: DictConfig) -> None:
             raise SpecError("demand: a reference case runs its own demand law; allowed: demand=model with case=PATH")
         demand = None if case else demand_source_from_dict(demand_data, network, horizon)
         policies = load_policies(entries, network, horizon, policy_seed, case, forecast_z, replan, demand,
-                                  forecast_refit_every=refit_every)
+                                  forecast_refit_every=refit_every, forecast_z_disrupted=forecast_z_disrupted)
         if reference not in policies:
             raise SpecError(f"reference: {reference!r} is not among the policies {list(policies)}")
     seeds = held_out.seeds

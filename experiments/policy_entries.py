@@ -40,15 +40,17 @@ def live_forecaster(name: str, key: str, refit_every: int = 7):
     return Refitting(forecaster_factory(spec, key), name, refit_every=refit_every, key="forecast_refit_every")
 
 
-def forecast_policy(name: str, key: str, z: dict[str, float] | None = None, refit_every: int = 7):
-    """The forecast-driven base-stock policy with live forecaster `name` (`live_forecaster`)."""
+def forecast_policy(name: str, key: str, z: dict[str, float] | None = None, refit_every: int = 7,
+                    z_disrupted: dict[str, float] | None = None):
+    """The forecast-driven base-stock policy with live forecaster `name` (`live_forecaster`); `z_disrupted`: its
+    safety factors while a disruption is in force (None: `z` throughout)."""
     from agents.baselines.forecast_policy import ForecastBaseStock
     from agents.forecasting.factory import FORECASTERS
 
     if name not in FORECASTERS:
         raise SpecError(f"{key}: forecaster {name!r} is not allowed; allowed: forecast:NAME with NAME one of "
                         f"{FORECASTERS.allowed()}")
-    return ForecastBaseStock(live_forecaster(name, key, refit_every), z=z)
+    return ForecastBaseStock(live_forecaster(name, key, refit_every), z=z, z_disrupted=z_disrupted)
 
 
 def replan_policy(network: NetworkSpec, name: str | None, key: str, settings=None):
@@ -63,10 +65,12 @@ def replan_policy(network: NetworkSpec, name: str | None, key: str, settings=Non
 
 def load_policies(entries: list, network: NetworkSpec, horizon: int, seed: int, case=None,
                   forecast_z: dict[str, float] | None = None, replan=None, demand=None,
-                  forecast_refit_every: int = 7, keys: list[str] | None = None) -> dict[str, object]:
+                  forecast_refit_every: int = 7, keys: list[str] | None = None,
+                  forecast_z_disrupted: dict[str, float] | None = None) -> dict[str, object]:
     """Build each policy entry (see the module docstring); SpecError naming `policies[i]` if one is bad. `demand`:
     the run's demand history (twin.demand_history.DemandSource), which the static policies' levels are set from;
-    `forecast_refit_every`: the refit schedule of `forecast:NAME` entries (`live_forecaster`); `keys`: the config
+    `forecast_refit_every`: the refit schedule of `forecast:NAME` entries (`live_forecaster`) and
+    `forecast_z_disrupted` their safety factors while a disruption is in force (None: forecast_z); `keys`: the config
     key each entry's errors name (default `policies[i]`)."""
     if not entries:
         raise SpecError("policies: empty; allowed: a list of at least one policy")
@@ -102,7 +106,8 @@ def load_policies(entries: list, network: NetworkSpec, horizon: int, seed: int, 
             spec = PolicySpec.from_dict(yaml.safe_load(path.read_text()), key)
             label, policy = f"{spec.name}:{path.stem}", spec.build(network, horizon, seed, demand)
         elif sep and kind == "forecast":
-            label, policy = f"forecast:{rest}", forecast_policy(rest, key, forecast_z, forecast_refit_every)
+            policy = forecast_policy(rest, key, forecast_z, forecast_refit_every, forecast_z_disrupted)
+            label = f"forecast:{rest}"
         elif entry == "replan" or (sep and kind == "replan"):
             policy = replan_policy(network, rest or None, key, replan)
             label = policy.name

@@ -15,13 +15,19 @@ checkpoint's training never saw, `env.worlds.hold_out` of its run), in this orde
 A scenario is a win when the paired 95% CI of the cost difference lies below 0, a loss when above, else a tie.
 The tuned base-stock knows the scenario it is tuned on (its shocks, through its tuning runs), which a policy
 facing an unforeseen shock does not: it is the strong comparison, not a fair fight (`also` can add the base-stock
-tuned on the baseline, what a planner without foresight runs).
+tuned on the baseline, what a planner without foresight runs). With `reactive.enabled` (the default) each scenario
+also gets the base-stock reacting to disruptions (shock_aware_base_stock): its calm z (`reactive.calm_z`, or the
+base-stock tuned with no shocks, once per run) on days without a disruption in force, and its z while disrupted
+tuned on the scenario. It sees a shock only once it has begun, as the RL agents' shock flags do: where it loses to
+the tuned base-stock, what that one has over it is stock held before the shock began, which only foresight (or
+paying to hold it on every calm day) buys.
 
 Writes into the run directory: robustness.csv (per scenario, policy and seed), robustness.md (the table, with the
 covid_2020 fill rate against the paper's 95% service; a tuned z at an end of `tune.grid` marked * and warned about,
 `agents.baselines.tuner.at_grid_edge`), robustness.png (paired differences with CIs, and fill
 rates), and per scenario `scenarios/<folder>/` (its label in letters, digits, - and _) with tuned_policy.yaml,
-tuning.csv and scenario.yaml (the shocks as run). Progress is logged per tuning candidate and per seed.
+tuning.csv, scenario.yaml (the shocks as run) and reacting_policy.yaml (the reacting base-stock, tuned). Progress
+is logged per tuning candidate and per seed.
 """
 
 from __future__ import annotations
@@ -41,7 +47,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from agents.baselines import tune
-from agents.baselines.catalog import ECHELONS, PolicySpec
+from agents.baselines.catalog import ECHELONS, SHOCK_AWARE, PolicySpec
 from agents.baselines.safety import read_safety_factors
 from agents.baselines.tuner import TuningResult
 from experiments.comparison import METRICS, EvalSetting, Evaluation, evaluate
@@ -58,6 +64,7 @@ from twin.spec import NetworkSpec, network_from_dict
 log = logging.getLogger("experiments.robustness")
 
 TUNED = "base-stock, tuned on the scenario"
+REACTIVE = "base-stock reacting to disruptions"
 PAPER_COVID_SERVICE = 0.95  # the seed paper's service level under its COVID-2020 scenario
 
 
@@ -75,11 +82,12 @@ class ScenarioCase:
 @dataclass(frozen=True)
 class ScenarioResult:
     """A scenario's tuned base-stock (`tuning`: its z per echelon, tuning cost, evaluations and the z at an end of
-    `tune.grid`) and every policy's figures on its seeds."""
+    `tune.grid`), with `reactive` the reacting base-stock's tuning, and every policy's figures on its seeds."""
 
     case: ScenarioCase
     tuning: TuningResult
     evaluation: Evaluation
+    reactive: TuningResult | None = None  # the reacting base-stock's z while disrupted, tuned here (`reactive`)
 
     def difference(self, policy: str) -> dict:
         """The paired difference policy - tuned base-stock of the cost per day: mean, ci95, relative."""
@@ -106,6 +114,8 @@ class RobustnessConfig:
     warmup: int
     policy_seed: int
     workers: int
+    reactive: bool = False
+    calm_z: dict[str, float] | None = None  # the reacting base-stock's z while calm; None: tuned on no shocks
 
 
 def read_config(data: dict) -> tuple[RobustnessConfig, dict[str, object]]:
@@ -138,6 +148,11 @@ def read_config(data: dict) -> tuple[RobustnessConfig, dict[str, object]]:
     named = read_scenarios(r.sequence("scenarios", ()), network, horizon)
     hold_out_entry = r.raw("hold_out")
     workers = r.integer("workers", 1, low=1, high=64)
+    reactive_reader = r.child("reactive")
+    reactive = reactive_reader.flag("enabled", True)
+    calm = reactive_reader.raw("calm_z")
+    calm_z = None if calm is None else read_safety_factors(reactive_reader.child("calm_z"), ECHELONS)
+    reactive_reader.done()
     r.done()
     tune_seeds = tuple(range(first_tuning_seed, first_tuning_seed + n_tune))
     if set(tune_seeds) & set(held_out.seeds):
@@ -157,7 +172,7 @@ def read_config(data: dict) -> tuple[RobustnessConfig, dict[str, object]]:
         cases.append(ScenarioCase(label, scenario, held_out=True))
     config = RobustnessConfig(network=network, cases=unique_folders(cases), grid=grid, tune_seeds=tune_seeds,
                               rounds=rounds, held_out=held_out, horizon=horizon, warmup=warmup, policy_seed=policy_seed,
-                              workers=workers)
+                              workers=workers, reactive=reactive, calm_z=calm_z)
     return config, policies
 
 
@@ -182,20 +197,41 @@ def _held_out_entries(entry, policy) -> list:
                     f"training held out), or a list of scenario names, mappings {{name: ..}} or scenario files")
 
 
-def tune_base_stock(config: RobustnessConfig, case: ScenarioCase, initial_on_hand) -> TuningResult:
-    """The base-stock's z per echelon tuned on `case`'s scenario (tuning seeds, common random numbers)."""
+def tune_policy(config: RobustnessConfig, label: str, shocks, initial_on_hand, spec_of) -> TuningResult:
+    """The safety factors `spec_of(params)` (a PolicySpec) leaves free, tuned per echelon under `shocks` on the
+    tuning seeds (common random numbers), as experiments.tune does."""
     echelons = [e for e in ECHELONS if any(n.kind == e for n in config.network.nodes)]
 
     def make_policy(params: dict[str, float]):
-        return PolicySpec(name="base_stock", z=dict(params)).build(config.network, config.horizon,
-                                                                   config.policy_seed)
+        return spec_of(dict(params)).build(config.network, config.horizon, config.policy_seed)
 
     def progress(params: dict[str, float], cost: float) -> None:
-        log.info("%s: tuning z %s: cost per day %.2f", case.label, params, cost)
+        log.info("%s: tuning z %s: cost per day %.2f", label, params, cost)
 
     return tune(make_policy, config.network, grid={e: config.grid for e in echelons}, horizon=config.horizon,
-                seeds=config.tune_seeds, shocks=case.scenario.shocks, warmup=config.warmup,
-                max_rounds=config.rounds, initial_on_hand=initial_on_hand, progress=progress)
+                seeds=config.tune_seeds, shocks=shocks, warmup=config.warmup, max_rounds=config.rounds,
+                initial_on_hand=initial_on_hand, progress=progress)
+
+
+def tune_base_stock(config: RobustnessConfig, case: ScenarioCase, initial_on_hand) -> TuningResult:
+    """The base-stock's z per echelon tuned on `case`'s scenario."""
+    return tune_policy(config, case.label, case.scenario.shocks, initial_on_hand,
+                       lambda z: PolicySpec(name="base_stock", z=z))
+
+
+def tune_calm_z(config: RobustnessConfig, initial_on_hand) -> dict[str, float]:
+    """The reacting base-stock's z while calm: the base-stock tuned with no shocks (what a planner runs before
+    any disruption)."""
+    return dict(tune_policy(config, "no shocks (the reacting base-stock's calm z)", (), initial_on_hand,
+                            lambda z: PolicySpec(name="base_stock", z=z)).best)
+
+
+def tune_reactive(config: RobustnessConfig, case: ScenarioCase, calm_z: dict[str, float],
+                  initial_on_hand) -> TuningResult:
+    """The reacting base-stock's z while a disruption is in force, tuned on `case`'s scenario with `calm_z` held:
+    the best that reacting to this shock can do, as the tuned base-stock is the best that holding for it can."""
+    return tune_policy(config, f"{case.label} (reacting)", case.scenario.shocks, initial_on_hand,
+                       lambda z: PolicySpec(name=SHOCK_AWARE, z=calm_z, z_disrupted=z))
 
 
 def run_case(config: RobustnessConfig, policies: dict[str, object], case: ScenarioCase, out: Path,
@@ -210,9 +246,19 @@ def run_case(config: RobustnessConfig, policies: dict[str, object], case: Scenar
         log.warning("%s: the tuned %s z %g is the %s end of tune.grid: a wider grid may tune it better",
                     case.label, echelon, tuned_z[echelon], end)
     tuned = PolicySpec(name="base_stock", z=tuned_z).build(config.network, config.horizon, config.policy_seed)
+    compared = {**policies, TUNED: tuned}
+    reactive = None
+    if config.reactive:
+        calm_z = config.calm_z if config.calm_z is not None else tune_calm_z(config, initial)
+        if case.scenario.shocks:
+            reactive = tune_reactive(config, case, calm_z, initial)
+            log.info("%s: the reacting base-stock's z while disrupted %s (calm %s; cost per day %.2f on the tuning "
+                     "seeds)", case.label, dict(reactive.best), calm_z, reactive.best_cost)
+        spec = PolicySpec(name=SHOCK_AWARE, z=calm_z, z_disrupted=dict(reactive.best) if reactive else calm_z)
+        compared[REACTIVE] = spec.build(config.network, config.horizon, config.policy_seed)
     setting = EvalSetting(config.network, tuple(case.scenario.shocks), config.horizon, config.warmup,
                           config.held_out.seeds, initial)
-    evaluation = evaluate({**policies, TUNED: tuned}, setting,
+    evaluation = evaluate(compared, setting,
                           progress=lambda name, seed: log.info("%s: %s: seed %d done", case.label, name, seed))
     folder = out / "scenarios" / case.folder
     folder.mkdir(parents=True, exist_ok=True)
@@ -227,7 +273,11 @@ def run_case(config: RobustnessConfig, policies: dict[str, object], case: Scenar
         for params, cost in sorted(tuning.evaluations, key=lambda item: item[1]):
             values = dict(params)
             writer.writerow([values[n] for n in names] + [cost])
-    return ScenarioResult(case, tuning, evaluation)
+    if REACTIVE in compared:
+        (folder / "reacting_policy.yaml").write_text(
+            f"# {REACTIVE}: z while disrupted tuned on {config.network.name} / {case.label}, seeds "
+            f"{list(config.tune_seeds)}, calm z held\n" + OmegaConf.to_yaml(OmegaConf.create(spec.to_dict())))
+    return ScenarioResult(case, tuning, evaluation, reactive)
 
 
 def unique_folders(cases: list[ScenarioCase]) -> tuple[ScenarioCase, ...]:
@@ -265,26 +315,24 @@ def write_csv(path: Path, results: list[ScenarioResult]) -> None:
 
 def format_report(results: list[ScenarioResult], policy: str, title: str) -> str:
     """The table: per scenario, the policy against the base-stock tuned there, paired, and the verdict."""
+    others = _others(results, policy)
     lines = [f"# {title}", "",
              f"Policy under test: `{policy}`. Per day, mean ± 95% CI over the held-out seeds; the difference is "
              f"paired per seed (common random numbers) against the base-stock tuned on each scenario.", "",
              "| scenario | held out of training | policy: cost | fill | tuned base-stock: z store / dc | cost | fill "
-             "| policy - tuned "
-             "| verdict | " + " | ".join(f"{p}: cost" for p in _others(results, policy)) + " |",
-             "|---|---|---|---|---|---|---|---|---|" + "---|" * len(_others(results, policy))]
+             "| policy - tuned | verdict |" + "".join(f" {p}: cost |" for p in others),
+             "|---|---|---|---|---|---|---|---|---|" + "---|" * len(others)]
     for res in results:
         summary = res.evaluation.summary()
         mine, tuned = summary[policy], summary[TUNED]
         diff = res.difference(policy)
-        z = " / ".join(f"{res.tuning.best[e]:g}{'*' if e in res.tuning.at_grid_edge else ''}" for e in ECHELONS
-                       if e in res.tuning.best)
+        z = _z_text(res.tuning)
         digits = 0 if abs(tuned["cost_per_day"]["mean"]) >= 100 else 2  # a network's costs; a small one's
-        others = " | ".join(_pm(summary[p]["cost_per_day"], digits) for p in _others(results, policy))
         lines.append(f"| {res.case.label} | {'yes' if res.case.held_out else 'no'} | "
                      f"{_pm(mine['cost_per_day'], digits)} | {mine['fill_rate']['mean']:.1%} | {z} | "
                      f"{_pm(tuned['cost_per_day'], digits)} | {tuned['fill_rate']['mean']:.1%} | "
-                     f"{diff['mean']:+,.{digits}f} ± {diff['ci95'] or 0:,.{digits}f} ({diff['relative']:+.1%}) | "
-                     f"{res.verdict(policy)} | {others} |")
+                     f"{_diff_text(diff, digits)} | {res.verdict(policy)} |"
+                     + "".join(f" {_pm(summary[p]['cost_per_day'], digits)} |" for p in others))
     verdicts = [res.verdict(policy) for res in results]
     lines += ["", f"Wins {verdicts.count('win')}, ties {verdicts.count('tie')}, losses {verdicts.count('loss')} "
               f"of {len(results)} scenarios (win: the paired CI of the cost difference lies below 0)."]
@@ -296,11 +344,43 @@ def format_report(results: list[ScenarioResult], policy: str, title: str) -> str
         fill = res.evaluation.summary()[policy]["fill_rate"]
         lines.append(f"Under {res.case.label} the policy's fill rate is {fill['mean']:.1%} ± {fill['ci95'] or 0:.1%} "
                      f"against the paper's {PAPER_COVID_SERVICE:.0%} service.")
+    lines += _reactive_report(results)
     return "\n".join(lines) + "\n"
 
 
+def _reactive_report(results: list[ScenarioResult]) -> list[str]:
+    """The reacting base-stock against the tuned one per scenario: can a policy that only reacts to a shock (no
+    foresight) match one that holds for it all along?"""
+    if not results or REACTIVE not in results[0].evaluation.policies:
+        return []
+    lines = ["", f"**{REACTIVE}** (shock_aware_base_stock: its calm z on every day without a disruption in force, "
+             "its z while disrupted tuned on each scenario; it sees a shock only once it has begun), against the "
+             "base-stock tuned on each scenario, paired:", "",
+             "| scenario | z while disrupted: store / dc | cost | fill | reacting - tuned | verdict |",
+             "|---|---|---|---|---|---|"]
+    for res in results:
+        summary = res.evaluation.summary()[REACTIVE]
+        digits = 0 if abs(summary["cost_per_day"]["mean"]) >= 100 else 2
+        diff = res.difference(REACTIVE)
+        z = "no disruption" if res.reactive is None else _z_text(res.reactive)
+        lines.append(f"| {res.case.label} | {z} | {_pm(summary['cost_per_day'], digits)} | "
+                     f"{summary['fill_rate']['mean']:.1%} | {_diff_text(diff, digits)} | {res.verdict(REACTIVE)} |")
+    return lines
+
+
 def _others(results: list[ScenarioResult], policy: str) -> list[str]:
-    return [p for p in results[0].evaluation.policies if p not in (policy, TUNED)] if results else []
+    return [p for p in results[0].evaluation.policies if p not in (policy, TUNED, REACTIVE)] if results else []
+
+
+def _z_text(tuning: TuningResult) -> str:
+    """A tuning's z per echelon, store / dc, an end of the grid marked *."""
+    return " / ".join(f"{tuning.best[e]:g}{'*' if e in tuning.at_grid_edge else ''}" for e in ECHELONS
+                      if e in tuning.best)
+
+
+def _diff_text(diff: dict, digits: int) -> str:
+    """A paired difference: mean ± its 95% CI (relative)."""
+    return f"{diff['mean']:+,.{digits}f} ± {diff['ci95'] or 0:,.{digits}f} ({diff['relative']:+.1%})"
 
 
 def _pm(s: dict, digits: int) -> str:
@@ -347,6 +427,11 @@ def main(cfg: DictConfig) -> None:
     with config_errors():
         config, policies = read_config(plain(cfg))
     policy = next(iter(policies))
+    data = plain(cfg)
+    if config.reactive and config.calm_z is None:  # tuned once here, not in every scenario (or worker)
+        config = dataclasses.replace(config, calm_z=tune_calm_z(config, starting_stock(policies, config.network)))
+        data["reactive"] = {**(data.get("reactive") or {}), "calm_z": config.calm_z}
+        log.info("the reacting base-stock's z while calm, tuned with no shocks: %s", config.calm_z)
     log.info("%s on %s: %d scenarios (%d held out of training), held-out seeds %s, tuning seeds %s",
              policy, config.network.name, len(config.cases), sum(c.held_out for c in config.cases),
              config.held_out, list(config.tune_seeds))
@@ -368,7 +453,6 @@ def main(cfg: DictConfig) -> None:
             log.info("scenario %d of %d: %s", i + 1, len(config.cases), case.label)
             finished(i, run_case(config, policies, case, out, command))
     else:
-        data = plain(cfg)
         failure: BaseException | None = None
         with ProcessPoolExecutor(min(config.workers, len(config.cases)), mp_context=get_context("spawn")) as pool:
             futures = {pool.submit(run_case_in_worker, data, i, str(out), command): i

@@ -12,6 +12,7 @@ shocks as run, a scenario file) into the run directory.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import logging
 
 import hydra
@@ -19,7 +20,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from agents.baselines import tune
-from agents.baselines.catalog import ECHELONS, PolicySpec
+from agents.baselines.catalog import ECHELONS
 from experiments.run_config import load_config, read_tune_options
 from experiments.seeds import SeedRange
 from experiments.startup import config_errors, plain, run_checked, run_dir, write_scenario
@@ -44,7 +45,7 @@ def main(cfg: DictConfig) -> None:
              config.scenario.name, seeds)
 
     def make_policy(params: dict[str, float]):
-        spec = PolicySpec(name=config.policy_spec.name, z={**config.policy_spec.z, **params})
+        spec = dataclasses.replace(config.policy_spec, z={**config.policy_spec.z, **params})
         return spec.build(config.network, config.horizon, config.seed, config.demand)
 
     def progress(params: dict[str, float], cost: float) -> None:
@@ -58,7 +59,7 @@ def main(cfg: DictConfig) -> None:
     out.mkdir(parents=True, exist_ok=True)
     command = f"python -m experiments.tune {' '.join(HydraConfig.get().overrides.task)}"
     write_scenario(out, config.scenario, command, config.network.name, config.horizon)
-    tuned = {"name": config.policy_spec.name, "z": {**config.policy_spec.z, **result.best}}
+    tuned = dataclasses.replace(config.policy_spec, z={**config.policy_spec.z, **result.best}).to_dict()
     (out / "tuned_policy.yaml").write_text(
         f"# tuned on {config.network.name} / {config.scenario.name}, seeds {seeds}: cost per day "
         f"{result.best_cost:.4f}\n" + OmegaConf.to_yaml(OmegaConf.create(tuned)))

@@ -1,6 +1,7 @@
 """The baseline policies by name (conf/policy/<name>.yaml), and a reference case's stated optimal policy.
 
-A policy config is `name` plus safety factors `z: {store: .., dc: ..}` per echelon.
+A policy config is `name` plus safety factors `z: {store: .., dc: ..}` per echelon (and, for
+`shock_aware_base_stock`, `z_disrupted`: those while a disruption is in force).
 Levels are static: computed once from the true demand model over the run's horizon
 (`DemandStats.of(network, horizon, seed)`), or from a planner's demand history when the
 run takes its demand from one (`demand`, twin/demand_history.py), never from the shocks
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from agents.baselines.policies import SS, BaseStock, EchelonBaseStock, ReorderPointEOQ
+from agents.baselines.policies import SS, BaseStock, EchelonBaseStock, ReorderPointEOQ, ShockAwareBaseStock
 from agents.baselines.safety import read_safety_factors
 from agents.protocol import Policy
 from twin.config import ConfigReader
@@ -32,27 +33,33 @@ if TYPE_CHECKING:
     from twin.demand_history import DemandSource
 
 ECHELONS = ("store", "dc")
+SHOCK_AWARE = "shock_aware_base_stock"  # the one policy with a second set of safety factors, `z_disrupted`
 
 
-def _base_stock(stats: DemandStats, rates: CostRates, z: dict[str, float]) -> Policy:
-    return BaseStock.from_stats(stats, z)
+def _base_stock(stats: DemandStats, rates: CostRates, spec: PolicySpec) -> Policy:
+    return BaseStock.from_stats(stats, spec.z)
 
 
-def _echelon_base_stock(stats: DemandStats, rates: CostRates, z: dict[str, float]) -> Policy:
-    return EchelonBaseStock.from_stats(stats, z)
+def _echelon_base_stock(stats: DemandStats, rates: CostRates, spec: PolicySpec) -> Policy:
+    return EchelonBaseStock.from_stats(stats, spec.z)
 
 
-def _ss(stats: DemandStats, rates: CostRates, z: dict[str, float]) -> Policy:
-    return SS.from_stats(stats, rates.fixed_order, rates.holding, z)
+def _shock_aware_base_stock(stats: DemandStats, rates: CostRates, spec: PolicySpec) -> Policy:
+    return ShockAwareBaseStock.from_stats(stats, spec.z, spec.z_disrupted)
 
 
-def _rop(stats: DemandStats, rates: CostRates, z: dict[str, float]) -> Policy:
-    return ReorderPointEOQ.from_stats(stats, rates.fixed_order, rates.holding, z)
+def _ss(stats: DemandStats, rates: CostRates, spec: PolicySpec) -> Policy:
+    return SS.from_stats(stats, rates.fixed_order, rates.holding, spec.z)
 
 
-POLICIES: Registry[Callable[[DemandStats, CostRates, dict[str, float]], Policy]] = Registry("policy.name", {
+def _rop(stats: DemandStats, rates: CostRates, spec: PolicySpec) -> Policy:
+    return ReorderPointEOQ.from_stats(stats, rates.fixed_order, rates.holding, spec.z)
+
+
+POLICIES: Registry[Callable[[DemandStats, CostRates, PolicySpec], Policy]] = Registry("policy.name", {
     "base_stock": _base_stock,
     "echelon_base_stock": _echelon_base_stock,
+    "shock_aware_base_stock": _shock_aware_base_stock,
     "ss": _ss,
     "rop": _rop,
 })
@@ -60,25 +67,36 @@ POLICIES: Registry[Callable[[DemandStats, CostRates, dict[str, float]], Policy]]
 
 @dataclass(frozen=True)
 class PolicySpec:
-    """A validated policy config: its registry name and safety factors per echelon."""
+    """A validated policy config: its registry name and safety factors per echelon (`z_disrupted`: those while a
+    disruption is in force, read by shock_aware_base_stock only)."""
 
     name: str
     z: dict[str, float] = field(default_factory=dict)
+    z_disrupted: dict[str, float] = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None, path: str = "policy") -> PolicySpec:
-        """Read `name` (one of POLICIES) and `z` (store, dc: within SAFETY_FACTOR_BOUNDS, default SAFETY_FACTOR)."""
+        """Read `name` (one of POLICIES), `z` and, for shock_aware_base_stock, `z_disrupted` (store, dc: within
+        SAFETY_FACTOR_BOUNDS, default SAFETY_FACTOR)."""
         r = ConfigReader(data, path)
         name = r.choice("name", POLICIES.names)
         z = read_safety_factors(r.child("z"), ECHELONS)
+        z_disrupted = read_safety_factors(r.child("z_disrupted"), ECHELONS) if name == SHOCK_AWARE else {}
         r.done()
-        return cls(name=name, z=z)
+        return cls(name=name, z=z, z_disrupted=z_disrupted)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The config `from_dict` reads back: name, z and, for shock_aware_base_stock, z_disrupted."""
+        data: dict[str, Any] = {"name": self.name, "z": dict(self.z)}
+        if self.name == SHOCK_AWARE:
+            data["z_disrupted"] = dict(self.z_disrupted)
+        return data
 
     def build(self, network: NetworkSpec, horizon: int, seed: int, demand: DemandSource | None = None) -> Policy:
         """The policy with static levels for `network` (demand statistics over `horizon` days of `seed`, or of the
         demand history `demand` the run takes its demand from)."""
         stats = DemandStats.of(network, horizon, seed, demand)
-        return POLICIES[self.name](stats, cost_rates(network), self.z)
+        return POLICIES[self.name](stats, cost_rates(network), self)
 
 
 def optimal_policy(case: ReferenceCase, network: NetworkSpec | None = None) -> Policy:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from agents.baselines.policies import check_snapshot
 from agents.baselines.safety import safety_factors
 from agents.forecasting.live import LiveForecaster, forecast_over_protection
 from twin.engine import Engine
@@ -22,14 +23,18 @@ class ForecastBaseStock:
     the engine it decides for, so its forecaster sees that run's demand, and it
     decides from a snapshot (`needs_snapshot`): the forecast over each node's
     protection period is the one the RL agents observe (forecast_over_protection).
+    With `z_disrupted` it uses those safety factors instead while a disruption is
+    in force (one that has begun, as the agents' shock flags show it), as
+    ShockAwareBaseStock does with static levels.
     """
 
     needs_snapshot = True
 
     def __init__(self, forecaster: LiveForecaster, z: dict[str, float] | None = None, review_period: int = 1,
-                 name: str | None = None) -> None:
+                 name: str | None = None, z_disrupted: dict[str, float] | None = None) -> None:
         self.forecaster = forecaster
         self.z = dict(z or {})
+        self.z_disrupted = None if z_disrupted is None else dict(z_disrupted)
         self.review_period = review_period
         self.name = name or f"forecast_base_stock:{getattr(forecaster, 'name', type(forecaster).__name__)}"
         self._engine: Engine | None = None
@@ -39,11 +44,14 @@ class ForecastBaseStock:
         self._engine = engine
         self.forecaster.attach(engine)
         self._z = safety_factors(engine.topology.kinds, self.z)
+        self._z_disrupted = self._z if self.z_disrupted is None else safety_factors(engine.topology.kinds,
+                                                                                   self.z_disrupted)
 
     def levels(self, snapshot: Snapshot) -> np.ndarray:
         """The order-up-to levels (nodes, SKUs) at the snapshot's decision point."""
         forecast = forecast_over_protection(snapshot, self.forecaster, self.review_period, with_spread=True)
-        return forecast.mean + self._z * forecast.spread
+        z = self._z_disrupted if snapshot.disruptions else self._z
+        return forecast.mean + z * forecast.spread
 
     def act(self, state: Snapshot) -> np.ndarray:
         if self._engine is None:
@@ -51,9 +59,3 @@ class ForecastBaseStock:
         check_snapshot(self.name, state)
         return orders_up_to(self.levels(state), state.inventory_position, self._engine.topology.is_supplier)
 
-
-def check_snapshot(name: str, state: object) -> None:
-    """TypeError unless `state` is a twin Snapshot (Engine.run passes one to a policy with needs_snapshot)."""
-    if not isinstance(state, Snapshot):
-        raise TypeError(f"{name}: expected a twin Snapshot (engine.snapshot()), got {type(state).__name__}; "
-                        f"Engine.run passes one to a policy with needs_snapshot")

@@ -11,6 +11,7 @@ import numpy as np
 
 from agents.baselines.safety import safety_factors
 from twin.coverage import protection_periods
+from twin.snapshot import Snapshot
 from twin.state import NetworkState, orders_up_to
 from twin.stats import DemandStats
 
@@ -34,6 +35,46 @@ class BaseStock:
         kind, default SAFETY_FACTOR)."""
         mu, sd = stats.over(protection_periods(stats.lead_time_mean, 1))
         return cls(mu + safety_factors(stats.topology.kinds, z) * sd)
+
+
+class ShockAwareBaseStock:
+    """Installation base-stock with two sets of levels: `calm`, and `disrupted` while any disruption is in force.
+
+    What a planner's disruption playbook does ("raise safety stock while a shock is declared"): it sees only the
+    disruptions that have begun (the snapshot's, as the RL agents' shock flags do), never one to come, so it is the
+    reference for what reacting to a shock, without foresight, can achieve.
+    """
+
+    needs_snapshot = True
+
+    def __init__(self, calm: np.ndarray, disrupted: np.ndarray, is_supplier: np.ndarray) -> None:
+        self.calm = np.asarray(calm, dtype=float)
+        self.disrupted = np.asarray(disrupted, dtype=float)
+        self.is_supplier = np.asarray(is_supplier, dtype=bool)
+        if self.calm.shape != self.disrupted.shape or self.is_supplier.shape != self.calm.shape[:1]:
+            raise ValueError(f"ShockAwareBaseStock: calm levels {self.calm.shape}, disrupted levels "
+                             f"{self.disrupted.shape}, suppliers {self.is_supplier.shape}; allowed: (nodes, SKUs) "
+                             f"levels and one supplier flag per node")
+
+    def act(self, state: Snapshot) -> np.ndarray:
+        check_snapshot("shock_aware_base_stock", state)
+        levels = self.disrupted if state.disruptions else self.calm
+        return orders_up_to(levels, state.inventory_position, self.is_supplier)
+
+    @classmethod
+    def from_stats(cls, stats: DemandStats, z: dict[str, float] | None = None,
+                   z_disrupted: dict[str, float] | None = None) -> ShockAwareBaseStock:
+        """Both level sets as BaseStock.from_stats sets them: with safety factors `z` while calm and `z_disrupted`
+        while a disruption is in force."""
+        return cls(BaseStock.from_stats(stats, z).levels, BaseStock.from_stats(stats, z_disrupted).levels,
+                   stats.topology.is_supplier)
+
+
+def check_snapshot(name: str, state: object) -> None:
+    """TypeError unless `state` is a twin Snapshot (Engine.run passes one to a policy with needs_snapshot)."""
+    if not isinstance(state, Snapshot):
+        raise TypeError(f"{name}: expected a twin Snapshot (engine.snapshot()), got {type(state).__name__}; "
+                        f"Engine.run passes one to a policy with needs_snapshot")
 
 
 class EchelonBaseStock:

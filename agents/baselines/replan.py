@@ -41,7 +41,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from agents.baselines.forecast_policy import check_snapshot
+from agents.baselines.policies import check_snapshot
 from agents.baselines.safety import SAFETY_FACTOR_BOUNDS, safety_factors
 from agents.baselines.tuner import coordinate_descent
 from agents.forecasting.live import LiveForecaster, OracleForecaster, forecast_over_protection

@@ -17,9 +17,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from agents.baselines.catalog import PolicySpec
-from agents.baselines.policies import SS, BaseStock, EchelonBaseStock, ReorderPointEOQ
-from twin import CapacityCut, DemandShock, Engine, SupplierOutage, network_from_dict
+from agents.baselines.policies import SS, BaseStock, EchelonBaseStock, ReorderPointEOQ, ShockAwareBaseStock
+from twin import CapacityCut, DemandShock, Engine, SpecError, SupplierOutage, network_from_dict
 from twin.coverage import protection_periods
+from twin.state import orders_up_to
 from twin.stats import DemandStats
 from twin.testing import (
     OrderUpTo,
@@ -99,6 +100,48 @@ def test_the_catalog_base_stock_has_the_scenario_tests_levels():
     mu, sd = stats.over(protection_periods(stats.lead_time_mean, 1))
     assert isinstance(policy, BaseStock)
     np.testing.assert_array_equal(policy.levels, mu + 1.65 * sd)
+
+
+def test_the_shock_aware_base_stock_holds_its_disrupted_levels_only_while_a_shock_is_in_force(net, stats):
+    """Day by day under one shock of each kind: the orders are those of the calm levels on days without a
+    disruption in force and of the disrupted levels on days with one (none before it begins); with no shocks the
+    run is the calm base-stock's."""
+    calm, disrupted = BaseStock.from_stats(stats, {"store": 1.0, "dc": 1.0}), BaseStock.from_stats(stats, {
+        "store": 4.0, "dc": 5.0})
+    policy = ShockAwareBaseStock.from_stats(stats, {"store": 1.0, "dc": 1.0}, {"store": 4.0, "dc": 5.0})
+    engine = Engine(net, horizon=HORIZON, seed=2, shocks=SHOCKS, invariants="error")
+    is_supplier = engine.topology.is_supplier
+    used = []
+    while not engine.done:
+        snapshot = engine.snapshot()
+        in_force = any(s.start <= snapshot.day < s.end for s in SHOCKS)
+        expected = orders_up_to((disrupted if in_force else calm).levels, snapshot.inventory_position, is_supplier)
+        orders = policy.act(snapshot)
+        np.testing.assert_array_equal(orders, expected)
+        used.append(in_force)
+        engine.step(orders)
+    assert 0 < sum(used) < len(used)  # both level sets were used
+    assert run(net, policy, 2, shocks=())[1].kpis == run(net, calm, 2, shocks=())[1].kpis
+    assert run(net, policy, 2)[1].kpis != run(net, calm, 2)[1].kpis
+    with pytest.raises(TypeError, match="expected a twin Snapshot"):
+        policy.act(engine.state())
+
+
+def test_the_catalog_shock_aware_base_stock_reads_both_sets_of_safety_factors():
+    network = network_from_dict(yaml.safe_load((CONF / "network" / "paper_5x20.yaml").read_text()))
+    data = yaml.safe_load((CONF / "policy" / "shock_aware_base_stock.yaml").read_text())
+    spec = PolicySpec.from_dict(data)
+    assert spec.to_dict() == data and PolicySpec.from_dict(spec.to_dict()) == spec
+    policy = spec.build(network, 100, seed=0)
+    stats = DemandStats.of(network, 100, seed=0)
+    assert isinstance(policy, ShockAwareBaseStock)
+    np.testing.assert_array_equal(policy.calm, BaseStock.from_stats(stats, data["z"]).levels)
+    np.testing.assert_array_equal(policy.disrupted, BaseStock.from_stats(stats, data["z_disrupted"]).levels)
+    assert (policy.disrupted >= policy.calm).all() and (policy.disrupted > policy.calm).any()
+    with pytest.raises(SpecError, match="policy: unknown key 'z_disrupted'; allowed: name, z"):
+        PolicySpec.from_dict({"name": "base_stock", "z_disrupted": {"store": 5.0}})
+    with pytest.raises(SpecError, match="policy.z_disrupted.dc: 99"):
+        PolicySpec.from_dict({"name": "shock_aware_base_stock", "z_disrupted": {"dc": 99}})
 
 
 def test_same_seed_gives_identical_kpis_and_series_with_the_echelon_base_stock(net, stats):

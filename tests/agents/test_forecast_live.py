@@ -162,6 +162,25 @@ def test_forecast_base_stock_orders_up_to_forecast_plus_safety(small):
     assert result.kpis["network"]["fill_rate"] > 0.9  # it keeps the stores stocked
 
 
+def test_forecast_base_stock_uses_its_disrupted_safety_factors_only_while_a_shock_is_in_force(small):
+    """z_disrupted on the days a disruption is in force (none before it begins, none after it ends), z otherwise:
+    day by day the levels of a policy with z or with z_disrupted throughout, on the same snapshots."""
+    shock = DemandShock(start=20, end=30, multiplier=2.0)
+    engine = Engine(small, horizon=45, seed=2, shocks=(shock,))
+    calm, disrupted = {"store": 1.0, "dc": 1.0}, {"store": 4.0, "dc": 6.0}
+    reacting = ForecastBaseStock(OracleForecaster(), z=calm, z_disrupted=disrupted)
+    always_calm, always_disrupted = ForecastBaseStock(OracleForecaster(), z=calm), ForecastBaseStock(
+        OracleForecaster(), z=disrupted)
+    for policy in (reacting, always_calm, always_disrupted):
+        policy.attach(engine)
+    while not engine.done:
+        snapshot = engine.snapshot()
+        expected = always_disrupted if shock.start <= snapshot.day < shock.end else always_calm
+        np.testing.assert_array_equal(reacting.levels(snapshot), expected.levels(snapshot))
+        engine.step(reacting.act(snapshot))
+    assert not np.array_equal(always_calm.levels(snapshot), always_disrupted.levels(snapshot))
+
+
 def test_forecast_base_stock_must_be_attached(small):
     engine = Engine(small, horizon=5, seed=2)
     with pytest.raises(RuntimeError, match="attach"):

@@ -28,6 +28,26 @@ def test_evaluate_compares_forecast_driven_policies_with_paired_intervals(tmp_pa
     assert bad.returncode == 2 and "forecast_refit_every: 0 (fit once)" in bad.stderr
 
 
+def test_forecast_z_disrupted_changes_the_forecast_policy_only_under_a_disruption(tmp_path):
+    """A port strike from day 10: z_disrupted changes the forecast base-stock's costs (its levels while the strike
+    lasts); on the baseline, with no disruption, it changes nothing; a bad value is one error naming it."""
+    def costs(scenario: list[str], *extra: str) -> list[str]:
+        run = tmp_path / str(len(list(tmp_path.iterdir())))
+        done = subprocess.run([sys.executable, "-m", "experiments.evaluate", "network=small", *scenario, "seeds=2",
+                               "horizon=40", "warmup=0", "policies=[forecast:oracle]", "reference=forecast:oracle",
+                               *extra, f"hydra.run.dir={run}"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+        return [r["cost_per_day"] for r in csv.DictReader((run / "evaluation.csv").open())]
+
+    strike, raised = ["scenario=port_strike", "scenario.start_day=10"], "forecast_z_disrupted={store: 6, dc: 6}"
+    assert costs(strike) != costs(strike, raised)
+    assert costs(["scenario=baseline"]) == costs(["scenario=baseline"], raised)
+    bad = subprocess.run([sys.executable, "-m", "experiments.evaluate", "network=small", "policies=[forecast:oracle]",
+                          "reference=forecast:oracle", "forecast_z_disrupted={store: 99}"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2 and "forecast_z_disrupted.store: 99" in bad.stderr
+
+
 def test_evaluate_runs_the_rolling_replanner_and_writes_its_decisions(tmp_path):
     args = [sys.executable, "-m", "experiments.evaluate", "network=small", "scenario=flash_sale", "seeds=2",
             "horizon=20", "warmup=7", "reference=base_stock", "replan.every=10", "replan.paths=1",

@@ -37,9 +37,10 @@ def test_every_scenario_is_judged_against_the_base_stock_tuned_on_it(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     rows = read_rows(run / "robustness.csv")
     labels = ["baseline", "flash_sale", "held out: port_strike"]
-    assert [r["scenario"] for r in rows[::9]] == labels and len(rows) == 3 * 3 * 3  # scenarios x policies x seeds
+    assert [r["scenario"] for r in rows[::12]] == labels and len(rows) == 3 * 4 * 3  # scenarios x policies x seeds
     assert {r["held_out"] for r in rows if r["scenario"] == labels[2]} == {"True"}
-    assert {r["policy"] for r in rows} == {"forecast:seasonal_naive", "rop", "base-stock, tuned on the scenario"}
+    assert {r["policy"] for r in rows} == {"forecast:seasonal_naive", "rop", "base-stock, tuned on the scenario",
+                                           "base-stock reacting to disruptions"}
 
     tuning = read_rows(run / "scenarios" / "flash_sale" / "tuning.csv")
     cheapest = min(tuning, key=lambda r: float(r["cost_per_day"]))
@@ -78,6 +79,31 @@ def test_every_scenario_is_judged_against_the_base_stock_tuned_on_it(tmp_path):
         assert ("| win |" in line) + ("| tie |" in line) + ("| loss |" in line) == 1
     assert (run / "robustness.png").stat().st_size > 10_000
     assert (run / "scenarios" / "held_out__port_strike" / "scenario.yaml").is_file()
+
+    # the reacting base-stock: calm z = the base-stock tuned with no shocks (the baseline's here), z while disrupted
+    # tuned per scenario; on the baseline, with no disruption, it is that tuned base-stock, seed for seed
+    calm = yaml.safe_load((run / "scenarios" / "baseline" / "tuned_policy.yaml").read_text())["z"]
+    reacting = yaml.safe_load((run / "scenarios" / "held_out__port_strike" / "reacting_policy.yaml").read_text())
+    assert reacting["name"] == "shock_aware_base_stock" and reacting["z"] == calm
+    reacting_rows = report.split("**base-stock reacting to disruptions**")[1]
+    baseline_row = next(line for line in reacting_rows.splitlines() if line.startswith("| baseline |"))
+    assert baseline_row.startswith("| baseline | no disruption |") and baseline_row.endswith("(+0.0%) | tie |")
+    z = reacting["z_disrupted"]
+    assert f"| held out: port_strike | {z['store']:g}* / {z['dc']:g}* |" in reacting_rows
+    # and it is the policy its file describes: experiments.evaluate runs the file to the same costs
+    check = tmp_path / "check_reacting"
+    strike = "scenario=port_strike scenario.start_day=10 scenario.days=42 scenario.lead_time_multiplier=5.0"
+    evaluated = subprocess.run(
+        [sys.executable, "-m", "experiments.evaluate", "network=small", *strike.split(), "scenario.outage_days=14",
+         "horizon=60", "warmup=7", "seeds=3",
+         f"policies=[file:{run / 'scenarios' / 'held_out__port_strike' / 'reacting_policy.yaml'}]",
+         "reference=shock_aware_base_stock:reacting_policy", f"hydra.run.dir={check}"],
+        cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+    theirs = [float(r["cost_per_day"]) for r in read_rows(check / "evaluation.csv")]
+    ours = [float(r["cost_per_day"]) for r in rows if r["scenario"] == "held out: port_strike"
+            and r["policy"] == "base-stock reacting to disruptions"]
+    assert ours == pytest.approx(theirs, rel=1e-5)
 
 
 def test_two_scenarios_of_one_name_get_folders_of_their_own():
@@ -149,6 +175,8 @@ def test_the_held_out_scenarios_come_from_the_checkpoints_training(tmp_path):
     (["under_test=rop", "also=[rop,nosuch]"], "also[1]: 'nosuch' is not allowed"),
     (["under_test=rop", "seeds=1"], "seeds: 1 is not allowed; allowed: at least 2"),
     (["under_test=rop", "tune=5"], "tune: 5 is not allowed; allowed: a mapping"),
+    (["under_test=rop", "reactive.calm_z={store: 99}"], "reactive.calm_z.store: 99"),
+    (["under_test=rop", "+reactive.often=1"], "reactive: unknown key 'often'"),
 ])
 def test_bad_settings_are_one_error_naming_the_key_before_any_work(tmp_path, args, message):
     run = tmp_path / "run"
