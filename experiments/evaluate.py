@@ -57,7 +57,7 @@ def main(cfg: DictConfig) -> None:
         policy_seed = r.integer("policy_seed", 0, low=0)
         reference = r.text("reference", "rop")
         forecast_z = read_safety_factors(r.child("forecast_z"))
-        forecast_z_disrupted = (read_safety_factors(r.child("forecast_z_disrupted"))
+        forecast_z_disrupted = (read_safety_factors(r.child("forecast_z_disrupted"), defaults=forecast_z)
                                 if r.raw("forecast_z_disrupted") is not None else None)
         refit_every = r.integer("forecast_refit_every", 7, low=0, high=10**6)
         replan = ReplanSpec.from_dict(r.raw("replan"), "replan")

@@ -40,6 +40,13 @@ def live_forecaster(name: str, key: str, refit_every: int = 7):
     return Refitting(forecaster_factory(spec, key), name, refit_every=refit_every, key="forecast_refit_every")
 
 
+def named_policy_spec(name: str, key: str) -> PolicySpec:
+    """The policy of conf/policy/<name>.yaml (its safety factors, not the defaults): what a bare name such as
+    `rop` or `shock_aware_base_stock` in a list of policies means; SpecError naming `key` for another name."""
+    POLICIES.check(name, key)
+    return PolicySpec.from_dict(yaml.safe_load((CONF_DIR / "policy" / f"{name}.yaml").read_text()), key)
+
+
 def forecast_policy(name: str, key: str, z: dict[str, float] | None = None, refit_every: int = 7,
                     z_disrupted: dict[str, float] | None = None):
     """The forecast-driven base-stock policy with live forecaster `name` (`live_forecaster`); `z_disrupted`: its
@@ -116,7 +123,7 @@ def load_policies(entries: list, network: NetworkSpec, horizon: int, seed: int, 
                 raise SpecError(f"{key}: 'optimal' is only known on a reference case; allowed with case=PATH")
             label, policy = "optimal", optimal_policy(case, network)
         elif entry in POLICIES:
-            label, policy = entry, PolicySpec.from_dict({"name": entry}, key).build(network, horizon, seed, demand)
+            label, policy = entry, named_policy_spec(entry, key).build(network, horizon, seed, demand)
         else:
             raise SpecError(f"{key}: {entry!r} is not allowed; allowed: {POLICIES.allowed()}, optimal (case), "
                             f"file:PATH.yaml, checkpoint:DIR, bundle:DIR, service:URL, forecast:NAME, replan, "

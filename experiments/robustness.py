@@ -26,8 +26,8 @@ Writes into the run directory: robustness.csv (per scenario, policy and seed), r
 covid_2020 fill rate against the paper's 95% service; a tuned z at an end of `tune.grid` marked * and warned about,
 `agents.baselines.tuner.at_grid_edge`), robustness.png (paired differences with CIs, and fill
 rates), and per scenario `scenarios/<folder>/` (its label in letters, digits, - and _) with tuned_policy.yaml,
-tuning.csv, scenario.yaml (the shocks as run) and reacting_policy.yaml (the reacting base-stock, tuned). Progress
-is logged per tuning candidate and per seed.
+tuning.csv, scenario.yaml (the shocks as run) and reacting_policy.yaml with reacting_tuning.csv (the reacting
+base-stock and its tuning). Progress is logged per tuning candidate and per seed.
 """
 
 from __future__ import annotations
@@ -152,6 +152,9 @@ def read_config(data: dict) -> tuple[RobustnessConfig, dict[str, object]]:
     reactive = reactive_reader.flag("enabled", True)
     calm = reactive_reader.raw("calm_z")
     calm_z = None if calm is None else read_safety_factors(reactive_reader.child("calm_z"), ECHELONS)
+    if calm_z is not None and not reactive:
+        raise SpecError(f"reactive.calm_z: {calm!r} with reactive.enabled=false is not allowed; allowed: null (or "
+                        f"reactive.enabled=true)")
     reactive_reader.done()
     r.done()
     tune_seeds = tuple(range(first_tuning_seed, first_tuning_seed + n_tune))
@@ -197,87 +200,86 @@ def _held_out_entries(entry, policy) -> list:
                     f"training held out), or a list of scenario names, mappings {{name: ..}} or scenario files")
 
 
-def tune_policy(config: RobustnessConfig, label: str, shocks, initial_on_hand, spec_of) -> TuningResult:
+def tune_policy(config: RobustnessConfig, label: str, shocks, initial_on_hand, spec_of, what: str) -> TuningResult:
     """The safety factors `spec_of(params)` (a PolicySpec) leaves free, tuned per echelon under `shocks` on the
-    tuning seeds (common random numbers), as experiments.tune does."""
+    tuning seeds (common random numbers), as experiments.tune does; logged, with a warning for a z at an end of
+    `tune.grid`. `what` names the z tuned in the log."""
     echelons = [e for e in ECHELONS if any(n.kind == e for n in config.network.nodes)]
 
     def make_policy(params: dict[str, float]):
         return spec_of(dict(params)).build(config.network, config.horizon, config.policy_seed)
 
     def progress(params: dict[str, float], cost: float) -> None:
-        log.info("%s: tuning z %s: cost per day %.2f", label, params, cost)
+        log.info("%s: tuning %s %s: cost per day %.2f", label, what, params, cost)
 
-    return tune(make_policy, config.network, grid={e: config.grid for e in echelons}, horizon=config.horizon,
-                seeds=config.tune_seeds, shocks=shocks, warmup=config.warmup, max_rounds=config.rounds,
-                initial_on_hand=initial_on_hand, progress=progress)
+    result = tune(make_policy, config.network, grid={e: config.grid for e in echelons}, horizon=config.horizon,
+                  seeds=config.tune_seeds, shocks=shocks, warmup=config.warmup, max_rounds=config.rounds,
+                  initial_on_hand=initial_on_hand, progress=progress)
+    log.info("%s: %s %s (cost per day %.2f on the tuning seeds)", label, what, dict(result.best), result.best_cost)
+    for echelon, end in result.at_grid_edge.items():
+        log.warning("%s: the tuned %s z %g (%s) is the %s end of tune.grid: a wider grid may tune it better",
+                    label, echelon, result.best[echelon], what, end)
+    return result
 
 
-def tune_base_stock(config: RobustnessConfig, case: ScenarioCase, initial_on_hand) -> TuningResult:
-    """The base-stock's z per echelon tuned on `case`'s scenario."""
-    return tune_policy(config, case.label, case.scenario.shocks, initial_on_hand,
-                       lambda z: PolicySpec(name="base_stock", z=z))
+def base_stock_spec(z: dict[str, float]) -> PolicySpec:
+    """The static base-stock with safety factors `z`: what each scenario's tuning searches."""
+    return PolicySpec(name="base_stock", z=z)
 
 
 def tune_calm_z(config: RobustnessConfig, initial_on_hand) -> dict[str, float]:
     """The reacting base-stock's z while calm: the base-stock tuned with no shocks (what a planner runs before
     any disruption)."""
-    return dict(tune_policy(config, "no shocks (the reacting base-stock's calm z)", (), initial_on_hand,
-                            lambda z: PolicySpec(name="base_stock", z=z)).best)
-
-
-def tune_reactive(config: RobustnessConfig, case: ScenarioCase, calm_z: dict[str, float],
-                  initial_on_hand) -> TuningResult:
-    """The reacting base-stock's z while a disruption is in force, tuned on `case`'s scenario with `calm_z` held:
-    the best that reacting to this shock can do, as the tuned base-stock is the best that holding for it can."""
-    return tune_policy(config, f"{case.label} (reacting)", case.scenario.shocks, initial_on_hand,
-                       lambda z: PolicySpec(name=SHOCK_AWARE, z=calm_z, z_disrupted=z))
+    return dict(tune_policy(config, "no shocks", (), initial_on_hand, base_stock_spec,
+                            "the reacting base-stock's calm z").best)
 
 
 def run_case(config: RobustnessConfig, policies: dict[str, object], case: ScenarioCase, out: Path,
              command: str) -> ScenarioResult:
-    """Tune the base-stock on the scenario, then run every policy on the held-out seeds."""
+    """Tune the base-stock (and the reacting one) on the scenario, then run every policy on the held-out seeds."""
     initial = starting_stock(policies, config.network)
-    tuning = tune_base_stock(config, case, initial)
-    tuned_z = dict(tuning.best)
-    log.info("%s: tuned base-stock z %s (cost per day %.2f on the tuning seeds)", case.label, tuned_z,
-             tuning.best_cost)
-    for echelon, end in tuning.at_grid_edge.items():
-        log.warning("%s: the tuned %s z %g is the %s end of tune.grid: a wider grid may tune it better",
-                    case.label, echelon, tuned_z[echelon], end)
-    tuned = PolicySpec(name="base_stock", z=tuned_z).build(config.network, config.horizon, config.policy_seed)
-    compared = {**policies, TUNED: tuned}
-    reactive = None
+    shocks = case.scenario.shocks
+    tuning = tune_policy(config, case.label, shocks, initial, base_stock_spec, "base-stock z")
+    tuned = base_stock_spec(dict(tuning.best))
+    compared = {**policies, TUNED: tuned.build(config.network, config.horizon, config.policy_seed)}
+    reactive, reacting = None, None
     if config.reactive:
         calm_z = config.calm_z if config.calm_z is not None else tune_calm_z(config, initial)
-        if case.scenario.shocks:
-            reactive = tune_reactive(config, case, calm_z, initial)
-            log.info("%s: the reacting base-stock's z while disrupted %s (calm %s; cost per day %.2f on the tuning "
-                     "seeds)", case.label, dict(reactive.best), calm_z, reactive.best_cost)
-        spec = PolicySpec(name=SHOCK_AWARE, z=calm_z, z_disrupted=dict(reactive.best) if reactive else calm_z)
-        compared[REACTIVE] = spec.build(config.network, config.horizon, config.policy_seed)
-    setting = EvalSetting(config.network, tuple(case.scenario.shocks), config.horizon, config.warmup,
-                          config.held_out.seeds, initial)
+        if shocks:  # its z while disrupted, with calm_z held: the best that reacting to this shock can do
+            reactive = tune_policy(config, case.label, shocks, initial,
+                                   lambda z: PolicySpec(name=SHOCK_AWARE, z=calm_z, z_disrupted=z),
+                                   "the reacting base-stock's z while disrupted")
+        reacting = PolicySpec(name=SHOCK_AWARE, z=calm_z, z_disrupted=dict(reactive.best) if reactive else calm_z)
+        compared[REACTIVE] = reacting.build(config.network, config.horizon, config.policy_seed)
+    setting = EvalSetting(config.network, tuple(shocks), config.horizon, config.warmup, config.held_out.seeds, initial)
     evaluation = evaluate(compared, setting,
                           progress=lambda name, seed: log.info("%s: %s: seed %d done", case.label, name, seed))
     folder = out / "scenarios" / case.folder
     folder.mkdir(parents=True, exist_ok=True)
     write_scenario(folder, case.scenario, command, config.network.name, config.horizon)
-    (folder / "tuned_policy.yaml").write_text(
-        f"# tuned on {config.network.name} / {case.label}, seeds {list(config.tune_seeds)}: cost per day "
-        f"{tuning.best_cost:.4f}\n" + OmegaConf.to_yaml(OmegaConf.create({"name": "base_stock", "z": tuned_z})))
-    with (folder / "tuning.csv").open("w", newline="") as f:
-        writer = csv.writer(f)
-        names = sorted(tuned_z)
-        writer.writerow([*names, "cost_per_day"])
-        for params, cost in sorted(tuning.evaluations, key=lambda item: item[1]):
-            values = dict(params)
-            writer.writerow([values[n] for n in names] + [cost])
-    if REACTIVE in compared:
-        (folder / "reacting_policy.yaml").write_text(
-            f"# {REACTIVE}: z while disrupted tuned on {config.network.name} / {case.label}, seeds "
-            f"{list(config.tune_seeds)}, calm z held\n" + OmegaConf.to_yaml(OmegaConf.create(spec.to_dict())))
+    where = f"{config.network.name} / {case.label}, seeds {list(config.tune_seeds)}"
+    write_tuning(folder, "tuned_policy.yaml", "tuning.csv", tuned, tuning, f"tuned on {where}")
+    if reacting is not None:
+        write_tuning(folder, "reacting_policy.yaml", "reacting_tuning.csv", reacting, reactive,
+                     f"{REACTIVE}: z while disrupted tuned on {where}, calm z held")
     return ScenarioResult(case, tuning, evaluation, reactive)
+
+
+def write_tuning(folder: Path, policy_file: str, tuning_file: str, spec: PolicySpec, tuning: TuningResult | None,
+                 note: str) -> None:
+    """The tuned policy as a policy file (experiments.evaluate's `file:`), headed by `note` and its tuning cost,
+    and, where it was tuned (`tuning`), every candidate's cost per day, cheapest first."""
+    cost = f": cost per day {tuning.best_cost:.4f}" if tuning is not None else ""
+    (folder / policy_file).write_text(f"# {note}{cost}\n" + OmegaConf.to_yaml(OmegaConf.create(spec.to_dict())))
+    if tuning is None:
+        return
+    with (folder / tuning_file).open("w", newline="") as f:
+        writer = csv.writer(f)
+        names = sorted(tuning.best)
+        writer.writerow([*names, "cost_per_day"])
+        for params, cost_per_day in sorted(tuning.evaluations, key=lambda item: item[1]):
+            values = dict(params)
+            writer.writerow([values[n] for n in names] + [cost_per_day])
 
 
 def unique_folders(cases: list[ScenarioCase]) -> tuple[ScenarioCase, ...]:

@@ -24,6 +24,7 @@ Hydra reads the command line, to `scenario=file scenario.path=path/to/file.yaml`
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 from collections.abc import Iterator, Sequence
@@ -93,7 +94,8 @@ def scenario_file_overrides(overrides: Sequence[str]) -> list[str]:
         if group != "scenario" or not sep:  # only scenario= may name files (another value may be no path at all)
             rewritten.append(item)
             continue
-        files = [value] if Path(value).is_file() else [v.strip() for v in value.split(",")]  # a sweep: a,b
+        # os.path.isfile, not Path.is_file: a value too long for a file name is no file, not an OSError
+        files = [value] if os.path.isfile(value) else [v.strip() for v in value.split(",")]  # a sweep: a,b
         is_file = [v.lower().endswith(SCENARIO_FILE_SUFFIXES) for v in files]
         if not any(is_file):
             rewritten.append(item)

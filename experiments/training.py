@@ -26,6 +26,7 @@ import scenarios
 from agents.baselines.catalog import PolicySpec
 from agents.rl.algorithms import AgentSpec, Resources, TrainingSetup, agent_from_dict
 from experiments.comparison import EvalSetting, evaluate
+from experiments.policy_entries import named_policy_spec
 from experiments.seeds import HELD_OUT_FIRST_SEED, VALIDATION_FIRST_SEED, SeedRange, check_apart
 from scenarios.reference import ReferenceCase, case_from_dict, read_case_data
 from twin import SpecError
@@ -102,7 +103,7 @@ def load_train_config(data: dict) -> TrainConfig:
     evaluation = {"held_out": SeedRange.read(ev, count=5, first=HELD_OUT_FIRST_SEED, high=1000),
                   "horizon": ev.integer("horizon", 365, low=2), "warmup": ev.integer("warmup", 28, low=0),
                   "case_horizon": ev.integer("case_horizon", 20000, low=2), "reference": ev.text("reference", "rop")}
-    baselines = tuple(PolicySpec.from_dict({"name": name}, "evaluation.baselines") for name in
+    baselines = tuple(named_policy_spec(name, "evaluation.baselines") for name in
                       ev.sequence("baselines", ("base_stock", "rop")))
     ev.done()
     check_warmup(evaluation["warmup"], evaluation["horizon"], warmup_key="evaluation.warmup",

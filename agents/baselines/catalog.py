@@ -81,7 +81,8 @@ class PolicySpec:
         r = ConfigReader(data, path)
         name = r.choice("name", POLICIES.names)
         z = read_safety_factors(r.child("z"), ECHELONS)
-        z_disrupted = read_safety_factors(r.child("z_disrupted"), ECHELONS) if name == SHOCK_AWARE else {}
+        # a z_disrupted left out (or a kind left out of it) is the calm z: no reaction, not the default z
+        z_disrupted = read_safety_factors(r.child("z_disrupted"), ECHELONS, z) if name == SHOCK_AWARE else {}
         r.done()
         return cls(name=name, z=z, z_disrupted=z_disrupted)
 

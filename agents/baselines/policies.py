@@ -57,7 +57,7 @@ class ShockAwareBaseStock:
                              f"levels and one supplier flag per node")
 
     def act(self, state: Snapshot) -> np.ndarray:
-        check_snapshot("shock_aware_base_stock", state)
+        check_snapshot(type(self).__name__, state)
         levels = self.disrupted if state.disruptions else self.calm
         return orders_up_to(levels, state.inventory_position, self.is_supplier)
 

@@ -26,10 +26,13 @@ def safety_factors(kinds: Sequence[str], z: Mapping[str, float] | None = None) -
     return np.array([z.get(kind, SAFETY_FACTOR) for kind in kinds], dtype=float)[:, None]
 
 
-def read_safety_factors(r: ConfigReader, kinds: Sequence[str] = ("store", "dc")) -> dict[str, float]:
-    """z per node kind from a config section such as `{store: 1.65, dc: 1.0}` (SAFETY_FACTOR where left out);
-    a SpecError names the key of a z outside SAFETY_FACTOR_BOUNDS or of a kind not in `kinds`."""
+def read_safety_factors(r: ConfigReader, kinds: Sequence[str] = ("store", "dc"),
+                        defaults: Mapping[str, float] | None = None) -> dict[str, float]:
+    """z per node kind from a config section such as `{store: 1.65, dc: 1.0}` (`defaults[kind]`, else
+    SAFETY_FACTOR, where left out); a SpecError names the key of a z outside SAFETY_FACTOR_BOUNDS or of a kind not
+    in `kinds`."""
     low, high = SAFETY_FACTOR_BOUNDS
-    z = {kind: r.number(kind, SAFETY_FACTOR, low=low, high=high) for kind in kinds}
+    defaults = defaults or {}
+    z = {kind: r.number(kind, defaults.get(kind, SAFETY_FACTOR), low=low, high=high) for kind in kinds}
     r.done()
     return z

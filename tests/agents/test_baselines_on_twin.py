@@ -138,6 +138,12 @@ def test_the_catalog_shock_aware_base_stock_reads_both_sets_of_safety_factors():
     np.testing.assert_array_equal(policy.calm, BaseStock.from_stats(stats, data["z"]).levels)
     np.testing.assert_array_equal(policy.disrupted, BaseStock.from_stats(stats, data["z_disrupted"]).levels)
     assert (policy.disrupted >= policy.calm).all() and (policy.disrupted > policy.calm).any()
+    # a kind left out of z_disrupted keeps its calm z (no reaction there), not the default 1.65
+    partial = PolicySpec.from_dict({"name": "shock_aware_base_stock", "z": {"store": 2.0, "dc": 4.0},
+                                    "z_disrupted": {"store": 5.0}})
+    assert partial.z_disrupted == {"store": 5.0, "dc": 4.0}
+    assert PolicySpec.from_dict({"name": "shock_aware_base_stock", "z": {"dc": 4.0}}).z_disrupted == {
+        "store": 1.65, "dc": 4.0}
     with pytest.raises(SpecError, match="policy: unknown key 'z_disrupted'; allowed: name, z"):
         PolicySpec.from_dict({"name": "base_stock", "z_disrupted": {"store": 5.0}})
     with pytest.raises(SpecError, match="policy.z_disrupted.dc: 99"):

@@ -37,3 +37,22 @@ def test_a_config_error_is_one_line_and_exit_status_2(capsys):
 def test_other_errors_pass_through_config_errors():
     with pytest.raises(ValueError, match="not a config error"), config_errors():
         raise ValueError("not a config error")
+
+
+def test_a_bare_policy_name_means_its_conf_file():
+    """`shock_aware_base_stock` in a list of policies is conf/policy/shock_aware_base_stock.yaml (z 3 / 2, z 6 / 10
+    while disrupted), not the default z for both, which would make it a plain base-stock; an unknown name is one
+    error naming the key."""
+    import yaml
+
+    from agents.baselines.catalog import PolicySpec
+    from experiments.policy_entries import named_policy_spec
+    from experiments.startup import CONF_DIR
+
+    spec = named_policy_spec("shock_aware_base_stock", "policies[0]")
+    conf = yaml.safe_load((CONF_DIR / "policy" / "shock_aware_base_stock.yaml").read_text())
+    assert spec == PolicySpec.from_dict(conf)
+    assert spec.z != spec.z_disrupted
+    assert named_policy_spec("rop", "policies[0]") == PolicySpec.from_dict({"name": "rop"})
+    with pytest.raises(SpecError, match=r"^policies\[1\]: 'nope' is not allowed; allowed: base_stock"):
+        named_policy_spec("nope", "policies[1]")

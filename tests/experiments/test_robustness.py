@@ -127,8 +127,30 @@ def test_scenarios_side_by_side_give_the_same_figures(tmp_path):
     assert (two / "robustness.csv").read_text() == (one / "robustness.csv").read_text()
     assert (two / "robustness.md").read_text() == (one / "robustness.md").read_text()
     for folder in ("baseline", "flash_sale", "held_out__port_strike"):
-        assert ((two / "scenarios" / folder / "tuning.csv").read_text()
-                == (one / "scenarios" / folder / "tuning.csv").read_text())
+        for name in ("tuning.csv", "reacting_policy.yaml"):
+            assert (two / "scenarios" / folder / name).read_text() == (one / "scenarios" / folder / name).read_text()
+    assert ((two / "scenarios" / "held_out__port_strike" / "reacting_tuning.csv").read_text()
+            == (one / "scenarios" / "held_out__port_strike" / "reacting_tuning.csv").read_text())
+
+
+def test_the_reacting_base_stock_takes_a_given_calm_z_and_can_be_left_out(tmp_path):
+    """reactive.calm_z is held as given (no tuning with no shocks), its z while disrupted is the cheapest of its
+    tuning runs; reactive.enabled=false leaves the reacting base-stock out of the runs and the report."""
+    args = [*SHORT, "seeds=2", "under_test=rop", "also=[]", "scenarios=[baseline]", f"hold_out=[{HELD_PORT_STRIKE}]"]
+    given, off = tmp_path / "given", tmp_path / "off"
+    done = robustness(*args, "reactive.calm_z={store: 2.0, dc: 0.5}", f"hydra.run.dir={given}")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "the reacting base-stock's calm z" not in done.stderr  # not tuned
+    reacting = yaml.safe_load((given / "scenarios" / "held_out__port_strike" / "reacting_policy.yaml").read_text())
+    assert reacting["z"] == {"store": 2.0, "dc": 0.5}
+    runs = read_rows(given / "scenarios" / "held_out__port_strike" / "reacting_tuning.csv")
+    assert reacting["z_disrupted"] == {"store": float(runs[0]["store"]), "dc": float(runs[0]["dc"])}
+    assert float(runs[0]["cost_per_day"]) == min(float(r["cost_per_day"]) for r in runs)
+    done = robustness(*args, "reactive.enabled=false", f"hydra.run.dir={off}")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert {r["policy"] for r in read_rows(off / "robustness.csv")} == {"rop", "base-stock, tuned on the scenario"}
+    assert "reacting" not in (off / "robustness.md").read_text()
+    assert not (off / "scenarios" / "held_out__port_strike" / "reacting_policy.yaml").exists()
 
 
 def test_the_held_out_scenarios_come_from_the_checkpoints_training(tmp_path):
@@ -177,6 +199,8 @@ def test_the_held_out_scenarios_come_from_the_checkpoints_training(tmp_path):
     (["under_test=rop", "tune=5"], "tune: 5 is not allowed; allowed: a mapping"),
     (["under_test=rop", "reactive.calm_z={store: 99}"], "reactive.calm_z.store: 99"),
     (["under_test=rop", "+reactive.often=1"], "reactive: unknown key 'often'"),
+    (["under_test=rop", "reactive.enabled=false", "reactive.calm_z={store: 1}"],
+     "reactive.calm_z: {'store': 1} with reactive.enabled=false is not allowed"),
 ])
 def test_bad_settings_are_one_error_naming_the_key_before_any_work(tmp_path, args, message):
     run = tmp_path / "run"

@@ -53,6 +53,8 @@ def test_a_long_value_of_another_key_passes_through_untouched():
     long_value = f"hold_out=[{{name:custom,shocks:[{shocks}]}}]"
     assert len(long_value) > 1000
     assert scenario_file_overrides([long_value, "scenario=baseline"]) == [long_value, "scenario=baseline"]
+    # nor does a scenario= value too long to be a file name: it is a list of names (here one unknown to Hydra)
+    assert scenario_file_overrides([f"scenario={'x' * 300}"]) == [f"scenario={'x' * 300}"]
 
 
 def test_simulate_runs_a_scenario_file_and_writes_the_scenario_as_run(tmp_path):

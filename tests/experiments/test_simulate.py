@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 from scipy import stats
@@ -54,7 +55,9 @@ def test_every_network_and_policy_config_validates(network, policy):
     file = [f"network.path={ROOT / 'tests/twin/data/network_csv'}"] if network == "file" else []  # a planner's files
     config = load_config(composed(f"network={network}", f"policy={policy}", *file))
     assert config.network.name == ("planner_demo" if file else network)
-    assert config.policy_spec == PolicySpec(name=policy, z={"store": 1.65, "dc": 1.65})
+    assert config.policy_spec == PolicySpec.from_dict(yaml.safe_load((CONF / "policy" / f"{policy}.yaml").read_text()))
+    if policy != "shock_aware_base_stock":  # its conf holds the z tuned on paper_5x20 (README)
+        assert config.policy_spec == PolicySpec(name=policy, z={"store": 1.65, "dc": 1.65})
     assert config.horizon == 365 and config.warmup == 28 and config.seeds == [0]
 
 
@@ -107,7 +110,8 @@ def test_bad_values_name_the_key(overrides, key):
 def test_unknown_group_options_are_caught_before_hydra():
     assert unknown_choice(["scenario=covid_2020", "policy=rop,ss", "horizon=30", "hydra.run.dir=x"]) is None
     message = unknown_choice(["network=small", "policy=rop,nope"])
-    assert message.startswith("policy: 'nope' is not allowed; allowed: base_stock, echelon_base_stock, rop, ss")
+    assert message.startswith("policy: 'nope' is not allowed; allowed: base_stock, echelon_base_stock, rop, "
+                              "shock_aware_base_stock, ss")
 
 
 def test_summary_statistics():
