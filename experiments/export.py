@@ -30,7 +30,7 @@ from omegaconf import DictConfig
 
 import scenarios
 from agents.baselines.catalog import PolicySpec
-from agents.baselines.policies import SS, BaseStock, ReorderPointEOQ
+from agents.baselines.policies import SS, BaseStock, ReorderPointEOQ, ShockAwareBaseStock
 from agents.baselines.safety import read_safety_factors, safety_factors
 from agents.deploy.bundle import (
     FALLBACK_FILE,
@@ -79,12 +79,14 @@ def rule_parameters(policy) -> tuple[str, dict[str, np.ndarray]]:
     """The rule name and parameter arrays of a baseline policy object."""
     if isinstance(policy, BaseStock):
         return "base_stock", {"levels": policy.levels}
+    if isinstance(policy, ShockAwareBaseStock):
+        return "shock_aware_base_stock", {"calm": policy.calm, "disrupted": policy.disrupted}
     if isinstance(policy, SS):
         return "ss", {"s": policy.s, "S": policy.S}
     if isinstance(policy, ReorderPointEOQ):
         return "rop", {"reorder_point": policy.reorder_point, "quantity": policy.quantity}
     raise SpecError(f"policy: {type(policy).__name__} cannot be exported; allowed: base_stock, ss, rop, "
-                    f"forecast:NAME, file:PATH.yaml")
+                    f"shock_aware_base_stock, forecast:NAME, file:PATH.yaml")
 
 
 def export_rule(entry: str | dict, z: dict[str, float], network_data: dict, horizon: int, seed: int, out: Path,
@@ -120,7 +122,7 @@ def rule_of(entry: str | dict, z: dict[str, float], network, horizon: int, seed:
             spec = PolicySpec.from_dict(entry, "policy")
         else:
             raise SpecError(f"rule: {entry!r} is not allowed; allowed: forecast:NAME, file:PATH.yaml (or "
-                            f"policy=base_stock|ss|rop)")
+                            f"policy=base_stock|ss|rop|shock_aware_base_stock)")
         source = spec.build(network, horizon, seed)
         rule, arrays = rule_parameters(source)
         name = spec.name if not sep else f"{spec.name}:{Path(rest).stem}"

@@ -45,7 +45,7 @@ class PolicyOutput:
 
 # each rule's parameter arrays (nodes, SKUs), or z (nodes, 1) for the forecast base-stock: what a bundle stores
 RULE_ARRAYS = {"base_stock": ("levels",), "ss": ("s", "S"), "rop": ("reorder_point", "quantity"),
-               "forecast_base_stock": ("z",)}
+               "shock_aware_base_stock": ("calm", "disrupted"), "forecast_base_stock": ("z",)}
 RULES = tuple(RULE_ARRAYS)
 
 
@@ -75,6 +75,10 @@ class RulePolicy:
                 raise ValueError("the forecast base-stock needs a forecast with its spread")
             levels = forecast.mean + self.arrays["z"] * forecast.spread
             return PolicyOutput(orders_up_to(levels, position, self.is_supplier), levels)
+        if self.rule == "shock_aware_base_stock":  # the disrupted levels while the state has a disruption in force
+            levels = self.arrays["disrupted" if snapshot.disruptions else "calm"]
+            return PolicyOutput(orders_up_to(levels, position, self.is_supplier),
+                                np.where(self.is_supplier[:, None], np.nan, levels))
         orders = self._static.orders_for(position, self.is_supplier)
         if self.rule == "base_stock":
             levels = self.arrays["levels"]

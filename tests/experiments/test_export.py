@@ -51,7 +51,8 @@ def bundles(tmp_path_factory) -> dict[str, Path]:
             "ss": export(root / "ss", "policy=ss", "policy.z.store=1.0"),
             "rop": export(root / "rop", "policy=rop"),
             "forecast": export(root / "fc", "rule=forecast:oracle"),
-            "tuned": export(root / "tuned", f"rule=file:{tuned}")}
+            "tuned": export(root / "tuned", f"rule=file:{tuned}"),
+            "shock_aware": export(root / "sa", "policy=shock_aware_base_stock")}
 
 
 def state_of_day(bundle, shocks=()):
@@ -60,7 +61,7 @@ def state_of_day(bundle, shocks=()):
     return day.state, day.orders
 
 
-@pytest.mark.parametrize("name", ["base_stock", "ss", "rop", "forecast", "tuned"])
+@pytest.mark.parametrize("name", ["base_stock", "ss", "rop", "forecast", "tuned", "shock_aware"])
 def test_a_rule_bundle_decides_as_its_policy_in_the_twin(bundles, name):
     bundle = load_bundle(bundles[name])
     manifest = json.loads((bundles[name] / "manifest.json").read_text())
@@ -77,6 +78,28 @@ def test_a_rule_bundle_decides_as_its_policy_in_the_twin(bundles, name):
     assert len(served) == sum(1 for n in net.nodes if n.kind != "supplier") * net.skus.n
     for (location, sku), quantity in served.items():
         assert quantity == pytest.approx(twin_orders[net.index(location), net.skus.name.index(sku)], abs=1e-9)
+
+
+def test_the_shock_aware_bundle_serves_its_disrupted_levels_while_the_erp_state_has_a_disruption(bundles):
+    """The same bundle, day 30 with a lead-time disruption in force (from day 20) and without: served orders equal
+    the twin policy's in both, and the levels served are the disrupted ones in the first and the calm ones in the
+    second, which differ. (The orders themselves may agree: at its level a base-stock orders what was sold.)"""
+    bundle = load_bundle(bundles["shock_aware"])
+    assert bundle.manifest.rule == "shock_aware_base_stock"
+    served = {}
+    for label, shocks in (("calm", ()), ("disrupted", (LeadTimeShock(start=20, end=50, multiplier=2.0),))):
+        state, twin_orders = state_of_day(bundle, shocks=shocks)
+        response = decide(bundle, state)
+        net = bundle.network
+        served[label] = np.array([d.order_up_to_level for d in response.decisions], dtype=float)
+        for d in response.decisions:
+            assert d.order_quantity == pytest.approx(
+                np.rint(twin_orders)[net.index(d.location), net.skus.name.index(d.sku)], abs=1e-9)
+        levels = {(d.location, d.sku): d.order_up_to_level for d in response.decisions}
+        arrays = bundle.policy.arrays[label]
+        assert all(level == pytest.approx(arrays[net.index(loc), net.skus.name.index(sku)])
+                   for (loc, sku), level in levels.items())
+    assert not np.array_equal(served["calm"], served["disrupted"])
 
 
 def test_the_zip_loads_like_the_directory(bundles):
