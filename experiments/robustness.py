@@ -391,7 +391,8 @@ def _pm(s: dict, digits: int) -> str:
 
 def plot(path: Path, results: list[ScenarioResult], policy: str, title: str) -> None:
     """Left: the paired cost difference to the tuned base-stock, in % of its cost, with 95% CIs (held-out
-    scenarios hatched); right: fill rates of both, with the paper's 95% service."""
+    scenarios hatched; the reacting base-stock's as a diamond, where run); right: fill rates, with the paper's 95%
+    service."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -404,16 +405,24 @@ def plot(path: Path, results: list[ScenarioResult], policy: str, title: str) -> 
     for yi, res in zip(y, results):
         diff = res.difference(policy)
         base = res.evaluation.summary()[TUNED]["cost_per_day"]["mean"]
-        left.barh(yi, 100 * diff["mean"] / base, xerr=100 * (diff["ci95"] or 0) / base,
+        left.barh(yi + 0.1, 100 * diff["mean"] / base, height=0.5, xerr=100 * (diff["ci95"] or 0) / base,
                   color=colours[res.verdict(policy)], hatch="//" if res.case.held_out else None, capsize=3)
         summary = res.evaluation.summary()
         right.scatter(100 * summary[policy]["fill_rate"]["mean"], yi + 0.12, marker="o", color="tab:blue",
                       label=policy if yi == y[0] else None)
         right.scatter(100 * summary[TUNED]["fill_rate"]["mean"], yi - 0.12, marker="s", color="tab:orange",
                       label=TUNED if yi == y[0] else None)
+        if REACTIVE in summary:
+            reacting = res.difference(REACTIVE)
+            left.errorbar(100 * reacting["mean"] / base, yi - 0.28, xerr=100 * (reacting["ci95"] or 0) / base,
+                          fmt="D", color="tab:purple", markersize=5, capsize=2, label=REACTIVE if yi == y[0] else None)
+            right.scatter(100 * summary[REACTIVE]["fill_rate"]["mean"], yi - 0.28, marker="D", color="tab:purple",
+                          s=16, label=REACTIVE if yi == y[0] else None)
     left.axvline(0, color="black", lw=0.8)
     left.set_yticks(y, labels)
     left.set_xlabel("cost per day vs the tuned base-stock, % (paired 95% CI); hatched: held out of training")
+    if left.get_legend_handles_labels()[0]:
+        left.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), fontsize=8, frameon=False)
     right.axvline(100 * PAPER_COVID_SERVICE, color="black", ls="--", lw=0.8, label="paper's service under covid")
     right.set_xlabel("fill rate, %")
     right.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, fontsize=8, frameon=False)
