@@ -328,8 +328,7 @@ def format_report(results: list[ScenarioResult], policy: str, title: str) -> str
         summary = res.evaluation.summary()
         mine, tuned = summary[policy], summary[TUNED]
         diff = res.difference(policy)
-        z = _z_text(res.tuning)
-        digits = 0 if abs(tuned["cost_per_day"]["mean"]) >= 100 else 2  # a network's costs; a small one's
+        z, digits = _z_text(res.tuning), _digits(res)
         lines.append(f"| {res.case.label} | {'yes' if res.case.held_out else 'no'} | "
                      f"{_pm(mine['cost_per_day'], digits)} | {mine['fill_rate']['mean']:.1%} | {z} | "
                      f"{_pm(tuned['cost_per_day'], digits)} | {tuned['fill_rate']['mean']:.1%} | "
@@ -361,8 +360,7 @@ def _reactive_report(results: list[ScenarioResult]) -> list[str]:
              "| scenario | z while disrupted: store / dc | cost | fill | reacting - tuned | verdict |",
              "|---|---|---|---|---|---|"]
     for res in results:
-        summary = res.evaluation.summary()[REACTIVE]
-        digits = 0 if abs(summary["cost_per_day"]["mean"]) >= 100 else 2
+        summary, digits = res.evaluation.summary()[REACTIVE], _digits(res)
         diff = res.difference(REACTIVE)
         z = "no disruption" if res.reactive is None else _z_text(res.reactive)
         lines.append(f"| {res.case.label} | {z} | {_pm(summary['cost_per_day'], digits)} | "
@@ -372,6 +370,12 @@ def _reactive_report(results: list[ScenarioResult]) -> list[str]:
 
 def _others(results: list[ScenarioResult], policy: str) -> list[str]:
     return [p for p in results[0].evaluation.policies if p not in (policy, TUNED, REACTIVE)] if results else []
+
+
+def _digits(res: ScenarioResult) -> int:
+    """Decimals for a scenario's costs: none for a network's (the tuned base-stock's >= 100 per day), 2 for a
+    small one's."""
+    return 0 if abs(res.evaluation.summary()[TUNED]["cost_per_day"]["mean"]) >= 100 else 2
 
 
 def _z_text(tuning: TuningResult) -> str:

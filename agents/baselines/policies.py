@@ -56,10 +56,13 @@ class ShockAwareBaseStock:
                              f"{self.disrupted.shape}, suppliers {self.is_supplier.shape}; allowed: (nodes, SKUs) "
                              f"levels and one supplier flag per node")
 
+    def levels_for(self, snapshot: Snapshot) -> np.ndarray:
+        """The levels (nodes, SKUs) in force at the snapshot: disrupted while it has a disruption in force."""
+        return self.disrupted if snapshot.disruptions else self.calm
+
     def act(self, state: Snapshot) -> np.ndarray:
         check_snapshot(type(self).__name__, state)
-        levels = self.disrupted if state.disruptions else self.calm
-        return orders_up_to(levels, state.inventory_position, self.is_supplier)
+        return orders_up_to(self.levels_for(state), state.inventory_position, self.is_supplier)
 
     @classmethod
     def from_stats(cls, stats: DemandStats, z: dict[str, float] | None = None,

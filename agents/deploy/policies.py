@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from agents.baselines.policies import SS, BaseStock, ReorderPointEOQ
+from agents.baselines.policies import SS, BaseStock, ReorderPointEOQ, ShockAwareBaseStock
 from agents.deploy.onnx_head import OnnxHead
 from agents.envs.actions import ActionMap
 from agents.envs.observation import ItemProfile, ObsSpec, observation_inputs
@@ -63,7 +63,9 @@ class RulePolicy:
         self.needs_spread = self.needs_forecast
         a = self.arrays
         self._static = {"base_stock": lambda: BaseStock(a["levels"]), "ss": lambda: SS(a["s"], a["S"]),
-                        "rop": lambda: ReorderPointEOQ(a["reorder_point"], a["quantity"])}.get(rule, lambda: None)()
+                        "rop": lambda: ReorderPointEOQ(a["reorder_point"], a["quantity"]),
+                        "shock_aware_base_stock": lambda: ShockAwareBaseStock(a["calm"], a["disrupted"], is_supplier),
+                        }.get(rule, lambda: None)()
 
     def decide(self, snapshot: Snapshot, forecast: DemandForecast | None = None,
                nodes: np.ndarray | None = None) -> PolicyOutput:
@@ -76,9 +78,8 @@ class RulePolicy:
             levels = forecast.mean + self.arrays["z"] * forecast.spread
             return PolicyOutput(orders_up_to(levels, position, self.is_supplier), levels)
         if self.rule == "shock_aware_base_stock":  # the disrupted levels while the state has a disruption in force
-            levels = self.arrays["disrupted" if snapshot.disruptions else "calm"]
-            return PolicyOutput(orders_up_to(levels, position, self.is_supplier),
-                                np.where(self.is_supplier[:, None], np.nan, levels))
+            levels = self._static.levels_for(snapshot)
+            return PolicyOutput(self._static.act(snapshot), np.where(self.is_supplier[:, None], np.nan, levels))
         orders = self._static.orders_for(position, self.is_supplier)
         if self.rule == "base_stock":
             levels = self.arrays["levels"]
