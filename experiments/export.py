@@ -176,7 +176,8 @@ def export_checkpoint(checkpoint: Path, samples: int, out: Path, serve_network: 
     sim = SupplyChainSim(setup.env)
     p = sim.profile
     np.savez(out / PROFILE_FILE, scale=p.scale, demand_cv=p.demand_cv, critical_ratio=p.critical_ratio,
-             nominal_lead_time=p.nominal_lead_time, initial_on_hand=policy.initial_on_hand)
+             nominal_lead_time=p.nominal_lead_time, lead_time_variance=p.lead_time_variance,
+             initial_on_hand=policy.initial_on_hand)
     roles = {agent.split("/")[0]: role for agent, role in setup.roles.items()}
     env = setup.env
     manifest = {

@@ -95,8 +95,15 @@ class DemandStats:
         node's own lead time (plus review); for echelon policies, whose periods span the lanes down to the
         stores, the downstream lanes' lead-time variance is left out.
         """
-        p = np.asarray(periods, dtype=float)[:, None]
-        mu = self.mean * p
-        var = self.variance * p + self.mean**2 * self.lead_time_variance[:, None]
-        return mu, np.sqrt(var)
+        return demand_over(self.mean, self.variance, self.lead_time_variance, periods)
+
+
+def demand_over(mean: np.ndarray, variance: np.ndarray, lead_time_variance: np.ndarray,
+                periods: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and standard deviation (nodes, SKUs) of demand over `periods` (nodes,) days, from the daily `mean` and
+    `variance` (nodes, SKUs) and each node's `lead_time_variance` (nodes,): DemandStats.over's rule, on arrays."""
+    p = np.asarray(periods, dtype=float)[:, None]
+    mu = mean * p
+    var = variance * p + mean**2 * np.asarray(lead_time_variance, dtype=float)[:, None]
+    return mu, np.sqrt(var)
 

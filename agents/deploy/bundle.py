@@ -453,12 +453,20 @@ def _onnx_policy(path: Path, manifest: Manifest, network: NetworkSpec) -> OnnxPo
         if missing:
             raise BundleError(f"{PROFILE_FILE}: no array {missing[0]!r}; allowed: a profile written by "
                               f"experiments.export")
+        if action.anchor == "profile" and "lead_time_variance" not in data:
+            raise BundleError(f"{PROFILE_FILE}: no array 'lead_time_variance'; allowed: a profile written by "
+                              f"experiments.export (action kind {action.kind!r} sets its levels from it)")
         profile = ItemProfile(scale=data["scale"], demand_cv=data["demand_cv"],
-                              critical_ratio=data["critical_ratio"], nominal_lead_time=data["nominal_lead_time"])
+                              critical_ratio=data["critical_ratio"], nominal_lead_time=data["nominal_lead_time"],
+                              lead_time_variance=data["lead_time_variance"] if "lead_time_variance" in data else None)
         initial = data["initial_on_hand"] if "initial_on_hand" in data else None
     if profile.scale.shape != (len(topo.names), network.skus.n):
         raise BundleError(f"{PROFILE_FILE}: scale has shape {profile.scale.shape}; allowed: (nodes, SKUs) of "
                           f"{NETWORK_FILE}")
+    ltv = profile.lead_time_variance
+    if ltv is not None and (ltv.shape != (len(topo.names),) or not (np.isfinite(ltv) & (ltv >= 0)).all()):
+        raise BundleError(f"{PROFILE_FILE}: lead_time_variance has shape {ltv.shape} or a value that is not finite "
+                          f"and >= 0; allowed: one variance >= 0 per node of {NETWORK_FILE}")
     heads = []
     for i, entry in enumerate(manifest.heads):
         if entry.n_features != spec.n_features or entry.n_actions != action.n:
@@ -472,6 +480,7 @@ def _onnx_policy(path: Path, manifest: Manifest, network: NetworkSpec) -> OnnxPo
         except (SpecError, ValueError) as error:
             raise BundleError(f"{entry.file}: {error}") from error
         heads.append(Head(entry.policy_id, onnx, nodes, entry.layout))
-    policy = OnnxPolicy(heads, spec, profile, action, controlled, network.demand.integer_units)
+    policy = OnnxPolicy(heads, spec, profile, action, controlled, network.demand.integer_units,
+                        manifest.review_period)
     policy.initial_on_hand = initial  # the stock its training episodes started with (twin runs start from it)
     return policy

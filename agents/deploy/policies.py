@@ -23,7 +23,7 @@ import numpy as np
 
 from agents.baselines.policies import SS, BaseStock, ReorderPointEOQ, ShockAwareBaseStock
 from agents.deploy.onnx_head import OnnxHead
-from agents.envs.actions import ActionMap
+from agents.envs.actions import ActionMap, anchor_for
 from agents.envs.observation import ItemProfile, ObsSpec, observation_inputs
 from agents.forecasting.live import DemandForecast, LiveForecaster, forecast_over_protection
 from twin.engine import Engine
@@ -107,11 +107,13 @@ class OnnxPolicy:
     initial_on_hand: np.ndarray | None = None  # the stock its training episodes started with, where known
 
     def __init__(self, heads: list[Head], obs_spec: ObsSpec, profile: ItemProfile, action: ActionMap,
-                 controlled: np.ndarray, integer_units: bool) -> None:
+                 controlled: np.ndarray, integer_units: bool, review_period: int = 1) -> None:
         self.heads, self.obs_spec, self.profile, self.action = heads, obs_spec, profile, action
         self.controlled = np.asarray(controlled)
         self.integer_units = integer_units
         self.needs_spread = action.needs_spread
+        # a profile-anchored action's levels, fixed for the bundle: computed once, as the env does
+        self.profile_anchor = profile.over_protection(review_period) if action.anchor == "profile" else None
 
     def decide(self, snapshot: Snapshot, forecast: DemandForecast | None = None,
                nodes: np.ndarray | None = None) -> PolicyOutput:
@@ -148,8 +150,9 @@ class OnnxPolicy:
         shape = snapshot.on_hand.shape
         orders, levels, full_confidence = np.zeros(shape), np.full(shape, np.nan), np.full(shape, np.nan)
         position = snapshot.inventory_position
-        spread = None if forecast.spread is None else forecast.spread[c]
-        args = (actions, position[c], forecast.mean[c], self.profile.scale[c], spread)
+        anchor = anchor_for(self.action, forecast, self.profile_anchor)
+        spread = None if anchor.spread is None else anchor.spread[c]
+        args = (actions, position[c], anchor.mean[c], self.profile.scale[c], spread)
         orders[c] = self.action.orders(*args)
         levels[c] = self.action.levels(*args)
         full_confidence[c] = confidence

@@ -5,7 +5,15 @@
 - SingleNodeEnv: Gymnasium, registered as `SupplyChainSingleNode-v0`.
 """
 
-from agents.envs.actions import ActionMap, OrderDaysOfDemand, OrderUnits, OrderUpTo, SafetyFactor, action_from_dict
+from agents.envs.actions import (
+    ActionMap,
+    OrderDaysOfDemand,
+    OrderUnits,
+    OrderUpTo,
+    ProfileSafetyFactor,
+    SafetyFactor,
+    action_from_dict,
+)
 from agents.envs.core import CostWeights, EnvConfig, SupplyChainSim, env_config_from_dict
 from agents.envs.observation import ObsInputs, ObsSpec
 from agents.envs.parallel import SupplyChainParallelEnv
@@ -14,5 +22,5 @@ from agents.envs.single_node import ENV_ID, SingleNodeEnv, register
 register()
 
 __all__ = ["ENV_ID", "ActionMap", "CostWeights", "EnvConfig", "ObsInputs", "ObsSpec", "OrderDaysOfDemand", "OrderUnits",
-           "OrderUpTo", "SafetyFactor", "SingleNodeEnv", "SupplyChainParallelEnv", "SupplyChainSim", "action_from_dict",
-           "env_config_from_dict"]
+           "OrderUpTo", "ProfileSafetyFactor", "SafetyFactor", "SingleNodeEnv", "SupplyChainParallelEnv",
+           "SupplyChainSim", "action_from_dict", "env_config_from_dict"]

@@ -11,6 +11,11 @@ the (node, SKU)'s own demand, so one policy can act on SKUs of any volume:
   The forecast-driven base-stock (the baselines' ForecastBaseStock) is one
   constant action, and slow or intermittent SKUs get safety stock in proportion
   to their own spread, which a multiplier of the mean cannot give them.
+- ProfileSafetyFactor: as SafetyFactor, but on the long-run demand profile (the item profile's mean and
+  standard deviation over the *nominal* lead time + review, ItemProfile.over_protection) instead of the
+  forecast: the static base-stock (the baselines' BaseStock) is one constant action, and a base-stock that
+  raises its safety stock while a shock is in force (ShockAwareBaseStock) is two. The observation still
+  holds the forecast; only the levels are anchored on the profile.
 - OrderDaysOfDemand: order = grid[a] x mean daily demand.
 - OrderUnits: order = grid[a] units (the paper's raw grid 0, 20, 40, ...).
 """
@@ -23,6 +28,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from agents.forecasting.live import DemandForecast
 from twin.config import ConfigReader, SpecError
 from twin.registry import Registry
 
@@ -34,6 +40,7 @@ class ActionMap:
     grid: tuple[float, ...]
     kind: ClassVar[str] = ""
     needs_spread: ClassVar[bool] = False  # True: orders() reads the forecast's standard deviation
+    anchor: ClassVar[str] = "forecast"    # what orders() reads as `forecast` / `spread`: see anchor_for
 
     def __post_init__(self) -> None:
         if len(self.grid) == 0:
@@ -87,6 +94,18 @@ class SafetyFactor(ActionMap):
         return np.maximum(self.levels(actions, position, forecast, scale, spread) - position, 0.0)
 
 
+class ProfileSafetyFactor(SafetyFactor):
+    kind = "profile_safety_factor"
+    needs_spread = False  # its spread is the profile's, not the forecaster's
+    anchor = "profile"
+
+
+def anchor_for(action: ActionMap, forecast: DemandForecast, profile: DemandForecast) -> DemandForecast:
+    """What `action.orders` reads as its forecast and spread: the live `forecast`, or for a profile-anchored
+    kind the long-run `profile` (ItemProfile.over_protection)."""
+    return profile if action.anchor == "profile" else forecast
+
+
 class OrderDaysOfDemand(ActionMap):
     kind = "days_of_demand"
 
@@ -101,11 +120,12 @@ class OrderUnits(ActionMap):
         return np.broadcast_to(self.values(actions), np.shape(actions)).astype(float)
 
 
-ACTION_KINDS: Registry[type[ActionMap]] = Registry.of("env.action.kind", OrderUpTo, SafetyFactor, OrderDaysOfDemand,
-                                                    OrderUnits, attribute="kind")
+ACTION_KINDS: Registry[type[ActionMap]] = Registry.of("env.action.kind", OrderUpTo, SafetyFactor, ProfileSafetyFactor,
+                                                    OrderDaysOfDemand, OrderUnits, attribute="kind")
 DEFAULT_GRIDS = {
     "order_up_to": {"start": 0.5, "stop": 2.0, "step": 0.05},
     "safety_factor": {"start": 0.0, "stop": 6.0, "step": 0.25},
+    "profile_safety_factor": {"start": 0.0, "stop": 10.0, "step": 0.5},
     "days_of_demand": {"start": 0.0, "stop": 4.0, "step": 0.25},
     "units": {"start": 0, "stop": 200, "step": 20},
 }

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 import scenarios
-from agents.envs.actions import ActionMap, action_from_dict
+from agents.envs.actions import ActionMap, action_from_dict, anchor_for
 from agents.envs.observation import ItemProfile, ObsSpec, observation_inputs
 from agents.envs.worlds import World, WorldSpec, worlds_from_dict
 from agents.forecasting import forecaster_from_name
@@ -189,7 +189,9 @@ class SupplyChainSim:
         self.scale = np.maximum(stats.mean, MIN_SCALE)
         self.profile = ItemProfile(scale=self.scale, demand_cv=np.sqrt(stats.variance) / self.scale,
                                    critical_ratio=rates.critical_ratio,
-                                   nominal_lead_time=self.topology.lead_time_mean)
+                                   nominal_lead_time=self.topology.lead_time_mean,
+                                   lead_time_variance=stats.lead_time_variance)
+        self._profile_anchor = self.profile.over_protection(config.review_period)  # ProfileSafetyFactor's levels
         # what a day of demand costs to hold: the unit that rewards are measured in
         self.cost_scale = np.maximum(rates.holding * self.scale, 1e-6)[self.controlled]
         self.integer = network.demand.integer_units
@@ -264,8 +266,9 @@ class SupplyChainSim:
         `orders(actions)` then decides for it."""
         self.check_shape("snapshot", snapshot.network_name, snapshot.nodes, snapshot.skus)
         inputs = observation_inputs(snapshot, forecast, self.profile, self.config.obs_spec)
-        self._forecast = forecast.mean
-        self._spread = forecast.spread
+        anchor = anchor_for(self.config.action, forecast, self._profile_anchor)
+        self._forecast = anchor.mean
+        self._spread = anchor.spread
         self._position = snapshot.inventory_position
         return self.config.obs_spec.build(inputs)[self.controlled]
 

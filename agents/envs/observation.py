@@ -34,8 +34,10 @@ from functools import cached_property
 import numpy as np
 
 from agents.forecasting.live import DemandForecast
+from twin.coverage import protection_periods
 from twin.shocks import CapacityCut, DcClosure, DemandShock, LeadTimeShock, SupplierOutage
 from twin.snapshot import Snapshot
+from twin.stats import demand_over
 
 SHOCK_CLASSES = (DemandShock, LeadTimeShock, SupplierOutage, DcClosure, CapacityCut)
 OBS_CLIP = 100.0  # days of demand: beyond this an observation is clipped (keeps networks' inputs bounded)
@@ -61,7 +63,8 @@ class ObsInputs:
         """The inputs of `nodes` only (indices): their observation is those rows of the whole network's."""
         p = self.profile
         profile = ItemProfile(scale=p.scale[nodes], demand_cv=p.demand_cv[nodes],
-                              critical_ratio=p.critical_ratio[nodes], nominal_lead_time=p.nominal_lead_time[nodes])
+                              critical_ratio=p.critical_ratio[nodes], nominal_lead_time=p.nominal_lead_time[nodes],
+                              lead_time_variance=None if p.lead_time_variance is None else p.lead_time_variance[nodes])
         return ObsInputs(day=self.day, on_hand=self.on_hand[nodes], backorders=self.backorders[nodes],
                          unshipped=self.unshipped[nodes], pipeline_by_age=self.pipeline_by_age[nodes],
                          forecast=self.forecast[nodes], lead_time=self.lead_time[nodes],
@@ -78,6 +81,16 @@ class ItemProfile:
     demand_cv: np.ndarray          # (nodes, SKUs)
     critical_ratio: np.ndarray     # (nodes, SKUs) in [0, 1]
     nominal_lead_time: np.ndarray  # (nodes,) days
+    lead_time_variance: np.ndarray | None = None  # (nodes,) days^2 of the inbound lane; needed by over_protection
+
+    def over_protection(self, review_period: int) -> DemandForecast:
+        """The long-run demand (mean and standard deviation) over each node's nominal lead time + review period:
+        what a static base-stock's levels are set from (DemandStats.over, with the floored mean `scale`)."""
+        if self.lead_time_variance is None:
+            raise ValueError("ItemProfile.over_protection: this profile has no lead_time_variance")
+        mean, spread = demand_over(self.scale, (self.demand_cv * self.scale) ** 2, self.lead_time_variance,
+                                   protection_periods(self.nominal_lead_time, review_period))
+        return DemandForecast(mean=mean, spread=spread)
 
 
 @dataclass(frozen=True)

@@ -187,6 +187,54 @@ def test_a_constant_safety_factor_is_the_forecast_driven_base_stock(small):
     assert env_cost == pytest.approx(result.kpis["network"]["cost_total"], rel=1e-9)
 
 
+def test_a_profile_safety_factor_is_the_static_base_stock_and_two_are_the_shock_aware_one(small):
+    """ProfileSafetyFactor's z held constant orders exactly what the static BaseStock with that z orders (its levels
+    do not follow the forecast or today's lead time), and z chosen by whether a disruption is in force orders what
+    ShockAwareBaseStock does: the family holds both baselines."""
+    from agents.baselines.policies import BaseStock, ShockAwareBaseStock
+    from twin.stats import DemandStats
+
+    cfg = config(small, episode_days=60, action=action_from_dict({"kind": "profile_safety_factor",
+                                                                  "grid": [0.0, 1.5, 4.0]}),
+                 scenario="port_strike", scenario_params={"start_day": 10, "days": 25}, forecaster="seasonal_naive")
+    stats = DemandStats.of(small, 60, seed=0)
+    calm, disrupted = {"dc": 1.5, "store": 1.5}, {"dc": 4.0, "store": 4.0}
+    for name, policy, choose in [
+        ("static", BaseStock.from_stats(stats, calm), lambda sim: 1),
+        ("shock-aware", ShockAwareBaseStock.from_stats(stats, calm, disrupted),
+         lambda sim: 2 if sim.engine.snapshot().disruptions else 1),
+    ]:
+        sim = SupplyChainSim(cfg)
+        sim.reset(seed=4)
+        done, env_cost, raised = False, 0.0, 0
+        while not done:
+            action = choose(sim)
+            raised += action == 2
+            _, cost, done = sim.step(np.full((3, 3), action, dtype=int))
+            env_cost += cost.sum()
+        engine = Engine(small, horizon=60, seed=sim.episode_seed, invariants="off",
+                        initial_on_hand=sim.initial_on_hand, shocks=sim.shocks)
+        result = engine.run(policy)
+        assert env_cost > 0, name
+        assert env_cost == pytest.approx(result.kpis["network"]["cost_total"], rel=1e-9), name
+        assert raised == (25 if name == "shock-aware" else 0)
+
+
+def test_a_profile_anchored_action_needs_no_forecast_spread():
+    from agents.envs.actions import ProfileSafetyFactor, anchor_for
+    from agents.forecasting.live import DemandForecast
+
+    action = ProfileSafetyFactor(grid=(0.0, 2.0))
+    assert not action.needs_spread and action.anchor == "profile"
+    forecast = DemandForecast(mean=np.array([[40.0]]))
+    profile = DemandForecast(mean=np.array([[30.0]]), spread=np.array([[5.0]]))
+    anchor = anchor_for(action, forecast, profile)
+    assert anchor is profile
+    np.testing.assert_allclose(action.orders(np.array([[1]]), np.array([[10.0]]), anchor.mean, np.ones((1, 1)),
+                                             anchor.spread), [[30.0]])  # 30 + 2 x 5 - 10
+    assert anchor_for(SafetyFactor(grid=(1.0,)), forecast, profile) is forecast
+
+
 @pytest.mark.parametrize("bad, match", [
     ({"kind": "order_up_to", "grid": []}, "env.action.grid: empty"),
     ({"kind": "magic"}, "env.action.kind: 'magic'"),
