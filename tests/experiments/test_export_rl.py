@@ -80,6 +80,41 @@ def test_a_learned_bundle_decides_as_its_checkpoint(checkpoint, bundle_dir):
         decide(bundle, ErpState.model_validate(data))
 
 
+def test_a_profile_anchored_policy_is_served_with_its_static_levels(tmp_path):
+    """env.action.kind=profile_safety_factor: the bundle carries the profile's lead-time variance, decides as the
+    checkpoint does, and every level it serves is the long-run profile's mean + a grid value x its spread (not the
+    forecast's); a profile without that array is refused, naming it."""
+    from agents.rl.policy import TrainedPolicy
+
+    done = run("experiments.train", *TINY, "env.action.kind=profile_safety_factor", f"hydra.run.dir={tmp_path / 't'}")
+    assert done.returncode == 0, done.stderr[-3000:]
+    checkpoint = tmp_path / "t" / "checkpoints" / "latest"
+    done = run("experiments.export", f"checkpoint={checkpoint}", *KPI, f"hydra.run.dir={tmp_path / 'e'}")
+    assert done.returncode == 0, done.stderr[-3000:]
+    bundle_dir = tmp_path / "e" / "bundle"
+    bundle = load_bundle(bundle_dir)
+    bundle.self_check()
+    assert bundle.manifest.action.kind == "profile_safety_factor"
+    assert bundle.manifest.kpis["bundle"] == bundle.manifest.kpis["source"]
+    day = twin_day(bundle, 25, seed=5, policy=TrainedPolicy.from_checkpoint(checkpoint))
+    response = decide(bundle, day.state)
+    net = bundle.network
+    anchor = bundle.policy.profile_anchor
+    grid = np.asarray(bundle.manifest.action.grid)
+    for d in response.decisions:
+        i, k = net.index(d.location), net.skus.name.index(d.sku)
+        assert d.policy_quantity == np.rint(day.orders)[i, k]
+        assert np.isclose(anchor.mean[i, k] + grid * anchor.spread[i, k], d.order_up_to_level).any()
+    copy = tmp_path / "old"
+    shutil.copytree(bundle_dir, copy)
+    with np.load(copy / "profile.npz") as data:
+        arrays = {k: data[k] for k in data.files if k != "lead_time_variance"}
+    np.savez(copy / "profile.npz", **arrays)
+    _rewrite_manifest(copy, lambda m: None)
+    with pytest.raises(BundleError, match="profile.npz: no array 'lead_time_variance'"):
+        load_bundle(copy)
+
+
 def test_a_learned_bundle_carries_the_base_stock_rule_of_its_network_as_its_fallback(bundle_dir, tmp_path):
     """The fallback is what `experiments.export policy=base_stock` writes for the network (same parameters), and
     a request asking for it gets that rule bundle's decisions."""
