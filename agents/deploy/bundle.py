@@ -4,7 +4,8 @@
         manifest.json      what the bundle is (Manifest below) and the sha256 of every other file
         network.json       the network's plain data (twin.spec.network_from_dict): the ids the bundle serves
         parameters.npz     a rule policy's arrays: levels / s, S / reorder_point, quantity / z (nodes, ...)
-        profile.npz        a learned policy's item profile (the observation's scaling, agents/envs/observation.py)
+        profile.npz        a learned policy's item profile (the observation's scaling, agents/envs/observation.py;
+                           with lead_time_variance, the levels of a profile-anchored action kind)
         <policy id>.onnx   a learned policy's greedy head per policy id (agents/rl/export.py writes it)
         <policy id>.samples.npz   observations and the checkpoint's scores on them: the bundle's self-check
         fallback/parameters.npz   a learned policy's rule fallback (manifest `fallback`): the parameters that
@@ -480,7 +481,10 @@ def _onnx_policy(path: Path, manifest: Manifest, network: NetworkSpec) -> OnnxPo
         except (SpecError, ValueError) as error:
             raise BundleError(f"{entry.file}: {error}") from error
         heads.append(Head(entry.policy_id, onnx, nodes, entry.layout))
-    policy = OnnxPolicy(heads, spec, profile, action, controlled, network.demand.integer_units,
-                        manifest.review_period)
+    try:
+        policy = OnnxPolicy(heads, spec, profile, action, controlled, network.demand.integer_units,
+                            manifest.review_period)
+    except ValueError as error:  # the profile's levels cannot be computed from its arrays
+        raise BundleError(f"{PROFILE_FILE}: {error}") from error
     policy.initial_on_hand = initial  # the stock its training episodes started with (twin runs start from it)
     return policy

@@ -25,6 +25,7 @@ import numpy as np
 from agents.deploy.conversion import snapshot_to_state
 from agents.deploy.decide import DecisionResponse
 from agents.deploy.erp_state import ErpState
+from agents.envs.actions import ACTION_KINDS
 from agents.forecasting.live import LiveForecaster, forecast_over_protection
 from twin.config import SpecError
 from twin.engine import Engine
@@ -119,7 +120,9 @@ class ServicePolicy:
         self.client, self.network, self.forecaster = client, network, forecaster
         self.review_period = int(manifest.get("review_period", 1))
         action = manifest.get("action") or {}
-        self.with_spread = manifest.get("rule") == "forecast_base_stock" or action.get("kind") == "safety_factor"
+        kind = action.get("kind")
+        self.with_spread = manifest.get("rule") == "forecast_base_stock" or (
+            kind in ACTION_KINDS.names and ACTION_KINDS[kind].needs_spread)
         self.name = name or f"service:{info['name']}"
         self.bundle_sha256 = info["sha256"]
         self._index = {(n.name, s): (i, k) for i, n in enumerate(network.nodes) for k, s in

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from agents.baselines.policies import BaseStock
 from agents.deploy.audit import AuditLog
 from agents.deploy.bundle import BundleError, load_bundle
 from agents.deploy.conversion import ErpStateError
@@ -24,6 +25,7 @@ from agents.deploy.erp_state import ErpState
 from agents.deploy.reload import BundleSlot, Served
 from agents.deploy.testing import twin_day
 from twin.engine import Engine
+from twin.stats import DemandStats
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = ["agent=ppo", "env.granularity=node_sku", "network=small", "env.episode_days=30", "evaluation.seeds=1",
@@ -101,9 +103,23 @@ def test_a_profile_anchored_policy_is_served_with_its_static_levels(tmp_path):
     net = bundle.network
     anchor = bundle.policy.profile_anchor
     grid = np.asarray(bundle.manifest.action.grid)
+    static = DemandStats.of(net, 30, seed=0)  # the env's episode_days (TINY): the static base-stock's levels
+    decided = ~static.topology.is_supplier
+    for z in (0.0, 1.0):
+        np.testing.assert_allclose((anchor.mean + z * anchor.spread)[decided],
+                                   BaseStock.from_stats(static, {"store": z, "dc": z}).levels[decided], rtol=1e-12)
     for d in response.decisions:
         i, k = net.index(d.location), net.skus.name.index(d.sku)
         assert d.policy_quantity == np.rint(day.orders)[i, k]
+        assert d.order_up_to_level is not None
+        assert np.isclose(anchor.mean[i, k] + grid * anchor.spread[i, k], d.order_up_to_level).any()
+    # the request's forecast moves the observation, never the levels an action stands for
+    data = day.state.model_dump(mode="json")
+    for location in data["locations"]:
+        for item in location["items"]:
+            item["forecast"]["mean"] = [3 * v for v in item["forecast"]["mean"]]
+    for d in decide(bundle, ErpState.model_validate(data)).decisions:
+        i, k = net.index(d.location), net.skus.name.index(d.sku)
         assert np.isclose(anchor.mean[i, k] + grid * anchor.spread[i, k], d.order_up_to_level).any()
     copy = tmp_path / "old"
     shutil.copytree(bundle_dir, copy)
