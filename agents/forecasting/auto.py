@@ -32,7 +32,7 @@ from agents.forecasting.features import series_scale
 
 log = logging.getLogger("agents.forecasting.auto")
 
-DEFAULT_CANDIDATES = ("seasonal_naive", "ets", "arima", "croston", "tsb", "adida", "imapa", "gradient_boosting")
+DEFAULT_CANDIDATES = ("seasonal_naive", "ets", "arima", "croston", "tsb", "adida", "imapa", "gradient_boosting", "glm")
 METRICS = ("mase", "mae", "rmse")
 MODES = ("select", "weight")
 

@@ -24,6 +24,7 @@ FORECASTERS: Registry[type] = Registry("forecaster.name", {
     "adida": "agents.forecasting.intermittent:ADIDA",
     "imapa": "agents.forecasting.intermittent:IMAPA",
     "gradient_boosting": "agents.forecasting.tree:GradientBoosting",
+    "glm": "agents.forecasting.glm:PoissonGLM",
     "lstm": "agents.forecasting.lstm:LSTMForecaster",
     "transformer": "agents.forecasting.transformer:TransformerForecaster",
     "ensemble": "agents.forecasting.ensemble:Ensemble",

@@ -21,6 +21,7 @@ from twin.config import SpecError
 ROOT = Path(__file__).resolve().parents[2]
 INTERMITTENT = {"croston", "tsb", "adida", "imapa"}
 CANDIDATES = ["seasonal_naive", "ets", "arima", "croston", "tsb", "adida", "imapa", "gradient_boosting"]
+DEFAULT_CANDIDATES = [*CANDIDATES, "glm"]
 
 
 @pytest.fixture(scope="module")
@@ -74,6 +75,30 @@ def test_intermittent_demand_picks_a_flat_rate(kinds):
     intermittent = scores[sorted(INTERMITTENT)].min(axis=1)
     assert intermittent.mean() * 1.1 < scores["seasonal_naive"].mean(), scores
     assert (intermittent < scores[["ets", "arima"]].min(axis=1) * 1.1).all(), scores  # as good as a flat level
+
+
+def test_multiplicative_demand_driven_by_known_covariates_picks_the_regression():
+    # retail demand as the twin builds it: level x weekday x price^-elasticity x exp(sensitivity x weather), with
+    # an elasticity and a weather sensitivity per SKU and the prices and weather known ahead
+    rng = np.random.default_rng(3)
+    n_store, n_sku, t = 3, 4, 300
+    n, days = n_store * n_sku, np.arange(t)
+    sku = np.tile(np.arange(n_sku), n_store)
+    level = rng.uniform(30, 100, n_sku)[sku] * np.repeat(rng.uniform(0.7, 1.3, n_store), n_sku)
+    weekday = np.array([0.8, 0.9, 1.0, 1.0, 1.1, 1.4, 0.8])[days % 7]
+    price = 1 - 0.3 * (rng.random((n, t)) < 0.2)
+    weather = np.tile(np.sin(days / 9.0) + rng.normal(0, 0.5, t), (n, 1))
+    rate = (level[:, None] * weekday[None] * price ** -np.array([0.5, 1.5, 2.5, 3.5])[sku][:, None]
+            * np.exp(np.array([-0.4, 0.0, 0.3, 0.6])[sku][:, None] * weather))
+    panel = panel_from_arrays(rng.poisson(rate).astype(float), covariates=np.stack([price, weather], -1),
+                              covariate_names=("price", "weather"), categories={"sku": sku})
+    tree = {"name": "gradient_boosting", "max_iter": 60, "quantile_max_iter": 20}
+    model = forecaster_factory({"name": "auto", "candidates": ["seasonal_naive", tree, "glm"], "origins": 2,
+                                "max_horizon": 14})()
+    model.fit(panel)
+    scores = model.validation_scores.mean()
+    assert scores["glm"] < 0.95 * scores["gradient_boosting"] and scores["glm"] * 3 < scores["seasonal_naive"]
+    assert set(model.choices.values()) == {"glm"}, model.choices
 
 
 def test_the_margin_keeps_the_candidate_best_over_all_series_unless_clearly_beaten(kinds):
@@ -204,7 +229,7 @@ def test_bad_settings_name_the_key(spec, key):
 def test_registered_with_default_candidates_and_too_short_a_history_is_an_error():
     assert "auto" in FORECASTERS.allowed()
     model = forecaster_factory({"name": "auto", "max_horizon": 60})()
-    assert list(model.candidates) == CANDIDATES
+    assert list(model.candidates) == DEFAULT_CANDIDATES
     with pytest.raises(ValueError, match="max_horizon"):
         model.fit(panel_from_arrays(np.ones((2, 50))))
 
@@ -213,5 +238,5 @@ def test_conf_forecaster_auto_yaml_states_the_class_defaults():
     """forecaster=auto (conf/forecaster/auto.yaml) and Auto() validate alike: origins 6, margin 0.2, ..."""
     conf = yaml.safe_load((ROOT / "conf" / "forecaster" / "auto.yaml").read_text())
     defaults = {p.name: p.default for p in inspect.signature(Auto).parameters.values()}
-    assert conf.pop("name") == "auto" and conf.pop("candidates") == CANDIDATES
+    assert conf.pop("name") == "auto" and conf.pop("candidates") == DEFAULT_CANDIDATES
     assert conf == {key: defaults[key] for key in conf} and conf["origins"] == 6

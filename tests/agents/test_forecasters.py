@@ -10,6 +10,7 @@ from agents.forecasting.classical import AutoARIMA, AutoETS, MovingAverage, Seas
 from agents.forecasting.data import panel_from_arrays
 from agents.forecasting.ensemble import Ensemble
 from agents.forecasting.features import calendar_features
+from agents.forecasting.glm import PoissonGLM
 from agents.forecasting.tree import GradientBoosting
 
 PATTERN = np.array([3.0, 5, 9, 4, 6, 8, 2])
@@ -26,6 +27,7 @@ FACTORIES = {
     "ets": AutoETS,
     "arima": AutoARIMA,
     "gradient_boosting": small_tree,
+    "glm": PoissonGLM,
     "ensemble": lambda: Ensemble([SeasonalNaive(), MovingAverage()]),
 }
 

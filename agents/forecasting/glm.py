@@ -1,0 +1,201 @@
+"""A global log-linear demand regression (a Poisson GLM): the textbook retail demand model, fitted on all series.
+
+    log E[y_it] = level_i + season(t) + yearly(t) + trend x years(t)
+                  + sum over covariates c of (beta_c + beta_c,g(i)) x_c,it
+
+`level_i` is one coefficient per series; `season` one per position in the season (day of week, month, quarter,
+hour); `yearly` `harmonics` sine/cosine pairs of the day of year (daily, weekly and hourly data); `trend` one slope
+for all series (`trend="global"`), one per series (`"series"`) or none. A covariate whose values are all positive
+(a price, a lift) enters as its log, so its coefficient is an elasticity; others (flags, indices) as they are. With
+`interactions`, each level g of those categories (e.g. the SKU) gets its own coefficient on every covariate: a price
+elasticity per SKU. Demand that multiplies factors like these (the twin's does: twin/demand.py) is linear here.
+
+The coefficients maximise the Poisson likelihood (scikit-learn's PoissonRegressor, L-BFGS on a sparse design, a
+small ridge penalty `alpha` that keeps collinear columns finite); the values must be >= 0 but need not be counts.
+Quantiles: each series' in-sample Pearson residuals (y - mu) / sqrt(mu) at the levels, times sqrt(mu) at each
+step (the Poisson shape: the spread grows with the square root of the mean), not widened with the step.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from sklearn.linear_model import PoissonRegressor
+
+from agents.forecasting.base import QUANTILE_LEVELS, Forecast, SeriesPanel, check_horizon, nan_quantiles
+from agents.forecasting.tree import _dates_ahead
+
+TRENDS = ("global", "series", "none")
+_PERIODS_PER_YEAR = {"daily": 365.25, "weekly": 52.18, "monthly": 12, "quarterly": 4, "yearly": 1, "hourly": 8766}
+
+
+def _season_position(dates: pd.DatetimeIndex, freq_name: str) -> np.ndarray | None:
+    """Each date's position in its season (0-based), or None where the frequency has no season dummies."""
+    if freq_name == "daily":
+        return dates.dayofweek.to_numpy()
+    if freq_name == "hourly":
+        return dates.hour.to_numpy()
+    if freq_name == "monthly":
+        return dates.month.to_numpy() - 1
+    if freq_name == "quarterly":
+        return dates.quarter.to_numpy() - 1
+    return None  # weekly (the yearly harmonics carry its season) and yearly
+
+
+def _check_int(key: str, value: object, low: int, allow_none: bool = False) -> None:
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ValueError(f"PoissonGLM: {key} {value!r} is not allowed; allowed: an integer >= {low}"
+                         f"{' or null' if allow_none else ''}")
+
+
+class PoissonGLM:
+    """A global log-linear regression on series level, season, yearly harmonics, trend and covariates (Poisson).
+
+    `harmonics`: sine/cosine pairs of the day of year (daily, weekly, hourly data). `trend`: "global", "series"
+    or "none". `interactions`: category names whose levels get their own covariate coefficients, or "auto" (every
+    category with 2 to `max_levels` levels and fewer levels than series). `alpha`: the ridge penalty (per row of
+    the mean deviance). `max_train_rows`: rows sampled (with `seed`) when there are more.
+    """
+
+    name = "glm"
+
+    def __init__(self, harmonics: int = 3, trend: str = "global", interactions: str | list[str] = "auto",
+                 max_levels: int = 100, alpha: float = 1e-6, max_iter: int = 1000, max_train_rows: int = 400_000,
+                 levels: tuple = QUANTILE_LEVELS, seed: int = 0) -> None:
+        _check_int("harmonics", harmonics, 0)
+        _check_int("max_levels", max_levels, 2)
+        _check_int("max_iter", max_iter, 1)
+        _check_int("max_train_rows", max_train_rows, 1)
+        if trend not in TRENDS:
+            raise ValueError(f"PoissonGLM: trend {trend!r} is not allowed; allowed: {', '.join(TRENDS)}")
+        if not (interactions == "auto" or (isinstance(interactions, (list, tuple))
+                                           and all(isinstance(c, str) for c in interactions))):
+            raise ValueError(f"PoissonGLM: interactions {interactions!r} is not allowed; allowed: auto or a list "
+                             f"of category names")
+        if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or not alpha >= 0:
+            raise ValueError(f"PoissonGLM: alpha {alpha!r} is not allowed; allowed: a number >= 0")
+        self.levels = tuple(float(q) for q in levels)
+        if not all(0 < q < 1 for q in self.levels):
+            raise ValueError(f"PoissonGLM: levels {levels!r} is not allowed; allowed: numbers strictly between 0 "
+                             f"and 1")
+        self.harmonics = harmonics
+        self.trend = trend
+        self.interactions = interactions if interactions == "auto" else list(interactions)
+        self.max_levels = max_levels
+        self.alpha = float(alpha)
+        self.max_iter = max_iter
+        self.max_train_rows = max_train_rows
+        self.seed = seed
+        self._history: SeriesPanel | None = None
+
+    # ------------------------------------------------------------------ design
+
+    def _settle(self, history: SeriesPanel) -> None:
+        """Decide, from the fit history, which categories interact and which covariates enter as logs."""
+        n = history.n
+        if self.interactions == "auto":
+            self._interacting = [c for c in sorted(history.categories)
+                                 if 2 <= len(np.unique(history.categories[c])) <= min(self.max_levels, n - 1)]
+        else:
+            unknown = [c for c in self.interactions if c not in history.categories]
+            if unknown:
+                raise ValueError(f"PoissonGLM: interactions {unknown} are not categories of the data; allowed: "
+                                 f"{sorted(history.categories)}")
+            self._interacting = list(self.interactions)
+        self._category_levels = {c: np.unique(history.categories[c]) for c in self._interacting}
+        covariates = history.covariates
+        self._log_covariate = np.array([covariates.shape[1] > 0 and bool(np.all(covariates[:, :, j] > 0))
+                                        for j in range(covariates.shape[2])], dtype=bool)
+        self._season = history.freq.season_length if _season_position(history.dates[:1], history.freq.name) \
+            is not None else 0
+        self._start = history.dates[0]
+        self._freq_name = history.freq.name
+
+    def _design(self, history: SeriesPanel, dates: pd.DatetimeIndex, covariates: np.ndarray, rows: np.ndarray,
+                times: np.ndarray) -> sp.csr_matrix:
+        """The sparse design matrix of series `rows` at periods `times` (indices into `dates` and `covariates`)."""
+        n, m = history.n, len(rows)
+        blocks = [sp.csr_matrix((np.ones(m), (np.arange(m), rows)), shape=(m, n))]  # the series' level
+        if self._season > 1:
+            position = _season_position(dates, self._freq_name)[times]
+            keep = position > 0  # the first position is the reference
+            blocks.append(sp.csr_matrix((np.ones(keep.sum()), (np.arange(m)[keep], position[keep] - 1)),
+                                        shape=(m, self._season - 1)))
+        dense = []
+        if self.harmonics and self._freq_name in ("daily", "weekly", "hourly"):
+            year = (dates.dayofyear.to_numpy()[times] - 1) / 365.25
+            for k in range(1, self.harmonics + 1):
+                dense += [np.sin(2 * np.pi * k * year), np.cos(2 * np.pi * k * year)]
+        years = self._years(dates)[times]
+        if self.trend == "global":
+            dense.append(years)
+        x = covariates[rows, times].astype(float)
+        if x.shape[1]:
+            x[:, self._log_covariate] = np.log(np.maximum(x[:, self._log_covariate], 1e-12))
+            dense += list(x.T)
+        if dense:
+            blocks.append(sp.csr_matrix(np.column_stack(dense)))
+        if self.trend == "series":
+            blocks.append(sp.csr_matrix((years, (np.arange(m), rows)), shape=(m, n)))
+        for name, known in self._category_levels.items():
+            code = np.searchsorted(known, history.categories[name][rows])
+            for j in range(x.shape[1]):
+                blocks.append(sp.csr_matrix((x[:, j], (np.arange(m), code)), shape=(m, len(known))))
+        return sp.hstack(blocks, format="csr")
+
+    def _years(self, dates: pd.DatetimeIndex) -> np.ndarray:
+        """Time since the fit history's first date, in years."""
+        per_year = _PERIODS_PER_YEAR.get(self._freq_name, 1)
+        periods = (dates - self._start) / pd.Timedelta(days=1) if self._freq_name in ("daily", "hourly") else None
+        if periods is not None:
+            return np.asarray(periods, dtype=float) / 365.25
+        return np.arange(len(dates), dtype=float) / per_year
+
+    # ------------------------------------------------------------------ fit and predict
+
+    def fit(self, history: SeriesPanel) -> None:
+        """Fit the coefficients on (a deterministic sample of) every observed period of every series."""
+        values = history.values
+        negative = np.argwhere(values < 0)
+        if len(negative):
+            i, t = negative[0]
+            raise ValueError(f"PoissonGLM: series {history.ids[i]!r} has value {values[i, t]} at "
+                             f"{history.dates[t].date()}; allowed: values >= 0 (a Poisson likelihood)")
+        self._settle(history)
+        rows, times = np.nonzero(~np.isnan(values))
+        if len(rows) == 0:
+            raise ValueError("PoissonGLM: no observed value; allowed: at least one")
+        fit_rows, fit_times = rows, times
+        if len(rows) > self.max_train_rows:
+            keep = np.sort(np.random.default_rng(self.seed).choice(len(rows), self.max_train_rows, replace=False))
+            fit_rows, fit_times = rows[keep], times[keep]
+        dates = history.dates
+        design = self._design(history, dates, history.covariates, fit_rows, fit_times)
+        self._model = PoissonRegressor(alpha=self.alpha, fit_intercept=False, max_iter=self.max_iter,
+                                       solver="lbfgs").fit(design, values[fit_rows, fit_times])
+        # spread: each series' in-sample Pearson residuals over all its observed periods
+        mu = self._model.predict(self._design(history, dates, history.covariates, rows, times))
+        pearson = np.full(values.shape, np.nan)
+        pearson[rows, times] = (values[rows, times] - mu) / np.sqrt(np.maximum(mu, 1e-9))
+        self._pearson_quantiles = nan_quantiles(pearson, self.levels)  # (n, levels)
+        self._history = history
+
+    def predict(self, horizon: int) -> Forecast:
+        """Mean and quantiles for the `horizon` periods after the fitted history."""
+        history = check_horizon(self.name, horizon, self._history, needs_covariates=True)
+        n, t = history.values.shape
+        dates = _dates_ahead(history, t + horizon)
+        covariates = history.covariates
+        if covariates.shape[1] < t + horizon:  # no covariates (k == 0): nothing to read ahead
+            covariates = np.zeros((n, t + horizon, 0), np.float32)
+        rows = np.repeat(np.arange(n), horizon)
+        times = np.tile(np.arange(t, t + horizon), n)
+        mean = self._model.predict(self._design(history, dates, covariates, rows, times)).reshape(n, horizon)
+        spread = np.sqrt(mean)[..., None] * self._pearson_quantiles[:, None, :]
+        quantiles = np.maximum.accumulate(np.maximum(mean[..., None] + spread, 0.0), axis=-1)
+        return Forecast(mean=mean, quantiles=quantiles, levels=self.levels)
