@@ -20,7 +20,8 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-DEFAULT = ("seasonal_naive", "moving_average", "ets", "arima", "gradient_boosting", "lstm", "transformer", "oracle")
+DEFAULT = ("seasonal_naive", "moving_average", "ets", "arima", "gradient_boosting", "glm", "lstm", "transformer",
+           "oracle")
 NETWORKS = ("lstm", "transformer")  # torch: one CPU thread (CUDA when present), left out of --quick
 SERIES, DAYS, HORIZON = 500, 730, 60
 

@@ -16,23 +16,30 @@ the candidates' means and quantiles with per-series weights proportional to 1 / 
 if set). The candidates needed are then refitted on the whole history, and `predict` takes each series' rows from
 its own candidate (mean and quantiles). `choices` (series id -> candidate) and `validation_scores` (a table series x
 candidate) say what was chosen and why; `choices_frame()` is the two as one table.
+
+With `segments` (the last step of each segment of the horizon, e.g. [1, 3, 5]; "auto": the backtest's default
+horizons of the frequency) each segment gets its own choice per series, scored on the validation errors of its
+steps only: one candidate may be best one step ahead (ARIMA on sunspots, the last value on cigar) and another
+further out (gradient boosting on both). `choices` then names each segment's choice ("arima@1|gradient_boosting@2-5")
+and `choices_frame()` has one row per series and segment.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
 from agents.forecasting.backtest import DEFAULT_HORIZONS, BacktestPlan, backtest
-from agents.forecasting.base import Forecast, Forecaster, SeriesPanel, check_horizon
+from agents.forecasting.base import PERIODS_PER_YEAR, Forecast, Forecaster, SeriesPanel, check_horizon
 from agents.forecasting.features import series_scale
 
 log = logging.getLogger("agents.forecasting.auto")
 
-DEFAULT_CANDIDATES = ("seasonal_naive", "ets", "arima", "croston", "tsb", "adida", "imapa", "gradient_boosting", "glm")
+DEFAULT_CANDIDATES = ("seasonal_naive", "ets", "arima", "croston", "tsb", "adida", "imapa", "gradient_boosting")
 METRICS = ("mase", "mae", "rmse")
 MODES = ("select", "weight")
 
@@ -59,7 +66,8 @@ class Auto:
 
     def __init__(self, candidates: Mapping[str, Callable[[], Forecaster]] | Sequence[Callable[[], Forecaster]],
                  origins: int = 6, step: int | None = None, max_horizon: int | None = None, metric: str = "mase",
-                 mode: str = "select", top: int | None = None, margin: float = 0.2) -> None:
+                 mode: str = "select", top: int | None = None, margin: float = 0.2,
+                 segments: str | Sequence[int] | None = None) -> None:
         if isinstance(candidates, Mapping):
             builders = dict(candidates)
         elif isinstance(candidates, Sequence) and not isinstance(candidates, str):
@@ -86,6 +94,12 @@ class Auto:
             raise ValueError(f"Auto: top {top!r} is not allowed; allowed: an integer >= 1 or null")
         if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not 0 <= margin < 1:
             raise ValueError(f"Auto: margin {margin!r} is not allowed; allowed: a number in [0, 1)")
+        if not (segments is None or segments == "auto" or (
+                isinstance(segments, Sequence) and not isinstance(segments, str) and len(segments) > 0
+                and all(isinstance(e, int) and not isinstance(e, bool) and e >= 1 for e in segments)
+                and all(a < b for a, b in zip(segments, segments[1:])))):
+            raise ValueError(f"Auto: segments {segments!r} is not allowed; allowed: null, auto or increasing "
+                             f"integers >= 1 (the last step of each segment)")
         self.candidates = builders
         self.origins = origins
         self.step = step
@@ -94,21 +108,32 @@ class Auto:
         self.mode = mode
         self.top = top
         self.margin = float(margin)
+        self.segments = segments if segments is None or segments == "auto" else tuple(segments)
+        self.segment_ends: tuple[int, ...] = ()  # the last step of each segment, as fitted
+        self.segment_scores: list[pd.DataFrame] = []  # per segment: series x candidate
+        self.segment_weights: np.ndarray | None = None  # (segments, n, candidates)
         self.validation_origins: tuple[int, ...] = ()
         self.validation_scores = pd.DataFrame()
         self.choices: dict[str, str] = {}
         self.fallback: str | None = None
-        self.weights: np.ndarray | None = None  # (n, candidates) per-series weights; one-hot when selecting
+        self.weights: np.ndarray | None = None  # (n, candidates) per-series weights over all steps; one-hot when
+        # selecting (with several segments what predict uses is `segment_weights`)
         self._models: dict[str, Forecaster] = {}
         self._labels: list[str] = []
         self._history: SeriesPanel | None = None
 
     def plan(self, history: SeriesPanel) -> BacktestPlan:
         """The validation origins inside `history`: up to `origins` of them, `step` apart, the last window ending
-        with the history, each leaving max(2 seasons, 8) periods before it; ValueError if none fits."""
+        with the history, each leaving max(2 seasons, 8) periods before it, and a whole year where the history
+        has room for one such origin; ValueError if none fits."""
         horizon = self.max_horizon or DEFAULT_HORIZONS[history.freq.name][-1]
         step = self.step or horizon
         min_train = max(2 * history.freq.season_length, 8)
+        # the fit being chosen for sees the yearly cycle if the history holds one; a candidate judged on windows
+        # whose histories do not (daily data 190 days in) is judged on a problem the final fit does not have
+        year = math.ceil(PERIODS_PER_YEAR.get(history.freq.name, 1))
+        if history.length - horizon >= year:
+            min_train = max(min_train, year)
         fits = (history.length - horizon - min_train) // step + 1
         if fits < 1:
             raise ValueError(f"Auto: a history of {history.length} periods is too short for a validation origin "
@@ -118,9 +143,12 @@ class Auto:
 
     def validate(self, history: SeriesPanel) -> pd.DataFrame:
         """Scores (series x candidate) of every candidate backtested on the validation origins inside `history`
-        (agents.forecasting.backtest, as experiments.forecast scores forecasters)."""
+        (agents.forecasting.backtest, as experiments.forecast scores forecasters), over every step ahead; with
+        `segments`, `segment_scores` gets the same table per segment, over its steps only."""
         plan = self.plan(history)
-        scores = {}
+        horizon = plan.horizons[-1]
+        ends = self._segment_ends(history, horizon)
+        errors = {}
         for label, build in self.candidates.items():
             try:
                 key = f"auto validation, {label}"  # how the backtest's progress lines name it
@@ -135,13 +163,31 @@ class Auto:
                 error = error / np.where(np.isfinite(result.scale), result.scale, flat)[..., None]
             elif self.metric == "rmse":
                 error = error ** 2
+            errors[label] = error
+        if not errors:
+            raise ValueError("Auto: every candidate failed in validation")
+        self.validation_origins = plan.origins
+        self.segment_ends = ends
+        starts = (0,) + ends[:-1]
+        self.segment_scores = [self._scores(history, errors, slice(a, b)) for a, b in zip(starts, ends)]
+        return self._scores(history, errors, slice(0, horizon))
+
+    def _segment_ends(self, history: SeriesPanel, horizon: int) -> tuple[int, ...]:
+        """The last step of each segment, within the validated `horizon` (one segment without `segments`)."""
+        if self.segments is None:
+            return (horizon,)
+        ends = DEFAULT_HORIZONS[history.freq.name] if self.segments == "auto" else self.segments
+        return tuple(e for e in ends if e < horizon) + (horizon,)
+
+    def _scores(self, history: SeriesPanel, errors: dict[str, np.ndarray], steps: slice) -> pd.DataFrame:
+        """(series x candidate) mean validation error over every origin and the `steps` ahead (root for rmse)."""
+        scores = {}
+        for label, error in errors.items():
+            error = error[..., steps]
             finite = np.isfinite(error)
             with np.errstate(all="ignore"):  # a series without a finite error: NaN
                 per_series = np.where(finite, error, 0.0).sum(axis=(0, 2)) / finite.sum(axis=(0, 2))
             scores[label] = np.sqrt(per_series) if self.metric == "rmse" else per_series
-        if not scores:
-            raise ValueError("Auto: every candidate failed in validation")
-        self.validation_origins = plan.origins
         return pd.DataFrame(scores, index=pd.Index(history.ids, name="unique_id"))
 
     def choose(self, scores: pd.DataFrame) -> np.ndarray:
@@ -167,17 +213,23 @@ class Auto:
         return inverse / inverse.sum(axis=1, keepdims=True)
 
     def fit(self, history: SeriesPanel) -> None:
-        """Validate every candidate inside `history`, choose (or weight) per series, refit what is needed on all
-        of it."""
+        """Validate every candidate inside `history`, choose (or weight) per series (and segment), refit what is
+        needed on all of it."""
         scores = self.validate(history)
         labels = list(scores.columns)
-        weights = self.choose(scores)
+        self.segment_weights = np.stack([self.choose(table[labels]) for table in self.segment_scores])
+        self.weights = self.choose(scores) if len(self.segment_ends) > 1 else self.segment_weights[0]
         self.validation_scores = scores
-        self.weights = weights
-        self.choices = {sid: labels[i] for sid, i in zip(history.ids, np.argmax(weights, axis=1))}
+        chosen = np.argmax(self.segment_weights, axis=2)  # (segments, n)
+        starts = (1,) + tuple(e + 1 for e in self.segment_ends[:-1])
+        self.choices = {}
+        for i, sid in enumerate(history.ids):
+            picks = [labels[k] for k in chosen[:, i]]
+            self.choices[sid] = picks[0] if len(set(picks)) == 1 else "|".join(
+                f"{p}@{a}" + (f"-{b}" if b > a else "") for p, a, b in zip(picks, starts, self.segment_ends))
         self._models = {}
         for j, label in enumerate(labels):
-            if weights[:, j].any():
+            if self.segment_weights[:, :, j].any():
                 model = self.candidates[label]()
                 model.fit(history)
                 self._models[label] = model
@@ -187,8 +239,11 @@ class Auto:
                  pd.Series(self.choices).value_counts().to_dict())
 
     def predict(self, horizon: int) -> Forecast:
-        """Each series' rows of its chosen candidate's forecast (or the weighted average of the candidates')."""
+        """Each series' rows of its chosen candidate's forecast (or the weighted average of the candidates'), per
+        segment of the horizon; steps past the last segment take its choice."""
         history = check_horizon(self.name, horizon, self._history)
+        segment = np.searchsorted(np.asarray(self.segment_ends), np.arange(1, horizon + 1))
+        segment = np.minimum(segment, len(self.segment_ends) - 1)  # (horizon,) each step's segment
         mean = np.zeros((history.n, horizon))
         quantiles, levels = None, None
         for label, model in self._models.items():
@@ -199,13 +254,24 @@ class Auto:
             elif forecast.levels != levels:
                 raise ValueError(f"Auto: candidate {label} forecasts quantile levels {forecast.levels}, another "
                                  f"{levels}; allowed: the same levels for all")
-            w = self.weights[:, self._labels.index(label)]
-            mean += np.where(w[:, None] > 0, w[:, None] * forecast.mean, 0.0)  # a NaN where unused is no NaN
-            quantiles += np.where(w[:, None, None] > 0, w[:, None, None] * forecast.quantiles, 0.0)
+            w = self.segment_weights[segment, :, self._labels.index(label)].T  # (n, horizon)
+            mean += np.where(w > 0, w * forecast.mean, 0.0)  # a NaN where unused is no NaN
+            quantiles += np.where(w[..., None] > 0, w[..., None] * forecast.quantiles, 0.0)
         return Forecast(mean=mean, quantiles=quantiles, levels=levels)  # weighted sums of sorted quantiles: sorted
 
     def choices_frame(self) -> pd.DataFrame:
-        """One row per series: unique_id, chosen and each candidate's validation score (`metric`)."""
-        frame = self.validation_scores.copy()
-        frame.insert(0, "chosen", [self.choices[sid] for sid in frame.index])
-        return frame.reset_index()
+        """One row per series: unique_id, chosen and each candidate's validation score (`metric`); with several
+        segments one row per series and segment, its `steps` and that segment's choice and scores."""
+        if len(self.segment_ends) <= 1:
+            frame = self.validation_scores.copy()
+            frame.insert(0, "chosen", [self.choices[sid] for sid in frame.index])
+            return frame.reset_index()
+        labels = self._labels
+        starts = (1,) + tuple(e + 1 for e in self.segment_ends[:-1])
+        frames = []
+        for k, (table, a, b) in enumerate(zip(self.segment_scores, starts, self.segment_ends)):
+            frame = table[labels].copy()
+            frame.insert(0, "chosen", [labels[j] for j in np.argmax(self.segment_weights[k], axis=1)])
+            frame.insert(0, "steps", f"{a}-{b}" if b > a else str(a))
+            frames.append(frame.reset_index())
+        return pd.concat(frames, ignore_index=True)

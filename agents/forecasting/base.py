@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 QUANTILE_LEVELS = (0.1, 0.5, 0.9)
+PERIODS_PER_YEAR = {"daily": 365.25, "weekly": 52.18, "monthly": 12, "quarterly": 4, "yearly": 1, "hourly": 8766}
 
 
 @dataclass(frozen=True)

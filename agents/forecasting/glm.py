@@ -5,7 +5,10 @@
 
 `level_i` is one coefficient per series; `season` one per position in the season (day of week, month, quarter,
 hour); `yearly` `harmonics` sine/cosine pairs of the day of year (daily, weekly and hourly data); `trend` one slope
-for all series (`trend="global"`), one per series (`"series"`) or none. A covariate whose values are all positive
+for all series (`trend="global"`), one per series (`"series"`) or none, and only on a history of at least
+`trend_min_years` years: over a shorter one a slope and the yearly season explain the same rise, and the slope,
+extrapolated, runs away (on the twin's demand: 1.6-2.2x the oracle's MAE 60 days after 190-250 days of history,
+against 1.02-1.04 without it). A covariate whose values are all positive
 (a price, a lift) enters as its log, so its coefficient is an elasticity; others (flags, indices) as they are. With
 `interactions`, each level g of those categories (e.g. the SKU) gets its own coefficient on every covariate: a price
 elasticity per SKU. Demand that multiplies factors like these (the twin's does: twin/demand.py) is linear here.
@@ -25,11 +28,17 @@ import pandas as pd
 import scipy.sparse as sp
 from sklearn.linear_model import PoissonRegressor
 
-from agents.forecasting.base import QUANTILE_LEVELS, Forecast, SeriesPanel, check_horizon, nan_quantiles
+from agents.forecasting.base import (
+    PERIODS_PER_YEAR,
+    QUANTILE_LEVELS,
+    Forecast,
+    SeriesPanel,
+    check_horizon,
+    nan_quantiles,
+)
 from agents.forecasting.tree import _dates_ahead
 
 TRENDS = ("global", "series", "none")
-_PERIODS_PER_YEAR = {"daily": 365.25, "weekly": 52.18, "monthly": 12, "quarterly": 4, "yearly": 1, "hourly": 8766}
 
 
 def _season_position(dates: pd.DatetimeIndex, freq_name: str) -> np.ndarray | None:
@@ -57,16 +66,18 @@ class PoissonGLM:
     """A global log-linear regression on series level, season, yearly harmonics, trend and covariates (Poisson).
 
     `harmonics`: sine/cosine pairs of the day of year (daily, weekly, hourly data). `trend`: "global", "series"
-    or "none". `interactions`: category names whose levels get their own covariate coefficients, or "auto" (every
-    category with 2 to `max_levels` levels and fewer levels than series). `alpha`: the ridge penalty (per row of
-    the mean deviance). `max_train_rows`: rows sampled (with `seed`) when there are more.
+    or "none", fitted only on a history of at least `trend_min_years` years. `interactions`: category names whose
+    levels get their own covariate coefficients, or "auto" (every category with 2 to `max_levels` levels and fewer
+    levels than series). `alpha`: the ridge penalty (per row of the mean deviance). `max_train_rows`: rows
+    sampled (with `seed`) when there are more.
     """
 
     name = "glm"
 
-    def __init__(self, harmonics: int = 3, trend: str = "global", interactions: str | list[str] = "auto",
-                 max_levels: int = 100, alpha: float = 1e-6, max_iter: int = 1000, max_train_rows: int = 400_000,
-                 levels: tuple = QUANTILE_LEVELS, seed: int = 0) -> None:
+    def __init__(self, harmonics: int = 3, trend: str = "global", trend_min_years: float = 2.0,
+                 interactions: str | list[str] = "auto", max_levels: int = 100, alpha: float = 1e-6,
+                 max_iter: int = 1000, max_train_rows: int = 400_000, levels: tuple = QUANTILE_LEVELS,
+                 seed: int = 0) -> None:
         _check_int("harmonics", harmonics, 0)
         _check_int("max_levels", max_levels, 2)
         _check_int("max_iter", max_iter, 1)
@@ -79,12 +90,17 @@ class PoissonGLM:
                              f"of category names")
         if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or not alpha >= 0:
             raise ValueError(f"PoissonGLM: alpha {alpha!r} is not allowed; allowed: a number >= 0")
+        if isinstance(trend_min_years, bool) or not isinstance(trend_min_years, numbers.Real) \
+                or not trend_min_years >= 0:
+            raise ValueError(f"PoissonGLM: trend_min_years {trend_min_years!r} is not allowed; allowed: a number "
+                             f">= 0")
         self.levels = tuple(float(q) for q in levels)
         if not all(0 < q < 1 for q in self.levels):
             raise ValueError(f"PoissonGLM: levels {levels!r} is not allowed; allowed: numbers strictly between 0 "
                              f"and 1")
         self.harmonics = harmonics
         self.trend = trend
+        self.trend_min_years = float(trend_min_years)
         self.interactions = interactions if interactions == "auto" else list(interactions)
         self.max_levels = max_levels
         self.alpha = float(alpha)
@@ -115,6 +131,8 @@ class PoissonGLM:
             is not None else 0
         self._start = history.dates[0]
         self._freq_name = history.freq.name
+        span = self._years(history.dates[:history.length])[-1] + 1 / PERIODS_PER_YEAR.get(self._freq_name, 1)
+        self._trend = self.trend if span >= self.trend_min_years else "none"
 
     def _design(self, history: SeriesPanel, dates: pd.DatetimeIndex, covariates: np.ndarray, rows: np.ndarray,
                 times: np.ndarray) -> sp.csr_matrix:
@@ -132,7 +150,7 @@ class PoissonGLM:
             for k in range(1, self.harmonics + 1):
                 dense += [np.sin(2 * np.pi * k * year), np.cos(2 * np.pi * k * year)]
         years = self._years(dates)[times]
-        if self.trend == "global":
+        if self._trend == "global":
             dense.append(years)
         x = covariates[rows, times].astype(float)
         if x.shape[1]:
@@ -140,7 +158,7 @@ class PoissonGLM:
             dense += list(x.T)
         if dense:
             blocks.append(sp.csr_matrix(np.column_stack(dense)))
-        if self.trend == "series":
+        if self._trend == "series":
             blocks.append(sp.csr_matrix((years, (np.arange(m), rows)), shape=(m, n)))
         for name, known in self._category_levels.items():
             code = np.searchsorted(known, history.categories[name][rows])
@@ -150,7 +168,7 @@ class PoissonGLM:
 
     def _years(self, dates: pd.DatetimeIndex) -> np.ndarray:
         """Time since the fit history's first date, in years."""
-        per_year = _PERIODS_PER_YEAR.get(self._freq_name, 1)
+        per_year = PERIODS_PER_YEAR.get(self._freq_name, 1)
         periods = (dates - self._start) / pd.Timedelta(days=1) if self._freq_name in ("daily", "hourly") else None
         if periods is not None:
             return np.asarray(periods, dtype=float) / 365.25

@@ -21,7 +21,6 @@ from twin.config import SpecError
 ROOT = Path(__file__).resolve().parents[2]
 INTERMITTENT = {"croston", "tsb", "adida", "imapa"}
 CANDIDATES = ["seasonal_naive", "ets", "arima", "croston", "tsb", "adida", "imapa", "gradient_boosting"]
-DEFAULT_CANDIDATES = [*CANDIDATES, "glm"]
 
 
 @pytest.fixture(scope="module")
@@ -99,6 +98,46 @@ def test_multiplicative_demand_driven_by_known_covariates_picks_the_regression()
     scores = model.validation_scores.mean()
     assert scores["glm"] < 0.95 * scores["gradient_boosting"] and scores["glm"] * 3 < scores["seasonal_naive"]
     assert set(model.choices.values()) == {"glm"}, model.choices
+
+
+def test_segments_choose_per_segment_of_the_horizon():
+    # AR(1) around a constant (phi 0.7): the last value is the better forecast one step ahead (error variance
+    # 2 (1 - 0.7) V against V for the mean), the long-run mean from two steps on (2 (1 - 0.49) V > V)
+    rng = np.random.default_rng(0)
+    deviation = np.zeros((10, 400))
+    for j in range(1, 400):
+        deviation[:, j] = 0.7 * deviation[:, j - 1] + rng.normal(0, 5, 10)
+    panel = panel_from_arrays(50 + deviation, freq="MS")  # monthly: 20 validation origins fit in 400 periods
+    model = Auto({"last": lambda: MovingAverage(window=1), "mean": lambda: MovingAverage(window=28)}, origins=20,
+                 max_horizon=14, margin=0, segments=[1, 14])
+    model.fit(panel)
+    first, rest = (table.mean() for table in model.segment_scores)
+    assert first["last"] < first["mean"] and rest["mean"] < rest["last"], (first, rest)
+    frame = model.choices_frame()
+    assert list(frame.columns) == ["unique_id", "steps", "chosen", "last", "mean"] and len(frame) == 20
+    assert (frame["steps"] == "1").sum() == 10 and (frame["steps"] == "2-14").sum() == 10
+    split = [sid for sid, choice in model.choices.items() if choice == "last@1|mean@2-14"]
+    assert len(split) >= 6, model.choices
+    forecast = model.predict(20)  # steps past the last segment keep its choice
+    rows = [panel.ids.index(sid) for sid in split]
+    np.testing.assert_allclose(forecast.mean[rows, 0], panel.values[rows, -1])
+    np.testing.assert_allclose(forecast.mean[rows, 1:], np.repeat(panel.values[rows, -28:].mean(axis=1)[:, None],
+                                                                  19, axis=1))
+    # one segment (the default): one choice per series, as before
+    whole = Auto(model.candidates, origins=20, max_horizon=14, margin=0)
+    whole.fit(panel)
+    assert set(whole.choices.values()) <= {"last", "mean"} and len(whole.segment_scores) == 1
+
+
+def test_validation_windows_leave_a_whole_year_of_history_where_there_is_room():
+    model = Auto([SeasonalNaive], origins=6, max_horizon=30)
+    # 500 days: room for origins after a year (365..470 step 30: 4 of them), none before it
+    assert model.plan(panel_from_arrays(np.ones((1, 500)))).origins == (380, 410, 440, 470)
+    # 300 days: no year to leave, so only max(2 seasons, 8) = 14 days before the first origin
+    assert model.plan(panel_from_arrays(np.ones((1, 300)))).origins == (120, 150, 180, 210, 240, 270)
+    # monthly data: two seasons (24 months) are more than a year already
+    monthly = Auto([SeasonalNaive], origins=6, max_horizon=12)
+    assert monthly.plan(panel_from_arrays(np.ones((1, 60)), freq="MS")).origins == (24, 36, 48)
 
 
 def test_the_margin_keeps_the_candidate_best_over_all_series_unless_clearly_beaten(kinds):
@@ -219,6 +258,8 @@ def test_weight_mode_averages_with_inverse_error_weights():
     ({"mode": "vote"}, "forecaster.mode"),
     ({"top": 0}, "forecaster.top"),
     ({"margin": 1}, "forecaster.margin"),
+    ({"segments": [3, 1]}, "forecaster.segments"),
+    ({"segments": "daily"}, "forecaster.segments"),
     ({"window": 3}, "forecaster.window"),
 ])
 def test_bad_settings_name_the_key(spec, key):
@@ -229,7 +270,7 @@ def test_bad_settings_name_the_key(spec, key):
 def test_registered_with_default_candidates_and_too_short_a_history_is_an_error():
     assert "auto" in FORECASTERS.allowed()
     model = forecaster_factory({"name": "auto", "max_horizon": 60})()
-    assert list(model.candidates) == DEFAULT_CANDIDATES
+    assert list(model.candidates) == CANDIDATES
     with pytest.raises(ValueError, match="max_horizon"):
         model.fit(panel_from_arrays(np.ones((2, 50))))
 
@@ -238,5 +279,5 @@ def test_conf_forecaster_auto_yaml_states_the_class_defaults():
     """forecaster=auto (conf/forecaster/auto.yaml) and Auto() validate alike: origins 6, margin 0.2, ..."""
     conf = yaml.safe_load((ROOT / "conf" / "forecaster" / "auto.yaml").read_text())
     defaults = {p.name: p.default for p in inspect.signature(Auto).parameters.values()}
-    assert conf.pop("name") == "auto" and conf.pop("candidates") == DEFAULT_CANDIDATES
+    assert conf.pop("name") == "auto" and conf.pop("candidates") == CANDIDATES
     assert conf == {key: defaults[key] for key in conf} and conf["origins"] == 6

@@ -15,7 +15,7 @@ from agents.forecasting.tree import GradientBoosting
 from twin.config import SpecError
 
 
-def multiplicative_panel(n_store: int = 6, n_sku: int = 8, t: int = 500, h: int = 28, seed: int = 0):
+def multiplicative_panel(n_store: int = 6, n_sku: int = 8, t: int = 760, h: int = 28, seed: int = 0):
     """Poisson demand = SKU level x store scale x weekday x (1 + 2%/year) x price^-elasticity(SKU) x promotion
     lift, with prices cut on promotion days known ahead, as the twin's demand is built (twin/demand.py)."""
     rng = np.random.default_rng(seed)
@@ -74,10 +74,15 @@ def test_a_trend_per_series_follows_series_that_grow_and_shrink():
     values = np.random.default_rng(2).poisson(rate).astype(float)
     errors = {}
     for trend in ("global", "series"):
-        model = PoissonGLM(trend=trend, harmonics=0)
+        model = PoissonGLM(trend=trend, harmonics=0, trend_min_years=1.0)
         model.fit(panel_from_arrays(values[:, :372]))
         errors[trend] = np.abs(model.predict(28).mean - rate[:, 372:]).mean() / rate[:, 372:].mean()
     assert errors["series"] < 0.03 < errors["global"], errors
+    # on a history shorter than trend_min_years (2 by default) no slope is fitted
+    short, none = PoissonGLM(trend="series", harmonics=0), PoissonGLM(trend="none", harmonics=0)
+    for model in (short, none):
+        model.fit(panel_from_arrays(values[:, :372]))
+    np.testing.assert_allclose(short.predict(28).mean, none.predict(28).mean)
 
 
 def test_monthly_data_get_a_month_of_year_effect():
@@ -100,6 +105,7 @@ def test_negative_values_are_one_error_naming_the_series_and_date():
     ({"trend": "cubic"}, "forecaster.trend"),
     ({"harmonics": -1}, "forecaster.harmonics"),
     ({"alpha": -1}, "forecaster.alpha"),
+    ({"trend_min_years": "two"}, "forecaster.trend_min_years"),
     ({"interactions": "sku"}, "forecaster.interactions"),
     ({"levels": [0.1, 1.5]}, "forecaster.levels"),
 ])
