@@ -56,10 +56,11 @@ class Auto:
     a sequence of builders labelled by their `name`. `origins` validation origins, `step` periods apart (default
     `max_horizon`), the last `max_horizon` periods before the history's end (default: the longest default
     backtest horizon of the frequency); origins that would leave less than max(2 seasons, 8) periods of history
-    are dropped (an error if none is left). `metric`: "mase", "mae" or "rmse" per series. `mode`: "select" (`margin`:
-    how much better, relative, a series' own best must score than the candidate best over all series to replace
-    it; 0: always its own best) or "weight" (`top`: only each series' `top` best candidates weighted; None:
-    all). A candidate that raises while it is validated is logged and left out.
+    are dropped (an error if none is left), and on daily, weekly and hourly data those that would leave less than a
+    year where at least one leaves a year (`plan`). `metric`: "mase", "mae" or "rmse" per series. `mode`:
+    "select" (`margin`: how much better, relative, a series' own best must score than the candidate best over all
+    series to replace it; 0: always its own best) or "weight" (`top`: only each series' `top` best candidates
+    weighted; None: all). A candidate that raises while it is validated is logged and left out.
     """
 
     name = "auto"
@@ -130,7 +131,9 @@ class Auto:
         step = self.step or horizon
         min_train = max(2 * history.freq.season_length, 8)
         # the fit being chosen for sees the yearly cycle if the history holds one; a candidate judged on windows
-        # whose histories do not (daily data 190 days in) is judged on a problem the final fit does not have
+        # whose histories do not (daily data 190 days in) is judged on a problem the final fit does not have. The
+        # price: a history just over a year and a horizon long keeps one validation window, where a day less
+        # kept `origins` (fewer windows, noisier choices, but on the problem the fit has)
         year = math.ceil(PERIODS_PER_YEAR.get(history.freq.name, 1))
         if history.length - horizon >= year:
             min_train = max(min_train, year)

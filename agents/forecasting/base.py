@@ -144,6 +144,15 @@ def check_horizon(name: str, horizon: int, history: SeriesPanel | None, needs_co
     return history
 
 
+def dates_ahead(history: SeriesPanel, periods: int) -> pd.DatetimeIndex:
+    """The history's dates extended to cover `periods` periods in all (past its known future if need be)."""
+    dates = history.dates
+    if len(dates) >= periods:
+        return dates[:periods]
+    extra = pd.date_range(dates[-1], periods=periods - len(dates) + 1, freq=history.freq.alias)[1:]
+    return dates.append(extra)
+
+
 def sorted_quantiles(mean: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     """Quantiles (n, h, levels) = mean + offsets, made non-decreasing in the level and clipped at zero."""
     q = np.maximum(mean[..., None] + offsets, 0.0)

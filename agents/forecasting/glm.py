@@ -34,32 +34,37 @@ from agents.forecasting.base import (
     Forecast,
     SeriesPanel,
     check_horizon,
+    dates_ahead,
     nan_quantiles,
 )
-from agents.forecasting.tree import _dates_ahead
 
 TRENDS = ("global", "series", "none")
+SEASON_POSITIONS = {"daily": 7, "hourly": 24, "monthly": 12, "quarterly": 4}  # weekly: the yearly harmonics carry
+# its season; yearly: none
 
 
-def _season_position(dates: pd.DatetimeIndex, freq_name: str) -> np.ndarray | None:
-    """Each date's position in its season (0-based), or None where the frequency has no season dummies."""
+def _season_position(dates: pd.DatetimeIndex, freq_name: str) -> np.ndarray:
+    """Each date's position in its season (0-based), for the frequencies of SEASON_POSITIONS."""
     if freq_name == "daily":
         return dates.dayofweek.to_numpy()
     if freq_name == "hourly":
         return dates.hour.to_numpy()
     if freq_name == "monthly":
         return dates.month.to_numpy() - 1
-    if freq_name == "quarterly":
-        return dates.quarter.to_numpy() - 1
-    return None  # weekly (the yearly harmonics carry its season) and yearly
+    return dates.quarter.to_numpy() - 1
 
 
-def _check_int(key: str, value: object, low: int, allow_none: bool = False) -> None:
-    if value is None and allow_none:
-        return
+def _check_int(key: str, value: object, low: int) -> None:
+    """ValueError naming `key` unless `value` is an integer >= `low`."""
     if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ValueError(f"PoissonGLM: {key} {value!r} is not allowed; allowed: an integer >= {low}"
-                         f"{' or null' if allow_none else ''}")
+        raise ValueError(f"PoissonGLM: {key} {value!r} is not allowed; allowed: an integer >= {low}")
+
+
+def _check_number(key: str, value: object) -> float:
+    """`value` as a float; ValueError naming `key` unless it is a finite number >= 0."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= float(value) < np.inf:
+        raise ValueError(f"PoissonGLM: {key} {value!r} is not allowed; allowed: a finite number >= 0")
+    return float(value)
 
 
 class PoissonGLM:
@@ -82,28 +87,25 @@ class PoissonGLM:
         _check_int("max_levels", max_levels, 2)
         _check_int("max_iter", max_iter, 1)
         _check_int("max_train_rows", max_train_rows, 1)
+        _check_int("seed", seed, 0)
         if trend not in TRENDS:
             raise ValueError(f"PoissonGLM: trend {trend!r} is not allowed; allowed: {', '.join(TRENDS)}")
         if not (interactions == "auto" or (isinstance(interactions, (list, tuple))
                                            and all(isinstance(c, str) for c in interactions))):
             raise ValueError(f"PoissonGLM: interactions {interactions!r} is not allowed; allowed: auto or a list "
                              f"of category names")
-        if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or not alpha >= 0:
-            raise ValueError(f"PoissonGLM: alpha {alpha!r} is not allowed; allowed: a number >= 0")
-        if isinstance(trend_min_years, bool) or not isinstance(trend_min_years, numbers.Real) \
-                or not trend_min_years >= 0:
-            raise ValueError(f"PoissonGLM: trend_min_years {trend_min_years!r} is not allowed; allowed: a number "
-                             f">= 0")
+        if not (isinstance(levels, (list, tuple)) and levels
+                and all(isinstance(q, numbers.Real) and not isinstance(q, bool) and 0 < q < 1 for q in levels)
+                and all(a < b for a, b in zip(levels, levels[1:]))):
+            raise ValueError(f"PoissonGLM: levels {levels!r} is not allowed; allowed: increasing numbers strictly "
+                             f"between 0 and 1")
         self.levels = tuple(float(q) for q in levels)
-        if not all(0 < q < 1 for q in self.levels):
-            raise ValueError(f"PoissonGLM: levels {levels!r} is not allowed; allowed: numbers strictly between 0 "
-                             f"and 1")
         self.harmonics = harmonics
         self.trend = trend
-        self.trend_min_years = float(trend_min_years)
+        self.trend_min_years = _check_number("trend_min_years", trend_min_years)
         self.interactions = interactions if interactions == "auto" else list(interactions)
         self.max_levels = max_levels
-        self.alpha = float(alpha)
+        self.alpha = _check_number("alpha", alpha)
         self.max_iter = max_iter
         self.max_train_rows = max_train_rows
         self.seed = seed
@@ -124,11 +126,13 @@ class PoissonGLM:
                                  f"{sorted(history.categories)}")
             self._interacting = list(self.interactions)
         self._category_levels = {c: np.unique(history.categories[c]) for c in self._interacting}
-        covariates = history.covariates
-        self._log_covariate = np.array([covariates.shape[1] > 0 and bool(np.all(covariates[:, :, j] > 0))
-                                        for j in range(covariates.shape[2])], dtype=bool)
-        self._season = history.freq.season_length if _season_position(history.dates[:1], history.freq.name) \
-            is not None else 0
+        # a covariate enters as its log where it is positive at every observed value of the history (not before a
+        # series starts, where a data file leaves covariates at 0, nor in the known future)
+        observed = ~np.isnan(history.values)
+        past = history.covariates[:, :history.length][observed]  # (observed cells, k)
+        self._log_covariate = np.array([len(past) > 0 and bool(np.all(past[:, j] > 0)) for j in range(past.shape[1])],
+                                       dtype=bool)
+        self._season = SEASON_POSITIONS.get(history.freq.name, 0)
         self._start = history.dates[0]
         self._freq_name = history.freq.name
         span = self._years(history.dates[:history.length])[-1] + 1 / PERIODS_PER_YEAR.get(self._freq_name, 1)
@@ -154,7 +158,14 @@ class PoissonGLM:
             dense.append(years)
         x = covariates[rows, times].astype(float)
         if x.shape[1]:
-            x[:, self._log_covariate] = np.log(np.maximum(x[:, self._log_covariate], 1e-12))
+            logged = x[:, self._log_covariate]
+            if (logged <= 0).any():
+                at, column = np.argwhere(logged <= 0)[0]
+                j = np.flatnonzero(self._log_covariate)[column]
+                raise ValueError(f"PoissonGLM: covariate {history.covariate_names[j]!r} is {x[at, j]} at "
+                                 f"{dates[times[at]].date()} (series {history.ids[rows[at]]!r}), where the fit took "
+                                 f"its log (positive at every observed value); allowed: a value > 0")
+            x[:, self._log_covariate] = np.log(logged)
             dense += list(x.T)
         if dense:
             blocks.append(sp.csr_matrix(np.column_stack(dense)))
@@ -167,12 +178,8 @@ class PoissonGLM:
         return sp.hstack(blocks, format="csr")
 
     def _years(self, dates: pd.DatetimeIndex) -> np.ndarray:
-        """Time since the fit history's first date, in years."""
-        per_year = PERIODS_PER_YEAR.get(self._freq_name, 1)
-        periods = (dates - self._start) / pd.Timedelta(days=1) if self._freq_name in ("daily", "hourly") else None
-        if periods is not None:
-            return np.asarray(periods, dtype=float) / 365.25
-        return np.arange(len(dates), dtype=float) / per_year
+        """Time since the fit history's first date, in years (`dates` start with it, at the panel's frequency)."""
+        return np.arange(len(dates), dtype=float) / PERIODS_PER_YEAR.get(self._freq_name, 1)
 
     # ------------------------------------------------------------------ fit and predict
 
@@ -207,13 +214,14 @@ class PoissonGLM:
         """Mean and quantiles for the `horizon` periods after the fitted history."""
         history = check_horizon(self.name, horizon, self._history, needs_covariates=True)
         n, t = history.values.shape
-        dates = _dates_ahead(history, t + horizon)
+        dates = dates_ahead(history, t + horizon)
         covariates = history.covariates
         if covariates.shape[1] < t + horizon:  # no covariates (k == 0): nothing to read ahead
             covariates = np.zeros((n, t + horizon, 0), np.float32)
         rows = np.repeat(np.arange(n), horizon)
         times = np.tile(np.arange(t, t + horizon), n)
         mean = self._model.predict(self._design(history, dates, covariates, rows, times)).reshape(n, horizon)
+        mean[np.isnan(history.values).all(axis=1)] = 0.0  # a series never observed has no level: forecast 0
         spread = np.sqrt(mean)[..., None] * self._pearson_quantiles[:, None, :]
         quantiles = np.maximum.accumulate(np.maximum(mean[..., None] + spread, 0.0), axis=-1)
         return Forecast(mean=mean, quantiles=quantiles, levels=self.levels)

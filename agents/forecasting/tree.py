@@ -6,11 +6,10 @@ import copy
 import warnings
 
 import numpy as np
-import pandas as pd
 from sklearn.ensemble import HistGradientBoostingRegressor
 from threadpoolctl import threadpool_limits
 
-from agents.forecasting.base import QUANTILE_LEVELS, Forecast, SeriesPanel, check_horizon
+from agents.forecasting.base import QUANTILE_LEVELS, Forecast, SeriesPanel, check_horizon, dates_ahead
 from agents.forecasting.features import calendar_features, series_scale
 
 # default lags and rolling-mean windows per frequency name (periods)
@@ -20,15 +19,6 @@ _LAGS = {"daily": (1, 2, 3, 4, 5, 6, 7, 14, 21, 28), "weekly": (1, 2, 3, 4, 8, 1
 _WINDOWS = {"daily": (7, 28), "weekly": (4, 13, 52), "monthly": (3, 12), "quarterly": (4, 8), "yearly": (3,),
             "hourly": (24, 168)}
 _MAX_CATEGORIES = 255  # HistGradientBoostingRegressor's limit for a categorical feature; more are used as numbers
-
-
-def _dates_ahead(history: SeriesPanel, periods: int) -> pd.DatetimeIndex:
-    """The history's dates extended to cover `periods` periods in all (past its known future if need be)."""
-    dates = history.dates
-    if len(dates) >= periods:
-        return dates[:periods]
-    extra = pd.date_range(dates[-1], periods=periods - len(dates) + 1, freq=history.freq.alias)[1:]
-    return dates.append(extra)
 
 
 class GradientBoosting:
@@ -195,7 +185,7 @@ class GradientBoosting:
         covariates = history.covariates
         if covariates.shape[1] < t + horizon:  # no covariates at all (k == 0): nothing to read ahead
             covariates = np.zeros((n, t + horizon, 0), np.float32)
-        calendar = calendar_features(_dates_ahead(history, t + horizon), history.freq)
+        calendar = calendar_features(dates_ahead(history, t + horizon), history.freq)
         buffer = np.concatenate([buffer, np.full((n, horizon), np.nan)], axis=1)
         rows = np.arange(n)
         mean = np.zeros((n, horizon))

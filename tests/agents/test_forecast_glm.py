@@ -4,6 +4,7 @@ trends, its band covers Poisson draws, and bad input is one clear error."""
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -94,6 +95,26 @@ def test_monthly_data_get_a_month_of_year_effect():
     np.testing.assert_allclose(model.predict(12).mean[0], values[0, 108:], rtol=1e-3)
 
 
+def test_a_series_that_starts_late_keeps_the_price_elasticity_and_one_never_seen_is_forecast_zero():
+    panel, _, rate = multiplicative_panel(n_store=2, n_sku=3)
+    values, covariates = panel.values.copy(), panel.covariates.copy()
+    values[0, :300] = np.nan
+    covariates[0, :300] = 0.0  # as a data file leaves the covariates before a series starts
+    values[1] = np.nan  # never observed
+    late = replace(panel, values=values, covariates=covariates)
+    model = PoissonGLM()
+    model.fit(late)
+    assert model._log_covariate.tolist() == [False, True]  # promotion flag as it is, price as its log
+    forecast = model.predict(28)
+    assert np.abs(forecast.mean[2:] - rate[2:]).sum() / rate[2:].sum() < 0.03
+    np.testing.assert_array_equal(forecast.mean[1], 0.0)
+    # a price of 0 ahead, where the fit took its log, is one error naming the covariate
+    covariates[4, late.length + 3, 1] = 0.0
+    model.fit(replace(late, covariates=covariates))
+    with pytest.raises(ValueError, match=re.escape("covariate 'price' is 0.0 at")):
+        model.predict(28)
+
+
 def test_negative_values_are_one_error_naming_the_series_and_date():
     values = np.ones((2, 30))
     values[1, 4] = -3
@@ -108,6 +129,13 @@ def test_negative_values_are_one_error_naming_the_series_and_date():
     ({"trend_min_years": "two"}, "forecaster.trend_min_years"),
     ({"interactions": "sku"}, "forecaster.interactions"),
     ({"levels": [0.1, 1.5]}, "forecaster.levels"),
+    ({"levels": [0.9, 0.1]}, "forecaster.levels"),
+    ({"levels": "median"}, "forecaster.levels"),
+    ({"alpha": float("inf")}, "forecaster.alpha"),
+    ({"seed": -1}, "forecaster.seed"),
+    ({"max_levels": 1}, "forecaster.max_levels"),
+    ({"max_iter": 0}, "forecaster.max_iter"),
+    ({"max_train_rows": 0}, "forecaster.max_train_rows"),
 ])
 def test_bad_settings_name_the_key(spec, key):
     with pytest.raises(SpecError, match=f"^{re.escape(key)}: "):

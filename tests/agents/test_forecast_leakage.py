@@ -17,7 +17,7 @@ SPECS = {
     "ets": {},
     "arima": {},
     "gradient_boosting": {"max_iter": 20, "quantile_max_iter": 10},
-    "glm": {},
+    "glm": {"trend_min_years": 0},
     "lstm": {"hidden": 8, "layers": 1, "max_epochs": 2, "windows_per_epoch": 256, "max_horizon": 14,
              "verbose": False},
     "ensemble": {"members": ["seasonal_naive", "moving_average"]},
