@@ -65,8 +65,8 @@ FALLBACK_FILE = "fallback/parameters.npz"
 PROFILE_FILE = "profile.npz"
 SAMPLE_TOLERANCE = 1e-4  # max |score difference| of the self-check, as at export
 # what a saved forecaster needs beyond .[serve] (the forecast extra), checked when a bundle loads
-FORECASTER_PACKAGES = {"gradient_boosting": ("sklearn", "joblib"), "ets": ("statsforecast",),
-                       "arima": ("statsforecast",)}
+FORECASTER_PACKAGES = {"gradient_boosting": ("sklearn", "joblib"), "glm": ("sklearn", "scipy"),
+                       **{name: ("statsforecast",) for name in ("ets", "arima", "croston", "tsb", "adida", "imapa")}}
 MAX_ZIP_MEMBERS = 10_000         # a bundle.zip with more files than this is refused (a bundle has tens)
 MAX_UNZIPPED_BYTES = 2 * 2**30  # a bundle.zip larger than this unzipped is refused (a zip bomb)
 SERVING_PACKAGES = ("numpy", "onnxruntime", "pydantic", "supplychain-twin")

@@ -39,6 +39,7 @@ SPECS = {
     "seasonal_naive": {"name": "seasonal_naive"},
     "moving_average": {"name": "moving_average", "window": 14},
     "ets": {"name": "ets"},
+    "glm": {"name": "glm"},
     "gradient_boosting": {"name": "gradient_boosting", "max_iter": 20, "quantile_max_iter": 10},
     "lstm": {"name": "lstm", "hidden": 16, "layers": 1, "max_horizon": HORIZON, "context": 14, "batch_size": 128,
              "windows_per_epoch": 512, "max_epochs": 2, "device": "cpu", "threads": 1, "verbose": False},
@@ -182,6 +183,16 @@ def test_local_models_accept_any_covariates_and_categories(saved, panel):
     bare = replace(panel, covariates=panel.covariates[:, :DAYS, :0], covariate_names=(), categories={},
                    dates=panel.dates[:DAYS], oracle_mean=None)
     np.testing.assert_array_equal(loaded.forecast(bare, 7).mean, saved["seasonal_naive"][0].predict(7).mean)
+
+
+def test_a_saved_glm_refits_on_the_request_and_refuses_what_it_cannot_forecast(saved, panel):
+    loaded = load_forecaster(saved["glm"][1])
+    other = twin_panel(seed=4)  # another history: glm is refitted on it, as a local model is
+    refit = forecaster_factory(SPECS["glm"])()
+    refit.fit(other)
+    np.testing.assert_array_equal(loaded.forecast(other, HORIZON).mean, refit.predict(HORIZON).mean)
+    with pytest.raises(SpecError, match=rf"^history: .*horizon {HORIZON + 1} needs covariates"):
+        loaded.forecast(panel, HORIZON + 1)  # the covariates are known 14 days ahead
 
 
 @pytest.mark.parametrize("name", NETWORKS)
