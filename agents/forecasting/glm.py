@@ -8,8 +8,8 @@ hour); `yearly` `harmonics` sine/cosine pairs of the day of year (daily, weekly 
 for all series (`trend="global"`), one per series (`"series"`) or none, and only on a history of at least
 `trend_min_years` years: over a shorter one a slope and the yearly season explain the same rise, and the slope,
 extrapolated, runs away (on the twin's demand: 1.6-2.2x the oracle's MAE 60 days after 190-250 days of history,
-against 1.02-1.04 without it). A covariate whose values are all positive
-(a price, a lift) enters as its log, so its coefficient is an elasticity; others (flags, indices) as they are. With
+against 1.02-1.04 without it). A covariate positive at every observed value (a price, a lift) enters as its
+log, so its coefficient is an elasticity; others (flags, indices) as they are. With
 `interactions`, each level g of those categories (e.g. the SKU) gets its own coefficient on every covariate: a price
 elasticity per SKU. Demand that multiplies factors like these (the twin's does: twin/demand.py) is linear here.
 
@@ -133,7 +133,6 @@ class PoissonGLM:
         self._log_covariate = np.array([len(past) > 0 and bool(np.all(past[:, j] > 0)) for j in range(past.shape[1])],
                                        dtype=bool)
         self._season = SEASON_POSITIONS.get(history.freq.name, 0)
-        self._start = history.dates[0]
         self._freq_name = history.freq.name
         span = self._years(history.dates[:history.length])[-1] + 1 / PERIODS_PER_YEAR.get(self._freq_name, 1)
         self._trend = self.trend if span >= self.trend_min_years else "none"
