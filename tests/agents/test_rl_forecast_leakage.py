@@ -153,7 +153,7 @@ def both_runs(kind: str, name: str, make: LiveForecaster | None = None, **env_se
 @pytest.mark.parametrize(("kind", "name"), [
     ("network", "oracle"), ("network", "seasonal_naive"), ("network", "moving_average"),
     ("network", "gradient_boosting"), ("worlds", "seasonal_naive"), ("worlds", "gradient_boosting"),
-    ("single_node", "seasonal_naive"), ("single_node", "gradient_boosting"),
+    ("single_node", "seasonal_naive"), ("single_node", "gradient_boosting"), ("network", "glm"),
 ])
 def test_training_observations_hold_no_demand_after_today(kind, name):
     same, changed = both_runs(kind, name)
