@@ -173,7 +173,12 @@ class Auto:
         self.segment_ends = ends
         starts = (0,) + ends[:-1]
         self.segment_scores = [self._scores(history, errors, slice(a, b)) for a, b in zip(starts, ends)]
-        return self._scores(history, errors, slice(0, horizon))
+        return self.segment_scores[0] if len(ends) == 1 else self._scores(history, errors, slice(0, horizon))
+
+    def segment_labels(self) -> list[str]:
+        """The fitted segments' steps as text, 1-based: "1", "2-3", "4-5"."""
+        starts = (1,) + tuple(e + 1 for e in self.segment_ends[:-1])
+        return [f"{a}-{b}" if b > a else str(a) for a, b in zip(starts, self.segment_ends)]
 
     def _segment_ends(self, history: SeriesPanel, horizon: int) -> tuple[int, ...]:
         """The last step of each segment, within the validated `horizon` (one segment without `segments`)."""
@@ -224,12 +229,12 @@ class Auto:
         self.weights = self.choose(scores) if len(self.segment_ends) > 1 else self.segment_weights[0]
         self.validation_scores = scores
         chosen = np.argmax(self.segment_weights, axis=2)  # (segments, n)
-        starts = (1,) + tuple(e + 1 for e in self.segment_ends[:-1])
+        steps = self.segment_labels()
         self.choices = {}
         for i, sid in enumerate(history.ids):
             picks = [labels[k] for k in chosen[:, i]]
             self.choices[sid] = picks[0] if len(set(picks)) == 1 else "|".join(
-                f"{p}@{a}" + (f"-{b}" if b > a else "") for p, a, b in zip(picks, starts, self.segment_ends))
+                f"{pick}@{where}" for pick, where in zip(picks, steps))
         self._models = {}
         for j, label in enumerate(labels):
             if self.segment_weights[:, :, j].any():
@@ -270,11 +275,10 @@ class Auto:
             frame.insert(0, "chosen", [self.choices[sid] for sid in frame.index])
             return frame.reset_index()
         labels = self._labels
-        starts = (1,) + tuple(e + 1 for e in self.segment_ends[:-1])
         frames = []
-        for k, (table, a, b) in enumerate(zip(self.segment_scores, starts, self.segment_ends)):
+        for k, (table, steps) in enumerate(zip(self.segment_scores, self.segment_labels())):
             frame = table[labels].copy()
             frame.insert(0, "chosen", [labels[j] for j in np.argmax(self.segment_weights[k], axis=1)])
-            frame.insert(0, "steps", f"{a}-{b}" if b > a else str(a))
+            frame.insert(0, "steps", steps)
             frames.append(frame.reset_index())
         return pd.concat(frames, ignore_index=True)

@@ -36,6 +36,7 @@ from agents.forecasting.base import (
     check_horizon,
     dates_ahead,
     nan_quantiles,
+    sorted_quantiles,
 )
 
 TRENDS = ("global", "series", "none")
@@ -194,16 +195,14 @@ class PoissonGLM:
         rows, times = np.nonzero(~np.isnan(values))
         if len(rows) == 0:
             raise ValueError("PoissonGLM: no observed value; allowed: at least one")
-        fit_rows, fit_times = rows, times
+        design = self._design(history, history.dates, history.covariates, rows, times)  # every observed period
+        keep = slice(None)
         if len(rows) > self.max_train_rows:
             keep = np.sort(np.random.default_rng(self.seed).choice(len(rows), self.max_train_rows, replace=False))
-            fit_rows, fit_times = rows[keep], times[keep]
-        dates = history.dates
-        design = self._design(history, dates, history.covariates, fit_rows, fit_times)
         self._model = PoissonRegressor(alpha=self.alpha, fit_intercept=False, max_iter=self.max_iter,
-                                       solver="lbfgs").fit(design, values[fit_rows, fit_times])
+                                       solver="lbfgs").fit(design[keep], values[rows, times][keep])
         # spread: each series' in-sample Pearson residuals over all its observed periods
-        mu = self._model.predict(self._design(history, dates, history.covariates, rows, times))
+        mu = self._model.predict(design)
         pearson = np.full(values.shape, np.nan)
         pearson[rows, times] = (values[rows, times] - mu) / np.sqrt(np.maximum(mu, 1e-9))
         self._pearson_quantiles = nan_quantiles(pearson, self.levels)  # (n, levels)
@@ -222,5 +221,4 @@ class PoissonGLM:
         mean = self._model.predict(self._design(history, dates, covariates, rows, times)).reshape(n, horizon)
         mean[np.isnan(history.values).all(axis=1)] = 0.0  # a series never observed has no level: forecast 0
         spread = np.sqrt(mean)[..., None] * self._pearson_quantiles[:, None, :]
-        quantiles = np.maximum.accumulate(np.maximum(mean[..., None] + spread, 0.0), axis=-1)
-        return Forecast(mean=mean, quantiles=quantiles, levels=self.levels)
+        return Forecast(mean=mean, quantiles=sorted_quantiles(mean, spread), levels=self.levels)
