@@ -25,6 +25,7 @@ from hydra.utils import to_absolute_path
 import scenarios
 from agents.baselines.catalog import PolicySpec
 from agents.rl.algorithms import AgentSpec, Resources, TrainingSetup, agent_from_dict
+from agents.rl.warm_start import WarmStart, warm_start
 from experiments.comparison import EvalSetting, evaluate
 from experiments.policy_entries import named_policy_spec
 from experiments.seeds import HELD_OUT_FIRST_SEED, VALIDATION_FIRST_SEED, SeedRange, check_apart
@@ -79,6 +80,12 @@ class TrainConfig:
     evaluation: dict[str, Any]
     baselines: tuple[PolicySpec, ...]
     validation: ValidationRule | None = None
+    warm_start: WarmStart | None = None  # behaviour cloning of a rule before the first iteration
+
+
+# the teacher's episodes of a warm start: seeds DEMONSTRATION_FIRST_SEED + 1000 x seed + episode, apart from
+# the validation (900,000...) and held-out (1,000,000...) seeds
+DEMONSTRATION_FIRST_SEED = 800_000
 
 
 def load_train_config(data: dict) -> TrainConfig:
@@ -115,6 +122,7 @@ def load_train_config(data: dict) -> TrainConfig:
     single = r.raw("single_node_env")
     env_data = r.raw("env")
     network_data, scenario_data = r.raw("network"), r.raw("scenario")
+    warm_data = r.raw("warm_start")
     r.done()
     # the plain data of the env setup, which each checkpoint stores (agents.rl.checkpoint)
     if case_path is not None and batched:
@@ -129,6 +137,11 @@ def load_train_config(data: dict) -> TrainConfig:
                                           "shared_policy": shared, "sku_batched": batched},
                                          discrete_only=agent.discrete_only)
     agent.algorithm_config(setup, resources, seed)  # a bad agent/env combination fails here, before Ray starts
+    warm = WarmStart.from_dict(warm_data, setup.env.action.grid)
+    if warm is not None and (agent.name != "ppo" or not setup.sku_batched):
+        raise SpecError(f"warm_start.enabled: true with agent={agent.name}, sku_batched={setup.sku_batched} is not "
+                        f"allowed; allowed: agent=ppo with sku_batched=true (a policy head to clone, the pairs as "
+                        f"one vector env)")
     if case is None and evaluation["reference"] not in [b.name for b in baselines]:
         raise SpecError(f"evaluation.reference: {evaluation['reference']!r} is not among evaluation.baselines "
                         f"{[b.name for b in baselines]}")
@@ -137,7 +150,7 @@ def load_train_config(data: dict) -> TrainConfig:
                      horizon_key="validation.horizon")
     return TrainConfig(setup=setup, agent=agent, resources=resources, seed=seed, stop=stop,
                        checkpoint_every=checkpoint_every, keep_checkpoints=keep, case=case, evaluation=evaluation,
-                       baselines=baselines, validation=validation)
+                       baselines=baselines, validation=validation, warm_start=warm)
 
 
 def _validation_rule(r: ConfigReader, evaluation: dict[str, Any]) -> ValidationRule | None:
@@ -398,10 +411,10 @@ def train(config: TrainConfig, run: RunDirectory, report: Report | None = None) 
     fingerprint = {f"env.{f.name}": repr(getattr(env, f.name)) for f in fields(env) if f.name != "network"}
     fingerprint.update({"agent": repr(config.agent), "network": env.network.name, "seed": config.seed,
                         "case": getattr(config.case, "case_id", None), "shared_policy": config.setup.shared_policy,
-                        "sku_batched": config.setup.sku_batched})
+                        "sku_batched": config.setup.sku_batched, "warm_start": repr(config.warm_start)})
     # settings added after a run started resume it at their defaults
     defaults = {f"env.{f.name}": repr(f.default) for f in fields(env) if f.default is not MISSING}
-    run.check_same_config(fingerprint, {**defaults, "sku_batched": False})
+    run.check_same_config(fingerprint, {**defaults, "sku_batched": False, "warm_start": repr(None)})
     init_ray(config.resources)
     import torch
     torch.set_num_threads(config.resources.torch_threads)  # the driver samples (0 env runners) and learns
@@ -419,6 +432,16 @@ def train(config: TrainConfig, run: RunDirectory, report: Report | None = None) 
     saved_at = iteration
     board = TensorBoardLog(run.root / "tensorboard", resumed_at=iteration)
     try:
+        if run.latest is None and config.warm_start is not None:  # a new run: clone the teacher, checkpoint 0
+            started = time.perf_counter()
+            stats = warm_start(algo, config.setup, config.warm_start,
+                               DEMONSTRATION_FIRST_SEED + 1000 * config.seed, config.agent.gamma)
+            (run.root / "warm_start.json").write_text(json.dumps(stats, indent=1) + "\n")
+            log.info("warm start: the greedy policy takes the teacher's action on %.1f%% of its pair-steps",
+                     100 * stats["agreement"])
+            checkpoint, cost = save_and_validate(config, run, algo, 0, 0, 0.0)
+            spent += time.perf_counter() - started  # the warm start counts against stop.minutes
+            board.validation(0, cost)
         while not config.stop.reached(iteration, spent / 60.0, env_steps):
             started = time.perf_counter()
             result = algo.train()
