@@ -128,15 +128,27 @@ def demonstrations(env: SkuVectorEnv, warm: WarmStart, episodes: int, seed: int,
 def fit_module(module, data: Demonstrations, warm: WarmStart, seed: int, device: Any = "cpu") -> dict[str, float]:
     """Fit a PPO RLModule's policy head to the teacher's actions (cross-entropy) and its value head to the
     returns (mean squared error), `warm.epochs` passes over the data in shuffled minibatches. Returns the last
-    epoch's mean losses and the share of rows where the module's greedy action is the teacher's."""
+    epoch's mean losses, the value fit's R^2 and the share of rows where the module's greedy action is the
+    teacher's.
+
+    The returns are in the thousands, and Adam moves a weight by about `lr` per step: a value head fitted on them
+    as they are would still be near 0 after thousands of steps. So the critic learns through a temporary head on
+    the standardised returns, which is folded into the module's own value head at the end (its weights x the
+    returns' standard deviation, its bias x that + their mean): the same function, in the returns' units.
+    """
     import torch
     from ray.rllib.core.columns import Columns
 
+    value_head = _value_layer(module)
+    torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     obs = torch.as_tensor(data.observations)
     actions = torch.as_tensor(data.actions)
     returns = torch.as_tensor(data.returns)
-    optimizer = torch.optim.Adam(module.parameters(), lr=warm.lr)
+    mean, std = float(returns.mean()), max(float(returns.std()), 1e-6)
+    standardised = (returns - mean) / std
+    probe = torch.nn.Linear(value_head.in_features, 1).to(device)
+    optimizer = torch.optim.Adam([*module.parameters(), *probe.parameters()], lr=warm.lr)
     rows = len(actions)
     module.train()
     policy_loss = value_loss = 0.0
@@ -145,27 +157,41 @@ def fit_module(module, data: Demonstrations, warm: WarmStart, seed: int, device:
         totals, batches = np.zeros(2), 0
         for start in range(0, rows, warm.minibatch_size):
             index = order[start:start + warm.minibatch_size]
-            batch = {Columns.OBS: obs[index].to(device)}
-            logits = module.forward_train(batch)[Columns.ACTION_DIST_INPUTS]
-            values = module.compute_values(batch)
-            pi = torch.nn.functional.cross_entropy(logits, actions[index].to(device))
-            vf = torch.nn.functional.mse_loss(values, returns[index].to(device))
+            out = module.forward_train({Columns.OBS: obs[index].to(device)})
+            pi = torch.nn.functional.cross_entropy(out[Columns.ACTION_DIST_INPUTS], actions[index].to(device))
+            vf = torch.nn.functional.mse_loss(probe(out[Columns.EMBEDDINGS]).squeeze(-1),
+                                              standardised[index].to(device))
             optimizer.zero_grad()
-            (pi + vf / max(float(returns.var()), 1e-6)).backward()  # the value loss relative to the returns' spread
+            (pi + vf).backward()
             optimizer.step()
             totals += (float(pi), float(vf))
             batches += 1
         policy_loss, value_loss = totals / batches
-        log.info("warm start: epoch %d of %d: cross-entropy %.4f, value MSE %.4g", epoch + 1, warm.epochs,
-                 policy_loss, value_loss)
+        log.info("warm start: epoch %d of %d: cross-entropy %.4f, value error %.4f (standardised; 1: no better than "
+                 "the mean)", epoch + 1, warm.epochs, policy_loss, value_loss)
     with torch.no_grad():
-        agree = 0
+        value_head.weight.copy_(probe.weight * std)
+        value_head.bias.copy_(probe.bias * std + mean)
+        agree, squared = 0, 0.0
         for start in range(0, rows, warm.minibatch_size):
             batch = {Columns.OBS: obs[start:start + warm.minibatch_size].to(device)}
             greedy = module.forward_inference(batch)[Columns.ACTION_DIST_INPUTS].argmax(-1).cpu()
             agree += int((greedy == actions[start:start + warm.minibatch_size]).sum())
-    return {"cross_entropy": float(policy_loss), "value_mse": float(value_loss),
-            "returns_variance": float(returns.var()), "agreement": agree / rows}
+            values = module.compute_values(batch).cpu()
+            squared += float(((values - returns[start:start + warm.minibatch_size]) ** 2).sum())
+    return {"cross_entropy": float(policy_loss), "value_r2": 1.0 - squared / rows / std**2,
+            "agreement": agree / rows}
+
+
+def _value_layer(module):
+    """The module's value head when it is one linear layer (RLlib's default PPO head on the critic's embedding)."""
+    import torch
+
+    layers = [m for m in module.vf.modules() if isinstance(m, torch.nn.Linear)] if hasattr(module, "vf") else []
+    if len(layers) != 1 or layers[0].out_features != 1:
+        raise ValueError(f"warm start: the module's value head is not one linear layer ({type(module).__name__}); "
+                         f"allowed: RLlib's default PPO module (agent.hidden sets its encoder)")
+    return layers[0]
 
 
 def warm_start(algo, setup, warm: WarmStart, seed: int, gamma: float) -> dict[str, float]:
