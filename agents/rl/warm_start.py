@@ -164,7 +164,7 @@ def fit_module(module, data: Demonstrations, warm: WarmStart, seed: int, device:
             optimizer.zero_grad()
             (pi + vf).backward()
             optimizer.step()
-            totals += (float(pi), float(vf))
+            totals += (pi.item(), vf.item())
             batches += 1
         policy_loss, value_loss = totals / batches
         log.info("warm start: epoch %d of %d: cross-entropy %.4f, value error %.4f (standardised; 1: no better than "
