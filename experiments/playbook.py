@@ -42,7 +42,6 @@ from agents.baselines.tuner import TuningResult, coordinate_descent, evaluate
 from agents.envs.core import EnvConfig, initial_on_hand
 from experiments.comparison import METRICS, EvalSetting, Evaluation
 from experiments.comparison import evaluate as evaluate_policies
-from experiments.run_config import read_tune_options
 from experiments.scenario_entries import read_scenarios
 from experiments.seeds import HELD_OUT_FIRST_SEED, SeedRange
 from experiments.startup import config_errors, plain, run_checked, run_dir
@@ -83,13 +82,16 @@ def read_config(data: dict) -> PlaybookConfig:
     held_out = SeedRange.read(r, count=10, first=HELD_OUT_FIRST_SEED)
     if len(held_out.seeds) < 2:
         raise SpecError(f"seeds: {len(held_out.seeds)} is not allowed; allowed: at least 2 (the paired 95% CI)")
-    tune_data = dict(r.raw("tune") or {})
-    first = tune_data.pop("first_seed", 0)
-    if not isinstance(first, int) or isinstance(first, bool) or first < 0:
-        raise SpecError(f"tune.first_seed: {first!r} is not allowed; allowed: a whole number >= 0")
-    tune_grid, n_tune, tune_rounds = read_tune_options(tune_data)
-    s = r.child("search")
+    t = r.child("tune")
     low, high = SAFETY_FACTOR_BOUNDS
+    tune_grid = t.numbers("grid", (1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0), low=low, high=high)
+    if not tune_grid:
+        raise SpecError(f"tune.grid: empty; allowed: at least one z value in [{low:g}, {high:g}]")
+    n_tune = t.integer("seeds", 2, low=1, high=100)
+    first = t.integer("first_seed", 0, low=0)
+    tune_rounds = t.integer("max_rounds", 2, low=1, high=20)
+    t.done()
+    s = r.child("search")
     search_grid = s.numbers("grid", tune_grid, low=low, high=high)
     if not search_grid:
         raise SpecError(f"search.grid: empty; allowed: at least one z value in [{low:g}, {high:g}]")
@@ -106,6 +108,18 @@ def read_config(data: dict) -> PlaybookConfig:
                         f"seeds {held_out}; allowed: tuning seeds apart from the held-out ones")
     return PlaybookConfig(network, scenarios, tune_grid, tuple(search_grid), tune_seeds, tune_rounds, search_rounds,
                           held_out, horizon, warmup, policy_seed, workers)
+
+
+@dataclass(frozen=True)
+class PlaybookResult:
+    """What a run found: the playbook's four z, each scenario's tuned base-stock, every candidate's ratios, the
+    search grid's ends the playbook sits on (`at_grid_edge`: its optimum may lie beyond) and the report."""
+
+    params: dict[str, float]
+    tuned: dict[str, TuningResult]
+    ratios: dict[tuple, dict[str, float]]
+    at_grid_edge: dict[str, str]
+    report: str
 
 
 def static_spec(z: dict[str, float]) -> PolicySpec:
@@ -139,9 +153,10 @@ Ratios = dict[tuple, dict[str, float]]  # a candidate's four z -> its cost ratio
 
 
 def search(config: PlaybookConfig, tuned: dict[str, TuningResult],
-           costs_of: Callable[[PolicySpec], dict[str, float]]) -> tuple[dict[str, float], Ratios]:
-    """The playbook's four z with the lowest worst ratio to the tuned costs, and every candidate costed (its
-    parameters -> ratio per scenario). `costs_of(spec)` gives a policy's tuning-seed cost per scenario."""
+           costs_of: Callable[[PolicySpec], dict[str, float]]) -> tuple[TuningResult, Ratios]:
+    """The search's best end (its `best` the playbook's four z, `best_cost` its worst ratio), and every candidate
+    costed (its parameters -> ratio per scenario). `costs_of(spec)` gives a policy's tuning-seed cost per
+    scenario."""
     ratios: Ratios = {}
 
     def worst(params: dict[str, float]) -> float:
@@ -157,12 +172,12 @@ def search(config: PlaybookConfig, tuned: dict[str, TuningResult],
                "disrupted_store": t.best.get("store", 0.0), "disrupted_dc": t.best.get("dc", 0.0)}
               for t in tuned.values()]
     starts.append({p: max(start[p] for start in starts) for p in PARAMETERS})
-    best: tuple[float, dict[str, float]] | None = None
+    best: TuningResult | None = None
     for start in starts:
         result = coordinate_descent(worst, grid, max_rounds=config.search_rounds, start=start)
-        if best is None or result.best_cost < best[0]:
-            best = (result.best_cost, dict(result.best))
-    return best[1], ratios
+        if best is None or result.best_cost < best.best_cost:
+            best = result
+    return best, ratios
 
 
 def write_search(path: Path, ratios: Ratios) -> None:
@@ -176,14 +191,16 @@ def write_search(path: Path, ratios: Ratios) -> None:
 
 
 def format_report(config: PlaybookConfig, params: dict[str, float], tuned: dict[str, TuningResult],
-                  ratios: Ratios, held: dict[str, Evaluation]) -> str:
+                  ratios: Ratios, held: dict[str, Evaluation], at_grid_edge: dict[str, str]) -> str:
     """The playbook against each scenario's tuned base-stock on the held-out seeds, and the worst ratios."""
     key = tuple(params[p] for p in PARAMETERS)
     lines = [f"# {config.network.name}: one playbook for {len(held)} scenarios, held-out seeds {config.held_out}", "",
              f"Playbook (shock_aware_base_stock): z store / dc {params['calm_store']:g} / {params['calm_dc']:g} "
              f"while calm, {params['disrupted_store']:g} / {params['disrupted_dc']:g} while a disruption is in force. "
              f"Its worst cost ratio to the base-stock tuned on each scenario, on the tuning seeds "
-             f"{list(config.tune_seeds)}: **{max(ratios[key].values()):.3f}**.", "",
+             f"{list(config.tune_seeds)}: **{max(ratios[key].values()):.3f}**."
+             + "".join(f" Its {name} z is the {end} end of search.grid: a wider grid may do better."
+                       for name, end in at_grid_edge.items()), "",
              "| scenario | tuned base-stock: z store / dc | cost | fill | playbook: cost | fill | playbook - tuned "
              "(paired) | verdict | tuning-seed ratio |", "|---|---|---|---|---|---|---|---|---|"]
     for label, ev in held.items():
@@ -235,9 +252,8 @@ def _costs_in_pool(pool, config: PlaybookConfig, initial: np.ndarray) -> Callabl
     return costs_of
 
 
-def run(config: PlaybookConfig, out: Path) -> tuple[dict[str, float], str]:
-    """Tune per scenario, search the playbook, compare on the held-out seeds; write the files. Returns the
-    playbook's parameters and the report."""
+def run(config: PlaybookConfig, out: Path) -> PlaybookResult:
+    """Tune per scenario, search the playbook, compare on the held-out seeds; write the files."""
     initial = initial_on_hand(EnvConfig(network=config.network))
     pool = (ProcessPoolExecutor(config.workers, mp_context=get_context("spawn")) if config.workers > 1 else None)
     try:
@@ -246,10 +262,14 @@ def run(config: PlaybookConfig, out: Path) -> tuple[dict[str, float], str]:
         else:
             futures = {label: pool.submit(tune_scenario, config, label, initial) for label in config.scenarios}
             tuned = {label: f.result() for label, f in futures.items()}
-        params, ratios = search(config, tuned, _costs_in_pool(pool, config, initial))
+        found, ratios = search(config, tuned, _costs_in_pool(pool, config, initial))
     finally:
         if pool is not None:
             pool.shutdown()
+    params = dict(found.best)
+    for name, end in found.at_grid_edge.items():
+        log.warning("the playbook's %s z %g is the %s end of search.grid: a wider grid may find a better one", name,
+                    params[name], end)
     out.mkdir(parents=True, exist_ok=True)
     write_search(out / "search.csv", ratios)
     spec = playbook_spec(params)
@@ -268,9 +288,9 @@ def run(config: PlaybookConfig, out: Path) -> tuple[dict[str, float], str]:
         held[label] = evaluate_policies(policies, setting)
         log.info("%s: held-out seeds done", label)
     write_held(out / "playbook.csv", held)
-    report = format_report(config, params, tuned, ratios, held)
+    report = format_report(config, params, tuned, ratios, held, found.at_grid_edge)
     (out / "playbook.md").write_text(report)
-    return params, report
+    return PlaybookResult(params, tuned, ratios, dict(found.at_grid_edge), report)
 
 
 @hydra.main(config_path="../conf", config_name="playbook", version_base="1.3")
@@ -281,8 +301,7 @@ def main(cfg: DictConfig) -> None:
     log.info("%s: a playbook for %s, tuning seeds %s, held-out seeds %s", config.network.name,
              ", ".join(config.scenarios), list(config.tune_seeds), config.held_out)
     out = run_dir()
-    _, report = run(config, out)
-    print(report)
+    print(run(config, out).report)
     print(f"written to {out}")
 
 

@@ -137,11 +137,7 @@ def load_train_config(data: dict) -> TrainConfig:
                                           "shared_policy": shared, "sku_batched": batched},
                                          discrete_only=agent.discrete_only)
     agent.algorithm_config(setup, resources, seed)  # a bad agent/env combination fails here, before Ray starts
-    warm = WarmStart.from_dict(warm_data, setup.env.action.grid)
-    if warm is not None and (agent.name != "ppo" or not setup.sku_batched):
-        raise SpecError(f"warm_start.enabled: true with agent={agent.name}, sku_batched={setup.sku_batched} is not "
-                        f"allowed; allowed: agent=ppo with sku_batched=true (a policy head to clone, the pairs as "
-                        f"one vector env)")
+    warm = _warm_start(warm_data, setup, agent, seed, evaluation["held_out"], validation)
     if case is None and evaluation["reference"] not in [b.name for b in baselines]:
         raise SpecError(f"evaluation.reference: {evaluation['reference']!r} is not among evaluation.baselines "
                         f"{[b.name for b in baselines]}")
@@ -151,6 +147,30 @@ def load_train_config(data: dict) -> TrainConfig:
     return TrainConfig(setup=setup, agent=agent, resources=resources, seed=seed, stop=stop,
                        checkpoint_every=checkpoint_every, keep_checkpoints=keep, case=case, evaluation=evaluation,
                        baselines=baselines, validation=validation, warm_start=warm)
+
+
+def _warm_start(data, setup: TrainingSetup, agent: AgentSpec, seed: int, held_out: SeedRange,
+                validation: ValidationRule | None) -> WarmStart | None:
+    """The `warm_start` section, checked against the run: PPO with sku_batched, and teacher episodes on seeds apart
+    from the validation and held-out ones."""
+    enabled = isinstance(data, dict) and data.get("enabled") is True
+    if enabled and (agent.name != "ppo" or not setup.sku_batched):
+        raise SpecError(f"warm_start.enabled: true with agent={agent.name}, sku_batched="
+                        f"{str(setup.sku_batched).lower()} is not allowed; allowed: agent=ppo with sku_batched=true "
+                        f"(a policy head to clone, the pairs as one vector env)")
+    warm = WarmStart.from_dict(data, setup.env.action.grid)
+    if warm is None:
+        return None
+    demonstrations = SeedRange(DEMONSTRATION_FIRST_SEED + 1000 * seed, warm.episodes)
+    others = [("the evaluation's held-out seeds", held_out)]
+    if validation is not None:
+        others.append(("the validation seeds", SeedRange(validation.seeds[0], len(validation.seeds))))
+    for what, other in others:
+        if demonstrations.overlaps(other):
+            raise SpecError(f"seed: {seed} puts the warm start's teacher episodes on seeds {demonstrations}, which "
+                            f"overlap {what} {other}; allowed: a seed whose teacher seeds "
+                            f"({DEMONSTRATION_FIRST_SEED:,} + 1,000 x seed + episode) stay apart from them")
+    return warm
 
 
 def _validation_rule(r: ConfigReader, evaluation: dict[str, Any]) -> ValidationRule | None:
@@ -439,8 +459,10 @@ def train(config: TrainConfig, run: RunDirectory, report: Report | None = None) 
             (run.root / "warm_start.json").write_text(json.dumps(stats, indent=1) + "\n")
             log.info("warm start: the greedy policy takes the teacher's action on %.1f%% of its pair-steps",
                      100 * stats["agreement"])
-            checkpoint, cost = save_and_validate(config, run, algo, 0, 0, 0.0)
             spent += time.perf_counter() - started  # the warm start counts against stop.minutes
+            started = time.perf_counter()
+            checkpoint, cost = save_and_validate(config, run, algo, 0, 0, spent)
+            spent += time.perf_counter() - started
             board.validation(0, cost)
         while not config.stop.reached(iteration, spent / 60.0, env_steps):
             started = time.perf_counter()

@@ -4,10 +4,11 @@ PPO started from random weights on a distribution of worlds learned one year-rou
 the shock flags (README, Reinforcement learning), although its action family holds a rule that reacts. A warm
 start gives it that rule as its first policy: the teacher picks, for each (node, SKU) pair, one grid value per
 role while calm and another while a disruption is in force (with safety-factor actions, a base-stock that raises
-its safety stock while a shock is declared, `ShockAwareBaseStock`); it acts in the training worlds for
-`episodes` episodes, and the module's policy head is fitted to its actions (cross-entropy) and its value head to
-the discounted returns the pairs received (mean squared error, returns in the rewards' units). PPO then goes on
-from there. The teacher sees only what the agents see: the disruptions in force today, never one to come.
+its safety stock while a shock is declared; with profile_safety_factor exactly `ShockAwareBaseStock`); it acts in
+the training worlds for `episodes` episodes, and the module's policy head is fitted to its actions (cross-entropy)
+and its value head to the discounted returns the pairs received (mean squared error, returns in the rewards'
+units). PPO then goes on from there. The teacher sees only what the agents see: the disruptions in force today,
+never one to come.
 
     warm = WarmStart.from_dict({"enabled": True, "calm": {"store": 6, "dc": 10}, "disrupted": {"store": 8, ...}},
                                grid=setup.env.action.grid)
@@ -84,7 +85,9 @@ class WarmStart:
 
 @dataclass(frozen=True)
 class Demonstrations:
-    """What the teacher did: each pair-step's observation, action and discounted return (to the episode's end)."""
+    """What the teacher did: each pair-step's observation, action and discounted return. The returns stop at the
+    episode's end, where PPO's targets bootstrap from the value of the last state: a small bias on the last days,
+    which PPO's own updates then correct."""
 
     observations: np.ndarray  # (rows, features) float32
     actions: np.ndarray       # (rows,) int64
@@ -112,7 +115,6 @@ def demonstrations(env: SkuVectorEnv, warm: WarmStart, episodes: int, seed: int,
             obs, reward, _, truncated, _ = env.step(chosen)
             rewards.append(reward)
             done = bool(truncated.all())
-        env.step(np.zeros(env.num_envs, dtype=np.int64))  # next-step autoreset: leave the env ready for use
         returns = np.zeros_like(np.asarray(rewards))
         running = np.zeros(env.num_envs)
         for t in range(len(rewards) - 1, -1, -1):
@@ -128,8 +130,8 @@ def demonstrations(env: SkuVectorEnv, warm: WarmStart, episodes: int, seed: int,
 def fit_module(module, data: Demonstrations, warm: WarmStart, seed: int, device: Any = "cpu") -> dict[str, float]:
     """Fit a PPO RLModule's policy head to the teacher's actions (cross-entropy) and its value head to the
     returns (mean squared error), `warm.epochs` passes over the data in shuffled minibatches. Returns the last
-    epoch's mean losses, the value fit's R^2 and the share of rows where the module's greedy action is the
-    teacher's.
+    epoch's mean cross-entropy and standardised value error, the value fit's R^2 over all rows and the share of
+    rows where the module's greedy action is the teacher's.
 
     The returns are in the thousands, and Adam moves a weight by about `lr` per step: a value head fitted on them
     as they are would still be near 0 after thousands of steps. So the critic learns through a temporary head on
@@ -139,15 +141,17 @@ def fit_module(module, data: Demonstrations, warm: WarmStart, seed: int, device:
     import torch
     from ray.rllib.core.columns import Columns
 
+    module = module.unwrapped()  # under several learners RLlib wraps it for DDP
     value_head = _value_layer(module)
-    torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     obs = torch.as_tensor(data.observations)
     actions = torch.as_tensor(data.actions)
     returns = torch.as_tensor(data.returns)
     mean, std = float(returns.mean()), max(float(returns.std()), 1e-6)
     standardised = (returns - mean) / std
-    probe = torch.nn.Linear(value_head.in_features, 1).to(device)
+    with torch.random.fork_rng():  # the probe's initial weights from `seed`, leaving torch's global stream alone
+        torch.manual_seed(seed)
+        probe = torch.nn.Linear(value_head.in_features, 1).to(device)
     optimizer = torch.optim.Adam([*module.parameters(), *probe.parameters()], lr=warm.lr)
     rows = len(actions)
     module.train()
@@ -179,8 +183,8 @@ def fit_module(module, data: Demonstrations, warm: WarmStart, seed: int, device:
             agree += int((greedy == actions[start:start + warm.minibatch_size]).sum())
             values = module.compute_values(batch).cpu()
             squared += float(((values - returns[start:start + warm.minibatch_size]) ** 2).sum())
-    return {"cross_entropy": float(policy_loss), "value_r2": 1.0 - squared / rows / std**2,
-            "agreement": agree / rows}
+    return {"cross_entropy": float(policy_loss), "value_error": float(value_loss),
+            "value_r2": 1.0 - squared / rows / std**2, "agreement": agree / rows}
 
 
 def _value_layer(module):
@@ -195,7 +199,7 @@ def _value_layer(module):
 
 
 def warm_start(algo, setup, warm: WarmStart, seed: int, gamma: float) -> dict[str, float]:
-    """Clone the teacher into `algo`'s module on its learner(s), then give the env runners the new weights.
+    """Clone the teacher into the first learner's module, then give every learner and env runner its weights.
     Returns fit_module's figures plus the demonstration's size and share of disrupted steps."""
     if not setup.sku_batched:
         raise SpecError("warm_start.enabled: true needs sku_batched: true (the teacher acts on the (node, SKU) "
@@ -209,8 +213,23 @@ def warm_start(algo, setup, warm: WarmStart, seed: int, gamma: float) -> dict[st
     def fit(learner) -> dict[str, float]:
         return fit_module(learner.module[module_id], data, warm, seed, learner._device)
 
-    stats = next(iter(algo.learner_group.foreach_learner(fit))).get()  # the learners fit alike: the first's figures
-    algo.env_runner_group.sync_weights(from_worker_or_learner_group=algo.learner_group, inference_only=True)
+    group = algo.learner_group
+    # the first learner fits (with several, each would fit its own copy apart); then every learner and env runner
+    # gets its weights
+    results = list(group.foreach_learner(fit) if group.is_local else
+                   group.foreach_learner(fit, remote_actor_ids=[0], healthy_only=False))
+    if not results:
+        raise RuntimeError("warm start: no learner answered (trainer.num_learners)")
+    for result in results:
+        if not result.ok:
+            raise RuntimeError(f"warm start: the learner failed: {result.get()}")
+    stats = results[0].get()
+    if not group.is_local:
+        group.set_weights(group.get_weights())
+    algo.env_runner_group.sync_weights(from_worker_or_learner_group=group, inference_only=True)
+    if data.disrupted_share == 0:
+        log.warning("warm start: no disruption was in force in the teacher's %d episodes, so its values while "
+                    "disrupted were never shown (warm_start.episodes, or worlds with shocks)", warm.episodes)
     return {**stats, "pair_steps": float(len(data.actions)), "disrupted_share": data.disrupted_share}
 
 

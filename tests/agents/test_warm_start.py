@@ -120,3 +120,61 @@ def test_bad_warm_start_settings_name_their_key(change, match):
 def test_a_warm_start_not_enabled_is_none():
     assert WarmStart.from_dict({"enabled": False, "calm": {"store": None, "dc": None}}, GRID) is None
     assert WarmStart.from_dict(None, GRID) is None
+
+
+def test_a_second_episode_is_the_next_seeds_and_the_flags_match_the_observation(small):
+    """With two episodes the second is the episode of seed + 1 (no autoreset step recorded between them), and the
+    teacher's disrupted days are those whose observation shows a shock flag."""
+    env = strike_env(small)
+    warm = WarmStart.from_dict(TEACHER, GRID)
+    two = demonstrations(env, warm, episodes=2, seed=3, gamma=0.9)
+    second = demonstrations(strike_env(small), warm, episodes=1, seed=4, gamma=0.9)
+    rows = len(second.actions)
+    assert len(two.actions) == 2 * rows
+    np.testing.assert_array_equal(two.observations[rows:], second.observations)
+    np.testing.assert_allclose(two.returns[rows:], second.returns)
+    names = env.config.obs_spec.feature_names
+    flags = [i for i, name in enumerate(names) if name.startswith("shock_")]
+    shown = two.observations[:, flags].max(axis=1) > 0
+    disrupted_action = np.where(env.roles.reshape(-1) > 0, 2, 3)  # per pair: a store's 4.0, a DC's 6.0
+    raised = two.actions == np.tile(disrupted_action, len(two.actions) // env.pairs)
+    np.testing.assert_array_equal(shown, raised)
+
+
+SYNC_SCRIPT = """
+import numpy as np, yaml, ray, torch
+from agents.envs import EnvConfig, action_from_dict
+from agents.rl.algorithms import PPOAgent, Resources, TrainingSetup
+from agents.rl.warm_start import WarmStart, warm_start
+from twin.spec import network_from_dict
+
+small = network_from_dict(yaml.safe_load(open("conf/network/small.yaml").read()))
+env = EnvConfig(network=small, episode_days=30, granularity="node_sku",
+                action=action_from_dict({"kind": "profile_safety_factor", "grid": [0.0, 1.5, 4.0, 6.0]}),
+                scenario="port_strike", scenario_params={"start_day": 5, "days": 10})
+setup = TrainingSetup.network(env, sku_batched=True)
+ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
+algo = PPOAgent(train_batch_size=30, minibatch_size=30).algorithm_config(setup, Resources(), seed=0).build_algo()
+before = {k: v.clone() for k, v in algo.env_runner.module.state_dict().items()}
+warm = WarmStart({"store": 1.5, "dc": 4.0}, {"store": 4.0, "dc": 6.0}, episodes=1, epochs=3)
+stats = warm_start(algo, setup, warm, seed=0, gamma=0.99)
+learner = algo.learner_group.get_weights()["default_policy"]
+runner = algo.env_runner.module.state_dict()
+moved = any(not torch.equal(before[k], runner[k]) for k in runner)
+same = all(np.allclose(np.asarray(learner[k]), runner[k].numpy()) for k in runner)
+print("SYNC", moved, same, sorted(stats))
+algo.stop(); ray.shutdown()
+"""
+
+
+def test_the_env_runner_samples_with_the_clone():
+    """After the warm start the env runner that samples (the driver's, with no remote runners) holds the
+    learner's new weights, not its initial ones."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", SYNC_SCRIPT], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    line = next(line for line in done.stdout.splitlines() if line.startswith("SYNC"))
+    assert line.startswith("SYNC True True"), line
+    assert "agreement" in line and "value_r2" in line

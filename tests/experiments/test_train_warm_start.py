@@ -31,6 +31,7 @@ def train(run: Path, iterations: int) -> subprocess.CompletedProcess:
         cwd=ROOT, capture_output=True, text=True, timeout=600)
 
 
+@pytest.mark.slow
 def test_a_warm_started_run_checkpoints_the_clone_which_decides_as_its_teacher(tmp_path):
     """Checkpoint iter_000000 is the clone: over a year with a 60-day port strike it costs what the shock-aware
     base-stock it imitated costs (within 1%), not what the static base-stock with the calm z costs; a second start
@@ -44,6 +45,7 @@ def test_a_warm_started_run_checkpoints_the_clone_which_decides_as_its_teacher(t
     run = tmp_path / "run"
     done = train(run, 1)
     assert done.returncode == 0, done.stderr[-3000:]
+    assert "warm start: the greedy policy takes the teacher's action" in done.stderr
     figures = json.loads((run / "warm_start.json").read_text())
     assert figures["agreement"] > 0.98 and 0 < figures["disrupted_share"] < 1
     assert (run / "validation.csv").read_text().splitlines()[1].startswith("0,0,")  # the clone validated first
@@ -68,17 +70,18 @@ def test_a_warm_started_run_checkpoints_the_clone_which_decides_as_its_teacher(t
     again = train(run, 2)
     assert again.returncode == 0, again.stderr[-3000:]
     assert "warm start:" not in again.stderr and "resuming from" in again.stderr
-    assert json.loads((run / "warm_start.json").read_text()) == figures
 
 
 @pytest.mark.parametrize("overrides, match", [
     (["agent=dqn", "sku_batched=true", "env.action.kind=safety_factor", "env.action.grid.stop=6.0"],
-     "warm_start.enabled: true with agent=dqn, sku_batched=True is not allowed; allowed: agent=ppo with "
+     "warm_start.enabled: true with agent=dqn, sku_batched=true is not allowed; allowed: agent=ppo with "
      "sku_batched=true"),
     (["+experiment=ppo_network_sku", "env.action.grid.stop=6.0"],
-     "warm_start.enabled: true with agent=ppo, sku_batched=False is not allowed"),
+     "warm_start.enabled: true with agent=ppo, sku_batched=false is not allowed"),
     (["+experiment=ppo_network_sku", "sku_batched=true", "env.action.grid.stop=5.0"],
      "warm_start.disrupted.dc: 6 is not allowed; allowed: one of the action grid's values"),
+    (["+experiment=ppo_network_sku", "sku_batched=true", "env.action.grid.stop=6.0", "seed=100"],
+     "seed: 100 puts the warm start's teacher episodes on seeds 900000..900001, which overlap the validation seeds"),
 ])
 def test_a_warm_start_the_run_cannot_use_is_refused_before_training(overrides, match):
     from hydra import compose, initialize
