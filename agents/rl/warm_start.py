@@ -14,7 +14,10 @@ never one to come.
                                grid=setup.env.action.grid)
     stats = warm_start(algo, setup, warm, seed=0, gamma=0.99)    # before the first algo.train()
 
-Only with SKU-batched sampling (the pairs as one vector env) and PPO (a policy head to clone).
+Only with SKU-batched sampling (the pairs as one vector env) and PPO (a policy head to clone). Give it enough
+episodes that the shocks fall on many different days: with two (a holiday peak and a covid_2020 from day 180) the
+clone, 99.996% faithful on them, keyed on the calendar rather than the shock flags and missed the first week of a
+covid_2020 starting on day 70 (2.8% over the teacher's validation cost); the default is 12.
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ class WarmStart:
 
     calm: Mapping[str, float]
     disrupted: Mapping[str, float]
-    episodes: int = 2
+    episodes: int = 12
     epochs: int = 10
     lr: float = 1e-3
     minibatch_size: int = 8192
