@@ -101,6 +101,9 @@ def test_the_fitted_module_acts_as_the_teacher_and_values_in_the_returns_units()
         greedy = module.forward_inference(batch)[Columns.ACTION_DIST_INPUTS].argmax(-1).numpy()
         values = module.compute_values(batch).numpy()
     assert (greedy == np.where(test[:, 0] > 0, 3, 1)).mean() > 0.95
+    with torch.no_grad():  # smoothed targets (0.1 spread over the 4 actions): about 0.925 on the teacher's, not 1
+        probs = torch.softmax(module.forward_inference(batch)[Columns.ACTION_DIST_INPUTS], -1).numpy()
+    assert 0.85 < probs[np.arange(len(test)), np.where(test[:, 0] > 0, 3, 1)].mean() < 0.97
     truth = -3000.0 + 800.0 * np.tanh(test[:, 1])
     assert np.abs(values - truth).mean() < 0.15 * truth.std()
 
@@ -110,6 +113,7 @@ def test_the_fitted_module_acts_as_the_teacher_and_values_in_the_returns_units()
                                           r"grid's values \[0, 1.5, 4, 6\]"),
     ({"disrupted": {"store": 4.0}}, r"warm_start.disrupted.dc: missing"),
     ({"episodes": 0}, r"warm_start.episodes"),
+    ({"label_smoothing": 1.0}, r"warm_start.label_smoothing"),
     ({"teacher": "base_stock"}, r"warm_start: unknown key .teacher."),
 ])
 def test_bad_warm_start_settings_name_their_key(change, match):
