@@ -81,7 +81,8 @@ def test_a_warm_started_run_checkpoints_the_clone_which_decides_as_its_teacher(t
     (["+experiment=ppo_network_sku", "sku_batched=true", "env.action.grid.stop=5.0"],
      "warm_start.disrupted.dc: 6 is not allowed; allowed: one of the action grid's values"),
     (["+experiment=ppo_network_sku", "sku_batched=true", "env.action.grid.stop=6.0", "seed=100"],
-     "seed: 100 puts the warm start's teacher episodes on seeds 900000..900001, which overlap the validation seeds"),
+     "seed: 100 puts the warm start's teacher episodes on seeds 900000..900011, which overlap the validation seeds "
+     "900000..900001"),
 ])
 def test_a_warm_start_the_run_cannot_use_is_refused_before_training(overrides, match):
     from hydra import compose, initialize
