@@ -110,6 +110,9 @@ def read_config(data: dict) -> PlaybookConfig:
                           held_out, horizon, warmup, policy_seed, workers)
 
 
+Ratios = dict[tuple, dict[str, float]]  # a candidate's four z -> its cost ratio per scenario
+
+
 @dataclass(frozen=True)
 class PlaybookResult:
     """What a run found: the playbook's four z, each scenario's tuned base-stock, every candidate's ratios, the
@@ -117,7 +120,7 @@ class PlaybookResult:
 
     params: dict[str, float]
     tuned: dict[str, TuningResult]
-    ratios: dict[tuple, dict[str, float]]
+    ratios: Ratios
     at_grid_edge: dict[str, str]
     report: str
 
@@ -131,6 +134,12 @@ def playbook_spec(params: dict[str, float]) -> PolicySpec:
     """The shock-aware base-stock of the search's four z (PARAMETERS)."""
     return PolicySpec(name=SHOCK_AWARE, z={"store": params["calm_store"], "dc": params["calm_dc"]},
                       z_disrupted={"store": params["disrupted_store"], "dc": params["disrupted_dc"]})
+
+
+def static_start(z: dict[str, float]) -> dict[str, float]:
+    """The playbook's four z that make it the static base-stock with z (the same z calm and disrupted)."""
+    return {"calm_store": z.get("store", 0.0), "calm_dc": z.get("dc", 0.0),
+            "disrupted_store": z.get("store", 0.0), "disrupted_dc": z.get("dc", 0.0)}
 
 
 def scenario_cost(config: PlaybookConfig, label: str, spec: PolicySpec, initial: np.ndarray) -> float:
@@ -149,9 +158,6 @@ def tune_scenario(config: PlaybookConfig, label: str, initial: np.ndarray) -> Tu
     return result
 
 
-Ratios = dict[tuple, dict[str, float]]  # a candidate's four z -> its cost ratio per scenario
-
-
 def search(config: PlaybookConfig, tuned: dict[str, TuningResult],
            costs_of: Callable[[PolicySpec], dict[str, float]]) -> tuple[TuningResult, Ratios]:
     """The search's best end (its `best` the playbook's four z, `best_cost` its worst ratio), and every candidate
@@ -168,9 +174,7 @@ def search(config: PlaybookConfig, tuned: dict[str, TuningResult],
         return max(ratios[key].values())
 
     grid = {p: config.search_grid for p in PARAMETERS}
-    starts = [{"calm_store": t.best.get("store", 0.0), "calm_dc": t.best.get("dc", 0.0),
-               "disrupted_store": t.best.get("store", 0.0), "disrupted_dc": t.best.get("dc", 0.0)}
-              for t in tuned.values()]
+    starts = [static_start(t.best) for t in tuned.values()]
     starts.append({p: max(start[p] for start in starts) for p in PARAMETERS})
     best: TuningResult | None = None
     for start in starts:
@@ -219,7 +223,7 @@ def format_report(config: PlaybookConfig, params: dict[str, float], tuned: dict[
     lines += ["", "Each scenario's own tuned base-stock, used everywhere: its worst ratio on the tuning seeds "
               "(the search's starts):", ""]
     for label, t in tuned.items():
-        start = (t.best.get("store", 0.0), t.best.get("dc", 0.0), t.best.get("store", 0.0), t.best.get("dc", 0.0))
+        start = tuple(static_start(t.best)[p] for p in PARAMETERS)
         if start in ratios:
             lines.append(f"- tuned on {label}: {max(ratios[start].values()):.3f}")
     return "\n".join(lines) + "\n"
