@@ -28,10 +28,16 @@ finite-sample correction of split conformal; clipped to [1, n]).
 
 The correction needs enough errors per step: with n of them the band between
 the 0.1 and 0.9 levels covers (k_hi - k_lo) / (n + 1) in expectation, which is
-0.8 for n >= 9; below that the ranks are clipped to the smallest and largest
-error and the band covers only (n - 1) / (n + 1) (60% for n = 4, e.g. one
-series and 4 origins). `fit` then logs a warning and `calibration_errors`
-holds the count per step.
+0.8 for n = 9, 19, 29, ..., up to 2 / (n + 1) more in between (0.895 for
+n = 18); below 9 the ranks are clipped to the smallest and largest error and
+the band covers only (n - 1) / (n + 1) (60% for n = 4, e.g. one series and 4
+origins). So by default (`pool_steps`) a step whose errors give a band whose
+expected coverage is more than POOL_TOLERANCE from its nominal one borrows the
+errors of its neighbouring steps, 1, 2, ... either side, as far as the first
+window whose count is within POOL_TOLERANCE (or, failing that, the closest);
+on a panel of many series every step keeps its own errors. `calibration_errors`
+holds the count each step's offsets came from; `fit` logs a warning when even
+all steps pooled leave the band short of its nominal coverage.
 """
 
 from __future__ import annotations
@@ -54,6 +60,7 @@ BAND_FLOOR = 0.01  # scale="band": the smallest scale, as a fraction of the seri
                   # series' narrow band is kept (10% undid the point on 2%-noise series); the cost: an error
                   # where the base's band collapsed becomes a large score, which the pooled ranks absorb only
                   # while such points are few
+POOL_TOLERANCE = 0.01  # pool_steps: how far the band's expected coverage from its n errors may be from nominal
 
 
 def conformal_ranks(n: int, levels: tuple[float, ...]) -> list[int]:
@@ -82,6 +89,28 @@ def expected_coverage(n: int, low: float, high: float) -> float:
     return float(k_high - k_low) / (n + 1)
 
 
+def pooling_windows(counts: np.ndarray, levels: tuple[float, ...]) -> list[slice]:
+    """For each step, the steps whose errors calibrate it: itself, widened by 1, 2, ... neighbours either side
+    (cut at the ends) until the band between the lowest and highest level has an expected coverage from that many
+    errors within POOL_TOLERANCE of its nominal one (else the window closest to it, the smallest such).
+    `counts`: (horizon,) the finite errors per step."""
+    low, high = min(levels), max(levels)
+    cumulative = np.concatenate([[0], np.cumsum(counts)])
+    windows = []
+    for j in range(len(counts)):
+        best, best_gap = None, math.inf
+        for radius in range(len(counts)):
+            window = slice(max(0, j - radius), min(len(counts), j + radius + 1))
+            n = int(cumulative[window.stop] - cumulative[window.start])
+            gap = abs(expected_coverage(n, low, high) - (high - low)) if n else math.inf
+            if gap < best_gap - 1e-12:
+                best, best_gap = window, gap
+            if gap <= POOL_TOLERANCE or (window.start == 0 and window.stop == len(counts)):
+                break
+        windows.append(best or slice(j, j + 1))
+    return windows
+
+
 class Conformal:
     """Any forecaster with its quantiles replaced by split-conformal ones from rolling-origin residuals.
 
@@ -98,13 +127,14 @@ class Conformal:
     so its width keeps following the base's). `scale`: "series" (errors
     relative to each series' mean absolute value, pooled over series), "band"
     (relative to the base's own band at each point, floored) or "none" (in the
-    data's units); the module docstring says more.
+    data's units); the module docstring says more. `pool_steps`: a step with too few errors for its band's
+    nominal coverage borrows its neighbours' (default); False: each step its own errors only.
     """
 
     name = "conformal"
 
     def __init__(self, base: Forecaster | Callable[[], Forecaster], origins: int = 4, step: int | None = None,
-                 max_horizon: int | None = None, scale: str = "series") -> None:
+                 max_horizon: int | None = None, scale: str = "series", pool_steps: bool = True) -> None:
         if not (hasattr(base, "fit") and hasattr(base, "predict")) and not callable(base):
             raise ValueError(f"Conformal: base {base!r} is not a forecaster; allowed: a forecaster config")
         if isinstance(origins, bool) or not isinstance(origins, int) or origins < 1:
@@ -117,13 +147,16 @@ class Conformal:
                              f"or null")
         if scale not in SCALES:
             raise ValueError(f"Conformal: scale {scale!r} is not allowed; allowed: {', '.join(map(repr, SCALES))}")
+        if not isinstance(pool_steps, bool):
+            raise ValueError(f"Conformal: pool_steps {pool_steps!r} is not allowed; allowed: true or false")
         self.base = base
         self.origins = origins
         self.step = step
         self.max_horizon = max_horizon
         self.scale = scale
+        self.pool_steps = pool_steps
         self.calibration_origins: tuple[int, ...] = ()
-        self.calibration_errors: np.ndarray | None = None  # (max_horizon,) finite errors per step
+        self.calibration_errors: np.ndarray | None = None  # (max_horizon,) the errors each step's offsets came from
         self.offsets: np.ndarray | None = None  # (max_horizon, levels) scaled conformal offsets
         self.levels: tuple[float, ...] = ()
         self._model: Forecaster | None = None
@@ -177,14 +210,17 @@ class Conformal:
                              f"max_horizon or a longer history")
         origins = tuple(kept)
         stacked = np.concatenate(scores, axis=0)  # (origins x n, horizon)
-        self.offsets = np.stack([conformal_offsets(stacked[:, j], levels) for j in range(horizon)])
-        self.calibration_errors = np.isfinite(stacked).sum(axis=0)
+        counts = np.isfinite(stacked).sum(axis=0)
+        windows = pooling_windows(counts, levels) if self.pool_steps else [slice(j, j + 1) for j in range(horizon)]
+        self.offsets = np.stack([conformal_offsets(stacked[:, w].ravel(), levels) for w in windows])
+        self.calibration_errors = np.array([counts[w].sum() for w in windows])
         fewest = int(self.calibration_errors.min())
         if fewest and clipped_levels(fewest, levels):
-            log.warning("conformal: %d calibration errors at a step (%d series x %d origins) are too few for "
+            log.warning("conformal: %d calibration errors at a step (%d series x %d origins%s) are too few for "
                         "the levels %s, which take the smallest or largest error: the band from %g to %g covers "
-                        "%.0f%% in expectation, not %.0f%%; allowed: more origins (one series needs 9 for the "
-                        "0.1/0.9 levels)", fewest, history.n, len(origins), list(clipped_levels(fewest, levels)),
+                        "%.0f%% in expectation, not %.0f%%; allowed: more origins (one series needs 9 errors for "
+                        "the 0.1/0.9 levels)", fewest, history.n, len(origins),
+                        ", every step pooled" if self.pool_steps else "", list(clipped_levels(fewest, levels)),
                         min(levels), max(levels), 100 * expected_coverage(fewest, min(levels), max(levels)),
                         100 * (max(levels) - min(levels)))
         self.levels = levels

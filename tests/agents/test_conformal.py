@@ -9,7 +9,14 @@ import pytest
 
 from agents.forecasting.backtest import BacktestPlan, backtest
 from agents.forecasting.classical import MovingAverage, SeasonalNaive
-from agents.forecasting.conformal import BAND_FLOOR, Conformal, clipped_levels, conformal_offsets, expected_coverage
+from agents.forecasting.conformal import (
+    BAND_FLOOR,
+    Conformal,
+    clipped_levels,
+    conformal_offsets,
+    expected_coverage,
+    pooling_windows,
+)
 from agents.forecasting.data import panel_from_arrays
 from agents.forecasting.factory import FORECASTERS, forecaster_factory
 from twin.config import SpecError
@@ -67,7 +74,7 @@ def test_a_base_with_an_empty_band_gets_the_floor():
     # a constant series: the moving average's band is empty, so scale="band" falls back to BAND_FLOOR x its mean
     values = np.full((4, 120), 10.0)
     values[:, 100:] = 12.0  # the last windows' errors are 2
-    model = Conformal(MovingAverage, origins=2, step=7, max_horizon=7, scale="band")
+    model = Conformal(MovingAverage, origins=2, step=7, max_horizon=7, scale="band", pool_steps=False)
     model.fit(panel_from_arrays(values))
     assert model.calibration_errors.tolist() == [8] * 7  # 4 series x 2 origins: none lost to a division by 0
     assert np.isfinite(model.offsets).all()
@@ -150,7 +157,9 @@ def test_gradient_boosting_as_the_base_keeps_its_mean():
     model.fit(panel)
     forecast = model.predict(14)
     np.testing.assert_allclose(forecast.mean, base.predict(14).mean)
-    assert model.calibration_errors.tolist() == [12] * 14  # 6 series x 2 origins per step
+    # 6 series x 2 origins = 12 errors per step, whose 10-90% band covers 84.6% in expectation: each step pools
+    # 5 steps' errors (60: 80.3%), the first and last ones 5 on their one side
+    assert model.calibration_errors.tolist() == [60] * 14
     assert (np.diff(forecast.quantiles, axis=-1) >= 0).all()
 
 
@@ -164,14 +173,53 @@ def test_too_few_calibration_errors_warn(caplog):
     assert expected_coverage(99, 0.1, 0.9) == pytest.approx(0.8)
     panel = panel_from_arrays(50 + np.random.default_rng(6).normal(0, 5, (1, 200)))
     with caplog.at_level(logging.WARNING, logger="agents.forecasting.conformal"):
-        Conformal(MovingAverage, origins=4, step=7, max_horizon=7).fit(panel)
+        Conformal(MovingAverage, origins=4, step=7, max_horizon=7, pool_steps=False).fit(panel)
     assert "4 calibration errors" in caplog.text and "60%" in caplog.text, caplog.text
     caplog.clear()
-    model = Conformal(MovingAverage, origins=9, step=7, max_horizon=7)
+    model = Conformal(MovingAverage, origins=9, step=7, max_horizon=7, pool_steps=False)
     with caplog.at_level(logging.WARNING, logger="agents.forecasting.conformal"):
         model.fit(panel)
     assert caplog.text == ""
     assert model.calibration_errors.tolist() == [9] * 7
+    caplog.clear()  # pooled (the default), 4 origins: each step borrows its neighbours' errors, no warning
+    model = Conformal(MovingAverage, origins=4, step=7, max_horizon=7)
+    with caplog.at_level(logging.WARNING, logger="agents.forecasting.conformal"):
+        model.fit(panel)
+    assert caplog.text == ""
+    assert model.calibration_errors.tolist() == [20] * 7  # 5 steps' (12: 84.6% expected, 20: 81.0%)
+    caplog.clear()  # one step ahead only: nothing to borrow, so the warning stays
+    with caplog.at_level(logging.WARNING, logger="agents.forecasting.conformal"):
+        Conformal(MovingAverage, origins=4, step=7, max_horizon=1).fit(panel)
+    assert "every step pooled" in caplog.text and "60%" in caplog.text, caplog.text
+
+
+def test_pooling_windows_reach_the_nominal_coverage():
+    levels = (0.1, 0.5, 0.9)
+    # 4 errors per step: 1 step 60%, 3 steps (12) 84.6%, 5 steps (20) 81.0%: 5, cut at the ends and widened on
+    # the other side
+    windows = pooling_windows(np.full(7, 4), levels)
+    assert [(w.start, w.stop) for w in windows] == [(0, 5), (0, 5), (0, 5), (1, 6), (2, 7), (2, 7), (2, 7)]
+    assert pooling_windows(np.full(5, 400), levels) == [slice(j, j + 1) for j in range(5)]  # 80.05%: its own
+    # too few in all: the whole horizon, the closest it gets
+    assert pooling_windows(np.array([1, 1, 1]), levels) == [slice(0, 3)] * 3
+
+
+def test_one_series_is_calibrated_in_expectation():
+    # 300 independent single series of white noise, each calibrated on its own 4 origins and scored on the next 7
+    # points: each step's 4 errors give a band from their smallest to their largest (60% in expectation); pooled
+    # over neighbouring steps (20 errors, exchangeable here) it covers 80%
+    rng = np.random.default_rng(11)
+    inside = {True: [], False: []}
+    for _ in range(300):
+        values = 50 + rng.normal(0, 5, (1, 107))
+        history = panel_from_arrays(values).until(100)
+        for pool in inside:
+            model = Conformal(MovingAverage, origins=4, step=7, max_horizon=7, pool_steps=pool)
+            model.fit(history)
+            band = model.predict(7).quantiles[0]
+            inside[pool].append(np.mean((values[0, 100:] >= band[:, 0]) & (values[0, 100:] <= band[:, -1])))
+    assert abs(np.mean(inside[False]) - 0.60) < 0.05, np.mean(inside[False])
+    assert abs(np.mean(inside[True]) - 0.81) < 0.04, np.mean(inside[True])
 
 
 def test_finite_sample_quantile():
@@ -186,6 +234,7 @@ def test_finite_sample_quantile():
     ({"step": -1}, "forecaster.step"),
     ({"max_horizon": 0}, "forecaster.max_horizon"),
     ({"scale": "log"}, "forecaster.scale"),
+    ({"pool_steps": "yes"}, "forecaster.pool_steps"),
     ({"window": 3}, "forecaster.window"),
     ({"base": "crystal_ball"}, "forecaster.base.name"),
     ({"base": {"name": "moving_average", "window": 0}}, "forecaster.base.window"),
