@@ -111,6 +111,12 @@ def pooling_windows(counts: np.ndarray, levels: tuple[float, ...]) -> list[slice
     return windows
 
 
+def _span(values: np.ndarray) -> str:
+    """"4" or "4-6": the range of some counts, for a log line."""
+    low, high = int(np.min(values)), int(np.max(values))
+    return str(low) if low == high else f"{low}-{high}"
+
+
 class Conformal:
     """Any forecaster with its quantiles replaced by split-conformal ones from rolling-origin residuals.
 
@@ -214,13 +220,19 @@ class Conformal:
         windows = pooling_windows(counts, levels) if self.pool_steps else [slice(j, j + 1) for j in range(horizon)]
         self.offsets = np.stack([conformal_offsets(stacked[:, w].ravel(), levels) for w in windows])
         self.calibration_errors = np.array([counts[w].sum() for w in windows])
+        widths = np.array([w.stop - w.start for w in windows])
+        if widths.max() > 1:
+            log.info("conformal: %s errors per step (%d series x %d origins), too few for the %g-%g band's nominal "
+                     "coverage: each step calibrated on the errors of %s steps around it (%s)", _span(counts),
+                     history.n, len(origins), min(levels), max(levels), _span(widths),
+                     _span(self.calibration_errors))
         fewest = int(self.calibration_errors.min())
         if fewest and clipped_levels(fewest, levels):
             log.warning("conformal: %d calibration errors at a step (%d series x %d origins%s) are too few for "
                         "the levels %s, which take the smallest or largest error: the band from %g to %g covers "
                         "%.0f%% in expectation, not %.0f%%; allowed: more origins (one series needs 9 errors for "
                         "the 0.1/0.9 levels)", fewest, history.n, len(origins),
-                        ", every step pooled" if self.pool_steps else "", list(clipped_levels(fewest, levels)),
+                        ", neighbouring steps pooled" if self.pool_steps else "", list(clipped_levels(fewest, levels)),
                         min(levels), max(levels), 100 * expected_coverage(fewest, min(levels), max(levels)),
                         100 * (max(levels) - min(levels)))
         self.levels = levels
