@@ -35,9 +35,12 @@ origins). So by default (`pool_steps`) a step whose errors give a band whose
 expected coverage is more than POOL_TOLERANCE from its nominal one borrows the
 errors of its neighbouring steps, 1, 2, ... either side, as far as the first
 window whose count is within POOL_TOLERANCE (or, failing that, the closest);
-on a panel of many series every step keeps its own errors. `calibration_errors`
-holds the count each step's offsets came from; `fit` logs a warning when even
-all steps pooled leave the band short of its nominal coverage.
+with 0.1/0.9 levels a count pools unless it is 9, 19-20, 29-30, 39-41, ... or
+179 or more (100 series x 4 origins keep their own). Pooling adds errors, not
+windows: where an error persists across the steps of a window (a level the
+base misses) the pooled errors of one series are worth about its windows.
+`calibration_errors` holds the count each step's offsets came from; `fit` logs
+which steps were pooled, and a warning when even pooled the ranks are clipped.
 """
 
 from __future__ import annotations
@@ -103,16 +106,16 @@ def pooling_windows(counts: np.ndarray, levels: tuple[float, ...]) -> list[slice
             window = slice(max(0, j - radius), min(len(counts), j + radius + 1))
             n = int(cumulative[window.stop] - cumulative[window.start])
             gap = abs(expected_coverage(n, low, high) - (high - low)) if n else math.inf
-            if gap < best_gap - 1e-12:
+            if gap < best_gap - 1e-12:  # a tie in floating point keeps the narrower window
                 best, best_gap = window, gap
             if gap <= POOL_TOLERANCE or (window.start == 0 and window.stop == len(counts)):
                 break
-        windows.append(best or slice(j, j + 1))
+        windows.append(best if best is not None else slice(j, j + 1))  # no errors anywhere: its own (none)
     return windows
 
 
-def _span(values: np.ndarray) -> str:
-    """"4" or "4-6": the range of some counts, for a log line."""
+def count_range(values: np.ndarray) -> str:
+    """The range of some counts as text for a log line, e.g. 4 or 4-6."""
     low, high = int(np.min(values)), int(np.max(values))
     return str(low) if low == high else f"{low}-{high}"
 
@@ -133,8 +136,8 @@ class Conformal:
     so its width keeps following the base's). `scale`: "series" (errors
     relative to each series' mean absolute value, pooled over series), "band"
     (relative to the base's own band at each point, floored) or "none" (in the
-    data's units); the module docstring says more. `pool_steps`: a step with too few errors for its band's
-    nominal coverage borrows its neighbours' (default); False: each step its own errors only.
+    data's units); the module docstring says more. `pool_steps`: a step whose count of errors puts its
+    band's expected coverage off nominal borrows its neighbours' (default); False: each step its own errors.
     """
 
     name = "conformal"
@@ -222,17 +225,17 @@ class Conformal:
         self.calibration_errors = np.array([counts[w].sum() for w in windows])
         widths = np.array([w.stop - w.start for w in windows])
         if widths.max() > 1:
-            log.info("conformal: %s errors per step (%d series x %d origins), too few for the %g-%g band's nominal "
-                     "coverage: each step calibrated on the errors of %s steps around it (%s)", _span(counts),
-                     history.n, len(origins), min(levels), max(levels), _span(widths),
-                     _span(self.calibration_errors))
+            log.info("conformal: %s errors per step (%d series x %d origins), whose %g-%g band is more than %g "
+                     "point from its nominal coverage in expectation: each step calibrated on the errors of %s "
+                     "steps around it (%s)", count_range(counts), history.n, len(origins), min(levels), max(levels),
+                     100 * POOL_TOLERANCE, count_range(widths), count_range(self.calibration_errors))
         fewest = int(self.calibration_errors.min())
         if fewest and clipped_levels(fewest, levels):
             log.warning("conformal: %d calibration errors at a step (%d series x %d origins%s) are too few for "
                         "the levels %s, which take the smallest or largest error: the band from %g to %g covers "
                         "%.0f%% in expectation, not %.0f%%; allowed: more origins (one series needs 9 errors for "
                         "the 0.1/0.9 levels)", fewest, history.n, len(origins),
-                        ", neighbouring steps pooled" if self.pool_steps else "", list(clipped_levels(fewest, levels)),
+                        ", neighbouring steps pooled" if widths.max() > 1 else "", list(clipped_levels(fewest, levels)),
                         min(levels), max(levels), 100 * expected_coverage(fewest, min(levels), max(levels)),
                         100 * (max(levels) - min(levels)))
         self.levels = levels

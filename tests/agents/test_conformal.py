@@ -158,7 +158,7 @@ def test_gradient_boosting_as_the_base_keeps_its_mean():
     forecast = model.predict(14)
     np.testing.assert_allclose(forecast.mean, base.predict(14).mean)
     # 6 series x 2 origins = 12 errors per step, whose 10-90% band covers 84.6% in expectation: each step pools
-    # 5 steps' errors (60: 80.3%), the first and last ones 5 on their one side
+    # 5 steps' errors (60: 80.3%), the first and last ones steps 0-4 and 9-13
     assert model.calibration_errors.tolist() == [60] * 14
     assert (np.diff(forecast.quantiles, axis=-1) >= 0).all()
 
@@ -190,7 +190,11 @@ def test_too_few_calibration_errors_warn(caplog):
     caplog.clear()  # one step ahead only: nothing to borrow, so the warning stays
     with caplog.at_level(logging.WARNING, logger="agents.forecasting.conformal"):
         Conformal(MovingAverage, origins=4, step=7, max_horizon=1).fit(panel)
-    assert "neighbouring steps pooled" in caplog.text and "60%" in caplog.text, caplog.text
+    assert "(1 series x 4 origins)" in caplog.text and "60%" in caplog.text, caplog.text
+    caplog.clear()  # two steps: pooled, and still too few
+    with caplog.at_level(logging.WARNING, logger="agents.forecasting.conformal"):
+        Conformal(MovingAverage, origins=4, step=7, max_horizon=2).fit(panel)
+    assert "neighbouring steps pooled" in caplog.text and "78%" in caplog.text, caplog.text
 
 
 def test_pooling_windows_reach_the_nominal_coverage():
@@ -202,6 +206,16 @@ def test_pooling_windows_reach_the_nominal_coverage():
     assert pooling_windows(np.full(5, 400), levels) == [slice(j, j + 1) for j in range(5)]  # 80.05%: its own
     # too few in all: the whole horizon, the closest it gets
     assert pooling_windows(np.array([1, 1, 1]), levels) == [slice(0, 3)] * 3
+    # steps without errors (a series that starts late, NaN errors) borrow like the others; none anywhere: their own
+    windows = pooling_windows(np.array([0, 4, 4, 4, 4, 4, 0]), levels)
+    assert [(w.start, w.stop) for w in windows] == [(0, 6), (0, 6), (0, 6), (1, 6), (1, 7), (1, 7), (1, 7)]
+    assert pooling_windows(np.zeros(3, dtype=int), levels) == [slice(j, j + 1) for j in range(3)]
+    # one level has no band: every count is at its nominal coverage (0), nothing pools
+    assert pooling_windows(np.full(4, 2), (0.5,)) == [slice(j, j + 1) for j in range(4)]
+    # the outer two levels decide: 0.05/0.95 from 10 / 20 / 30 / 40 / 50 errors covers 81.8 / 90.5 / 93.5 / 90.2 /
+    # 92.2%, so an end step takes 2 steps (20), the next 4 (40: 3 is off by 3.5 points), the middle one all 5
+    windows = pooling_windows(np.full(5, 10), (0.05, 0.5, 0.95))
+    assert [(w.start, w.stop) for w in windows] == [(0, 2), (0, 4), (0, 5), (1, 5), (3, 5)]
 
 
 def test_one_series_is_calibrated_in_expectation():
