@@ -11,7 +11,7 @@ scores.md, cv.csv (every forecast as Nixtla's cross-validation frame, which
 utilsforecast.evaluation.evaluate reads), forecast_vs_actual.png and
 error_by_horizon.png into the run directory (with forecaster=auto also
 auto_choices.csv: per backtest origin and series, the candidate chosen and every
-candidate's validation score), prints the table, and returns the objective (for
+candidate's validation score, in the `metric` column's measure), prints the table, and returns the objective (for
 sweepers). When `compare` is not empty it also writes paired.csv and paired.md
 (agents.forecasting.paired): per horizon, the subject's MASE over each compared
 forecaster's and over the best single one's, with a 95% CI by a paired bootstrap
@@ -97,6 +97,7 @@ def load_forecast_config(data: Mapping[str, Any]) -> ForecastConfig:
     max_series = d.integer("max_series", 0, low=1) if d.raw("max_series") is not None else None
     holdout = d.integer("holdout", 0, low=0)
     keep = d.sequence("covariates") if d.raw("covariates") is not None else None
+    shared_unit = d.flag("shared_unit", False) if d.raw("shared_unit") is not None else None
     d.done()
     network_data, scenario_data = r.raw("network"), dict(r.raw("scenario") or {})
 
@@ -130,6 +131,8 @@ def load_forecast_config(data: Mapping[str, Any]) -> ForecastConfig:
         scenario = scenarios.build(name, network, days, **scenario_data)
         source = f"twin {network.name} / {name}, {days} days, seed {data_seed}"
         panel = panel_from_twin(network, days, seed=data_seed, shocks=scenario.shocks)
+    if shared_unit is not None:  # null: the source's own (the twin's units sold: true; a file's: false)
+        panel = replace(panel, shared_unit=shared_unit)
     if max_series is not None and panel.n > max_series:
         panel = panel.select(slice(0, max_series))
     if keep is not None:
@@ -218,7 +221,7 @@ def main(cfg: DictConfig) -> float:
     out = run_dir()
     out.mkdir(parents=True, exist_ok=True)
     if fitted:  # forecaster=auto: each origin's choice per series and the validation scores behind it
-        pd.concat([model.choices_frame().assign(cutoff=panel.dates[origin - 1].date())
+        pd.concat([model.choices_frame().assign(cutoff=panel.dates[origin - 1].date(), metric=model.fitted_metric)
                    for origin, model in zip(plan.origins, fitted)]).to_csv(out / "auto_choices.csv", index=False)
     (out / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(resolved)))
     rows = result.scores()

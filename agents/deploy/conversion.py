@@ -524,7 +524,7 @@ def _history(state: ErpState, network: NetworkSpec) -> dict[str, SeriesPanel]:
         panels[frequency] = SeriesPanel(ids=tuple(f"{loc_id}/{s}" for _, loc_id, s, _ in series), dates=dates,
                                         values=values, freq=freq,
                                         covariates=np.zeros((len(series), length, 0), np.float32),
-                                        categories=categories)
+                                        categories=categories, shared_unit=True)  # units sold
     return panels
 
 
@@ -541,7 +541,8 @@ def daily_from_weekly(panel: SeriesPanel) -> SeriesPanel:
     values = np.repeat(panel.values / 7.0, 7, axis=1)
     dates = pd.date_range(panel.dates[0], periods=7 * weeks, freq=DAILY.alias)
     return SeriesPanel(ids=panel.ids, dates=dates, values=values, freq=DAILY,
-                       covariates=np.zeros((n, 7 * weeks, 0), np.float32), categories=dict(panel.categories))
+                       covariates=np.zeros((n, 7 * weeks, 0), np.float32), categories=dict(panel.categories),
+                       shared_unit=panel.shared_unit)
 
 
 # ------------------------------------------------------------------ twin -> ERP

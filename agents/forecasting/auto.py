@@ -6,12 +6,20 @@ rolling origins inside the history it was given, `step` periods apart, the last 
 history's end, so the last validation window ends with the history and nothing after it is read. Each candidate gets
 one score per series: its error over every validation origin and step ahead (`metric`: MASE, each origin's absolute
 errors divided by the series' in-sample seasonal-naive MAE before that origin, as the backtests score; or MAE,
-RMSE). `mode="select"` gives each series the candidate with the lowest score if that score is more than `margin`
+RMSE; "auto", the default: MAE where the panel's series share one unit (`SeriesPanel.shared_unit`: the twin's and an
+ERP's units sold), MASE otherwise). The metric sets how the candidate best over all series is found: the mean of
+per-series MAEs is the panel's MAE, the busiest series weighing most, as a panel in units sold is judged (on the
+twin the log-linear regression is ahead on the busy series and level on the rest, so the equal weights of MASE
+tie it with gradient boosting, README); MASE weighs every series alike, as series in different units need.
+`mode="select"` gives each series the candidate with the lowest score if that score is more than `margin`
 (relative) below the score of the candidate best over all series (the `fallback`, lowest mean score), and the
 fallback otherwise (also to a series without a score, e.g. one that starts inside the validation windows): with few
 validation windows a series' own ranking of near-equal candidates is noise, and on the twin's panel following it
 (margin 0, 2 validation origins) cost 3-4% MASE against the best single candidate, where the default 0.2 margin and 6
-validation origins cost nothing measurable (auto / best 1.00, README); `mode="weight"` averages
+validation origins cost nothing measurable (auto / best 1.00, README). `margin` holds for `origins` validation
+windows; where a short history fits fewer, k, a series needs more to leave the fallback, its score below
+(1 - margin) ** sqrt(origins / k) of the fallback's (0.8 at 6 of 6 windows, 0.73 at 3, 0.58 at 1): the noise in
+the log of a mean of k window scores falls as 1 / sqrt(k). `mode="weight"` averages
 the candidates' means and quantiles with per-series weights proportional to 1 / score (only each series' `top` best,
 if set). The candidates needed are then refitted on the whole history, and `predict` takes each series' rows from
 its own candidate (mean and quantiles). `choices` (series id -> candidate) and `validation_scores` (a table series x
@@ -39,8 +47,9 @@ from agents.forecasting.features import series_scale
 
 log = logging.getLogger("agents.forecasting.auto")
 
-DEFAULT_CANDIDATES = ("seasonal_naive", "ets", "arima", "croston", "tsb", "adida", "imapa", "gradient_boosting")
-METRICS = ("mase", "mae", "rmse")
+DEFAULT_CANDIDATES = ("seasonal_naive", "ets", "arima", "croston", "tsb", "adida", "imapa", "gradient_boosting",
+                      "glm")
+METRICS = ("auto", "mase", "mae", "rmse")
 MODES = ("select", "weight")
 
 
@@ -57,16 +66,17 @@ class Auto:
     `max_horizon`), the last `max_horizon` periods before the history's end (default: the longest default
     backtest horizon of the frequency); origins that would leave less than max(2 seasons, 8) periods of history
     are dropped (an error if none is left), and on daily, weekly and hourly data those that would leave less than a
-    year where at least one leaves a year (`plan`). `metric`: "mase", "mae" or "rmse" per series. `mode`:
-    "select" (`margin`: how much better, relative, a series' own best must score than the candidate best over all
-    series to replace it; 0: always its own best) or "weight" (`top`: only each series' `top` best candidates
+    year where at least one leaves a year (`plan`). `metric`: "mase", "mae" or "rmse" per series; "auto": "mae"
+    on a panel whose series share one unit, else "mase". `mode`: "select" (`margin`: how much better, relative, a
+    series' own best must score than the candidate best over all series to replace it, at `origins` validation
+    windows, more where fewer fit; 0: always its own best) or "weight" (`top`: only each series' `top` best candidates
     weighted; None: all). A candidate that raises while it is validated is logged and left out.
     """
 
     name = "auto"
 
     def __init__(self, candidates: Mapping[str, Callable[[], Forecaster]] | Sequence[Callable[[], Forecaster]],
-                 origins: int = 6, step: int | None = None, max_horizon: int | None = None, metric: str = "mase",
+                 origins: int = 6, step: int | None = None, max_horizon: int | None = None, metric: str = "auto",
                  mode: str = "select", top: int | None = None, margin: float = 0.2,
                  segments: str | Sequence[int] | None = None) -> None:
         if isinstance(candidates, Mapping):
@@ -106,6 +116,7 @@ class Auto:
         self.step = step
         self.max_horizon = max_horizon
         self.metric = metric
+        self.fitted_metric = metric  # as resolved for the history fitted ("auto": "mae" or "mase")
         self.mode = mode
         self.top = top
         self.margin = float(margin)
@@ -151,6 +162,7 @@ class Auto:
         plan = self.plan(history)
         horizon = plan.horizons[-1]
         ends = self._segment_ends(history, horizon)
+        metric = self.fitted_metric = self.metric_for(history)
         errors = {}
         for label, build in self.candidates.items():
             try:
@@ -161,10 +173,10 @@ class Auto:
                             type(error).__name__, error)
                 continue
             error = np.abs(result.actual - result.runs[key].mean)  # (origins, n, horizon)
-            if self.metric == "mase":  # each origin's in-sample seasonal naive MAE (mean absolute value if flat)
+            if metric == "mase":  # each origin's in-sample seasonal naive MAE (mean absolute value if flat)
                 flat = np.stack([series_scale(history.values[:, :o]) for o in plan.origins])
                 error = error / np.where(np.isfinite(result.scale), result.scale, flat)[..., None]
-            elif self.metric == "rmse":
+            elif metric == "rmse":
                 error = error ** 2
             errors[label] = error
         if not errors:
@@ -174,6 +186,19 @@ class Auto:
         starts = (0,) + ends[:-1]
         self.segment_scores = [self._scores(history, errors, slice(a, b)) for a, b in zip(starts, ends)]
         return self.segment_scores[0] if len(ends) == 1 else self._scores(history, errors, slice(0, horizon))
+
+    def metric_for(self, history: SeriesPanel) -> str:
+        """The per-series validation metric on `history`: `metric`, or for "auto" MAE where the series share one
+        unit (their errors may be summed, the busiest weighing most) and MASE where they may not."""
+        if self.metric != "auto":
+            return self.metric
+        return "mae" if history.shared_unit else "mase"
+
+    def required_ratio(self) -> float:
+        """How far below the fallback's score a series' own best must be to replace it: 1 - margin at `origins`
+        validation windows, (1 - margin) ** sqrt(origins / k) where a short history fitted only k."""
+        windows = len(self.validation_origins) or self.origins
+        return (1 - self.margin) ** math.sqrt(max(self.origins / windows, 1.0))
 
     def segment_labels(self) -> list[str]:
         """The fitted segments' steps as text, 1-based: "1", "2-3", "4-5"."""
@@ -195,7 +220,7 @@ class Auto:
             finite = np.isfinite(error)
             with np.errstate(all="ignore"):  # a series without a finite error: NaN
                 per_series = np.where(finite, error, 0.0).sum(axis=(0, 2)) / finite.sum(axis=(0, 2))
-            scores[label] = np.sqrt(per_series) if self.metric == "rmse" else per_series
+            scores[label] = np.sqrt(per_series) if self.fitted_metric == "rmse" else per_series
         return pd.DataFrame(scores, index=pd.Index(history.ids, name="unique_id"))
 
     def choose(self, scores: pd.DataFrame) -> np.ndarray:
@@ -210,7 +235,7 @@ class Auto:
         if self.mode == "select":
             own = np.argmin(np.where(np.isfinite(table), table, np.inf), axis=1)
             # a series leaves the candidate best over all series only for one clearly better on its own history
-            clearly = table[np.arange(len(own)), own] < (1 - self.margin) * table[:, best]
+            clearly = table[np.arange(len(own)), own] < self.required_ratio() * table[:, best]
             index = np.where(scored & (clearly | ~np.isfinite(table[:, best])), own, best)
             return np.eye(len(pooled))[index]
         inverse = np.where(np.isfinite(table), 1 / np.maximum(table, 1e-9), 0.0)
@@ -243,7 +268,10 @@ class Auto:
                 self._models[label] = model
         self._labels = labels
         self._history = history
-        log.info("auto: %d series, validation origins %s; chosen %s", history.n, list(self.validation_origins),
+        log.info("auto: %d series, validation origins %s, metric %s%s; chosen %s", history.n,
+                 list(self.validation_origins), self.fitted_metric,
+                 f", a series' own best needs {1 - self.required_ratio():.0%} below the fallback"
+                 if self.mode == "select" and len(self.validation_origins) < self.origins else "",
                  pd.Series(self.choices).value_counts().to_dict())
 
     def predict(self, horizon: int) -> Forecast:

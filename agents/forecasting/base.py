@@ -37,6 +37,8 @@ class SeriesPanel:
     `values` (n, T) are the observations (NaN only before a series' first
     value); `dates`, `covariates` and `oracle_mean` cover T + `future` periods,
     the last `future` of them past the last value (known in advance).
+    `shared_unit`: the twin's and an ERP's demand panels are in units sold
+    (True); a file's series may not be (False unless `data.shared_unit`).
     """
 
     ids: tuple[str, ...]
@@ -47,6 +49,8 @@ class SeriesPanel:
     covariate_names: tuple[str, ...] = ()
     categories: dict[str, np.ndarray] = field(default_factory=dict)  # name -> (n,) int64 codes (sku, region, ...)
     oracle_mean: np.ndarray | None = None   # (n, T + future) true expected value, where known (twin data)
+    shared_unit: bool = False               # every series counts the same unit (units sold), so errors in that
+    # unit may be summed over the series, the busiest weighing most; False where units differ (GDP, a rate)
 
     def __post_init__(self) -> None:
         n, t = self.values.shape

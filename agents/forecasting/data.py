@@ -48,10 +48,11 @@ def frequency_of(dates: pd.DatetimeIndex, where: str = "date") -> Frequency:
 def panel_from_arrays(values: np.ndarray, start: str = "2020-01-01", freq: str = "D", *, future: int = 0,
                       covariates: np.ndarray | None = None, covariate_names: tuple[str, ...] = (),
                       ids: tuple[str, ...] | None = None, categories: dict[str, np.ndarray] | None = None,
-                      oracle_mean: np.ndarray | None = None) -> SeriesPanel:
+                      oracle_mean: np.ndarray | None = None, shared_unit: bool = False) -> SeriesPanel:
     """A panel of `values` (n, T) from `start` at pandas frequency `freq`, with `future` known periods after it.
 
-    `covariates` (n, T + future, k) and `oracle_mean` (n, T + future) are optional.
+    `covariates` (n, T + future, k) and `oracle_mean` (n, T + future) are optional; `shared_unit` as in
+    `SeriesPanel`.
     """
     values = np.asarray(values, dtype=float)
     if values.ndim == 1:
@@ -62,7 +63,8 @@ def panel_from_arrays(values: np.ndarray, start: str = "2020-01-01", freq: str =
     return SeriesPanel(ids=ids or tuple(f"s{i}" for i in range(n)), dates=dates, values=values,
                        freq=frequency_of(dates), covariates=cov, covariate_names=tuple(covariate_names),
                        categories={k: np.asarray(v, dtype=np.int64) for k, v in (categories or {}).items()},
-                       oracle_mean=None if oracle_mean is None else np.asarray(oracle_mean, dtype=float))
+                       oracle_mean=None if oracle_mean is None else np.asarray(oracle_mean, dtype=float),
+                       shared_unit=shared_unit)
 
 
 # ---------------------------------------------------------------------------
@@ -299,4 +301,5 @@ def _twin_panel(stores: list[str], skus: list[str], demand: np.ndarray, expected
     dates = pd.date_range(TWIN_START, periods=days, freq="D")
     return SeriesPanel(ids=tuple(f"{s}/{k}" for s in stores for k in skus), dates=dates, values=demand,
                        freq=frequency_of(dates), covariates=np.stack(list(covariates.values()), -1).astype(np.float32),
-                       covariate_names=tuple(covariates), categories=categories, oracle_mean=expected)
+                       covariate_names=tuple(covariates), categories=categories, oracle_mean=expected,
+                       shared_unit=True)

@@ -228,7 +228,7 @@ class Refitting:
         dates = self.dates[:stop]
         return SeriesPanel(ids=self.template.ids, dates=dates, values=values, freq=self.template.freq,
                            covariates=self.covariates[:, :stop], covariate_names=self.template.covariate_names,
-                           categories=self.template.categories)
+                           categories=self.template.categories, shared_unit=self.template.shared_unit)
 
     def _refit(self, day: int, fit: bool) -> None:
         """Forecast the path from `day`: fitted anew on the history so far (`fit`), or by the fitted model."""

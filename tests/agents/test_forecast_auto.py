@@ -21,6 +21,7 @@ from twin.config import SpecError
 ROOT = Path(__file__).resolve().parents[2]
 INTERMITTENT = {"croston", "tsb", "adida", "imapa"}
 CANDIDATES = ["seasonal_naive", "ets", "arima", "croston", "tsb", "adida", "imapa", "gradient_boosting"]
+DEFAULT_CANDIDATES = [*CANDIDATES, "glm"]
 
 
 @pytest.fixture(scope="module")
@@ -271,7 +272,7 @@ def test_bad_settings_name_the_key(spec, key):
 def test_registered_with_default_candidates_and_too_short_a_history_is_an_error():
     assert "auto" in FORECASTERS.allowed()
     model = forecaster_factory({"name": "auto", "max_horizon": 60})()
-    assert list(model.candidates) == CANDIDATES
+    assert list(model.candidates) == DEFAULT_CANDIDATES
     with pytest.raises(ValueError, match="max_horizon"):
         model.fit(panel_from_arrays(np.ones((2, 50))))
 
@@ -280,5 +281,5 @@ def test_conf_forecaster_auto_yaml_states_the_class_defaults():
     """forecaster=auto (conf/forecaster/auto.yaml) and Auto() validate alike: origins 6, margin 0.2, ..."""
     conf = yaml.safe_load((ROOT / "conf" / "forecaster" / "auto.yaml").read_text())
     defaults = {p.name: p.default for p in inspect.signature(Auto).parameters.values()}
-    assert conf.pop("name") == "auto" and conf.pop("candidates") == CANDIDATES
+    assert conf.pop("name") == "auto" and conf.pop("candidates") == DEFAULT_CANDIDATES
     assert conf == {key: defaults[key] for key in conf} and conf["origins"] == 6
