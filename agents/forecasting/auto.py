@@ -19,7 +19,11 @@ validation windows a series' own ranking of near-equal candidates is noise, and 
 validation origins cost nothing measurable (auto / best 1.00, README). `margin` holds for `origins` validation
 windows; where a short history fits fewer, k, a series needs more to leave the fallback, its score below
 (1 - margin) ** sqrt(origins / k) of the fallback's (0.8 at 6 of 6 windows, 0.73 at 3, 0.58 at 1): the noise in
-the log of a mean of k window scores falls as 1 / sqrt(k). `mode="weight"` averages
+the log of a mean of k window scores falls as 1 / sqrt(k). `shared_unit_candidates` (glm by default, a Poisson
+regression of counts on the calendar and the covariates) are validated only on panels whose series share one unit:
+on the twin's units sold it is the well-specified model, on a file's series a static regression without lags that
+one noisy window can still favour (macrodata's realinv, 21% below ARIMA in validation and far above it after,
+README). `mode="weight"` averages
 the candidates' means and quantiles with per-series weights proportional to 1 / score (only each series' `top` best,
 if set). The candidates needed are then refitted on the whole history, and `predict` takes each series' rows from
 its own candidate (mean and quantiles). `choices` (series id -> candidate) and `validation_scores` (a table series x
@@ -47,8 +51,8 @@ from agents.forecasting.features import series_scale
 
 log = logging.getLogger("agents.forecasting.auto")
 
-DEFAULT_CANDIDATES = ("seasonal_naive", "ets", "arima", "croston", "tsb", "adida", "imapa", "gradient_boosting",
-                      "glm")
+DEFAULT_CANDIDATES = ("seasonal_naive", "ets", "arima", "croston", "tsb", "adida", "imapa", "gradient_boosting")
+DEFAULT_SHARED_UNIT_CANDIDATES = ("glm",)  # a Poisson regression: a model of counts, for panels of units sold
 METRICS = ("auto", "mase", "mae", "rmse")
 MODES = ("select", "weight")
 
@@ -58,19 +62,39 @@ def _label(candidate: object) -> str:
     return str(getattr(candidate, "name", None) or getattr(candidate, "__name__", None) or candidate)
 
 
+def _builders(candidates: object, key: str, allow_empty: bool = False) -> dict[str, Callable[[], Forecaster]]:
+    """label -> builder from a mapping, or from a sequence of builders labelled by their `name` (a repeated name
+    numbered); ValueError naming `key` for anything else."""
+    if isinstance(candidates, Mapping):
+        builders = dict(candidates)
+    elif isinstance(candidates, Sequence) and not isinstance(candidates, str):
+        builders = {}
+        for candidate in candidates:
+            label = _label(candidate)
+            builders[label if label not in builders else f"{label}_{len(builders)}"] = candidate
+    else:
+        raise ValueError(f"Auto: {key} {candidates!r} is not allowed; allowed: a list of forecasters")
+    if not (builders or allow_empty) or not all(callable(b) for b in builders.values()):
+        raise ValueError(f"Auto: {key} {candidates!r} is not allowed; allowed: "
+                         f"{'a list of forecasters' if allow_empty else 'one or more forecasters'}")
+    return builders
+
+
 class Auto:
     """The best candidate per series by rolling-origin validation inside the fit history (or a weighted mix).
 
     `candidates`: a mapping label -> forecaster builder (a class or a function returning a fresh forecaster), or
-    a sequence of builders labelled by their `name`. `origins` validation origins, `step` periods apart (default
-    `max_horizon`), the last `max_horizon` periods before the history's end (default: the longest default
-    backtest horizon of the frequency); origins that would leave less than max(2 seasons, 8) periods of history
-    are dropped (an error if none is left), and on daily, weekly and hourly data those that would leave less than a
-    year where at least one leaves a year (`plan`). `metric`: "mase", "mae" or "rmse" per series; "auto": "mae"
-    on a panel whose series share one unit, else "mase". `mode`: "select" (`margin`: how much better, relative, a
-    series' own best must score than the candidate best over all series to replace it, at `origins` validation
-    windows, more where fewer fit; 0: always its own best) or "weight" (`top`: only each series' `top` best candidates
-    weighted; None: all). A candidate that raises while it is validated is logged and left out.
+    a sequence of builders labelled by their `name`; `shared_unit_candidates` (the same forms) join them on a panel
+    whose series share one unit (`SeriesPanel.shared_unit`), and only there. `origins` validation origins, `step`
+    periods apart (default `max_horizon`), the last `max_horizon` periods before the history's end (default: the
+    longest default backtest horizon of the frequency); origins that would leave less than max(2 seasons, 8)
+    periods of history are dropped (an error if none is left), and on daily, weekly and hourly data those that
+    would leave less than a year where at least one leaves a year (`plan`). `metric`: "mase", "mae" or "rmse" per
+    series; "auto": "mae" on a panel whose series share one unit, else "mase". `mode`: "select" (`margin`: how
+    much better, relative, a series' own best must score than the candidate best over all series to replace it, at
+    `origins` validation windows, more where fewer fit; 0: always its own best) or "weight" (`top`: only each
+    series' `top` best candidates weighted; None: all). A candidate that raises while it is validated is logged
+    and left out.
     """
 
     name = "auto"
@@ -78,18 +102,11 @@ class Auto:
     def __init__(self, candidates: Mapping[str, Callable[[], Forecaster]] | Sequence[Callable[[], Forecaster]],
                  origins: int = 6, step: int | None = None, max_horizon: int | None = None, metric: str = "auto",
                  mode: str = "select", top: int | None = None, margin: float = 0.2,
-                 segments: str | Sequence[int] | None = None) -> None:
-        if isinstance(candidates, Mapping):
-            builders = dict(candidates)
-        elif isinstance(candidates, Sequence) and not isinstance(candidates, str):
-            builders = {}
-            for candidate in candidates:
-                label = _label(candidate)
-                builders[label if label not in builders else f"{label}_{len(builders)}"] = candidate
-        else:
-            raise ValueError(f"Auto: candidates {candidates!r} is not allowed; allowed: a list of forecasters")
-        if not builders or not all(callable(b) for b in builders.values()):
-            raise ValueError(f"Auto: candidates {candidates!r} is not allowed; allowed: one or more forecasters")
+                 segments: str | Sequence[int] | None = None,
+                 shared_unit_candidates: Mapping[str, Callable[[], Forecaster]] | Sequence[Callable[[], Forecaster]]
+                 = ()) -> None:
+        builders = _builders(candidates, "candidates")
+        unit_builders = _builders(shared_unit_candidates, "shared_unit_candidates", allow_empty=True)
         if isinstance(origins, bool) or not isinstance(origins, int) or origins < 1:
             raise ValueError(f"Auto: origins {origins!r} is not allowed; allowed: an integer >= 1")
         if step is not None and (isinstance(step, bool) or not isinstance(step, int) or step < 1):
@@ -112,6 +129,7 @@ class Auto:
             raise ValueError(f"Auto: segments {segments!r} is not allowed; allowed: null, auto or increasing "
                              f"integers >= 1 (the last step of each segment)")
         self.candidates = builders
+        self.shared_unit_candidates = unit_builders
         self.origins = origins
         self.step = step
         self.max_horizon = max_horizon
@@ -130,6 +148,7 @@ class Auto:
         self.fallback: str | None = None
         self.weights: np.ndarray | None = None  # (n, candidates) per-series weights over all steps; one-hot when
         # selecting (with several segments what predict uses is `segment_weights`)
+        self._builders: dict[str, Callable[[], Forecaster]] = {}  # the candidates of the history fitted
         self._models: dict[str, Forecaster] = {}
         self._labels: list[str] = []
         self._history: SeriesPanel | None = None
@@ -163,8 +182,9 @@ class Auto:
         horizon = plan.horizons[-1]
         ends = self._segment_ends(history, horizon)
         metric = self.fitted_metric = self.metric_for(history)
+        self._builders = self.candidates_for(history)
         errors = {}
-        for label, build in self.candidates.items():
+        for label, build in self._builders.items():
             try:
                 key = f"auto validation, {label}"  # how the backtest's progress lines name it
                 result = backtest(history, {key: build}, plan)
@@ -186,6 +206,15 @@ class Auto:
         starts = (0,) + ends[:-1]
         self.segment_scores = [self._scores(history, errors, slice(a, b)) for a, b in zip(starts, ends)]
         return self.segment_scores[0] if len(ends) == 1 else self._scores(history, errors, slice(0, horizon))
+
+    def candidates_for(self, history: SeriesPanel) -> dict[str, Callable[[], Forecaster]]:
+        """The candidates validated on `history`: `candidates`, and `shared_unit_candidates` too where its series
+        share one unit (a label already taken gets a number)."""
+        builders = dict(self.candidates)
+        if history.shared_unit:
+            for label, build in self.shared_unit_candidates.items():
+                builders[label if label not in builders else f"{label}_{len(builders)}"] = build
+        return builders
 
     def metric_for(self, history: SeriesPanel) -> str:
         """The per-series validation metric on `history`: `metric`, or for "auto" MAE where the series share one
@@ -263,7 +292,7 @@ class Auto:
         self._models = {}
         for j, label in enumerate(labels):
             if self.segment_weights[:, :, j].any():
-                model = self.candidates[label]()
+                model = self._builders[label]()
                 model.fit(history)
                 self._models[label] = model
         self._labels = labels

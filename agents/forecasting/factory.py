@@ -39,6 +39,27 @@ def forecaster_class(name: str, path: str = "forecaster.name") -> type:
     return FORECASTERS.resolve(name, path)
 
 
+def _candidate_builders(candidates: object, params: Mapping[str, Any],
+                        path: str) -> dict[str, Callable[[], Forecaster]]:
+    """Auto's candidates (names or nested configs) as label -> factory, each checked under `path[i]`; a candidate
+    that takes `max_horizon` validates as far ahead as auto (`params`) does."""
+    if not isinstance(candidates, (list, tuple)):
+        raise SpecError(f"{path}: {candidates!r} is not allowed; allowed: a list of forecasters")
+    builders = {}
+    for i, entry in enumerate(candidates):
+        if not isinstance(entry, (str, Mapping)):
+            raise SpecError(f"{path}[{i}]: {entry!r} is not a forecaster config; allowed: a name or a mapping with "
+                            f"name")
+        spec = {"name": entry} if isinstance(entry, str) else dict(entry)
+        label = spec.get("name")
+        if (label in FORECASTERS and params.get("max_horizon") is not None and spec.get("max_horizon") is None
+                and "max_horizon" in inspect.signature(forecaster_class(label)).parameters):
+            spec["max_horizon"] = params["max_horizon"]  # a candidate that needs it validates as far
+        make_candidate = forecaster_factory(spec, f"{path}[{i}]")
+        builders[label if label not in builders else f"{label}_{i}"] = make_candidate
+    return builders
+
+
 def forecaster_factory(spec: str | Mapping[str, Any], path: str = "forecaster") -> Callable[[], Forecaster]:
     """A function that builds a fresh forecaster from `spec` (a name, or a mapping with `name` and keywords).
 
@@ -62,25 +83,15 @@ def forecaster_factory(spec: str | Mapping[str, Any], path: str = "forecaster") 
         def make() -> Forecaster:
             return cls([f() for f in factories], **params)
     elif name == "auto":  # candidates built like an ensemble's members, each checked under its own key
-        from agents.forecasting.auto import DEFAULT_CANDIDATES
+        from agents.forecasting.auto import DEFAULT_CANDIDATES, DEFAULT_SHARED_UNIT_CANDIDATES
         candidates = params.pop("candidates", None) or list(DEFAULT_CANDIDATES)
-        if not isinstance(candidates, (list, tuple)):
-            raise SpecError(f"{path}.candidates: {candidates!r} is not allowed; allowed: a list of forecasters")
-        builders = {}
-        for i, entry in enumerate(candidates):
-            if not isinstance(entry, (str, Mapping)):
-                raise SpecError(f"{path}.candidates[{i}]: {entry!r} is not a forecaster config; allowed: a name "
-                                f"or a mapping with name")
-            spec = {"name": entry} if isinstance(entry, str) else dict(entry)
-            label = spec.get("name")
-            if (label in FORECASTERS and params.get("max_horizon") is not None and spec.get("max_horizon") is None
-                    and "max_horizon" in inspect.signature(forecaster_class(label)).parameters):
-                spec["max_horizon"] = params["max_horizon"]  # a candidate that needs it validates as far
-            make_candidate = forecaster_factory(spec, f"{path}.candidates[{i}]")
-            builders[label if label not in builders else f"{label}_{i}"] = make_candidate
+        builders = _candidate_builders(candidates, params, f"{path}.candidates")
+        unit_candidates = params.pop("shared_unit_candidates", None)
+        unit_builders = _candidate_builders(list(DEFAULT_SHARED_UNIT_CANDIDATES) if unit_candidates is None
+                                            else unit_candidates, params, f"{path}.shared_unit_candidates")
 
         def make() -> Forecaster:
-            return cls(builders, **params)
+            return cls(builders, shared_unit_candidates=unit_builders, **params)
     elif name == "conformal":
         base = params.pop("base", None) or "seasonal_naive"
         base_name = base if isinstance(base, str) else base.get("name") if isinstance(base, Mapping) else None

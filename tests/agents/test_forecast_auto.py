@@ -4,6 +4,7 @@ keys checked, and auto_choices.csv from experiments.forecast."""
 from __future__ import annotations
 
 import inspect
+import math
 import re
 from pathlib import Path
 
@@ -21,7 +22,6 @@ from twin.config import SpecError
 ROOT = Path(__file__).resolve().parents[2]
 INTERMITTENT = {"croston", "tsb", "adida", "imapa"}
 CANDIDATES = ["seasonal_naive", "ets", "arima", "croston", "tsb", "adida", "imapa", "gradient_boosting"]
-DEFAULT_CANDIDATES = [*CANDIDATES, "glm"]
 
 
 @pytest.fixture(scope="module")
@@ -163,6 +163,62 @@ def test_the_margin_keeps_the_candidate_best_over_all_series_unless_clearly_beat
     assert set(chosen[:12]) <= {"seasonal_naive", "ets", "arima"}, chosen
 
 
+def test_the_margin_widens_where_a_short_history_fits_fewer_validation_windows():
+    scores = pd.DataFrame({"a": [1.0, 1.0, 0.5], "b": [0.75, 0.5, 1.5]},
+                          index=pd.Index(["s0", "s1", "s2"], name="unique_id"))
+    model = Auto({"a": SeasonalNaive, "b": MovingAverage}, origins=6)  # margin 0.2 at 6 windows
+    assert model.required_ratio() == pytest.approx(0.8)
+    assert [("a", "b")[i] for i in model.choose(scores).argmax(axis=1)] == ["b", "b", "a"]  # fallback a
+    model.validation_origins = (100, 114, 128)  # 3 of 6: 0.8 ** sqrt(2) = 0.729; s0's 0.75 is not enough
+    assert model.required_ratio() == pytest.approx(0.8 ** math.sqrt(2))
+    assert [("a", "b")[i] for i in model.choose(scores).argmax(axis=1)] == ["a", "b", "a"]
+    model.validation_origins = (128,)  # 1 of 6: 0.8 ** sqrt(6) = 0.579; s1's 0.5 still leaves
+    assert model.required_ratio() == pytest.approx(0.8 ** math.sqrt(6))
+    assert [("a", "b")[i] for i in model.choose(scores).argmax(axis=1)] == ["a", "b", "a"]
+    # a fit on a history with room for 3 windows of 14 days (after 14 of history: max(2 weeks, 8)) uses the wider one
+    rng = np.random.default_rng(4)
+    short = Auto({"a": SeasonalNaive, "b": MovingAverage}, origins=6, max_horizon=14)
+    short.fit(panel_from_arrays(50 + rng.normal(0, 5, (3, 14 + 3 * 14))))
+    assert len(short.validation_origins) == 3 and short.required_ratio() == pytest.approx(0.8 ** math.sqrt(2))
+
+
+def test_metric_auto_weighs_the_busiest_series_most_where_the_series_share_a_unit():
+    """One busy series (1000 a day, a weekly season) and five small ones (10 a day, white noise): seasonal naive is
+    far better on the busy one, the moving average somewhat better on each small one. In units sold (MAE, the
+    default where the panel says its series share one unit) the busy series decides the candidate best over the
+    panel; in MASE, every series alike, the five small ones do."""
+    rng = np.random.default_rng(0)
+    t = np.arange(200)
+    busy = 1000 + 45 * np.array([1, -1, 1, -1, 1, -1, 0])[t % 7] + rng.normal(0, 20, 200)
+    values = np.vstack([busy, 10 + rng.normal(0, 2, (5, 200))])
+    candidates = {"seasonal_naive": SeasonalNaive, "moving_average": MovingAverage}
+    fitted = {}
+    for shared in (True, False):
+        model = Auto(candidates, origins=3, max_horizon=14)  # metric="auto", the default
+        model.fit(panel_from_arrays(values, shared_unit=shared))
+        fitted[shared] = model
+    assert (fitted[True].fitted_metric, fitted[True].fallback) == ("mae", "seasonal_naive")
+    assert (fitted[False].fitted_metric, fitted[False].fallback) == ("mase", "moving_average")
+    for shared, metric in ((True, "mae"), (False, "mase")):  # the same scores as the metric named outright
+        named = Auto(candidates, origins=3, max_horizon=14, metric=metric)
+        named.fit(panel_from_arrays(values, shared_unit=not shared))
+        pd.testing.assert_frame_equal(named.validation_scores, fitted[shared].validation_scores)
+
+
+def test_shared_unit_candidates_are_validated_only_where_the_series_share_a_unit():
+    """glm by default: a Poisson regression of counts, for panels in units sold (the twin), not a file's series."""
+    values = 40 + np.random.default_rng(5).normal(0, 4, (4, 120))
+    model = Auto({"seasonal_naive": SeasonalNaive}, origins=2, max_horizon=14,
+                 shared_unit_candidates={"moving_average": MovingAverage})
+    model.fit(panel_from_arrays(values, shared_unit=True))
+    assert list(model.validation_scores.columns) == ["seasonal_naive", "moving_average"]
+    assert set(model.choices.values()) == {"moving_average"}  # white noise: the average, by far
+    model.fit(panel_from_arrays(values))
+    assert list(model.validation_scores.columns) == ["seasonal_naive"]
+    assert set(model.choices.values()) == {"seasonal_naive"}
+    assert list(forecaster_factory({"name": "auto", "shared_unit_candidates": []})().shared_unit_candidates) == []
+
+
 def test_predict_takes_each_series_rows_from_its_choice():
     rng = np.random.default_rng(1)
     t = np.arange(150)
@@ -253,6 +309,8 @@ def test_weight_mode_averages_with_inverse_error_weights():
     ({"candidates": ["ets", {"name": "moving_average", "window": 0}]}, "forecaster.candidates[1].window"),
     ({"candidates": ["ets", 3]}, "forecaster.candidates[1]"),
     ({"candidates": "ets"}, "forecaster.candidates"),
+    ({"shared_unit_candidates": ["glm", "crystal_ball"]}, "forecaster.shared_unit_candidates[1].name"),
+    ({"shared_unit_candidates": "glm"}, "forecaster.shared_unit_candidates"),
     ({"origins": 0}, "forecaster.origins"),
     ({"step": -1}, "forecaster.step"),
     ({"max_horizon": 0}, "forecaster.max_horizon"),
@@ -272,7 +330,7 @@ def test_bad_settings_name_the_key(spec, key):
 def test_registered_with_default_candidates_and_too_short_a_history_is_an_error():
     assert "auto" in FORECASTERS.allowed()
     model = forecaster_factory({"name": "auto", "max_horizon": 60})()
-    assert list(model.candidates) == DEFAULT_CANDIDATES
+    assert list(model.candidates) == CANDIDATES and list(model.shared_unit_candidates) == ["glm"]
     with pytest.raises(ValueError, match="max_horizon"):
         model.fit(panel_from_arrays(np.ones((2, 50))))
 
@@ -281,5 +339,6 @@ def test_conf_forecaster_auto_yaml_states_the_class_defaults():
     """forecaster=auto (conf/forecaster/auto.yaml) and Auto() validate alike: origins 6, margin 0.2, ..."""
     conf = yaml.safe_load((ROOT / "conf" / "forecaster" / "auto.yaml").read_text())
     defaults = {p.name: p.default for p in inspect.signature(Auto).parameters.values()}
-    assert conf.pop("name") == "auto" and conf.pop("candidates") == DEFAULT_CANDIDATES
+    assert conf.pop("name") == "auto" and conf.pop("candidates") == CANDIDATES
+    assert conf.pop("shared_unit_candidates") == ["glm"]
     assert conf == {key: defaults[key] for key in conf} and conf["origins"] == 6

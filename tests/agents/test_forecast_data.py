@@ -116,11 +116,14 @@ def test_twin_history_carries_the_true_mean_and_covariates():
     assert panel.dates[0] == pd.Timestamp("2021-01-01") and panel.freq.name == "daily"
     again = panel_from_twin(network, 60, seed=4)
     np.testing.assert_array_equal(panel.values, again.values)
+    # every series in units sold (auto's metric=auto validates by MAE); its views and subsets say so too
+    assert panel.shared_unit and panel.until(30).shared_unit and panel.select(slice(0, 2)).shared_unit
 
 
 @pytest.mark.parametrize("name", list(REAL_DATASETS))
 def test_real_series_bundled_in_statsmodels_load(name):
     panel = load_panel(f"statsmodels:{name}")
+    assert not panel.shared_unit  # a file's units may differ (macrodata: GDP, a rate): unless data.shared_unit
     assert panel.length > 150 and np.isfinite(panel.values).all() and (panel.values >= 0).all()
     with pytest.raises(DataError, match="allowed: statsmodels:elec_equip"):
         load_panel("statsmodels:airline")

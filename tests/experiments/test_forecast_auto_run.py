@@ -20,7 +20,8 @@ def test_experiments_forecast_writes_auto_choices(tmp_path):
                           cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     choices = pd.read_csv(tmp_path / "run" / "auto_choices.csv")
-    assert list(choices.columns) == ["unique_id", "chosen", "seasonal_naive", "ets", "croston", "cutoff"]
+    assert list(choices.columns) == ["unique_id", "chosen", "seasonal_naive", "ets", "croston", "cutoff", "metric"]
+    assert set(choices["metric"]) == {"mase"}  # metric=auto on a file, whose units may differ (data.shared_unit)
     assert len(choices) == 2 * 6 and choices["cutoff"].nunique() == 2  # 6 series at each of 2 origins
     assert set(choices["chosen"]) <= {"seasonal_naive", "ets", "croston"}
     for _, at in choices.groupby("cutoff"):  # its own best where 20% below the best over all series (the default)

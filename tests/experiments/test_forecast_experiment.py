@@ -73,6 +73,7 @@ def test_a_grid_sweep_runs_one_job_per_setting(tmp_path):
     (["+forecaster.windw=3", "forecaster=moving_average"], "forecaster.windw: unknown key for forecaster"),
     (["compare=[nope]"], "compare[0].name: 'nope' is not allowed"),
     (["backtest.origins=0"], "backtest.origins"),
+    (["data.shared_unit=maybe"], "data.shared_unit: expected true or false"),
     (["data.path=missing.csv"], "data error: data.path: "),
     (["backtest.horizons=[400]", "network=small", "data.days=100"], "too few for 3 origins"),
 ])
@@ -98,3 +99,22 @@ def test_the_experiment_backtests_a_panel_named_by_package(tmp_path):
     rows = list(csv.DictReader((tmp_path / "scores.csv").open()))
     assert {int(r["horizon"]) for r in rows} == {2, 4, 8} and "quarterly, season 4" in done.stdout
     assert "20 series x 76 periods" in done.stderr + done.stdout
+
+
+@pytest.mark.parametrize(("overrides", "shared"), [
+    (["network=small", "data.days=200"], True),  # the twin: every series in units sold
+    (["network=small", "data.days=200", "data.shared_unit=false"], False),
+    (["data.path=statsmodels:macrodata"], False),  # a file: units may differ (GDP, a rate)
+    (["data.path=statsmodels:macrodata", "data.shared_unit=true"], True),
+])
+def test_data_shared_unit_is_the_sources_own_unless_set(overrides, shared):
+    """What auto's metric=auto reads: MAE on a panel whose series share one unit, MASE otherwise."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from experiments.forecast import load_forecast_config
+
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = OmegaConf.to_container(compose("forecast", overrides=["compare=[]", *overrides]), resolve=False)
+    cfg.pop("hydra", None)
+    assert load_forecast_config(cfg).panel.shared_unit is shared

@@ -97,6 +97,7 @@ def test_weeks_spread_evenly_over_their_days(bundle, day_state):
     np.testing.assert_allclose(daily.values[0], np.repeat(np.array(WEEKS) / 7, 7))
     assert daily.dates[0] == weekly.dates[0] and daily.dates[-1].date() == as_of - dt.timedelta(days=4)
     assert daily.categories.keys() == weekly.categories.keys()
+    assert weekly.shared_unit and daily.shared_unit  # units sold, as the twin's
 
 
 def test_weekly_history_at_constant_daily_rates_decides_as_the_daily_history(bundle, day_state):
