@@ -131,7 +131,7 @@ def load_forecast_config(data: Mapping[str, Any]) -> ForecastConfig:
         scenario = scenarios.build(name, network, days, **scenario_data)
         source = f"twin {network.name} / {name}, {days} days, seed {data_seed}"
         panel = panel_from_twin(network, days, seed=data_seed, shocks=scenario.shocks)
-    if shared_unit is not None:  # null: the source's own (the twin's units sold: true; a file's: false)
+    if shared_unit is not None:  # null: the source's own (the twin's units sold, also as a file: true; a file: false)
         panel = replace(panel, shared_unit=shared_unit)
     if max_series is not None and panel.n > max_series:
         panel = panel.select(slice(0, max_series))

@@ -19,12 +19,12 @@ validation windows a series' own ranking of near-equal candidates is noise, and 
 validation origins cost nothing measurable (auto / best 1.00, README). `margin` holds for `origins` validation
 windows; where a short history fits fewer, k, a series needs more to leave the fallback, its score below
 (1 - margin) ** sqrt(origins / k) of the fallback's (0.8 at 6 of 6 windows, 0.73 at 3, 0.58 at 1): the noise in
-the log of a mean of k window scores falls as 1 / sqrt(k). `shared_unit_candidates` (glm by default, a Poisson
-regression of counts on the calendar and the covariates) are validated only on panels whose series share one unit:
-on the twin's units sold it is the well-specified model, on a file's series a static regression without lags that
-one noisy window can still favour (macrodata's realinv, 21% below ARIMA in validation and far above it after,
-README). `mode="weight"` averages
-the candidates' means and quantiles with per-series weights proportional to 1 / score (only each series' `top` best,
+the log of a mean of k window scores falls as 1 / sqrt(k). `shared_unit_candidates` (in the conf's and the
+factory's default glm, a Poisson regression of counts on the calendar and the covariates; none in the class's) are
+validated only on panels whose series share one unit: on the twin's units sold glm is the well-specified model, on
+a file's series a static regression without lags that one noisy window can still favour (macrodata's realinv, 21%
+below ARIMA in validation and far above it after, README). `mode="weight"` averages the candidates' means and
+quantiles with per-series weights proportional to 1 / score (only each series' `top` best,
 if set). The candidates needed are then refitted on the whole history, and `predict` takes each series' rows from
 its own candidate (mean and quantiles). `choices` (series id -> candidate) and `validation_scores` (a table series x
 candidate) say what was chosen and why; `choices_frame()` is the two as one table.
@@ -62,6 +62,16 @@ def _label(candidate: object) -> str:
     return str(getattr(candidate, "name", None) or getattr(candidate, "__name__", None) or candidate)
 
 
+def _free_label(label: str, taken: Mapping[str, object]) -> str:
+    """`label`, or where it is taken `label_k` for the first free k from len(taken) up."""
+    if label not in taken:
+        return label
+    k = len(taken)
+    while f"{label}_{k}" in taken:
+        k += 1
+    return f"{label}_{k}"
+
+
 def _builders(candidates: object, key: str, allow_empty: bool = False) -> dict[str, Callable[[], Forecaster]]:
     """label -> builder from a mapping, or from a sequence of builders labelled by their `name` (a repeated name
     numbered); ValueError naming `key` for anything else."""
@@ -71,7 +81,7 @@ def _builders(candidates: object, key: str, allow_empty: bool = False) -> dict[s
         builders = {}
         for candidate in candidates:
             label = _label(candidate)
-            builders[label if label not in builders else f"{label}_{len(builders)}"] = candidate
+            builders[_free_label(label, builders)] = candidate
     else:
         raise ValueError(f"Auto: {key} {candidates!r} is not allowed; allowed: a list of forecasters")
     if not (builders or allow_empty) or not all(callable(b) for b in builders.values()):
@@ -134,7 +144,7 @@ class Auto:
         self.step = step
         self.max_horizon = max_horizon
         self.metric = metric
-        self.fitted_metric = metric  # as resolved for the history fitted ("auto": "mae" or "mase")
+        self.fitted_metric: str | None = None  # `metric` as resolved for the history fitted ("auto": mae or mase)
         self.mode = mode
         self.top = top
         self.margin = float(margin)
@@ -181,10 +191,10 @@ class Auto:
         plan = self.plan(history)
         horizon = plan.horizons[-1]
         ends = self._segment_ends(history, horizon)
-        metric = self.fitted_metric = self.metric_for(history)
-        self._builders = self.candidates_for(history)
+        metric = self.metric_for(history)
+        builders = self.candidates_for(history)
         errors = {}
-        for label, build in self._builders.items():
+        for label, build in builders.items():
             try:
                 key = f"auto validation, {label}"  # how the backtest's progress lines name it
                 result = backtest(history, {key: build}, plan)
@@ -203,17 +213,19 @@ class Auto:
             raise ValueError("Auto: every candidate failed in validation")
         self.validation_origins = plan.origins
         self.segment_ends = ends
+        self.fitted_metric = metric
+        self._builders = builders
         starts = (0,) + ends[:-1]
-        self.segment_scores = [self._scores(history, errors, slice(a, b)) for a, b in zip(starts, ends)]
-        return self.segment_scores[0] if len(ends) == 1 else self._scores(history, errors, slice(0, horizon))
+        self.segment_scores = [self._scores(history, errors, slice(a, b), metric) for a, b in zip(starts, ends)]
+        return self.segment_scores[0] if len(ends) == 1 else self._scores(history, errors, slice(0, horizon), metric)
 
     def candidates_for(self, history: SeriesPanel) -> dict[str, Callable[[], Forecaster]]:
-        """The candidates validated on `history`: `candidates`, and `shared_unit_candidates` too where its series
-        share one unit (a label already taken gets a number)."""
+        """The candidates validated on `history`: `candidates`, and where its series share one unit those of
+        `shared_unit_candidates` that `candidates` does not already name (glm listed in both: validated once)."""
         builders = dict(self.candidates)
         if history.shared_unit:
-            for label, build in self.shared_unit_candidates.items():
-                builders[label if label not in builders else f"{label}_{len(builders)}"] = build
+            builders.update({label: build for label, build in self.shared_unit_candidates.items()
+                             if label not in builders})
         return builders
 
     def metric_for(self, history: SeriesPanel) -> str:
@@ -223,10 +235,12 @@ class Auto:
             return self.metric
         return "mae" if history.shared_unit else "mase"
 
-    def required_ratio(self) -> float:
+    def required_ratio(self, windows: int | None = None) -> float:
         """How far below the fallback's score a series' own best must be to replace it: 1 - margin at `origins`
-        validation windows, (1 - margin) ** sqrt(origins / k) where a short history fitted only k."""
-        windows = len(self.validation_origins) or self.origins
+        validation windows, (1 - margin) ** sqrt(origins / k) at k fewer (`windows`; default: as many as the last
+        fit validated on, else `origins`). k counts the panel's windows: a series that starts inside some of them
+        is held to the panel's ratio."""
+        windows = windows or len(self.validation_origins) or self.origins
         return (1 - self.margin) ** math.sqrt(max(self.origins / windows, 1.0))
 
     def segment_labels(self) -> list[str]:
@@ -241,7 +255,8 @@ class Auto:
         ends = DEFAULT_HORIZONS[history.freq.name] if self.segments == "auto" else self.segments
         return tuple(e for e in ends if e < horizon) + (horizon,)
 
-    def _scores(self, history: SeriesPanel, errors: dict[str, np.ndarray], steps: slice) -> pd.DataFrame:
+    def _scores(self, history: SeriesPanel, errors: dict[str, np.ndarray], steps: slice,
+                metric: str) -> pd.DataFrame:
         """(series x candidate) mean validation error over every origin and the `steps` ahead (root for rmse)."""
         scores = {}
         for label, error in errors.items():
@@ -249,12 +264,13 @@ class Auto:
             finite = np.isfinite(error)
             with np.errstate(all="ignore"):  # a series without a finite error: NaN
                 per_series = np.where(finite, error, 0.0).sum(axis=(0, 2)) / finite.sum(axis=(0, 2))
-            scores[label] = np.sqrt(per_series) if self.fitted_metric == "rmse" else per_series
+            scores[label] = np.sqrt(per_series) if metric == "rmse" else per_series
         return pd.DataFrame(scores, index=pd.Index(history.ids, name="unique_id"))
 
-    def choose(self, scores: pd.DataFrame) -> np.ndarray:
-        """(series, candidates) weights from validation `scores` (series x candidate): one-hot when selecting;
-        sets `fallback`, the candidate with the lowest mean score over all series."""
+    def choose(self, scores: pd.DataFrame, windows: int | None = None) -> np.ndarray:
+        """(series, candidates) weights from validation `scores` (series x candidate) over `windows` validation
+        windows (`required_ratio`'s default if None): one-hot when selecting; sets `fallback`, the candidate with
+        the lowest mean score over all series."""
         table = scores.to_numpy(dtype=float)
         with np.errstate(all="ignore"):
             pooled = np.array([np.nanmean(c) if np.isfinite(c).any() else np.inf for c in table.T])
@@ -264,7 +280,7 @@ class Auto:
         if self.mode == "select":
             own = np.argmin(np.where(np.isfinite(table), table, np.inf), axis=1)
             # a series leaves the candidate best over all series only for one clearly better on its own history
-            clearly = table[np.arange(len(own)), own] < self.required_ratio() * table[:, best]
+            clearly = table[np.arange(len(own)), own] < self.required_ratio(windows) * table[:, best]
             index = np.where(scored & (clearly | ~np.isfinite(table[:, best])), own, best)
             return np.eye(len(pooled))[index]
         inverse = np.where(np.isfinite(table), 1 / np.maximum(table, 1e-9), 0.0)

@@ -169,12 +169,12 @@ def test_the_margin_widens_where_a_short_history_fits_fewer_validation_windows()
     model = Auto({"a": SeasonalNaive, "b": MovingAverage}, origins=6)  # margin 0.2 at 6 windows
     assert model.required_ratio() == pytest.approx(0.8)
     assert [("a", "b")[i] for i in model.choose(scores).argmax(axis=1)] == ["b", "b", "a"]  # fallback a
-    model.validation_origins = (100, 114, 128)  # 3 of 6: 0.8 ** sqrt(2) = 0.729; s0's 0.75 is not enough
-    assert model.required_ratio() == pytest.approx(0.8 ** math.sqrt(2))
-    assert [("a", "b")[i] for i in model.choose(scores).argmax(axis=1)] == ["a", "b", "a"]
-    model.validation_origins = (128,)  # 1 of 6: 0.8 ** sqrt(6) = 0.579; s1's 0.5 still leaves
-    assert model.required_ratio() == pytest.approx(0.8 ** math.sqrt(6))
-    assert [("a", "b")[i] for i in model.choose(scores).argmax(axis=1)] == ["a", "b", "a"]
+    # 3 of 6 windows: 0.8 ** sqrt(2) = 0.729; s0's 0.75 is not enough
+    assert model.required_ratio(3) == pytest.approx(0.8 ** math.sqrt(2))
+    assert [("a", "b")[i] for i in model.choose(scores, windows=3).argmax(axis=1)] == ["a", "b", "a"]
+    # 1 of 6: 0.8 ** sqrt(6) = 0.579; s1's 0.5 still leaves
+    assert model.required_ratio(1) == pytest.approx(0.8 ** math.sqrt(6))
+    assert [("a", "b")[i] for i in model.choose(scores, windows=1).argmax(axis=1)] == ["a", "b", "a"]
     # a fit on a history with room for 3 windows of 14 days (after 14 of history: max(2 weeks, 8)) uses the wider one
     rng = np.random.default_rng(4)
     short = Auto({"a": SeasonalNaive, "b": MovingAverage}, origins=6, max_horizon=14)
@@ -217,6 +217,11 @@ def test_shared_unit_candidates_are_validated_only_where_the_series_share_a_unit
     assert list(model.validation_scores.columns) == ["seasonal_naive"]
     assert set(model.choices.values()) == {"seasonal_naive"}
     assert list(forecaster_factory({"name": "auto", "shared_unit_candidates": []})().shared_unit_candidates) == []
+    # one named in both lists is validated once; labels that clash within a list are numbered past those taken
+    both = Auto({"moving_average": MovingAverage}, shared_unit_candidates={"moving_average": SeasonalNaive})
+    assert both.candidates_for(panel_from_arrays(values, shared_unit=True)) == {"moving_average": MovingAverage}
+    assert list(Auto([MovingAverage, SeasonalNaive, MovingAverage]).candidates) == [
+        "moving_average", "seasonal_naive", "moving_average_2"]
 
 
 def test_predict_takes_each_series_rows_from_its_choice():
