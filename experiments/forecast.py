@@ -11,8 +11,8 @@ scores.md, cv.csv (every forecast as Nixtla's cross-validation frame, which
 utilsforecast.evaluation.evaluate reads), forecast_vs_actual.png and
 error_by_horizon.png into the run directory (with forecaster=auto also
 auto_choices.csv: per backtest origin and series, the candidate chosen and every
-candidate's validation score, in the `metric` column's measure), prints the table, and returns the objective (for
-sweepers). When `compare` is not empty it also writes paired.csv and paired.md
+candidate's validation score, in the `metric` column's measure), prints the table,
+and returns the objective (for sweepers). When `compare` is not empty it also writes paired.csv and paired.md
 (agents.forecasting.paired): per horizon, the subject's MASE over each compared
 forecaster's and over the best single one's, with a 95% CI by a paired bootstrap
 over cutoffs, and logs the best-single line per horizon.

@@ -62,8 +62,9 @@ def _label(candidate: object) -> str:
     return str(getattr(candidate, "name", None) or getattr(candidate, "__name__", None) or candidate)
 
 
-def _free_label(label: str, taken: Mapping[str, object]) -> str:
-    """`label`, or where it is taken `label_k` for the first free k from len(taken) up."""
+def free_label(label: str, taken: Mapping[str, object]) -> str:
+    """`label`, or where it is taken `label_k` for the first free k from len(taken) up: how auto labels a
+    candidate named twice (its own lists and the factory's configs alike)."""
     if label not in taken:
         return label
     k = len(taken)
@@ -81,7 +82,7 @@ def _builders(candidates: object, key: str, allow_empty: bool = False) -> dict[s
         builders = {}
         for candidate in candidates:
             label = _label(candidate)
-            builders[_free_label(label, builders)] = candidate
+            builders[free_label(label, builders)] = candidate
     else:
         raise ValueError(f"Auto: {key} {candidates!r} is not allowed; allowed: a list of forecasters")
     if not (builders or allow_empty) or not all(callable(b) for b in builders.values()):

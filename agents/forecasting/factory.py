@@ -43,6 +43,7 @@ def _candidate_builders(candidates: object, params: Mapping[str, Any],
                         path: str) -> dict[str, Callable[[], Forecaster]]:
     """Auto's candidates (names or nested configs) as label -> factory, each checked under `path[i]`; a candidate
     that takes `max_horizon` validates as far ahead as auto (`params`) does."""
+    from agents.forecasting.auto import free_label
     if not isinstance(candidates, (list, tuple)):
         raise SpecError(f"{path}: {candidates!r} is not allowed; allowed: a list of forecasters")
     builders = {}
@@ -56,7 +57,7 @@ def _candidate_builders(candidates: object, params: Mapping[str, Any],
                 and "max_horizon" in inspect.signature(forecaster_class(label)).parameters):
             spec["max_horizon"] = params["max_horizon"]  # a candidate that needs it validates as far
         make_candidate = forecaster_factory(spec, f"{path}[{i}]")
-        builders[label if label not in builders else f"{label}_{i}"] = make_candidate
+        builders[free_label(label, builders)] = make_candidate
     return builders
 
 

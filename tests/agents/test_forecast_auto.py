@@ -222,6 +222,9 @@ def test_shared_unit_candidates_are_validated_only_where_the_series_share_a_unit
     assert both.candidates_for(panel_from_arrays(values, shared_unit=True)) == {"moving_average": MovingAverage}
     assert list(Auto([MovingAverage, SeasonalNaive, MovingAverage]).candidates) == [
         "moving_average", "seasonal_naive", "moving_average_2"]
+    configured = forecaster_factory({"name": "auto", "candidates": ["moving_average", "seasonal_naive",
+                                                                    {"name": "moving_average", "window": 7}]})()
+    assert list(configured.candidates) == ["moving_average", "seasonal_naive", "moving_average_2"]  # the same rule
 
 
 def test_predict_takes_each_series_rows_from_its_choice():
